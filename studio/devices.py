@@ -1,0 +1,70 @@
+"""Which device and precision the studio computes on, and which attention kernel it uses."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+
+from studio.errors import InvalidRequest
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device: torch.device
+    dtype: torch.dtype
+    attention: str  # "sdpa" (PyTorch scaled dot-product attention) or "xformers"
+
+    @property
+    def is_accelerator(self) -> bool:
+        return self.device.type in {"cuda", "mps"}
+
+    def describe(self) -> str:
+        name = str(self.device)
+        if self.device.type == "cuda":
+            name = f"{name} ({torch.cuda.get_device_name(self.device)})"
+        return f"{name}, {str(self.dtype).removeprefix('torch.')}, attention: {self.attention}"
+
+
+def _pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise InvalidRequest(f"Unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps.") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidRequest("CUDA was requested but no CUDA GPU is visible to PyTorch.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidRequest("MPS was requested but this PyTorch build or machine has no MPS.")
+    if device.type not in {"cpu", "cuda", "mps"}:
+        raise InvalidRequest(f"Unsupported device {requested!r}: use auto, cpu, cuda, cuda:N or mps.")
+    return device
+
+
+def _pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested == "auto":
+        # Half precision halves memory and is the norm on GPUs; CPUs run float32 far better.
+        return torch.float16 if device.type in {"cuda", "mps"} else torch.float32
+    if requested not in DTYPES:
+        raise InvalidRequest(f"Unknown dtype {requested!r}: use auto, float32, float16 or bfloat16.")
+    return DTYPES[requested]
+
+
+def xformers_available() -> bool:
+    return importlib.util.find_spec("xformers") is not None
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto") -> DeviceConfig:
+    torch_device = _pick_device(device)
+    torch_dtype = _pick_dtype(dtype, torch_device)
+    # SDPA is PyTorch's fused attention and diffusers' default; xformers only helps on CUDA.
+    attention = "xformers" if torch_device.type == "cuda" and xformers_available() else "sdpa"
+    return DeviceConfig(device=torch_device, dtype=torch_dtype, attention=attention)

@@ -1,0 +1,168 @@
+"""Generation parameters, and their round trip through PNG text chunks.
+
+Two chunks go into every PNG:
+- `parameters`: the layout most studios write and read (a prompt line, `Negative prompt: ...`, then
+  `Steps: N, Sampler: ..., CFG scale: ..., Seed: ..., Size: WxH, Model: ...`), so other tools read our files;
+- `studio`: the same parameters as JSON, lossless, so our own files come back exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+PARAMETERS_CHUNK = "parameters"
+JSON_CHUNK = "studio"
+
+
+@dataclass(frozen=True)
+class GenerationParameters:
+    """Everything needed to make one image again."""
+
+    task: str  # "txt2img", "img2img", ...
+    prompt: str  # as sent to the model, styles applied
+    negative_prompt: str
+    steps: int
+    sampler: str
+    guidance_scale: float
+    seed: int
+    width: int
+    height: int
+    model: str
+    user_prompt: str = ""  # as typed, before styles
+    user_negative_prompt: str = ""
+    styles: tuple[str, ...] = ()
+    extras: dict[str, Any] = field(default_factory=dict)  # task-specific values (strength, upscaler, ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["styles"] = list(self.styles)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationParameters:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["styles"] = tuple(values.get("styles", ()))
+        return cls(**values)
+
+    def to_text(self) -> str:
+        """The widely read `parameters` layout."""
+        fields = {
+            "Steps": self.steps,
+            "Sampler": self.sampler,
+            "CFG scale": _number(self.guidance_scale),
+            "Seed": self.seed,
+            "Size": f"{self.width}x{self.height}",
+            "Model": self.model,
+        }
+        if self.styles:
+            fields["Styles"] = ", ".join(self.styles)
+        for key, value in self.extras.items():
+            fields[key.replace("_", " ").capitalize()] = _number(value) if isinstance(value, float) else value
+        settings = ", ".join(f"{key}: {_quote(str(value))}" for key, value in fields.items())
+        lines = [self.prompt]
+        if self.negative_prompt:
+            lines.append(f"Negative prompt: {self.negative_prompt}")
+        lines.append(settings)
+        return "\n".join(lines)
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else round(float(value), 4)
+
+
+def _quote(value: str) -> str:
+    # Values with separators are written as JSON strings, as other studios do.
+    return json.dumps(value, ensure_ascii=False) if any(c in value for c in ',:"\n') else value
+
+
+def png_info(parameters: GenerationParameters) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(PARAMETERS_CHUNK, parameters.to_text())
+    info.add_itxt(JSON_CHUNK, json.dumps(parameters.to_dict(), ensure_ascii=False))
+    return info
+
+
+def save_png(
+    image: Image.Image, path: Path, parameters: GenerationParameters, *, exclusive: bool = True
+) -> None:
+    """Write a lossless PNG carrying both chunks; `exclusive` refuses to replace an existing file."""
+    with open(path, "xb" if exclusive else "wb") as file:
+        image.save(file, format="PNG", pnginfo=png_info(parameters))
+
+
+_SETTING = re.compile(r'\s*([\w][\w \-/+.()]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+
+
+def parse_parameters_text(text: str) -> dict[str, Any]:
+    """Parse the `parameters` layout into a dict.
+
+    Keys: `prompt`, `negative_prompt`, and each `Key: value` setting as written (`Steps`, `Sampler`, ...),
+    plus `width`/`height` from `Size`, `steps`, `seed` and `guidance_scale` as numbers when present.
+    """
+    lines = text.strip().split("\n")
+    settings: dict[str, Any] = {}
+    # The last line holds the settings when it reads as at least three `Key: value` pairs.
+    if lines and len(_SETTING.findall(lines[-1])) >= 3:
+        for key, value in _SETTING.findall(lines.pop()):
+            value = value.strip()
+            if value.startswith('"') and value.endswith('"'):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    value = value[1:-1]
+            settings[key.strip()] = value
+    prompt_lines, negative_lines, in_negative = [], [], False
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:") :].strip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    result: dict[str, Any] = {
+        "prompt": "\n".join(prompt_lines).strip(),
+        "negative_prompt": "\n".join(negative_lines).strip(),
+        **settings,
+    }
+    for key, name, convert in (
+        ("Steps", "steps", int),
+        ("Seed", "seed", int),
+        ("CFG scale", "guidance_scale", float),
+    ):
+        if key in settings:
+            with contextlib.suppress(ValueError):
+                result[name] = convert(settings[key])
+    size = re.fullmatch(r"(\d+)x(\d+)", str(settings.get("Size", "")))
+    if size:
+        result["width"], result["height"] = int(size.group(1)), int(size.group(2))
+    if "Sampler" in settings:
+        result["sampler"] = settings["Sampler"]
+    if "Model" in settings:
+        result["model"] = settings["Model"]
+    return result
+
+
+def read_parameters(image: Image.Image | str | Path) -> GenerationParameters | dict[str, Any] | None:
+    """Parameters carried by a PNG: ours exactly (a `GenerationParameters`), another studio's as a dict.
+
+    Returns None when the image carries no parameters.
+    """
+    if not isinstance(image, Image.Image):
+        with Image.open(image) as opened:
+            return read_parameters(opened)
+    chunks = {**getattr(image, "text", {}), **image.info}
+    if JSON_CHUNK in chunks:
+        try:
+            return GenerationParameters.from_dict(json.loads(chunks[JSON_CHUNK]))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            pass  # fall back to the text chunk
+    if isinstance(chunks.get(PARAMETERS_CHUNK), str):
+        return parse_parameters_text(chunks[PARAMETERS_CHUNK])
+    return None

@@ -1,0 +1,218 @@
+"""Where a model comes from and how its weights are loaded: preset name, hub id, local folder or one file.
+
+Loading is the real diffusers loading code (`from_pretrained` / `from_single_file`); only what to load and
+how to explain failures is decided here. Pickle checkpoints (.ckpt, .pt, .bin) are refused: they can run code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import torch
+
+from studio.devices import DeviceConfig
+from studio.errors import InvalidRequest, ModelUnavailable
+from studio.presets import ModelPreset, Presets
+
+log = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str  # what the user chose: a preset name, or the path or id itself
+    location: str  # hub id, absolute folder path or absolute file path
+    kind: Literal["hub", "folder", "file"]
+    preset: ModelPreset | None = None
+
+
+def resolve_model(reference: str | None, presets: Presets) -> ModelSource:
+    """Turn what the user typed or picked into a `ModelSource`, or say clearly why it cannot be one."""
+    reference = (reference or "").strip() or presets.default_model
+    preset = presets.models.get(reference)
+    location = preset.source if preset else reference
+    name = reference
+
+    path = Path(location).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise InvalidRequest(
+                f"The folder {path} is not a diffusers model: it has no model_index.json. "
+                "Point to a folder saved with save_pretrained, or to a single .safetensors file."
+            )
+        return ModelSource(name, str(path.resolve()), "folder", preset)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in PICKLE_SUFFIXES:
+            raise InvalidRequest(
+                f"{path.name} is a pickle checkpoint, which can run code when loaded, so the studio does not "
+                "load it. Convert it to .safetensors, or use the model's diffusers folder."
+            )
+        if suffix != ".safetensors":
+            raise InvalidRequest(
+                f"{path.name} is not a model file: use a .safetensors checkpoint or a folder."
+            )
+        return ModelSource(name, str(path.resolve()), "file", preset)
+    looks_like_path = (
+        location.startswith(("/", ".", "~"))
+        or location.count("/") > 1
+        or "\\" in location
+        or path.suffix.lower() in PICKLE_SUFFIXES | {".safetensors"}
+    )
+    if looks_like_path:
+        raise InvalidRequest(f"Model path {location} does not exist or cannot be read.")
+    if HUB_ID.match(location):
+        return ModelSource(name, location, "hub", preset)
+    raise InvalidRequest(
+        f"Unknown model {reference!r}: not a preset ({', '.join(presets.models)}), "
+        "not an existing folder or .safetensors file, and not a hub id like org/name."
+    )
+
+
+# -- reaching the hub --------------------------------------------------------------------------------------
+
+_REACHABILITY: dict[str, tuple[float, bool]] = {}
+
+
+def hub_reachable(timeout: float = 3.0, ttl: float = 60.0) -> bool:
+    """A quick TCP probe of the hub, cached briefly: the hub client itself retries for ~20 s when offline."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    checked = _REACHABILITY.get(host)
+    if checked and time.monotonic() - checked[0] < ttl:
+        return checked[1]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            reachable = True
+    except OSError:
+        reachable = False
+    _REACHABILITY[host] = (time.monotonic(), reachable)
+    return reachable
+
+
+def _offline_message(source: ModelSource) -> str:
+    return (
+        f"Model {source.location!r}"
+        + (f" (preset {source.name!r})" if source.preset else "")
+        + " is not on this machine and the model hub cannot be reached. Supply it in one of these ways: "
+        f"download it where there is a network (`hf download {source.location}`) and copy the hub cache "
+        "(~/.cache/huggingface) here; or pass a local diffusers folder or a .safetensors file with "
+        "--model /path/to/model."
+    )
+
+
+# -- loading -----------------------------------------------------------------------------------------------
+
+
+def _pipeline_class_name(source: ModelSource, local_only: bool) -> str:
+    from diffusers import DiffusionPipeline
+
+    if source.kind == "folder":
+        config = json.loads((Path(source.location) / "model_index.json").read_text(encoding="utf-8"))
+    else:
+        config = DiffusionPipeline.load_config(source.location, local_files_only=local_only)
+    return str(config.get("_class_name", ""))
+
+
+def family_of(class_name: str) -> Literal["sd", "sdxl"]:
+    if "XL" in class_name:
+        return "sdxl"
+    if class_name.startswith("StableDiffusion") or class_name.startswith("LatentConsistency"):
+        return "sd"
+    raise InvalidRequest(
+        f"{class_name or 'This model'} is not a Stable Diffusion 1.x/2.x or SDXL pipeline, "
+        "which are the families this studio runs."
+    )
+
+
+def _from_pretrained(source: ModelSource, dtype: torch.dtype, local_only: bool) -> Any:
+    from diffusers import DiffusionPipeline
+
+    class_name = _pipeline_class_name(source, local_only)
+    family = family_of(class_name)
+    options: dict[str, Any] = {"dtype": dtype}
+    if family == "sd":
+        options.update(safety_checker=None, requires_safety_checker=False)
+    if source.kind == "hub":
+        options["local_files_only"] = local_only
+    # Half-precision weight files, where a repository has them, halve the download and the load.
+    variants = ["fp16", None] if dtype != torch.float32 and source.kind == "hub" else [None]
+    for variant in variants:
+        try:
+            return DiffusionPipeline.from_pretrained(source.location, variant=variant, **options)
+        except ValueError as error:
+            if variant is None or "variant" not in str(error):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _from_single_file(source: ModelSource, dtype: torch.dtype, offline: bool) -> Any:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+
+    try:
+        checkpoint = load_single_file_checkpoint(source.location)
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise ModelUnavailable(
+            f"{Path(source.location).name} could not be read as a .safetensors checkpoint ({error}). "
+            "The file may be incomplete or damaged: download it again."
+        ) from error
+    model_type = infer_diffusers_model_type(checkpoint)
+    pipeline_class = StableDiffusionXLPipeline if model_type.startswith("xl") else StableDiffusionPipeline
+    options: dict[str, Any] = {"dtype": dtype, "local_files_only": offline}
+    if pipeline_class is StableDiffusionPipeline:
+        options.update(safety_checker=None, requires_safety_checker=False)
+    # The checkpoint holds weights only; the component configs come from its base model's repository.
+    return pipeline_class.from_single_file(source.location, **options)
+
+
+def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: bool) -> Any:
+    """Load a diffusers pipeline for `source` onto the configured device, or raise `ModelUnavailable`."""
+    dtype = device_config.dtype
+    started = time.perf_counter()
+    try:
+        if source.kind == "file":
+            local_only = offline or not hub_reachable()
+            pipe = _from_single_file(source, dtype, local_only)
+        elif source.kind == "folder":
+            pipe = _from_pretrained(source, dtype, local_only=True)
+        else:
+            try:
+                pipe = _from_pretrained(source, dtype, local_only=True)
+            except OSError as error:  # not in the hub cache
+                if offline or not hub_reachable():
+                    raise ModelUnavailable(_offline_message(source)) from error
+                log.info("downloading %s from the hub", source.location)
+                pipe = _from_pretrained(source, dtype, local_only=False)
+    except (ModelUnavailable, InvalidRequest):
+        raise
+    except OSError as error:
+        if source.kind == "file":
+            raise ModelUnavailable(
+                f"{Path(source.location).name} needs the configuration of its base model, which is not "
+                "in the hub cache and cannot be downloaded now. Connect once to fetch it, or use a diffusers "
+                "folder."
+            ) from error
+        raise ModelUnavailable(f"Could not load model {source.name!r}: {error}") from error
+    except Exception as error:  # a broken folder: missing weights, mismatched shapes, bad JSON
+        raise ModelUnavailable(
+            f"Model {source.name!r} could not be loaded: {type(error).__name__}: {error}".rstrip(". ") + "."
+        ) from error
+
+    pipe.to(device_config.device)
+    if device_config.attention == "xformers":
+        pipe.enable_xformers_memory_efficient_attention()
+    pipe.set_progress_bar_config(disable=True)
+    log.info("loaded %s in %.1fs", source.location, time.perf_counter() - started)
+    return pipe

@@ -1,0 +1,190 @@
+"""Presets are data: model presets, style presets, samplers and aspect ratios, read from JSON and validated.
+
+A malformed file fails at start-up with a message naming the file and the entry, never later in a run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from studio.errors import InvalidRequest, PresetError
+
+
+class _Preset(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelPreset(_Preset):
+    name: str = Field(min_length=1)
+    label: str = Field(min_length=1)
+    source: str = Field(min_length=1)  # hub id, local folder or .safetensors file
+    inpaint_source: str | None = None  # a dedicated inpainting checkpoint of the same family
+    family: Literal["sd", "sdxl"]
+    resolution: int = Field(ge=256, le=2048)  # the side of the square the model was trained at
+    steps: int = Field(ge=1, le=150)
+    guidance_scale: float = Field(ge=0, le=30)
+    sampler: str
+    description: str = ""
+
+
+class ModelDefaults(_Preset):
+    """Steps, guidance and sampler for a model that has no preset (a folder, file or hub id)."""
+
+    steps: int = Field(ge=1, le=150)
+    guidance_scale: float = Field(ge=0, le=30)
+    sampler: str
+
+
+class StylePreset(_Preset):
+    name: str = Field(min_length=1)
+    prompt: str
+    negative_prompt: str = ""
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_placeholder(cls, prompt: str) -> str:
+        if "{prompt}" not in prompt:
+            raise ValueError("prompt template must contain {prompt}")
+        return prompt
+
+
+class SamplerPreset(_Preset):
+    name: str = Field(min_length=1)
+    scheduler: str  # a diffusers scheduler class name
+    options: dict = Field(default_factory=dict)  # passed to the scheduler's from_config
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, scheduler: str) -> str:
+        import diffusers
+
+        if not scheduler.endswith("Scheduler") or not hasattr(diffusers, scheduler):
+            raise ValueError(f"diffusers has no scheduler class {scheduler!r}")
+        return scheduler
+
+
+class AspectRatio(_Preset):
+    name: str = Field(min_length=1)
+    width: int = Field(ge=1, le=64)
+    height: int = Field(ge=1, le=64)
+
+    def size_for(self, resolution: int, multiple: int) -> tuple[int, int]:
+        """Width and height with about resolution² pixels, each a multiple of `multiple`."""
+        ratio = self.width / self.height
+        width = resolution * math.sqrt(ratio)
+        height = resolution / math.sqrt(ratio)
+        return (
+            max(multiple, round(width / multiple) * multiple),
+            max(multiple, round(height / multiple) * multiple),
+        )
+
+
+@dataclass(frozen=True)
+class Presets:
+    models: dict[str, ModelPreset]
+    default_model: str
+    other_models: ModelDefaults
+    styles: dict[str, StylePreset]
+    samplers: dict[str, SamplerPreset]
+    aspect_ratios: dict[str, AspectRatio]
+
+    def defaults_for(self, model: str | None) -> ModelDefaults | ModelPreset:
+        """The steps, guidance and sampler a model starts with: its preset's, else `other_models`."""
+        return self.models.get((model or "").strip() or self.default_model, self.other_models)
+
+    def sampler(self, name: str) -> SamplerPreset:
+        if name not in self.samplers:
+            raise InvalidRequest(f"Unknown sampler {name!r}. Choose one of: {', '.join(self.samplers)}.")
+        return self.samplers[name]
+
+    def aspect_ratio(self, name: str) -> AspectRatio:
+        if name not in self.aspect_ratios:
+            raise InvalidRequest(
+                f"Unknown aspect ratio {name!r}. Choose one of: {', '.join(self.aspect_ratios)}."
+            )
+        return self.aspect_ratios[name]
+
+    def check_styles(self, names: list[str]) -> None:
+        unknown = [name for name in names if name not in self.styles]
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown style {', '.join(map(repr, unknown))}. See the style list for names."
+            )
+
+    def apply_styles(self, prompt: str, negative_prompt: str, names: list[str]) -> tuple[str, str]:
+        """Stack styles in order: each template wraps the prompt so far; negative prompts are joined."""
+        self.check_styles(names)
+        negatives = [negative_prompt.strip()] if negative_prompt.strip() else []
+        for name in names:
+            style = self.styles[name]
+            prompt = style.prompt.replace("{prompt}", prompt)
+            for part in style.negative_prompt.split(","):
+                part = part.strip()
+                if part and part not in negatives:
+                    negatives.append(part)
+        return prompt, ", ".join(negatives)
+
+
+def _read_entries(path: Path, key: str, preset_type: type[_Preset]) -> tuple[dict, dict]:
+    """The validated entries of `path[key]` by name, and the file's whole JSON object."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise PresetError(f"{path}: preset file not found.") from error
+    except json.JSONDecodeError as error:
+        raise PresetError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}).") from error
+    if not isinstance(document, dict) or not isinstance(document.get(key), list):
+        raise PresetError(f"{path}: expected an object with a list {key!r}.")
+    entries: dict[str, _Preset] = {}
+    for index, raw in enumerate(document[key]):
+        label = f"entry {index}" + (f" ({raw['name']!r})" if isinstance(raw, dict) and "name" in raw else "")
+        try:
+            entry = preset_type.model_validate(raw)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in error.errors()
+            )
+            raise PresetError(f"{path}: {label}: {problems}.") from error
+        if entry.name in entries:
+            raise PresetError(f"{path}: {label}: the name {entry.name!r} is used twice.")
+        entries[entry.name] = entry
+    if not entries:
+        raise PresetError(f"{path}: {key!r} is empty.")
+    return entries, document
+
+
+def load_presets(folder: Path) -> Presets:
+    folder = Path(folder)
+    models, models_doc = _read_entries(folder / "models.json", "models", ModelPreset)
+    styles, _ = _read_entries(folder / "styles.json", "styles", StylePreset)
+    samplers, _ = _read_entries(folder / "samplers.json", "samplers", SamplerPreset)
+    aspect_ratios, _ = _read_entries(folder / "aspect_ratios.json", "aspect_ratios", AspectRatio)
+
+    models_file = folder / "models.json"
+    default_model = models_doc.get("default", next(iter(models)))
+    if default_model not in models:
+        raise PresetError(f"{models_file}: default {default_model!r} is not one of the models.")
+    try:
+        other_models = ModelDefaults.model_validate(models_doc.get("other_models"))
+    except ValidationError as error:
+        raise PresetError(f"{models_file}: other_models: {error.errors()[0]['msg']}.") from error
+    for model in [*models.values(), other_models]:
+        if model.sampler not in samplers:
+            raise PresetError(
+                f"{models_file}: {getattr(model, 'name', 'other_models')!r}: "
+                f"sampler {model.sampler!r} is not in samplers.json."
+            )
+    return Presets(
+        models=models,
+        default_model=default_model,
+        other_models=other_models,
+        styles=styles,
+        samplers=samplers,
+        aspect_ratios=aspect_ratios,
+    )

@@ -1,0 +1,132 @@
+"""Settings of one studio process, from command-line flags with environment variables as defaults.
+
+Every flag has an environment variable (`STUDIO_<FLAG>`), so a Space or a container can be configured
+without a command line. Flags win over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.errors import InvalidRequest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PRESETS_DIR = PROJECT_ROOT / "presets"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str | None = None  # preset name, hub id, local folder or .safetensors; None: the default preset
+    device: str = "auto"
+    dtype: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[tuple[str, str], ...] = ()
+    outputs: Path = Path("outputs")
+    presets_dir: Path = DEFAULT_PRESETS_DIR
+    offline: bool = False
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"STUDIO_{name.upper()}", default)
+
+
+def _env_flag(name: str) -> bool:
+    return (_env(name) or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_auth(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """`user:password` pairs; the password may itself contain colons."""
+    pairs = []
+    for value in values:
+        user, sep, password = value.partition(":")
+        if not sep or not user or not password:
+            raise InvalidRequest(f"--auth expects user:password, got {value!r}.")
+        pairs.append((user, password))
+    return tuple(pairs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Image studio: text to image, image to image, style transfer and upscaling.",
+    )
+    parser.add_argument(
+        "--model",
+        default=_env("model"),
+        help="model preset name, hub id, local diffusers folder or single .safetensors file "
+        "(env STUDIO_MODEL; default: the default preset)",
+    )
+    parser.add_argument(
+        "--device",
+        default=_env("device", "auto"),
+        help="auto, cpu, cuda, cuda:N or mps (env STUDIO_DEVICE; default auto)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default=_env("dtype", "auto"),
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="weight precision; auto is float16 on CUDA and MPS, float32 on CPU (env STUDIO_DTYPE)",
+    )
+    parser.add_argument(
+        "--host",
+        default=_env("host", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
+        help="address to serve on; 0.0.0.0 for every interface (env STUDIO_HOST; default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("port", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
+        help="port to serve on (env STUDIO_PORT; default 7860)",
+    )
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        default=_env_flag("share"),
+        help="also open a public share link (env STUDIO_SHARE=1)",
+    )
+    parser.add_argument(
+        "--auth",
+        action="append",
+        default=[a for a in (_env("auth") or "").split(",") if a],
+        metavar="USER:PASSWORD",
+        help="require a login; repeat for several users (env STUDIO_AUTH, comma separated)",
+    )
+    parser.add_argument(
+        "--outputs",
+        default=_env("outputs", "outputs"),
+        help="folder where every result is saved as PNG (env STUDIO_OUTPUTS; default ./outputs)",
+    )
+    parser.add_argument(
+        "--presets",
+        default=_env("presets", str(DEFAULT_PRESETS_DIR)),
+        help="folder holding models.json, styles.json and samplers.json (env STUDIO_PRESETS)",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        default=_env_flag("offline") or os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"},
+        help="never contact the model hub; use only local files and the hub cache (env STUDIO_OFFLINE=1)",
+    )
+    return parser
+
+
+def load_settings(argv: list[str] | None = None) -> Settings:
+    """Settings from `argv` (flags) over the environment; `argv=[]` reads the environment alone."""
+    args = build_parser().parse_args(argv if argv is not None else [])
+    return Settings(
+        model=args.model or None,
+        device=args.device,
+        dtype=args.dtype,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        auth=parse_auth(args.auth),
+        outputs=Path(args.outputs).expanduser(),
+        presets_dir=Path(args.presets).expanduser(),
+        offline=args.offline,
+    )

@@ -1,0 +1,95 @@
+"""What every tab shares: the GPU concurrency group, Stop signals, error messages, widgets from requests."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import gradio as gr
+
+from pipelines.common import Request
+from studio.errors import StudioError
+from studio.metadata import GenerationParameters
+
+log = logging.getLogger(__name__)
+
+# Every event that computes on the GPU joins this one group, limited to one job at a time: Gradio's limit is
+# per event, so without it four tabs would run four jobs at once.
+GPU_EVENT = {"concurrency_id": "gpu", "concurrency_limit": 1}
+# Cheap events (filling fields, showing parameters) skip the queue and never wait behind a GPU job.
+INSTANT_EVENT = {"queue": False, "api_visibility": "private"}
+
+
+class StopSignals:
+    """One Stop flag per browser session, set by the Stop button and polled between denoising steps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._signals: dict[str, threading.Event] = {}
+
+    def begin(self, session: str) -> threading.Event:
+        signal = threading.Event()
+        with self._lock:
+            self._signals[session] = signal
+        return signal
+
+    def end(self, session: str, signal: threading.Event) -> None:
+        with self._lock:
+            if self._signals.get(session) is signal:
+                del self._signals[session]
+
+    def stop(self, session: str) -> bool:
+        with self._lock:
+            signal = self._signals.get(session)
+        if signal is None:
+            return False
+        signal.set()
+        return True
+
+
+def session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "api"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn failures into a message in the UI (and the API's error text); the app keeps serving."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except StudioError as error:
+        raise gr.Error(str(error), print_exception=False) from error
+    except Exception as error:
+        log.exception("unexpected failure")
+        raise gr.Error(
+            f"Unexpected error ({type(error).__name__}: {error}). Nothing already made was lost; "
+            "the details are in the server log."
+        ) from error
+
+
+def slider(request_type: type[Request], name: str, *, step: float = 1, **options: Any) -> gr.Slider:
+    """A slider whose range is the request field's bounds, so the UI and validation never disagree."""
+    low, high = request_type.bounds(name)
+    default = request_type.default(name)
+    return gr.Slider(minimum=low, maximum=high, step=step, value=options.pop("value", default), **options)
+
+
+def gradio_progress(progress: gr.Progress, desc: str) -> Callable[[int, int], None]:
+    def report(step: int, total: int) -> None:
+        progress((step, total), desc=desc, unit="steps")
+
+    return report
+
+
+def gallery_items(results: list[tuple[str, GenerationParameters]]) -> list[tuple[str, str]]:
+    return [(path, f"#{i + 1} · seed {params.seed}") for i, (path, params) in enumerate(results)]
+
+
+def describe_parameters(parameters: dict | None) -> str:
+    if not parameters:
+        return ""
+    return GenerationParameters.from_dict(parameters).to_text()
