@@ -71,11 +71,15 @@ def parse_request(request_type: type[RequestT], values: dict[str, Any]) -> Reque
                 and name in request_type.model_fields
             ):
                 low, high = request_type.bounds(name)
-                message = f"must be between {low:g} and {high:g} (got {problem['input']!r})"
+                message = f"must be between {_plain(low)} and {_plain(high)} (got {problem['input']!r})"
             elif problem["type"] == "extra_forbidden":
                 message = "is not a known parameter"
             problems.append(f"{name} {message}")
         raise InvalidRequest("Invalid request: " + "; ".join(problems) + ".") from error
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 def resolve_seed(seed: int) -> int:

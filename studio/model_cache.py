@@ -142,6 +142,7 @@ class ModelCache:
             base = self._base_models.get(source.location)
             if base is not None:
                 self._touch(base.keys)
+                self._evict_base_models(room_for=0)  # back under the limit after an in-use overlap
                 return base
             self._evict_base_models(room_for=1)
             pipe = self._loader(source, self.device_config, offline=self.offline)

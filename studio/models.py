@@ -204,7 +204,7 @@ def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: 
                 "in the hub cache and cannot be downloaded now. Connect once to fetch it, or use a diffusers "
                 "folder."
             ) from error
-        raise ModelUnavailable(f"Could not load model {source.name!r}: {error}") from error
+        raise ModelUnavailable(f"Model {source.name!r} could not be loaded: {error}") from error
     except Exception as error:  # a broken folder: missing weights, mismatched shapes, bad JSON
         raise ModelUnavailable(
             f"Model {source.name!r} could not be loaded: {type(error).__name__}: {error}".rstrip(". ") + "."

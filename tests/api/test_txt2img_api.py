@@ -1,0 +1,80 @@
+"""The named `/txt2img` endpoint, called with gradio_client against the app launched on a free port."""
+
+import numpy as np
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from studio.metadata import read_parameters
+
+pytestmark = pytest.mark.api
+
+
+@pytest.fixture(scope="module")
+def client(running_app) -> Client:
+    return Client(running_app.url, verbose=False)
+
+
+def test_api_lists_txt2img_with_named_parameters(client):
+    info = client.view_api(print_info=False, return_format="dict")
+    endpoint = info["named_endpoints"]["/txt2img"]
+    names = [parameter["parameter_name"] for parameter in endpoint["parameters"]]
+    assert names == [
+        "prompt",
+        "negative_prompt",
+        "styles",
+        "model",
+        "aspect_ratio",
+        "num_images",
+        "seed",
+        "steps",
+        "guidance_scale",
+        "sampler",
+    ]
+    assert len(endpoint["returns"]) == 2, "images and their parameters, nothing internal"
+
+
+def test_txt2img_returns_pngs_carrying_their_parameters(client, running_app):
+    images, parameters = client.predict(
+        prompt="a lighthouse at dawn",
+        styles=["Cinematic"],
+        num_images=2,
+        seed=11,
+        steps=3,
+        api_name="/txt2img",
+    )
+    assert [p["seed"] for p in parameters] == [11, 12]
+    assert len(images) == 2
+    for item, expected in zip(images, parameters, strict=True):
+        with Image.open(item["image"]) as image:
+            assert image.format == "PNG"
+            assert image.size == (expected["width"], expected["height"])
+        embedded = read_parameters(item["image"])
+        assert embedded.to_dict() == expected
+        assert embedded.user_prompt == "a lighthouse at dawn" and embedded.styles == ("Cinematic",)
+    saved = sorted(running_app.outputs.glob("*/*.png"))
+    assert len(saved) >= 2
+
+
+def test_same_request_same_seed_same_pixels(client):
+    first, _ = client.predict(prompt="a red kite", seed=5, steps=2, api_name="/txt2img")
+    second, _ = client.predict(prompt="a red kite", seed=5, steps=2, api_name="/txt2img")
+    with Image.open(first[0]["image"]) as a, Image.open(second[0]["image"]) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert first[0]["image"] != second[0]["image"], "each result is its own file"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"prompt": ""}, "Type a prompt first"),
+        ({"prompt": "x", "styles": ["Nope"]}, "'Nope'.*not in the list of choices"),
+        ({"prompt": "x", "model": "sdxl"}, "stabilityai/stable-diffusion-xl-base-1.0"),
+        ({"prompt": "x", "model": "/no/such/model"}, "does not exist"),
+    ],
+)
+def test_bad_requests_answer_with_a_message_and_the_app_keeps_serving(client, values, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(**values, api_name="/txt2img")
+    images, _ = client.predict(prompt="still alive", steps=2, api_name="/txt2img")
+    assert len(images) == 1

@@ -1,0 +1,75 @@
+"""Fixtures: tiny models built once per session, core objects, and the app launched on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# No test may reach a model hub: the machines that run them have no network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from studio.devices import resolve_device  # noqa: E402
+from studio.model_cache import ModelCache  # noqa: E402
+from studio.presets import Presets, load_presets  # noqa: E402
+from studio.settings import DEFAULT_PRESETS_DIR, Settings  # noqa: E402
+from tests.tiny_models import build_sd, build_sdxl  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def presets() -> Presets:
+    return load_presets(DEFAULT_PRESETS_DIR)
+
+
+@pytest.fixture
+def cache() -> Iterator[ModelCache]:
+    cache = ModelCache(resolve_device("cpu"), offline=True)
+    yield cache
+    cache.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RunningApp:
+    def __init__(self, demo, url: str, outputs: Path) -> None:
+        self.demo = demo
+        self.url = url
+        self.outputs = outputs
+
+
+def launch_app(settings: Settings) -> RunningApp:
+    import app as studio_app
+
+    demo = studio_app.build_app(settings)
+    options = studio_app.launch_options(settings)
+    options.update(prevent_thread_lock=True, quiet=True, share=False)
+    demo.launch(**options)
+    return RunningApp(demo, f"http://127.0.0.1:{settings.port}/", settings.outputs)
+
+
+@pytest.fixture(scope="module")
+def running_app(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """The whole studio on a free port, serving the tiny SD model as its default model."""
+    outputs = tmp_path_factory.mktemp("outputs")
+    settings = Settings(model=str(tiny_sd), device="cpu", port=free_port(), outputs=outputs, offline=True)
+    running = launch_app(settings)
+    yield running
+    running.demo.close()

@@ -1,0 +1,113 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.errors import InvalidRequest, PresetError
+from studio.presets import load_presets
+from studio.settings import DEFAULT_PRESETS_DIR as PRESETS_DIR
+
+
+def test_shipped_presets_cover_the_required_models_and_styles(presets):
+    assert {"sd-turbo", "sd-1.5", "sdxl", "sdxl-turbo"} <= set(presets.models)
+    assert presets.default_model == "sd-turbo"
+    assert len(presets.styles) >= 24
+    for preset in presets.models.values():
+        assert preset.sampler in presets.samplers
+    assert presets.models["sdxl"].resolution == 1024
+    assert presets.models["sd-turbo"].guidance_scale == 0
+
+
+def test_styles_stack_in_order_and_merge_negatives(presets):
+    prompt, negative = presets.apply_styles("a fox", "dull", ["Watercolor", "Cinematic"])
+    watercolor, cinematic = presets.styles["Watercolor"], presets.styles["Cinematic"]
+    inner = watercolor.prompt.replace("{prompt}", "a fox")
+    assert prompt == cinematic.prompt.replace("{prompt}", inner)
+    parts = negative.split(", ")
+    assert parts[0] == "dull"
+    assert len(parts) == len(set(parts)), "shared negative terms appear once"
+    assert "photo" in parts and "cartoon" in parts
+
+
+def test_no_styles_leaves_the_prompt_alone(presets):
+    assert presets.apply_styles("a fox", "", []) == ("a fox", "")
+
+
+def test_unknown_style_is_a_clear_error(presets):
+    with pytest.raises(InvalidRequest, match="Unknown style 'Nope'"):
+        presets.apply_styles("a fox", "", ["Nope"])
+
+
+@pytest.mark.parametrize(
+    ("name", "resolution", "multiple", "expected"),
+    [("1:1", 512, 64, (512, 512)), ("16:9", 1024, 64, (1344, 768)), ("2:3", 512, 64, (448, 640))],
+)
+def test_aspect_ratios_keep_the_pixel_count_near_the_models(presets, name, resolution, multiple, expected):
+    width, height = presets.aspect_ratio(name).size_for(resolution, multiple)
+    assert (width, height) == expected
+    assert width % multiple == 0 and height % multiple == 0
+    assert abs(width * height / resolution**2 - 1) < 0.12
+
+
+def _copy_presets(tmp_path: Path) -> Path:
+    for file in PRESETS_DIR.glob("*.json"):
+        (tmp_path / file.name).write_text(file.read_text())
+    return tmp_path
+
+
+def _edit(folder: Path, name: str, change) -> None:
+    document = json.loads((folder / name).read_text())
+    change(document)
+    (folder / name).write_text(json.dumps(document))
+
+
+def test_style_without_placeholder_names_file_and_entry(tmp_path):
+    folder = _copy_presets(tmp_path)
+    _edit(folder, "styles.json", lambda d: d["styles"][3].update(prompt="no placeholder here"))
+    with pytest.raises(PresetError) as error:
+        load_presets(folder)
+    message = str(error.value)
+    assert "styles.json" in message and "entry 3" in message and "{prompt}" in message
+
+
+def test_duplicate_names_are_rejected(tmp_path):
+    folder = _copy_presets(tmp_path)
+    _edit(folder, "styles.json", lambda d: d["styles"].append(dict(d["styles"][0])))
+    with pytest.raises(PresetError, match="used twice"):
+        load_presets(folder)
+
+
+def test_model_preset_with_unknown_sampler_is_rejected(tmp_path):
+    folder = _copy_presets(tmp_path)
+    _edit(folder, "models.json", lambda d: d["models"][1].update(sampler="Warp drive"))
+    with pytest.raises(PresetError, match="sd-1.5.*Warp drive"):
+        load_presets(folder)
+
+
+def test_sampler_must_name_a_real_scheduler(tmp_path):
+    folder = _copy_presets(tmp_path)
+    _edit(folder, "samplers.json", lambda d: d["samplers"][0].update(scheduler="NoSuchScheduler"))
+    with pytest.raises(PresetError, match="samplers.json.*entry 0.*NoSuchScheduler"):
+        load_presets(folder)
+
+
+def test_out_of_range_and_unknown_fields_are_rejected(tmp_path):
+    folder = _copy_presets(tmp_path)
+    _edit(folder, "models.json", lambda d: d["models"][0].update(steps=0, colour="red"))
+    with pytest.raises(PresetError) as error:
+        load_presets(folder)
+    assert "steps" in str(error.value) and "colour" in str(error.value)
+
+
+def test_broken_json_names_the_line(tmp_path):
+    folder = _copy_presets(tmp_path)
+    (folder / "styles.json").write_text('{"styles": [\n  {"name": "x",}\n]}')
+    with pytest.raises(PresetError, match=r"styles.json: not valid JSON .* line 2"):
+        load_presets(folder)
+
+
+def test_missing_file_is_named(tmp_path):
+    folder = _copy_presets(tmp_path)
+    (folder / "samplers.json").unlink()
+    with pytest.raises(PresetError, match="samplers.json: preset file not found"):
+        load_presets(folder)

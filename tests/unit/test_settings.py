@@ -1,0 +1,70 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.devices import resolve_device
+from studio.errors import InvalidRequest
+from studio.settings import PROJECT_ROOT, load_settings
+
+
+def test_flags_override_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDIO_MODEL", "sdxl")
+    monkeypatch.setenv("STUDIO_PORT", "9000")
+    monkeypatch.setenv("STUDIO_OUTPUTS", str(tmp_path / "env-out"))
+    from_env = load_settings([])
+    assert (from_env.model, from_env.port, from_env.outputs) == ("sdxl", 9000, tmp_path / "env-out")
+    flags = load_settings(
+        ["--model", "/models/x", "--port", "7000", "--share", "--auth", "ann:pa:ss", "--auth", "bo:b"]
+    )
+    assert (flags.model, flags.port, flags.share) == ("/models/x", 7000, True)
+    assert flags.auth == (("ann", "pa:ss"), ("bo", "b"))
+
+
+def test_defaults(monkeypatch):
+    for name in ("STUDIO_MODEL", "STUDIO_PORT", "STUDIO_HOST", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings([])
+    assert (settings.model, settings.host, settings.port, settings.device, settings.dtype) == (
+        None,
+        "127.0.0.1",
+        7860,
+        "auto",
+        "auto",
+    )
+    assert settings.outputs == Path("outputs")
+
+
+def test_auth_needs_user_and_password():
+    with pytest.raises(InvalidRequest, match="user:password"):
+        load_settings(["--auth", "nobody"])
+
+
+def test_help_lists_every_flag():
+    result = subprocess.run(
+        [sys.executable, "app.py", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0
+    for flag in ("--model", "--device", "--dtype", "--host", "--port", "--share", "--auth", "--outputs"):
+        assert flag in result.stdout
+
+
+def test_cpu_computes_in_float32_with_sdpa():
+    config = resolve_device("cpu")
+    assert (config.device.type, config.dtype, config.attention) == ("cpu", torch.float32, "sdpa")
+    assert resolve_device("cpu", "bfloat16").dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_a_missing_gpu_is_a_clear_error():
+    with pytest.raises(InvalidRequest, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_unknown_device_and_dtype():
+    with pytest.raises(InvalidRequest, match="Unknown device"):
+        resolve_device("tpu9")
+    with pytest.raises(InvalidRequest, match="Unknown dtype"):
+        resolve_device("cpu", "float8")
