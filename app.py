@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import gradio as gr
 
-from pipelines.text_to_image import TextToImagePipeline
+from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
+from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.devices import resolve_device
 from studio.errors import StudioError
 from studio.history import History
 from studio.model_cache import ModelCache
-from studio.presets import load_presets
+from studio.presets import Presets, load_presets
 from studio.settings import Settings, load_settings
-from studio.ui import text_to_image_tab
-from studio.ui.common import StopSignals
+from studio.ui import image_to_image_tab, png_info_tab, text_to_image_tab
+from studio.ui.common import INSTANT_EVENT, StopSignals
 from studio.ui.theme import CSS, THEME
+from studio.ui.widgets import JobRunner, Task, selected_result
 
 log = logging.getLogger("studio")
 
@@ -31,9 +34,16 @@ def build_app(settings: Settings) -> gr.Blocks:
     presets = load_presets(settings.presets_dir)
     device_config = resolve_device(settings.device, settings.dtype)
     cache = ModelCache(device_config, offline=settings.offline)
-    history = History(settings.outputs)
-    stop_signals = StopSignals()
     text_to_image = TextToImagePipeline(cache, presets)
+    image_to_image = ImageToImagePipeline(cache, presets)
+    runner = JobRunner(
+        History(settings.outputs),
+        StopSignals(),
+        tasks={
+            "txt2img": Task(text_to_image.generate, TextToImageRequest),
+            "img2img": Task(image_to_image.generate, ImageToImageRequest),
+        },
+    )
 
     with gr.Blocks(title="Image Studio", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -42,13 +52,96 @@ def build_app(settings: Settings) -> gr.Blocks:
             f"Results are saved to `{settings.outputs}` with their parameters.</span>",
             elem_id="studio-header",
         )
-        with gr.Tabs(), gr.Tab("Text to Image", id="txt2img"):
-            text_to_image_tab.create_tab(
-                text_to_image, presets, history, stop_signals, default_model=settings.model
-            )
+        with gr.Tabs() as tabs:
+            with gr.Tab("Text to Image", id="txt2img"):
+                txt2img = text_to_image_tab.create_tab(runner, presets, default_model=settings.model)
+            with gr.Tab("Image to Image", id="img2img"):
+                img2img = image_to_image_tab.create_tab(runner, presets, default_model=settings.model)
+            with gr.Tab("PNG Info", id="png_info"):
+                png_info = png_info_tab.create_tab()
+        wire_send_to(tabs, txt2img, img2img, png_info, presets)
+
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     demo.studio_cache = cache  # for tests and benchmarks that inspect what was loaded
     return demo
+
+
+def wire_send_to(
+    tabs: gr.Tabs,
+    txt2img: text_to_image_tab.TextToImageTab,
+    img2img: image_to_image_tab.ImageToImageTab,
+    png_info: png_info_tab.PngInfoTab,
+    presets: Presets,
+) -> None:
+    """Send-to buttons: the target tab opens with the image and its prompt filled in."""
+    to_img2img = [
+        img2img.image,
+        img2img.controls.prompt,
+        img2img.controls.negative_prompt,
+        img2img.controls.styles,
+    ]
+
+    def send_result_to_img2img(gallery_value, params, index):
+        path, chosen = selected_result(gallery_value, params, index)
+        prompt, negative, styles = chosen["user_prompt"], chosen["user_negative_prompt"], chosen["styles"]
+        return path, prompt, negative, list(styles), gr.Tabs(selected="img2img")
+
+    results = txt2img.results
+    txt2img.actions.send_to["img2img"].click(
+        send_result_to_img2img,
+        [results.gallery, results.parameters, results.selected_index],
+        [*to_img2img, tabs],
+        **INSTANT_EVENT,
+    )
+
+    def png_to_img2img(image, fields):
+        filled = png_info_tab.txt2img_fields(fields)
+        return (
+            image,
+            filled["prompt"],
+            filled["negative_prompt"],
+            filled["styles"],
+            gr.Tabs(selected="img2img"),
+        )
+
+    png_info.send_to_img2img.click(
+        png_to_img2img, [png_info.image, png_info.parameters], [*to_img2img, tabs], **INSTANT_EVENT
+    )
+
+    c = txt2img.controls
+    to_txt2img = [
+        c.prompt,
+        c.negative_prompt,
+        c.styles,
+        c.seed,
+        c.steps,
+        c.guidance_scale,
+        c.sampler,
+        c.model,
+    ]
+
+    def png_to_txt2img(fields):
+        filled = png_info_tab.txt2img_fields(fields)
+        model = filled["model"]
+        known_model = model and (model in presets.models or Path(model).exists())
+        sampler = filled["sampler"] if filled["sampler"] in presets.samplers else gr.skip()
+        size = filled["width"] and filled["height"]
+        return (
+            filled["prompt"],
+            filled["negative_prompt"],
+            [s for s in filled["styles"] if s in presets.styles],
+            filled["seed"],
+            filled["steps"] or gr.skip(),
+            gr.skip() if filled["guidance_scale"] is None else filled["guidance_scale"],
+            sampler,
+            model if known_model else gr.skip(),
+            presets.nearest_aspect_ratio(filled["width"], filled["height"]) if size else gr.skip(),
+            gr.Tabs(selected="txt2img"),
+        )
+
+    png_info.send_to_txt2img.click(
+        png_to_txt2img, [png_info.parameters], [*to_txt2img, txt2img.aspect_ratio, tabs], **INSTANT_EVENT
+    )
 
 
 def launch_options(settings: Settings) -> dict:

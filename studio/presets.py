@@ -69,6 +69,14 @@ class SamplerPreset(_Preset):
         return scheduler
 
 
+class Variation(_Preset):
+    """A Vary button: image to image on a result at this strength, with a new seed."""
+
+    name: str = Field(min_length=1)
+    strength: float = Field(gt=0, le=1)
+    description: str = ""
+
+
 class AspectRatio(_Preset):
     name: str = Field(min_length=1)
     width: int = Field(ge=1, le=64)
@@ -93,6 +101,7 @@ class Presets:
     styles: dict[str, StylePreset]
     samplers: dict[str, SamplerPreset]
     aspect_ratios: dict[str, AspectRatio]
+    variations: dict[str, Variation]
 
     def defaults_for(self, model: str | None) -> ModelDefaults | ModelPreset:
         """The steps, guidance and sampler a model starts with: its preset's, else `other_models`."""
@@ -109,6 +118,16 @@ class Presets:
                 f"Unknown aspect ratio {name!r}. Choose one of: {', '.join(self.aspect_ratios)}."
             )
         return self.aspect_ratios[name]
+
+    def nearest_aspect_ratio(self, width: int, height: int) -> str:
+        """The aspect ratio preset closest to a size (compared on a log scale, so 2:1 and 1:2 are alike)."""
+        ratio = math.log(width / height)
+        return min(self.aspect_ratios.values(), key=lambda a: abs(math.log(a.width / a.height) - ratio)).name
+
+    def variation(self, name: str) -> Variation:
+        if name not in self.variations:
+            raise InvalidRequest(f"Unknown variation {name!r}. Choose one of: {', '.join(self.variations)}.")
+        return self.variations[name]
 
     def check_styles(self, names: list[str]) -> None:
         unknown = [name for name in names if name not in self.styles]
@@ -165,6 +184,7 @@ def load_presets(folder: Path) -> Presets:
     styles, _ = _read_entries(folder / "styles.json", "styles", StylePreset)
     samplers, _ = _read_entries(folder / "samplers.json", "samplers", SamplerPreset)
     aspect_ratios, _ = _read_entries(folder / "aspect_ratios.json", "aspect_ratios", AspectRatio)
+    variations, _ = _read_entries(folder / "variations.json", "variations", Variation)
 
     models_file = folder / "models.json"
     default_model = models_doc.get("default", next(iter(models)))
@@ -187,4 +207,5 @@ def load_presets(folder: Path) -> Presets:
         styles=styles,
         samplers=samplers,
         aspect_ratios=aspect_ratios,
+        variations=variations,
     )

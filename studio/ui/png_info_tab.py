@@ -1,0 +1,101 @@
+"""The PNG Info tab: drop a PNG, read the parameters it carries, send them to a tab in one click."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from studio.metadata import GenerationParameters, read_parameters
+
+
+@dataclass
+class PngInfoTab:
+    image: gr.Image
+    parameters: gr.JSON
+    send_to_txt2img: gr.Button
+    send_to_img2img: gr.Button
+
+
+def png_parameters(path: str | None) -> dict:
+    """Parameters from a PNG: ours in full, another studio's as parsed from its `parameters` chunk."""
+    if not path:
+        return {}
+    try:
+        carried = read_parameters(path)
+    except OSError as error:
+        raise gr.Error(f"The file could not be read as an image ({error}).", print_exception=False) from error
+    if carried is None:
+        raise gr.Error("This image carries no generation parameters.", print_exception=False)
+    return carried.to_dict() if isinstance(carried, GenerationParameters) else carried
+
+
+def create_tab() -> PngInfoTab:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            image = gr.Image(
+                label="Drop a PNG made by this studio or another",
+                type="filepath",
+                image_mode=None,  # the uploaded file itself: a converted copy would lose its text chunks
+                sources=["upload", "clipboard"],
+                height=360,
+                elem_id="png-info-image",
+            )
+        with gr.Column(scale=3):
+            text = gr.Textbox(
+                label="Parameters", lines=8, interactive=False, buttons=["copy"], elem_id="png-info-text"
+            )
+            parameters = gr.JSON(label="As fields", elem_id="png-info-parameters")
+            with gr.Row():
+                send_to_txt2img = gr.Button("Send to Text to Image", elem_id="png-info-send-txt2img")
+                send_to_img2img = gr.Button("Send to Image to Image", elem_id="png-info-send-img2img")
+
+    def png_info(image: str | None):
+        """The generation parameters a PNG carries, as text and as fields.
+
+        Args:
+            image: a PNG file; ours carry every field, other studios' the `parameters` text chunk.
+        """
+        fields = png_parameters(image)
+        if not fields:
+            return "", {}
+        if "task" in fields:
+            return GenerationParameters.from_dict(fields).to_text(), fields
+        return _text_of(image), fields
+
+    image.change(png_info, [image], [text, parameters], api_name="png_info")
+    return PngInfoTab(image, parameters, send_to_txt2img, send_to_img2img)
+
+
+def _text_of(path: str) -> str:
+    from PIL import Image
+
+    with Image.open(path) as opened:
+        return str(opened.info.get("parameters", ""))
+
+
+def txt2img_fields(fields: dict | None) -> dict:
+    """Request fields for Text to Image from PNG parameters (ours or another studio's)."""
+    if not fields:
+        raise gr.Error("Drop a PNG with parameters first.", print_exception=False)
+    ours = "task" in fields  # our JSON chunk: the prompt as typed, before styles, and the styles
+    if ours:
+        prompt, negative, styles = (
+            fields["user_prompt"],
+            fields["user_negative_prompt"],
+            list(fields["styles"]),
+        )
+    else:
+        prompt, negative, styles = fields.get("prompt", ""), fields.get("negative_prompt", ""), []
+    return {
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "styles": styles,
+        "seed": fields.get("seed", -1),
+        "steps": fields.get("steps"),
+        "guidance_scale": fields.get("guidance_scale"),
+        "sampler": fields.get("sampler"),
+        "model": fields.get("model") if ours else None,
+        "width": fields.get("width"),
+        "height": fields.get("height"),
+    }
