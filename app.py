@@ -13,6 +13,8 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
+from pipelines.inpaint import InpaintPipeline, InpaintRequest
+from pipelines.outpaint import OutpaintPipeline, OutpaintRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.devices import resolve_device
 from studio.errors import StudioError
@@ -34,14 +36,14 @@ def build_app(settings: Settings) -> gr.Blocks:
     presets = load_presets(settings.presets_dir)
     device_config = resolve_device(settings.device, settings.dtype)
     cache = ModelCache(device_config, offline=settings.offline)
-    text_to_image = TextToImagePipeline(cache, presets)
-    image_to_image = ImageToImagePipeline(cache, presets)
     runner = JobRunner(
         History(settings.outputs),
         StopSignals(),
         tasks={
-            "txt2img": Task(text_to_image.generate, TextToImageRequest),
-            "img2img": Task(image_to_image.generate, ImageToImageRequest),
+            "txt2img": Task(TextToImagePipeline(cache, presets).generate, TextToImageRequest),
+            "img2img": Task(ImageToImagePipeline(cache, presets).generate, ImageToImageRequest),
+            "inpaint": Task(InpaintPipeline(cache, presets).generate, InpaintRequest),
+            "outpaint": Task(OutpaintPipeline(cache, presets).generate, OutpaintRequest),
         },
     )
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from studio.devices import DeviceConfig
-from studio.models import ModelSource, family_of, load_pipeline
+from studio.models import ModelSource, family_of, load_pipeline, load_unet
 from studio.presets import SamplerPreset
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class BaseModel:
     family: str  # "sd" or "sdxl"
     pipeline_class_name: str  # what the checkpoint was saved as, e.g. StableDiffusionInpaintPipeline
     components: dict[str, Any]
-    keys: tuple[CacheKey, ...]
+    keys: list[CacheKey]  # every cache entry of this model, extras included
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. a dedicated inpainting UNet
 
     @property
     def unet_config(self) -> Any:
@@ -101,11 +102,14 @@ class BaseModel:
         scheduler_class = getattr(diffusers, sampler.scheduler)
         return scheduler_class.from_config(self.components["scheduler"].config, **sampler.options)
 
-    def build(self, pipeline_class: type, scheduler: Any) -> Any:
-        """A diffusers pipeline of `pipeline_class` around the shared components (no copy, no cast)."""
+    def build(self, pipeline_class: type, scheduler: Any, **replacements: Any) -> Any:
+        """A diffusers pipeline of `pipeline_class` around the shared components (no copy, no cast).
+
+        `replacements` swap in other cached components, e.g. `unet=` an inpainting UNet.
+        """
         expected, optional = pipeline_class._get_signature_keys(pipeline_class)
         modules = {name: self.components.get(name) for name in expected}
-        modules["scheduler"] = scheduler
+        modules.update(replacements, scheduler=scheduler)
         options = {}
         if "requires_safety_checker" in optional:
             options["requires_safety_checker"] = False
@@ -124,12 +128,14 @@ class ModelCache:
         offline: bool = False,
         max_base_models: int = 1,
         loader: Callable[..., Any] = load_pipeline,
+        unet_loader: Callable[..., Any] = load_unet,
     ) -> None:
         self.device_config = device_config
         self.offline = offline
         self.max_base_models = max_base_models
         self.gpu_lock = threading.RLock()
         self._loader = loader
+        self._unet_loader = unet_loader
         self._entries: dict[CacheKey, CacheEntry] = {}
         self._base_models: dict[str, BaseModel] = {}
         self.weight_loads = 0  # how many times weights were read from disk; sharing keeps this low
@@ -165,27 +171,42 @@ class ModelCache:
                 family=family_of(class_name),
                 pipeline_class_name=class_name,
                 components={key.component: self._entries[key].value for key in keys},
-                keys=tuple(keys),
+                keys=keys,
             )
             self._base_models[source.location] = base
             return base
+
+    def inpaint_unet(self, base: BaseModel, source: ModelSource) -> Any:
+        """The UNet of a dedicated inpainting checkpoint, loaded once beside `base` and sharing its text
+        encoders and VAE (an inpainting checkpoint's are the base model's). Released with `base`."""
+        with self.gpu_lock:
+            unet = base.extras.get("inpaint_unet")
+            if unet is None:
+                unet = self._unet_loader(source, self.device_config, offline=self.offline)
+                self.weight_loads += 1
+                key = CacheKey(source.location, "unet", str(self.device_config.dtype).removeprefix("torch."))
+                self._entries[key] = CacheEntry(key, unet, module_bytes(unet), module_device(unet))
+                base.keys.append(key)
+                base.extras["inpaint_unet"] = unet
+            return unet
 
     @contextmanager
     def use(self, base: BaseModel) -> Iterator[BaseModel]:
         """Hold the GPU for a run on `base`; its entries cannot be evicted meanwhile."""
         with self.gpu_lock:
-            for key in base.keys:
+            keys = list(base.keys)  # entries added during the run were never counted as in use
+            for key in keys:
                 self._entries[key].users += 1
             try:
                 yield base
             finally:
-                for key in base.keys:
+                for key in keys:
                     entry = self._entries.get(key)
                     if entry is not None:
                         entry.users -= 1
                         entry.last_used = time.monotonic()
 
-    def _touch(self, keys: tuple[CacheKey, ...]) -> None:
+    def _touch(self, keys: list[CacheKey]) -> None:
         now = time.monotonic()
         for key in keys:
             self._entries[key].last_used = now
@@ -209,6 +230,7 @@ class ModelCache:
             for key in base.keys:
                 self._entries.pop(key, None)
             base.components.clear()
+            base.extras.clear()
             log.info("released %s", location)
         free_memory()
 

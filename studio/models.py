@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -177,24 +178,23 @@ def _from_single_file(source: ModelSource, dtype: torch.dtype, offline: bool) ->
     return pipeline_class.from_single_file(source.location, **options)
 
 
-def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: bool) -> Any:
-    """Load a diffusers pipeline for `source` onto the configured device, or raise `ModelUnavailable`."""
-    dtype = device_config.dtype
-    started = time.perf_counter()
+def _load(source: ModelSource, offline: bool, load: Callable[[bool], Any]) -> Any:
+    """Run `load(local_only)`: from disk first, from the hub only when it is reachable and allowed.
+
+    Every failure becomes a `ModelUnavailable` that says what is wrong and what to do.
+    """
     try:
         if source.kind == "file":
-            local_only = offline or not hub_reachable()
-            pipe = _from_single_file(source, dtype, local_only)
-        elif source.kind == "folder":
-            pipe = _from_pretrained(source, dtype, local_only=True)
-        else:
-            try:
-                pipe = _from_pretrained(source, dtype, local_only=True)
-            except OSError as error:  # not in the hub cache
-                if offline or not hub_reachable():
-                    raise ModelUnavailable(_offline_message(source)) from error
-                log.info("downloading %s from the hub", source.location)
-                pipe = _from_pretrained(source, dtype, local_only=False)
+            return load(offline or not hub_reachable())
+        if source.kind == "folder":
+            return load(True)
+        try:
+            return load(True)
+        except OSError as error:  # not in the hub cache
+            if offline or not hub_reachable():
+                raise ModelUnavailable(_offline_message(source)) from error
+            log.info("downloading %s from the hub", source.location)
+            return load(False)
     except (ModelUnavailable, InvalidRequest):
         raise
     except OSError as error:
@@ -210,9 +210,36 @@ def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: 
             f"Model {source.name!r} could not be loaded: {type(error).__name__}: {error}".rstrip(". ") + "."
         ) from error
 
+
+def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: bool) -> Any:
+    """Load a diffusers pipeline for `source` onto the configured device, or raise `ModelUnavailable`."""
+    dtype = device_config.dtype
+    started = time.perf_counter()
+    if source.kind == "file":
+        pipe = _load(source, offline, lambda local_only: _from_single_file(source, dtype, local_only))
+    else:
+        pipe = _load(source, offline, lambda local_only: _from_pretrained(source, dtype, local_only))
     pipe.to(device_config.device)
     if device_config.attention == "xformers":
         pipe.enable_xformers_memory_efficient_attention()
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s in %.1fs", source.location, time.perf_counter() - started)
     return pipe
+
+
+def load_unet(source: ModelSource, device_config: DeviceConfig, *, offline: bool) -> Any:
+    """Only the UNet of a diffusers model: a dedicated inpainting checkpoint shares everything else."""
+    from diffusers import UNet2DConditionModel
+
+    def load(local_only: bool) -> Any:
+        options: dict[str, Any] = {"subfolder": "unet", "dtype": device_config.dtype}
+        if source.kind == "hub":
+            options["local_files_only"] = local_only
+        return UNet2DConditionModel.from_pretrained(source.location, **options)
+
+    if source.kind == "file":
+        raise InvalidRequest("A dedicated inpainting model must be a diffusers folder or a hub id.")
+    unet = _load(source, offline, load).to(device_config.device)
+    if device_config.attention == "xformers":
+        unet.enable_xformers_memory_efficient_attention()
+    return unet

@@ -17,7 +17,7 @@ from studio.devices import resolve_device  # noqa: E402
 from studio.model_cache import ModelCache  # noqa: E402
 from studio.presets import Presets, load_presets  # noqa: E402
 from studio.settings import DEFAULT_PRESETS_DIR, Settings  # noqa: E402
-from tests.tiny_models import build_sd, build_sdxl  # noqa: E402
+from tests.tiny_models import build_sd, build_sd_inpaint, build_sdxl  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,11 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_inpaint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sd_inpaint(tmp_path_factory.mktemp("models") / "tiny-sd-inpaint")
 
 
 @pytest.fixture(scope="session")

@@ -162,6 +162,20 @@ def build_sdxl(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_sd_inpaint(folder: Path, seed: int = 1) -> Path:
+    """An SD 1.x-family inpainting checkpoint: a 9-channel UNet (latents, mask, masked-image latents)."""
+    torch.manual_seed(seed)
+    build_sd(folder, seed)
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    config = dict(unet.config)
+    config["in_channels"] = 9
+    UNet2DConditionModel.from_config(config).save_pretrained(folder / "unet")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["_class_name"] = "StableDiffusionInpaintPipeline"
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    return folder
+
+
 if __name__ == "__main__":
     target = Path(sys.argv[1])
     kind = sys.argv[2] if len(sys.argv) > 2 else "sd"
