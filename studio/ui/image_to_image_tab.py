@@ -104,8 +104,8 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
                     extend = gr.Button("Extend canvas", variant="primary", elem_id="outpaint-generate")
             prompt = prompt_box("img2img", "Optional: what the image should become")
             with gr.Row():
-                reroll = gr.Button("🔄 Reroll", elem_id="img2img-reroll")
-                stop = gr.Button("⏹ Stop", variant="stop", elem_id="img2img-stop")
+                reroll = gr.Button("Reroll", elem_id="img2img-reroll")
+                stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop")
             controls = prompt_settings("img2img", prompt, presets, default_model)
         with gr.Column(scale=3, min_width=360):
             results = result_panel("img2img")

@@ -40,8 +40,8 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
             prompt = prompt_box("txt2img", "A lighthouse on a cliff at dawn, waves crashing…")
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="txt2img-generate", scale=2)
-                reroll = gr.Button("🔄 Reroll", elem_id="txt2img-reroll", scale=1)
-                stop = gr.Button("⏹ Stop", variant="stop", elem_id="txt2img-stop", scale=1)
+                reroll = gr.Button("Reroll", elem_id="txt2img-reroll", scale=1)
+                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop", scale=1)
             aspect_ratio = gr.Radio(
                 choices=list(presets.aspect_ratios),
                 value=TextToImageRequest.default("aspect_ratio"),

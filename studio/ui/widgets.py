@@ -113,7 +113,7 @@ def prompt_settings(prefix: str, prompt: gr.Textbox, presets: Presets, default_m
                 maximum=DiffusionRequest.bounds("seed")[1],
                 elem_id=f"{prefix}-seed",
             )
-            random_seed = gr.Button("🎲 Random", scale=0, min_width=90)
+            random_seed = gr.Button("Random seed", scale=0, min_width=90)
         steps = slider(
             DiffusionRequest, "steps", value=defaults.steps, label="Steps", elem_id=f"{prefix}-steps"
         )
