@@ -176,6 +176,24 @@ class ModelCache:
             self._base_models[source.location] = base
             return base
 
+    def model(
+        self, key: CacheKey, load: Callable[[], Any], *, module: Callable[[Any], Any] = lambda v: v
+    ) -> Any:
+        """Any other model (an upscaler, an ONNX session), loaded once under `key` and kept as an entry.
+
+        `module` picks the torch module inside the value, whose bytes and device the entry records.
+        """
+        with self.gpu_lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                value = load()
+                self.weight_loads += 1
+                inner = module(value)
+                entry = CacheEntry(key, value, module_bytes(inner), module_device(inner))
+                self._entries[key] = entry
+            entry.last_used = time.monotonic()
+            return entry.value
+
     def inpaint_unet(self, base: BaseModel, source: ModelSource) -> Any:
         """The UNet of a dedicated inpainting checkpoint, loaded once beside `base` and sharing its text
         encoders and VAE (an inpainting checkpoint's are the base model's). Released with `base`."""
