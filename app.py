@@ -16,13 +16,14 @@ from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
 from pipelines.inpaint import InpaintPipeline, InpaintRequest
 from pipelines.outpaint import OutpaintPipeline, OutpaintRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from pipelines.upscale import UpscalePipeline, UpscaleRequest
 from studio.devices import resolve_device
 from studio.errors import StudioError
 from studio.history import History
 from studio.model_cache import ModelCache
 from studio.presets import Presets, load_presets
 from studio.settings import Settings, load_settings
-from studio.ui import image_to_image_tab, png_info_tab, text_to_image_tab
+from studio.ui import image_to_image_tab, png_info_tab, text_to_image_tab, upscale_tab
 from studio.ui.common import INSTANT_EVENT, StopSignals
 from studio.ui.theme import CSS, THEME
 from studio.ui.widgets import JobRunner, Task, selected_result
@@ -36,6 +37,7 @@ def build_app(settings: Settings) -> gr.Blocks:
     presets = load_presets(settings.presets_dir)
     device_config = resolve_device(settings.device, settings.dtype)
     cache = ModelCache(device_config, offline=settings.offline)
+    upscale = UpscalePipeline(cache, presets, settings.upscalers_dir)
     runner = JobRunner(
         History(settings.outputs),
         StopSignals(),
@@ -44,6 +46,7 @@ def build_app(settings: Settings) -> gr.Blocks:
             "img2img": Task(ImageToImagePipeline(cache, presets).generate, ImageToImageRequest),
             "inpaint": Task(InpaintPipeline(cache, presets).generate, InpaintRequest),
             "outpaint": Task(OutpaintPipeline(cache, presets).generate, OutpaintRequest),
+            "upscale": Task(upscale.generate, UpscaleRequest),
         },
     )
 
@@ -59,9 +62,13 @@ def build_app(settings: Settings) -> gr.Blocks:
                 txt2img = text_to_image_tab.create_tab(runner, presets, default_model=settings.model)
             with gr.Tab("Image to Image", id="img2img"):
                 img2img = image_to_image_tab.create_tab(runner, presets, default_model=settings.model)
+            with gr.Tab("Upscale", id="upscale"):
+                upscale_ui = upscale_tab.create_tab(
+                    runner, presets, upscale.upscaler_names(), default_model=settings.model
+                )
             with gr.Tab("PNG Info", id="png_info"):
                 png_info = png_info_tab.create_tab()
-        wire_send_to(tabs, txt2img, img2img, png_info, presets)
+        wire_send_to(tabs, txt2img, img2img, upscale_ui, png_info, presets)
 
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     demo.studio_cache = cache  # for tests and benchmarks that inspect what was loaded
@@ -72,6 +79,7 @@ def wire_send_to(
     tabs: gr.Tabs,
     txt2img: text_to_image_tab.TextToImageTab,
     img2img: image_to_image_tab.ImageToImageTab,
+    upscale: upscale_tab.UpscaleTab,
     png_info: png_info_tab.PngInfoTab,
     presets: Presets,
 ) -> None:
@@ -95,6 +103,18 @@ def wire_send_to(
         [*to_img2img, tabs],
         **INSTANT_EVENT,
     )
+
+    def send_result_to_upscale(gallery_value, params, index):
+        path, chosen = selected_result(gallery_value, params, index)
+        return path, chosen["user_prompt"], gr.Tabs(selected="upscale")
+
+    for tab in (txt2img, img2img):
+        tab.actions.send_to["upscale"].click(
+            send_result_to_upscale,
+            [tab.results.gallery, tab.results.parameters, tab.results.selected_index],
+            [upscale.image, upscale.controls.prompt, tabs],
+            **INSTANT_EVENT,
+        )
 
     def png_to_img2img(image, fields):
         filled = png_info_tab.txt2img_fields(fields)

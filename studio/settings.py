@@ -28,6 +28,7 @@ class Settings:
     auth: tuple[tuple[str, str], ...] = ()
     outputs: Path = Path("outputs")
     presets_dir: Path = DEFAULT_PRESETS_DIR
+    upscalers_dir: Path = Path("models/upscalers")
     offline: bool = False
 
 
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder holding models.json, styles.json and samplers.json (env STUDIO_PRESETS)",
     )
     parser.add_argument(
+        "--upscalers",
+        default=_env("upscalers", "models/upscalers"),
+        help="folder of extra upscaler weights, .pth or .safetensors (env STUDIO_UPSCALERS)",
+    )
+    parser.add_argument(
         "--offline",
         action="store_true",
         default=_env_flag("offline") or os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"},
@@ -128,5 +134,6 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         auth=parse_auth(args.auth),
         outputs=Path(args.outputs).expanduser(),
         presets_dir=Path(args.presets).expanduser(),
+        upscalers_dir=Path(args.upscalers).expanduser(),
         offline=args.offline,
     )

@@ -17,7 +17,10 @@ from studio.presets import Presets
 from studio.ui.common import GPU_EVENT
 from studio.ui.widgets import JobRunner, ResultPanel, selected_result
 
-SEND_TARGETS = {"img2img": "Image to Image"}  # tab id -> label; new tabs add themselves here
+SEND_TARGETS = {
+    "img2img": "Image to Image",
+    "upscale": "Upscale",
+}  # tab id -> label; new tabs add themselves here
 
 
 @dataclass

@@ -70,7 +70,9 @@ def prompt_box(prefix: str, placeholder: str) -> gr.Textbox:
     )
 
 
-def prompt_settings(prefix: str, prompt: gr.Textbox, presets: Presets, default_model: str) -> PromptControls:
+def prompt_settings(
+    prefix: str, prompt: gr.Textbox, presets: Presets, default_model: str, *, image_count: bool = True
+) -> PromptControls:
     """Negative prompt, styles, model, image count and the Advanced accordion, wired to model defaults."""
     defaults = presets.defaults_for(default_model)
     negative_prompt = gr.Textbox(
@@ -100,7 +102,12 @@ def prompt_settings(prefix: str, prompt: gr.Textbox, presets: Presets, default_m
             elem_id=f"{prefix}-model",
         )
         num_images = slider(
-            DiffusionRequest, "num_images", label="Images", scale=1, elem_id=f"{prefix}-num-images"
+            DiffusionRequest,
+            "num_images",
+            label="Images",
+            scale=1,
+            elem_id=f"{prefix}-num-images",
+            visible=image_count,
         )
     with gr.Accordion("Advanced", open=False):
         with gr.Row():

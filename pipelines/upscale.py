@@ -1,0 +1,331 @@
+"""Upscale: super-resolution in tiles, optionally followed by a tiled low-strength diffusion pass.
+
+- Fast: a Real-ESRGAN-family network (shipped in a package, so it works offline), any upscaler weights the
+  user put in the upscalers folder, or plain Lanczos resampling. Tiled, so the network's memory follows the
+  tile size, not the image; Stop is checked between tiles.
+- Creative (what others call "Ultimate SD Upscale"): after super-resolution, image to image at low
+  strength on tiles of the base model's native size, on the model already in the cache, seams hidden by
+  overlap and feathered blending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import ConfigDict, Field
+
+from pipelines.common import (
+    IsCancelled,
+    Progress,
+    StepReporter,
+    generator_for,
+    never_cancelled,
+    no_progress,
+)
+from pipelines.diffusion import (
+    DiffusionRequest,
+    GeneratedImage,
+    check_prompt_side,
+    pipeline_class,
+    resolve_run,
+)
+from pipelines.images import check_image, resized, working_size
+from pipelines.tiling import run_tiled, tile_grid
+from studio.errors import InvalidRequest, RunCancelled
+from studio.metadata import GenerationParameters, read_parameters
+from studio.model_cache import CacheKey, ModelCache
+from studio.presets import Presets
+from studio.upscaler_models import (
+    UPSCALER_SUFFIXES,
+    load_packaged_upscaler,
+    load_upscaler_file,
+    packaged_upscalers,
+)
+
+LANCZOS = "Lanczos (no model)"
+DEFAULT_UPSCALER = "Real-ESRGAN x4plus"
+MAX_OUTPUT_SIDE = 8192
+
+
+class UpscaleRequest(DiffusionRequest):
+    """What to enlarge and how; the prompt fields are used by the creative pass only."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    image: Image.Image | None = None
+    upscaler: str = DEFAULT_UPSCALER
+    scale: float = Field(4, ge=1, le=8)
+    target_width: int = Field(0, ge=0, le=MAX_OUTPUT_SIDE)  # 0: from the scale (or from target_height)
+    target_height: int = Field(0, ge=0, le=MAX_OUTPUT_SIDE)
+    tile_size: int = Field(256, ge=64, le=1024)  # input pixels per super-resolution tile
+    mode: Literal["fast", "creative"] = "fast"
+    creative_strength: float = Field(0.3, ge=0.05, le=0.8)
+    num_images: int = Field(1, ge=1, le=1)
+
+
+def output_size(size: tuple[int, int], request: UpscaleRequest) -> tuple[int, int]:
+    width, height = size
+    if request.target_width and request.target_height:
+        return request.target_width, request.target_height
+    if request.target_width:
+        return request.target_width, round(height * request.target_width / width)
+    if request.target_height:
+        return round(width * request.target_height / height), request.target_height
+    return round(width * request.scale), round(height * request.scale)
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_image(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+class UpscalePipeline:
+    task = "upscale"
+
+    def __init__(self, cache: ModelCache, presets: Presets, upscalers_dir: Path | None = None) -> None:
+        self.cache = cache
+        self.presets = presets
+        self.upscalers_dir = upscalers_dir
+
+    # -- which upscalers exist ---------------------------------------------------------------------------
+
+    def user_upscalers(self) -> dict[str, Path]:
+        if not self.upscalers_dir or not self.upscalers_dir.is_dir():
+            return {}
+        files = sorted(p for p in self.upscalers_dir.iterdir() if p.suffix.lower() in UPSCALER_SUFFIXES)
+        return {path.name: path for path in files}
+
+    def upscaler_names(self) -> list[str]:
+        return [*packaged_upscalers(), *self.user_upscalers(), LANCZOS]
+
+    def _network(self, name: str) -> Any:
+        """The upscaler network `name`, from the cache, on the compute device."""
+        user = self.user_upscalers()
+        if name not in packaged_upscalers() and name not in user:
+            raise InvalidRequest(
+                f"Unknown upscaler {name!r}. Choose one of: {', '.join(self.upscaler_names())}."
+            )
+        device = self.cache.device_config.device
+        # Half precision only where the GPU runs it and the architecture supports it.
+        half = device.type == "cuda" and self.cache.device_config.dtype == torch.float16
+
+        def load() -> Any:
+            network = load_upscaler_file(user[name]) if name in user else load_packaged_upscaler(name)
+            network = network.to(device)
+            return network.half() if half and getattr(network, "supports_half", False) else network
+
+        source = str(user[name]) if name in user else name
+        key = CacheKey(source, "upscaler", "float16" if half else "float32")
+        return self.cache.model(key, load, module=lambda network: getattr(network, "model", network))
+
+    # -- checks ------------------------------------------------------------------------------------------
+
+    def check_inputs(self, request: UpscaleRequest) -> tuple[Image.Image, tuple[int, int]]:
+        image = check_image(request.image)
+        size = output_size(image.size, request)
+        if max(size) > MAX_OUTPUT_SIDE:
+            raise InvalidRequest(
+                f"The result would be {size[0]}×{size[1]}; the limit is {MAX_OUTPUT_SIDE} pixels on the "
+                "longer side. Pick a smaller scale or target size."
+            )
+        if min(size) < 1:
+            raise InvalidRequest("The target size is too small.")
+        if request.upscaler not in self.upscaler_names():
+            raise InvalidRequest(
+                f"Unknown upscaler {request.upscaler!r}. Choose one of: {', '.join(self.upscaler_names())}."
+            )
+        if request.mode == "creative":
+            check_prompt_side(request, self.presets, prompt_required=False)
+        return image, size
+
+    # -- running -----------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        request: UpscaleRequest,
+        progress: Progress = no_progress,
+        is_cancelled: IsCancelled = never_cancelled,
+    ) -> list[GeneratedImage]:
+        return list(self.generate(request, progress, is_cancelled))
+
+    def generate(
+        self,
+        request: UpscaleRequest,
+        progress: Progress = no_progress,
+        is_cancelled: IsCancelled = never_cancelled,
+    ) -> Iterator[GeneratedImage]:
+        # 1. Check inputs: the image, the size it will become, the upscaler
+        image, size = self.check_inputs(request)
+        if is_cancelled():
+            raise RunCancelled()
+
+        # 2. Super-resolution in tiles (or plain resampling), then exactly to the asked size
+        if request.upscaler == LANCZOS:
+            enlarged = image.resize(size, Image.Resampling.LANCZOS)
+        else:
+            enlarged = self._super_resolve(image, size, request, progress, is_cancelled)
+
+        # 3. The creative pass: low-strength image to image, tile by tile, on the cached base model
+        extras: dict[str, Any] = {
+            "upscaler": request.upscaler,
+            "upscale": f"{image.width}x{image.height}->{size[0]}x{size[1]}",
+        }
+        creative_run = None
+        if request.mode == "creative":
+            enlarged, creative_run = self._creative_pass(enlarged, request, progress, is_cancelled)
+            extras["creative_strength"] = request.creative_strength
+
+        # 4. The PNG keeps the source's parameters (prompt, seed, model) and adds the upscale's
+        yield GeneratedImage(enlarged, self._parameters(request, image, size, extras, creative_run))
+
+    def _super_resolve(
+        self,
+        image: Image.Image,
+        size: tuple[int, int],
+        request: UpscaleRequest,
+        progress: Progress,
+        is_cancelled: IsCancelled,
+    ) -> Image.Image:
+        with self.cache.gpu_lock:
+            network = self._network(request.upscaler)
+            scale = int(network.scale)
+            # Enough passes of the network to reach the target; Lanczos takes it down to the exact size.
+            passes = max(
+                1, math.ceil(math.log(max(size[0] / image.width, size[1] / image.height), scale) - 1e-9)
+            )
+            device, dtype = self.cache.device_config.device, next(network.model.parameters()).dtype
+            overlap = max(8, request.tile_size // 8)
+
+            def process(tile: np.ndarray) -> np.ndarray:
+                tensor = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].to(device, dtype)
+                with torch.inference_mode():
+                    output = network(tensor)
+                return output[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+
+            current = to_array(image)
+            tiles_per_pass = []
+            height, width = current.shape[:2]
+            for _ in range(passes):
+                tiles_per_pass.append(len(tile_grid(width, height, request.tile_size, overlap)))
+                width, height = width * scale, height * scale
+            done = 0
+            for index in range(passes):
+                current = run_tiled(
+                    current,
+                    process,
+                    scale=scale,
+                    tile=request.tile_size,
+                    overlap=overlap,
+                    progress=progress,
+                    is_cancelled=is_cancelled,
+                    progress_offset=done,
+                    progress_total=sum(tiles_per_pass),
+                )
+                done += tiles_per_pass[index]
+        return resized(to_image(current), size)
+
+    def _creative_pass(
+        self,
+        image: Image.Image,
+        request: UpscaleRequest,
+        progress: Progress,
+        is_cancelled: IsCancelled,
+    ) -> tuple[Image.Image, Any]:
+        source = check_prompt_side(request, self.presets, prompt_required=False)
+        run = resolve_run(request, source, self.presets)
+        # Only steps × strength steps run; at least one must.
+        run = dataclasses.replace(run, steps=max(run.steps, math.ceil(1 / request.creative_strength)))
+        sampler = self.presets.sampler(run.sampler)
+        with self.cache.gpu_lock:
+            base = self.cache.base_model(source)
+            tile = base.native_resolution if not source.preset else source.preset.resolution
+            overlap = tile // 8
+            tiles = tile_grid(image.width, image.height, tile, overlap)
+            reporter = StepReporter(progress, is_cancelled, len(tiles))
+            with self.cache.use(base):
+                pipe = base.build(pipeline_class(base.family, "img2img"), base.new_scheduler(sampler))
+                counter = iter(range(len(tiles)))
+
+                def denoise(pixels: np.ndarray) -> np.ndarray:
+                    reporter.image_index = next(counter)
+                    tile_image = to_image(pixels)
+                    work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
+                    output = pipe(
+                        prompt=run.prompt,
+                        negative_prompt=run.negative_prompt or None,
+                        image=work,
+                        strength=request.creative_strength,
+                        num_inference_steps=run.steps,
+                        guidance_scale=run.guidance_scale,
+                        generator=generator_for(run.seed),
+                        callback_on_step_end=reporter,
+                    ).images[0]
+                    return to_array(resized(output, tile_image.size))
+
+                result = run_tiled(
+                    to_array(image),
+                    denoise,
+                    scale=1,
+                    tile=tile,
+                    overlap=overlap,
+                    progress=lambda step, total: None,
+                    is_cancelled=is_cancelled,
+                )
+        return to_image(result), run
+
+    def _parameters(
+        self,
+        request: UpscaleRequest,
+        image: Image.Image,
+        size: tuple[int, int],
+        extras: dict[str, Any],
+        creative_run: Any,
+    ) -> GenerationParameters:
+        carried = read_parameters(image) if image.info else None
+        if creative_run is not None:
+            base = GenerationParameters(
+                task=self.task,
+                prompt=creative_run.prompt,
+                negative_prompt=creative_run.negative_prompt,
+                steps=creative_run.steps,
+                sampler=creative_run.sampler,
+                guidance_scale=creative_run.guidance_scale,
+                seed=creative_run.seed,
+                width=size[0],
+                height=size[1],
+                model=creative_run.source.name,
+                user_prompt=request.prompt.strip(),
+                user_negative_prompt=request.negative_prompt.strip(),
+                styles=tuple(request.styles),
+            )
+        elif isinstance(carried, GenerationParameters):
+            base = carried
+        else:
+            prompt = carried.get("prompt", "") if isinstance(carried, dict) else ""
+            base = GenerationParameters(
+                task=self.task,
+                prompt=prompt,
+                negative_prompt="",
+                steps=0,
+                sampler="",
+                guidance_scale=0,
+                seed=0,
+                width=size[0],
+                height=size[1],
+                model="",
+            )
+        if isinstance(carried, GenerationParameters):
+            extras = {"source_task": carried.task, "source_seed": carried.seed, **extras}
+        return dataclasses.replace(
+            base, task=self.task, width=size[0], height=size[1], extras={**base.extras, **extras}
+        )
