@@ -37,12 +37,13 @@ def create_tab(
             upscaler = gr.Dropdown(
                 choices=upscaler_names,
                 value=DEFAULT_UPSCALER if DEFAULT_UPSCALER in upscaler_names else upscaler_names[-1],
+                allow_custom_value=True,  # weights added to the folder later work without a restart
                 label="Upscaler",
                 info="x4plus for photos, anime models for drawings; extra weights go in the upscalers folder",
                 elem_id="upscale-upscaler",
             )
             with gr.Row():
-                scale = gr.Radio(choices=[2, 3, 4], value=4, label="Scale", elem_id="upscale-scale")
+                scale = gr.Radio(choices=[2, 3, 4, 8], value=4, label="Scale", elem_id="upscale-scale")
                 mode = gr.Radio(
                     choices=[("Fast", "fast"), ("Creative (adds detail)", "creative")],
                     value="fast",
@@ -107,7 +108,7 @@ def create_tab(
         Args:
             image: the image to enlarge (up to 2048 px on the longer side).
             upscaler: an upscaler name (see the dropdown), or "Lanczos (no model)".
-            scale: 2, 3 or 4 (up to 8); ignored when a target size is given.
+            scale: 2, 3, 4 or 8; ignored when a target size is given.
             target_width: exact width, or 0.
             target_height: exact height, or 0 (one of the two keeps the aspect ratio).
             mode: "fast" (super-resolution) or "creative" (plus a low-strength diffusion pass in tiles).
