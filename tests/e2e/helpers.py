@@ -1,0 +1,65 @@
+"""Page helpers shared by the browser tests; each works inside one tab's panel."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, expect
+
+LOAD_TIMEOUT_MS = 30_000
+GENERATE_TIMEOUT_MS = 90_000
+SLIDER_ATTEMPTS = 3
+
+
+def saved_pngs(outputs: Path) -> set[Path]:
+    return set(outputs.glob("*/*.png"))
+
+
+def tab_panel(page: Page, marker: str) -> Locator:
+    """The (outermost) tab panel holding `marker`, so labels tabs share ("Steps") stay unambiguous."""
+    return page.locator('[role="tabpanel"]').filter(has=page.locator(marker)).first
+
+
+def set_slider(panel: Locator, label: str, value: int) -> None:
+    """Type into a slider's number box; the range handle following proves Gradio took the value.
+
+    Typed again if it did not take: right after the Advanced accordion opens, the slider sometimes puts its
+    default back over what was typed (about once in 60 tries, with no server event involved).
+    """
+    number = panel.get_by_label(f"number input for {label}", exact=True)
+    handle = panel.get_by_label(f"range slider for {label}", exact=True)
+    for _ in range(SLIDER_ATTEMPTS):
+        number.fill(str(value))
+        number.press("Enter")
+        number.blur()
+        try:
+            expect(handle).to_have_value(str(value), timeout=2_000)
+            return
+        except AssertionError:
+            continue
+    expect(handle).to_have_value(str(value))
+
+
+def open_advanced(panel: Locator) -> None:
+    steps = panel.get_by_label("number input for Steps", exact=True)
+    if not steps.is_visible():
+        panel.locator("button.label-wrap", has_text=re.compile(r"^\s*Advanced\b")).click()
+    expect(steps).to_be_visible()
+
+
+def wait_for_images(page: Page, selector: str, count: int) -> None:
+    """Wait until `selector` matches exactly `count` images, each loaded with real pixels."""
+    expect(page.locator(selector)).to_have_count(count, timeout=GENERATE_TIMEOUT_MS)
+    page.wait_for_function(
+        """([selector, count]) => {
+            const images = [...document.querySelectorAll(selector)];
+            return images.length === count && images.every((img) => img.complete && img.naturalWidth > 0);
+        }""",
+        arg=[selector, count],
+        timeout=GENERATE_TIMEOUT_MS,
+    )
+
+
+def image_sources(page: Page, selector: str) -> list[str]:
+    return page.evaluate("(s) => [...document.querySelectorAll(s)].map((img) => img.src)", selector)
