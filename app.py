@@ -84,25 +84,29 @@ def wire_send_to(
     presets: Presets,
 ) -> None:
     """Send-to buttons: the target tab opens with the image and its prompt filled in."""
+    c = img2img.controls
+    # Every mode of Image to Image gets the image: Re-imagine, Inpaint's canvas, Zoom out / Pan.
     to_img2img = [
         img2img.image,
-        img2img.controls.prompt,
-        img2img.controls.negative_prompt,
-        img2img.controls.styles,
+        img2img.editor,
+        img2img.outpaint_image,
+        c.prompt,
+        c.negative_prompt,
+        c.styles,
     ]
 
     def send_result_to_img2img(gallery_value, params, index):
         path, chosen = selected_result(gallery_value, params, index)
         prompt, negative, styles = chosen["user_prompt"], chosen["user_negative_prompt"], chosen["styles"]
-        return path, prompt, negative, list(styles), gr.Tabs(selected="img2img")
+        return path, path, path, prompt, negative, list(styles), gr.Tabs(selected="img2img")
 
-    results = txt2img.results
-    txt2img.actions.send_to["img2img"].click(
-        send_result_to_img2img,
-        [results.gallery, results.parameters, results.selected_index],
-        [*to_img2img, tabs],
-        **INSTANT_EVENT,
-    )
+    for tab in (txt2img, img2img):
+        tab.actions.send_to["img2img"].click(
+            send_result_to_img2img,
+            [tab.results.gallery, tab.results.parameters, tab.results.selected_index],
+            [*to_img2img, tabs],
+            **INSTANT_EVENT,
+        )
 
     def send_result_to_upscale(gallery_value, params, index):
         path, chosen = selected_result(gallery_value, params, index)
@@ -118,13 +122,8 @@ def wire_send_to(
 
     def png_to_img2img(image, fields):
         filled = png_info_tab.txt2img_fields(fields)
-        return (
-            image,
-            filled["prompt"],
-            filled["negative_prompt"],
-            filled["styles"],
-            gr.Tabs(selected="img2img"),
-        )
+        prompt, negative, styles = filled["prompt"], filled["negative_prompt"], filled["styles"]
+        return image, image, image, prompt, negative, styles, gr.Tabs(selected="img2img")
 
     png_info.send_to_img2img.click(
         png_to_img2img, [png_info.image, png_info.parameters], [*to_img2img, tabs], **INSTANT_EVENT

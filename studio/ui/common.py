@@ -71,6 +71,23 @@ def user_errors() -> Iterator[None]:
         ) from error
 
 
+def readable(component: gr.components.Component) -> gr.components.Component:
+    """Make an image input say clearly when a file is not a picture, instead of failing inside Gradio."""
+    preprocess = component.preprocess
+
+    def checked_preprocess(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for unreadable files
+            name = getattr(payload, "orig_name", None) or "The file"
+            raise gr.Error(
+                f"{name} could not be read as an image ({error}).", print_exception=False
+            ) from error
+
+    component.preprocess = checked_preprocess  # type: ignore[method-assign]
+    return component
+
+
 def slider(request_type: type[Request], name: str, *, step: float = 1, **options: Any) -> gr.Slider:
     """A slider whose range is the request field's bounds, so the UI and validation never disagree."""
     low, high = request_type.bounds(name)

@@ -29,7 +29,7 @@ class GridActions:
     send_to: dict[str, gr.Button]  # by target tab id
 
 
-def create_grid_actions(prefix: str, presets: Presets, exclude: tuple[str, ...] = ()) -> GridActions:
+def create_grid_actions(prefix: str, presets: Presets) -> GridActions:
     with gr.Row(elem_classes=["grid-actions"]):
         vary = {
             name: gr.Button(f"Vary ({name})", size="sm", elem_id=f"{prefix}-vary-{name.lower()}")
@@ -38,7 +38,6 @@ def create_grid_actions(prefix: str, presets: Presets, exclude: tuple[str, ...] 
         send_to = {
             tab: gr.Button(f"Send to {label}", size="sm", elem_id=f"{prefix}-send-{tab}")
             for tab, label in SEND_TARGETS.items()
-            if tab not in exclude
         }
     return GridActions(vary, send_to)
 

@@ -15,7 +15,7 @@ from pipelines.inpaint import InpaintRequest
 from pipelines.outpaint import DIRECTION_LABELS
 from studio.metadata import GenerationParameters, read_parameters
 from studio.presets import Presets
-from studio.ui.common import GPU_EVENT, INSTANT_EVENT, slider
+from studio.ui.common import GPU_EVENT, INSTANT_EVENT, readable, slider
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_vary
 from studio.ui.widgets import (
     JobRunner,
@@ -40,14 +40,16 @@ class ImageToImageTab:
 
 
 def input_image(elem_id: str, label: str) -> gr.Image:
-    return gr.Image(
-        label=label,
-        type="filepath",  # the uploaded file itself, so a PNG's parameters stay readable
-        image_mode=None,
-        format="png",
-        sources=["upload", "clipboard"],
-        height=320,
-        elem_id=elem_id,
+    return readable(
+        gr.Image(
+            label=label,
+            type="filepath",  # the uploaded file itself, so a PNG's parameters stay readable
+            image_mode=None,
+            format="png",
+            sources=["upload", "clipboard"],
+            height=320,
+            elem_id=elem_id,
+        )
     )
 
 
@@ -77,17 +79,19 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
                         )
                         vary = gr.Button("Vary this image", elem_id="img2img-vary", scale=1)
                 with gr.Tab("Inpaint", id="inpaint"):
-                    editor = gr.ImageEditor(
-                        label="Paint over what to repaint",
-                        type="pil",
-                        image_mode="RGB",
-                        sources=["upload", "clipboard"],
-                        layers=False,
-                        transforms=(),
-                        brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=40),
-                        eraser=gr.Eraser(default_size=40),
-                        height=420,
-                        elem_id="inpaint-editor",
+                    editor = readable(
+                        gr.ImageEditor(
+                            label="Paint over what to repaint",
+                            type="pil",
+                            image_mode="RGB",
+                            sources=["upload", "clipboard"],
+                            layers=False,
+                            transforms=(),
+                            brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=40),
+                            eraser=gr.Eraser(default_size=40),
+                            height=420,
+                            elem_id="inpaint-editor",
+                        )
                     )
                     with gr.Row():
                         inpaint_strength = slider(InpaintRequest, "strength", step=0.05, label="Strength")
@@ -109,7 +113,7 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
             controls = prompt_settings("img2img", prompt, presets, default_model)
         with gr.Column(scale=3, min_width=360):
             results = result_panel("img2img")
-            actions = create_grid_actions("img2img", presets, exclude=("img2img",))
+            actions = create_grid_actions("img2img", presets)
 
     job = gr.State(None)
 

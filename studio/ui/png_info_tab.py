@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from studio.metadata import GenerationParameters, read_parameters
+from studio.ui.common import readable
 
 
 @dataclass
@@ -33,13 +34,15 @@ def png_parameters(path: str | None) -> dict:
 def create_tab() -> PngInfoTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
-            image = gr.Image(
-                label="Drop a PNG made by this studio or another",
-                type="filepath",
-                image_mode=None,  # the uploaded file itself: a converted copy would lose its text chunks
-                sources=["upload", "clipboard"],
-                height=360,
-                elem_id="png-info-image",
+            image = readable(
+                gr.Image(
+                    label="Drop a PNG made by this studio or another",
+                    type="filepath",
+                    image_mode=None,  # the uploaded file itself: a converted copy would lose its text chunks
+                    sources=["upload", "clipboard"],
+                    height=360,
+                    elem_id="png-info-image",
+                )
             )
         with gr.Column(scale=3):
             text = gr.Textbox(

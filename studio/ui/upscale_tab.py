@@ -8,7 +8,7 @@ import gradio as gr
 
 from pipelines.upscale import DEFAULT_UPSCALER, UpscaleRequest
 from studio.presets import Presets
-from studio.ui.common import GPU_EVENT, describe_parameters, slider
+from studio.ui.common import GPU_EVENT, describe_parameters, readable, slider
 from studio.ui.grid_actions import open_image
 from studio.ui.widgets import JobRunner, PromptControls, prompt_box, prompt_settings, prompt_values
 
@@ -25,14 +25,16 @@ def create_tab(
     default_model = default_model or presets.default_model
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            image = gr.Image(
-                label="Image to enlarge",
-                type="filepath",
-                image_mode=None,  # the uploaded file itself, so its parameters carry over
-                format="png",
-                sources=["upload", "clipboard"],
-                height=300,
-                elem_id="upscale-image",
+            image = readable(
+                gr.Image(
+                    label="Image to enlarge",
+                    type="filepath",
+                    image_mode=None,  # the uploaded file itself, so its parameters carry over
+                    format="png",
+                    sources=["upload", "clipboard"],
+                    height=300,
+                    elem_id="upscale-image",
+                )
             )
             upscaler = gr.Dropdown(
                 choices=upscaler_names,

@@ -155,3 +155,14 @@ def test_png_info_on_a_plain_image_says_there_is_nothing(client, tmp_path):
 def test_img2img_without_an_image_is_a_message(client):
     with pytest.raises(Exception, match="Add an image first"):
         client.predict(image=None, prompt="x", api_name="/img2img")
+
+
+def test_an_unreadable_image_is_a_message_and_nothing_is_lost(client, tmp_path, running_app):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not really an image")
+    before = set(running_app.outputs.glob("*/*.png"))
+    with pytest.raises(Exception, match="could not be read"):
+        client.predict(image=handle_file(str(broken)), prompt="x", api_name="/img2img")
+    assert set(running_app.outputs.glob("*/*.png")) == before
+    images, _ = client.predict(prompt="still serving", steps=2, api_name="/txt2img")
+    assert len(images) == 1

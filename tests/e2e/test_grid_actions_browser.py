@@ -95,3 +95,40 @@ def test_send_to_upscale_shows_before_and_after(page: Page) -> None:
         "() => [...document.querySelectorAll('#upscale-slider img')].map((img) => img.naturalWidth)"
     )
     assert sorted(sizes) == [64, 256], sizes  # the tiny model's 64 px image and its x4 upscale
+
+
+def test_png_info_reads_a_dropped_png_and_fills_text_to_image(page: Page, running_app, tmp_path) -> None:
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters",
+        "a castle in fog\nNegative prompt: people\nSteps: 7, Sampler: Euler a, CFG scale: 4.5, Seed: 4242, "
+        "Size: 832x1216, Model: somebody-elses-model",
+    )
+    dropped = tmp_path / "other-studio.png"
+    Image.new("RGB", (32, 48), "gray").save(dropped, pnginfo=info)
+
+    page.get_by_role("tab", name="PNG Info", exact=True).click()
+    page.locator("#png-info-image input[type=file]").set_input_files(str(dropped))
+    expect(page.locator("#png-info-text textarea")).to_have_value(re.compile(r"^a castle in fog"))
+
+    page.locator("#png-info-send-txt2img").click()
+    expect(page.get_by_role("tab", name="Text to Image", exact=True)).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a castle in fog")
+    expect(page.locator("#txt2img-negative textarea")).to_have_value("people")
+    panel = tab_panel(page, "#txt2img-generate")
+    open_advanced(panel)
+    expect(page.locator("#txt2img-seed input")).to_have_value("4242")
+    expect(panel.get_by_label("number input for Steps", exact=True)).to_have_value("7")
+    expect(page.locator("#txt2img-aspect-ratio input[value='2:3']")).to_be_checked()
+
+    page.get_by_role("tab", name="PNG Info", exact=True).click()
+    page.locator("#png-info-send-img2img").click()
+    expect(page.get_by_role("tab", name="Image to Image", exact=True)).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.locator("#img2img-image img")).to_have_count(1)
+    expect(page.locator("#img2img-prompt textarea")).to_have_value("a castle in fog")
