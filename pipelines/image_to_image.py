@@ -123,21 +123,20 @@ class ImageToImagePipeline:
                 )
             return
 
-        with self.cache.gpu_lock:
-            # 3. The base model already in the cache, and the input at a size it can denoise
-            base = self.cache.base_model(source)
+        # 3. The base model already in the cache, and the input at a size it can denoise
+        with self.cache.use(source) as base:
             if base.is_inpainting:
                 raise InvalidRequest(
                     f"{source.name} is an inpainting model: use it in Inpaint, or pick another."
                 )
             working = resized(image, working_size(image.size, base.size_multiple))
-            with self.cache.use(base):
-                # 4. A pipeline around the shared components, with this request's own scheduler
-                pipe = base.build(pipeline_class(base.family, self.task), base.new_scheduler(sampler))
+            # 4. A pipeline around the shared components, with this request's own scheduler
+            pipe = base.build(pipeline_class(base.family, self.task), base.new_scheduler(sampler))
 
-                # 5. Denoise image by image from the noised input, image i with seed s+i
-                for index in range(request.num_images):
-                    reporter.image_index = index
+            # 5. Denoise image by image from the noised input, image i with seed s+i
+            for index in range(request.num_images):
+                reporter.image_index = index
+                with self.cache.gpu_lock:
                     output = pipe(
                         prompt=run.prompt,
                         negative_prompt=run.negative_prompt or None,
@@ -148,8 +147,8 @@ class ImageToImagePipeline:
                         generator=generator_for(image_seed(run.seed, index)),
                         callback_on_step_end=reporter,
                     )
-                    # 6. Back at the input's size, with everything needed to make it again
-                    parameters = record(
-                        self.task, request, run, index, image.size, denoising_strength=request.strength
-                    )
-                    yield GeneratedImage(resized(output.images[0], image.size), parameters)
+                # 6. Back at the input's size, with everything needed to make it again
+                parameters = record(
+                    self.task, request, run, index, image.size, denoising_strength=request.strength
+                )
+                yield GeneratedImage(resized(output.images[0], image.size), parameters)

@@ -107,24 +107,21 @@ class InpaintPipeline:
             # Only steps × strength steps run; at least one must.
             run = dataclasses.replace(run, steps=max(run.steps, math.ceil(1 / strength)))
 
-        with self.cache.gpu_lock:
-            # 2. The base model, and the inpainting UNet its preset names, if any
-            base = self.cache.base_model(run.source)
+        # 2. The base model, and the inpainting UNet its preset names, if any
+        with self.cache.use(run.source) as base:
             unet, checkpoint = self._unet_for(base, run.source)
             size = working_size(image.size, base.size_multiple)
-            with self.cache.use(base):
-                # 3. A pipeline around the shared components, with this request's own scheduler
-                sampler = self.presets.sampler(run.sampler)
-                pipe = base.build(
-                    pipeline_class(base.family, "inpaint"), base.new_scheduler(sampler), unet=unet
-                )
+            # 3. A pipeline around the shared components, with this request's own scheduler
+            sampler = self.presets.sampler(run.sampler)
+            pipe = base.build(pipeline_class(base.family, "inpaint"), base.new_scheduler(sampler), unet=unet)
 
-                # 4. Repaint image by image, then put the untouched pixels back exactly
-                for index in range(request.num_images):
-                    reporter.image_index = index
-                    if strength == 0:
-                        repainted = image
-                    else:
+            # 4. Repaint image by image, then put the untouched pixels back exactly
+            for index in range(request.num_images):
+                reporter.image_index = index
+                if strength == 0:
+                    repainted = image
+                else:
+                    with self.cache.gpu_lock:
                         repainted = pipe(
                             prompt=run.prompt,
                             negative_prompt=run.negative_prompt or None,
@@ -138,12 +135,12 @@ class InpaintPipeline:
                             generator=generator_for(image_seed(run.seed, index)),
                             callback_on_step_end=reporter,
                         ).images[0]
-                    result = blend_outside_mask(image, repainted, mask, mask_blur)
-                    parameters = record(
-                        task, request, run, index, image.size,
-                        denoising_strength=strength, mask_blur=mask_blur, inpaint_model=checkpoint, **extras,
-                    )  # fmt: skip
-                    yield GeneratedImage(result, parameters)
+                result = blend_outside_mask(image, repainted, mask, mask_blur)
+                parameters = record(
+                    task, request, run, index, image.size,
+                    denoising_strength=strength, mask_blur=mask_blur, inpaint_model=checkpoint, **extras,
+                )  # fmt: skip
+                yield GeneratedImage(result, parameters)
 
     def _unet_for(self, base: BaseModel, source: ModelSource) -> tuple[object, str]:
         """The UNet to repaint with, and what to record about it."""

@@ -77,22 +77,21 @@ class TextToImagePipeline:
         reporter = StepReporter(progress, is_cancelled, request.num_images)
         reporter.check()
 
-        with self.cache.gpu_lock:
-            # 2. Load the base model, or reuse the one already in the cache
-            base = self.cache.base_model(source)
+        # 2. Load the base model, or reuse the one already in the cache; it stays loaded until the end
+        with self.cache.use(source) as base:
             if base.is_inpainting:
                 raise InvalidRequest(
                     f"{source.name} is an inpainting model: use it for inpainting, or pick a regular model."
                 )
             width, height = self.size_for(request, base)
-            with self.cache.use(base):
-                # 3. A pipeline around the shared components, with this request's own scheduler
-                pipe = base.build(pipeline_class(base.family, self.task), base.new_scheduler(sampler))
+            # 3. A pipeline around the shared components, with this request's own scheduler
+            pipe = base.build(pipeline_class(base.family, self.task), base.new_scheduler(sampler))
 
-                # 4. Denoise image by image, image i with seed s+i
-                for index in range(request.num_images):
-                    seed = image_seed(run.seed, index)
-                    reporter.image_index = index
+            # 4. Denoise image by image, image i with seed s+i, one at a time on the GPU
+            for index in range(request.num_images):
+                seed = image_seed(run.seed, index)
+                reporter.image_index = index
+                with self.cache.gpu_lock:
                     output = pipe(
                         prompt=run.prompt,
                         negative_prompt=run.negative_prompt or None,
@@ -103,6 +102,6 @@ class TextToImagePipeline:
                         generator=generator_for(seed),
                         callback_on_step_end=reporter,
                     )
-                    # 5. Record everything needed to make this image again
-                    parameters = record(self.task, request, run, index, (width, height))
-                    yield GeneratedImage(output.images[0], parameters)
+                # 5. Record everything needed to make this image again
+                parameters = record(self.task, request, run, index, (width, height))
+                yield GeneratedImage(output.images[0], parameters)

@@ -246,41 +246,40 @@ class UpscalePipeline:
         # Only steps × strength steps run; at least one must.
         run = dataclasses.replace(run, steps=max(run.steps, math.ceil(1 / request.creative_strength)))
         sampler = self.presets.sampler(run.sampler)
-        with self.cache.gpu_lock:
-            base = self.cache.base_model(source)
+        # No yield happens in here, so the GPU lock can be held for the whole pass.
+        with self.cache.use(source) as base, self.cache.gpu_lock:
             tile = base.native_resolution if not source.preset else source.preset.resolution
             overlap = tile // 8
             tiles = tile_grid(image.width, image.height, tile, overlap)
             reporter = StepReporter(progress, is_cancelled, len(tiles))
-            with self.cache.use(base):
-                pipe = base.build(pipeline_class(base.family, "img2img"), base.new_scheduler(sampler))
-                counter = iter(range(len(tiles)))
+            pipe = base.build(pipeline_class(base.family, "img2img"), base.new_scheduler(sampler))
+            counter = iter(range(len(tiles)))
 
-                def denoise(pixels: np.ndarray) -> np.ndarray:
-                    reporter.image_index = next(counter)
-                    tile_image = to_image(pixels)
-                    work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
-                    output = pipe(
-                        prompt=run.prompt,
-                        negative_prompt=run.negative_prompt or None,
-                        image=work,
-                        strength=request.creative_strength,
-                        num_inference_steps=run.steps,
-                        guidance_scale=run.guidance_scale,
-                        generator=generator_for(run.seed),
-                        callback_on_step_end=reporter,
-                    ).images[0]
-                    return to_array(resized(output, tile_image.size))
+            def denoise(pixels: np.ndarray) -> np.ndarray:
+                reporter.image_index = next(counter)
+                tile_image = to_image(pixels)
+                work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
+                output = pipe(
+                    prompt=run.prompt,
+                    negative_prompt=run.negative_prompt or None,
+                    image=work,
+                    strength=request.creative_strength,
+                    num_inference_steps=run.steps,
+                    guidance_scale=run.guidance_scale,
+                    generator=generator_for(run.seed),
+                    callback_on_step_end=reporter,
+                ).images[0]
+                return to_array(resized(output, tile_image.size))
 
-                result = run_tiled(
-                    to_array(image),
-                    denoise,
-                    scale=1,
-                    tile=tile,
-                    overlap=overlap,
-                    progress=lambda step, total: None,
-                    is_cancelled=is_cancelled,
-                )
+            result = run_tiled(
+                to_array(image),
+                denoise,
+                scale=1,
+                tile=tile,
+                overlap=overlap,
+                progress=lambda step, total: None,
+                is_cancelled=is_cancelled,
+            )
         return to_image(result), run
 
     def _parameters(

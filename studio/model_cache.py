@@ -4,7 +4,8 @@
   loaded objects with their size in bytes and the device they live on.
 - A base model's components are loaded once. Every task builds its diffusers pipeline around the very same
   component objects (`BaseModel.build`), with a fresh scheduler per request: schedulers are stateful.
-- All GPU work is serialized by `gpu_lock`; a run holds it from loading to the last decoded image.
+- All GPU work is serialized by `gpu_lock`, held around loading and around each image's denoising (never
+  across a yield: Gradio resumes generators on any thread).
 - Entries used by a running job are never evicted. Base models beyond `max_base_models` are dropped least
   recently used first; budgets in bytes and offloading build on the same entry bookkeeping.
 """
@@ -177,11 +178,17 @@ class ModelCache:
             return base
 
     def model(
-        self, key: CacheKey, load: Callable[[], Any], *, module: Callable[[Any], Any] = lambda v: v
+        self,
+        key: CacheKey,
+        load: Callable[[], Any],
+        *,
+        module: Callable[[Any], Any] = lambda v: v,
+        nbytes: int | None = None,
     ) -> Any:
         """Any other model (an upscaler, an ONNX session), loaded once under `key` and kept as an entry.
 
-        `module` picks the torch module inside the value, whose bytes and device the entry records.
+        `module` picks the torch module inside the value, whose bytes and device the entry records;
+        `nbytes` gives the size of a value that is not a torch module (an ONNX session: its file size).
         """
         with self.gpu_lock:
             entry = self._entries.get(key)
@@ -189,7 +196,8 @@ class ModelCache:
                 value = load()
                 self.weight_loads += 1
                 inner = module(value)
-                entry = CacheEntry(key, value, module_bytes(inner), module_device(inner))
+                size = module_bytes(inner) if nbytes is None else nbytes
+                entry = CacheEntry(key, value, size, module_device(inner))
                 self._entries[key] = entry
             entry.last_used = time.monotonic()
             return entry.value
@@ -209,15 +217,22 @@ class ModelCache:
             return unet
 
     @contextmanager
-    def use(self, base: BaseModel) -> Iterator[BaseModel]:
-        """Hold the GPU for a run on `base`; its entries cannot be evicted meanwhile."""
+    def use(self, source: ModelSource) -> Iterator[BaseModel]:
+        """The base model for `source`, loaded if needed and kept from eviction until the block ends.
+
+        No lock is held inside the block: pipelines yield there, and Gradio resumes a generator on any
+        worker thread, so a lock held across a yield could be released by the wrong thread. Hold
+        `gpu_lock` around each piece of GPU work instead.
+        """
         with self.gpu_lock:
+            base = self.base_model(source)
             keys = list(base.keys)  # entries added during the run were never counted as in use
             for key in keys:
                 self._entries[key].users += 1
-            try:
-                yield base
-            finally:
+        try:
+            yield base
+        finally:
+            with self.gpu_lock:
                 for key in keys:
                     entry = self._entries.get(key)
                     if entry is not None:

@@ -1,4 +1,5 @@
 import gc
+import threading
 import weakref
 
 import pytest
@@ -101,8 +102,7 @@ def test_switching_models_releases_the_old_one(cache, presets, tiny_sd, tiny_sdx
 
 
 def test_a_model_in_use_is_never_evicted(cache, presets, tiny_sd, tiny_sdxl):
-    first = cache.base_model(resolve_model(str(tiny_sd), presets))
-    with cache.use(first):
+    with cache.use(resolve_model(str(tiny_sd), presets)):
         cache.base_model(resolve_model(str(tiny_sdxl), presets))
         assert set(cache.loaded_sources()) == {str(tiny_sd), str(tiny_sdxl)}
         assert all(e.users == 1 for e in cache.entries() if e.key.source == str(tiny_sd))
@@ -110,3 +110,38 @@ def test_a_model_in_use_is_never_evicted(cache, presets, tiny_sd, tiny_sdxl):
     cache.base_model(resolve_model(str(tiny_sd), presets))
     cache.base_model(resolve_model(str(tiny_sdxl), presets))
     assert cache.loaded_sources() == [str(tiny_sdxl)]
+    assert all(e.users == 0 for e in cache.entries())
+
+
+def test_a_run_resumed_on_another_thread_leaves_the_gpu_free(cache, presets, tiny_sd):
+    """Gradio resumes a generator on whichever worker thread is free; no lock may be owned across a yield."""
+    pipeline = TextToImagePipeline(cache, presets)
+    run = pipeline.generate(
+        parse_request(TextToImageRequest, {"prompt": "x", "model": str(tiny_sd), "steps": 2, "num_images": 2})
+    )
+    outcome = {}
+
+    def step(name):
+        try:
+            outcome[name] = next(run, None)
+        except Exception as error:  # recorded for the assertion below
+            outcome[name] = error
+
+    for name in ("first", "second", "end"):
+        worker = threading.Thread(target=step, args=(name,))
+        worker.start()
+        worker.join(timeout=60)
+    assert not isinstance(outcome["second"], Exception), outcome["second"]
+    assert outcome["end"] is None
+    acquired = []
+
+    def take_the_gpu():
+        acquired.append(cache.gpu_lock.acquire(timeout=5))
+        if acquired[-1]:
+            cache.gpu_lock.release()
+
+    other = threading.Thread(target=take_the_gpu)
+    other.start()
+    other.join()
+    assert acquired == [True], "another thread can take the GPU right away"
+    assert all(e.users == 0 for e in cache.entries())

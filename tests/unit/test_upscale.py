@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
 from pipelines.common import parse_request
@@ -155,3 +156,28 @@ def test_creative_upscale_runs_a_tiled_diffusion_pass_on_the_cached_model(upscal
     params = creative.parameters
     assert params.model == str(tiny_sd) and params.seed == 3 and params.extras["creative_strength"] == 0.3
     assert cache.loaded_sources() == [str(tiny_sd)]
+
+
+def test_network_memory_follows_the_tile_not_the_image(upscale):
+    """Measured as the bytes of the largest tensor any layer of the network allocates during a run."""
+    largest = []
+
+    def record(module, inputs, output):
+        if isinstance(output, torch.Tensor):
+            largest.append(output.numel() * output.element_size())
+
+    def peak_bytes(size: int, tile: int) -> int:
+        network = upscale._network("Real-ESRGAN AnimeVideo v3 x4")
+        hooks = [m.register_forward_hook(record) for m in network.model.modules()]
+        try:
+            largest.clear()
+            upscale(request(image=photo(size), upscaler="Real-ESRGAN AnimeVideo v3 x4", tile_size=tile))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return max(largest)
+
+    small_image, large_image = peak_bytes(96, tile=64), peak_bytes(384, tile=64)
+    assert large_image == small_image, "16x the pixels, the same largest activation"
+    untiled = peak_bytes(384, tile=384)
+    assert untiled > 20 * large_image, "without tiles the network's memory grows with the image"
