@@ -28,6 +28,8 @@ PIPELINE_CLASSES = {
     ("sdxl", "img2img"): "StableDiffusionXLImg2ImgPipeline",
     ("sd", "inpaint"): "StableDiffusionInpaintPipeline",
     ("sdxl", "inpaint"): "StableDiffusionXLInpaintPipeline",
+    ("sd", "controlnet_img2img"): "StableDiffusionControlNetImg2ImgPipeline",
+    ("sdxl", "controlnet_img2img"): "StableDiffusionXLControlNetImg2ImgPipeline",
 }
 
 

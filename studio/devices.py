@@ -19,6 +19,10 @@ class DeviceConfig:
     attention: str  # "sdpa" (PyTorch scaled dot-product attention) or "xformers"
 
     @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
     def is_accelerator(self) -> bool:
         return self.device.type in {"cuda", "mps"}
 
@@ -26,7 +30,7 @@ class DeviceConfig:
         name = str(self.device)
         if self.device.type == "cuda":
             name = f"{name} ({torch.cuda.get_device_name(self.device)})"
-        return f"{name}, {str(self.dtype).removeprefix('torch.')}, attention: {self.attention}"
+        return f"{name}, {self.dtype_name}, attention: {self.attention}"
 
 
 def _pick_device(requested: str) -> torch.device:

@@ -94,6 +94,13 @@ class BaseModel:
         return math.lcm(8, self.vae_scale_factor * 2 ** (len(self.unet_config.block_out_channels) - 1))
 
     @property
+    def architecture(self) -> str:
+        """What adapter weights (ControlNets, IP-Adapters) must be made for: sd1, sd2 or sdxl."""
+        if self.family == "sdxl":
+            return "sdxl"
+        return "sd2" if int(self.unet_config.cross_attention_dim) == 1024 else "sd1"
+
+    @property
     def is_inpainting(self) -> bool:
         return int(self.unet_config.in_channels) == 9
 
@@ -154,7 +161,7 @@ class ModelCache:
             self._evict_base_models(room_for=1)
             pipe = self._loader(source, self.device_config, offline=self.offline)
             self.weight_loads += 1
-            dtype = str(self.device_config.dtype).removeprefix("torch.")
+            dtype = self.device_config.dtype_name
             keys = []
             for name, value in pipe.components.items():
                 if value is None or name == "scheduler":
@@ -210,7 +217,7 @@ class ModelCache:
             if unet is None:
                 unet = self._unet_loader(source, self.device_config, offline=self.offline)
                 self.weight_loads += 1
-                key = CacheKey(source.location, "unet", str(self.device_config.dtype).removeprefix("torch."))
+                key = CacheKey(source.location, "unet", self.device_config.dtype_name)
                 self._entries[key] = CacheEntry(key, unet, module_bytes(unet), module_device(unet))
                 base.keys.append(key)
                 base.extras["inpaint_unet"] = unet

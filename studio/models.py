@@ -102,15 +102,34 @@ def hub_reachable(timeout: float = 3.0, ttl: float = 60.0) -> bool:
     return reachable
 
 
-def _offline_message(source: ModelSource) -> str:
+MODEL_HINT = "or pass a local diffusers folder or a .safetensors file with --model /path/to/model."
+
+
+def _offline_message(source: ModelSource, hint: str) -> str:
+    if source.preset:
+        what = f"Model {source.location!r} (preset {source.name!r})"
+    elif source.name != source.location:
+        what = f"{source.name} ({source.location!r})"
+    else:
+        what = f"Model {source.location!r}"
     return (
-        f"Model {source.location!r}"
-        + (f" (preset {source.name!r})" if source.preset else "")
-        + " is not on this machine and the model hub cannot be reached. Supply it in one of these ways: "
+        f"{what} is not on this machine and the model hub cannot be reached. Supply it in one of these ways: "
         f"download it where there is a network (`hf download {source.location}`) and copy the hub cache "
-        "(~/.cache/huggingface) here; or pass a local diffusers folder or a .safetensors file with "
-        "--model /path/to/model."
+        f"(~/.cache/huggingface) here; {hint}"
     )
+
+
+def weights_source(name: str, location: str) -> ModelSource:
+    """Where extra weights (a ControlNet, an IP-Adapter, detector weights) come from: a folder or a hub id.
+
+    `name` says what they are, for messages.
+    """
+    path = Path(location).expanduser()
+    if path.is_dir():
+        return ModelSource(name, str(path.resolve()), "folder")
+    if HUB_ID.match(location):
+        return ModelSource(name, location, "hub")
+    raise InvalidRequest(f"{name}: {location} is neither an existing folder nor a hub id like org/name.")
 
 
 # -- loading -----------------------------------------------------------------------------------------------
@@ -178,7 +197,9 @@ def _from_single_file(source: ModelSource, dtype: torch.dtype, offline: bool) ->
     return pipeline_class.from_single_file(source.location, **options)
 
 
-def _load(source: ModelSource, offline: bool, load: Callable[[bool], Any]) -> Any:
+def load_weights(
+    source: ModelSource, offline: bool, load: Callable[[bool], Any], hint: str = MODEL_HINT
+) -> Any:
     """Run `load(local_only)`: from disk first, from the hub only when it is reachable and allowed.
 
     Every failure becomes a `ModelUnavailable` that says what is wrong and what to do.
@@ -192,7 +213,7 @@ def _load(source: ModelSource, offline: bool, load: Callable[[bool], Any]) -> An
             return load(True)
         except OSError as error:  # not in the hub cache
             if offline or not hub_reachable():
-                raise ModelUnavailable(_offline_message(source)) from error
+                raise ModelUnavailable(_offline_message(source, hint)) from error
             log.info("downloading %s from the hub", source.location)
             return load(False)
     except (ModelUnavailable, InvalidRequest):
@@ -216,9 +237,9 @@ def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: 
     dtype = device_config.dtype
     started = time.perf_counter()
     if source.kind == "file":
-        pipe = _load(source, offline, lambda local_only: _from_single_file(source, dtype, local_only))
+        pipe = load_weights(source, offline, lambda local_only: _from_single_file(source, dtype, local_only))
     else:
-        pipe = _load(source, offline, lambda local_only: _from_pretrained(source, dtype, local_only))
+        pipe = load_weights(source, offline, lambda local_only: _from_pretrained(source, dtype, local_only))
     pipe.to(device_config.device)
     if device_config.attention == "xformers":
         pipe.enable_xformers_memory_efficient_attention()
@@ -239,7 +260,7 @@ def load_unet(source: ModelSource, device_config: DeviceConfig, *, offline: bool
 
     if source.kind == "file":
         raise InvalidRequest("A dedicated inpainting model must be a diffusers folder or a hub id.")
-    unet = _load(source, offline, load).to(device_config.device)
+    unet = load_weights(source, offline, load).to(device_config.device)
     if device_config.attention == "xformers":
         unet.enable_xformers_memory_efficient_attention()
     return unet

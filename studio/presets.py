@@ -1,4 +1,4 @@
-"""Presets are data: model presets, style presets, samplers and aspect ratios, read from JSON and validated.
+"""Presets are data: models, styles, samplers, aspect ratios, ControlNets, IP-Adapters; JSON, validated.
 
 A malformed file fails at start-up with a message naming the file and the entry, never later in a run.
 """
@@ -93,6 +93,31 @@ class AspectRatio(_Preset):
         )
 
 
+Architecture = Literal["sd1", "sd2", "sdxl"]  # what adapter weights must match, beyond the family
+Structure = Literal["canny", "softedge", "lineart", "depth"]
+
+
+class ControlNetPreset(_Preset):
+    """The ControlNet that holds one kind of structure map for one architecture."""
+
+    name: str = Field(min_length=1)
+    architecture: Architecture
+    structure: Structure
+    source: str = Field(min_length=1)  # hub id or local diffusers folder
+
+
+class IPAdapterPreset(_Preset):
+    """An IP-Adapter and its image encoder; the reference image reaches `style_blocks` only (InstantStyle)."""
+
+    name: str = Field(min_length=1)
+    architecture: Architecture
+    source: str = Field(min_length=1)  # hub id or local folder holding `weight` and `image_encoder`
+    weight: str = Field(pattern=r"\.safetensors$")  # pickles are not loaded
+    image_encoder: str = Field(min_length=1)  # folder of a CLIPVisionModelWithProjection, within source
+    style_blocks: tuple[str, ...] = Field(min_length=1)  # attention-processor name prefixes
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class Presets:
     models: dict[str, ModelPreset]
@@ -102,6 +127,9 @@ class Presets:
     samplers: dict[str, SamplerPreset]
     aspect_ratios: dict[str, AspectRatio]
     variations: dict[str, Variation]
+    controlnets: dict[str, ControlNetPreset]
+    ip_adapters: dict[str, IPAdapterPreset]
+    annotators: str  # hub id or folder of the structure detectors' weights (HED, line art, depth)
 
     def defaults_for(self, model: str | None) -> ModelDefaults | ModelPreset:
         """The steps, guidance and sampler a model starts with: its preset's, else `other_models`."""
@@ -128,6 +156,19 @@ class Presets:
         if name not in self.variations:
             raise InvalidRequest(f"Unknown variation {name!r}. Choose one of: {', '.join(self.variations)}.")
         return self.variations[name]
+
+    def controlnet(self, architecture: str, structure: str) -> ControlNetPreset | None:
+        return next(
+            (
+                c
+                for c in self.controlnets.values()
+                if (c.architecture, c.structure) == (architecture, structure)
+            ),
+            None,
+        )
+
+    def ip_adapter(self, architecture: str) -> IPAdapterPreset | None:
+        return next((a for a in self.ip_adapters.values() if a.architecture == architecture), None)
 
     def check_styles(self, names: list[str]) -> None:
         unknown = [name for name in names if name not in self.styles]
@@ -185,6 +226,23 @@ def load_presets(folder: Path) -> Presets:
     samplers, _ = _read_entries(folder / "samplers.json", "samplers", SamplerPreset)
     aspect_ratios, _ = _read_entries(folder / "aspect_ratios.json", "aspect_ratios", AspectRatio)
     variations, _ = _read_entries(folder / "variations.json", "variations", Variation)
+    controlnets, controlnets_doc = _read_entries(folder / "controlnets.json", "controlnets", ControlNetPreset)
+    ip_adapters, _ = _read_entries(folder / "ip_adapters.json", "ip_adapters", IPAdapterPreset)
+    for kind, entries, fields in (
+        ("controlnets.json", controlnets, ("architecture", "structure")),
+        ("ip_adapters.json", ip_adapters, ("architecture",)),
+    ):
+        seen: dict[tuple, str] = {}
+        for entry in entries.values():
+            what = tuple(getattr(entry, name) for name in fields)
+            if what in seen:
+                raise PresetError(
+                    f"{folder / kind}: {entry.name!r} and {seen[what]!r} are both for {'/'.join(what)}."
+                )
+            seen[what] = entry.name
+    annotators = controlnets_doc.get("annotators")
+    if not isinstance(annotators, str) or not annotators:
+        raise PresetError(f"{folder / 'controlnets.json'}: 'annotators' must name the detectors' weights.")
 
     models_file = folder / "models.json"
     default_model = models_doc.get("default", next(iter(models)))
@@ -208,4 +266,7 @@ def load_presets(folder: Path) -> Presets:
         samplers=samplers,
         aspect_ratios=aspect_ratios,
         variations=variations,
+        controlnets=controlnets,
+        ip_adapters=ip_adapters,
+        annotators=annotators,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,13 @@ from studio.devices import resolve_device  # noqa: E402
 from studio.model_cache import ModelCache  # noqa: E402
 from studio.presets import Presets, load_presets  # noqa: E402
 from studio.settings import DEFAULT_PRESETS_DIR, Settings  # noqa: E402
-from tests.tiny_models import build_sd, build_sd_inpaint, build_sdxl  # noqa: E402
+from tests.tiny_models import (  # noqa: E402
+    build_controlnet,
+    build_ip_adapter,
+    build_sd,
+    build_sd_inpaint,
+    build_sdxl,
+)
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +46,46 @@ def tiny_sd_inpaint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def presets() -> Presets:
     return load_presets(DEFAULT_PRESETS_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped presets, with tiny Canny ControlNets and IP-Adapters for the tiny models."""
+    models = tmp_path_factory.mktemp("adapters")
+    folder = tmp_path_factory.mktemp("presets")
+    for preset_file in DEFAULT_PRESETS_DIR.glob("*.json"):
+        shutil.copy(preset_file, folder)
+    controlnets, ip_adapters = [], []
+    for architecture, base in (("sd1", tiny_sd), ("sdxl", tiny_sdxl)):
+        controlnet = build_controlnet(base, models / f"controlnet-canny-{architecture}")
+        adapter = build_ip_adapter(base, models / f"ip-adapter-{architecture}")
+        controlnets.append(
+            {
+                "name": f"canny-{architecture}",
+                "architecture": architecture,
+                "structure": "canny",
+                "source": str(controlnet),
+            }
+        )
+        ip_adapters.append(
+            {
+                "name": f"ip-adapter-{architecture}",
+                "architecture": architecture,
+                "source": str(adapter),
+                "weight": "models/ip-adapter.safetensors",
+                "image_encoder": "models/image_encoder",
+                "style_blocks": ["up_blocks.0.attentions.0"],  # the tiny UNets' one cross-attention up block
+            }
+        )
+    shipped = json.loads((DEFAULT_PRESETS_DIR / "controlnets.json").read_text())
+    (folder / "controlnets.json").write_text(json.dumps({**shipped, "controlnets": controlnets}))
+    (folder / "ip_adapters.json").write_text(json.dumps({"ip_adapters": ip_adapters}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_presets(tiny_presets_dir: Path) -> Presets:
+    return load_presets(tiny_presets_dir)
 
 
 @pytest.fixture
@@ -71,10 +119,19 @@ def launch_app(settings: Settings) -> RunningApp:
 
 
 @pytest.fixture(scope="module")
-def running_app(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+def running_app(
+    tiny_sd: Path, tiny_presets_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
     """The whole studio on a free port, serving the tiny SD model as its default model."""
     outputs = tmp_path_factory.mktemp("outputs")
-    settings = Settings(model=str(tiny_sd), device="cpu", port=free_port(), outputs=outputs, offline=True)
+    settings = Settings(
+        model=str(tiny_sd),
+        device="cpu",
+        port=free_port(),
+        outputs=outputs,
+        offline=True,
+        presets_dir=tiny_presets_dir,
+    )
     running = launch_app(settings)
     yield running
     running.demo.close()

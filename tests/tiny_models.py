@@ -15,12 +15,20 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     EulerDiscreteScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -173,6 +181,55 @@ def build_sd_inpaint(folder: Path, seed: int = 1) -> Path:
     index = json.loads((folder / "model_index.json").read_text())
     index["_class_name"] = "StableDiffusionInpaintPipeline"
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    return folder
+
+
+def build_controlnet(base: Path, folder: Path, seed: int = 2) -> Path:
+    """A ControlNet for the tiny model at `base` (same architecture, random weights)."""
+    torch.manual_seed(seed)
+    # One stride-2 step in the conditioning encoder: the tiny VAE shrinks images 2×, not 8×.
+    controlnet = ControlNetModel.from_unet(
+        UNet2DConditionModel.from_pretrained(base / "unet"), conditioning_embedding_out_channels=(16, 32)
+    )
+    controlnet.save_pretrained(folder)
+    return folder
+
+
+IMAGE_EMBED_DIM = 24
+
+
+def build_ip_adapter(base: Path, folder: Path, seed: int = 3) -> Path:
+    """An IP-Adapter for the tiny model at `base`, laid out like h94/IP-Adapter: a .safetensors file with
+    `image_proj.*` and `ip_adapter.{n}.to_{k,v}_ip.weight` keys, and a CLIP vision encoder beside it."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    cross_dim = unet.config.cross_attention_dim
+    weights = {
+        "image_proj.proj.weight": torch.randn(cross_dim * 4, IMAGE_EMBED_DIM) * 0.2,
+        "image_proj.proj.bias": torch.zeros(cross_dim * 4),
+        "image_proj.norm.weight": torch.ones(cross_dim),
+        "image_proj.norm.bias": torch.zeros(cross_dim),
+    }
+    # diffusers numbers the cross-attention layers 1, 3, 5, ... in the order of `attn_processors`.
+    cross_attention = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    for position, name in enumerate(cross_attention):
+        hidden = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
+        weights[f"ip_adapter.{2 * position + 1}.to_k_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
+        weights[f"ip_adapter.{2 * position + 1}.to_v_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(folder / "models" / "ip-adapter.safetensors"))
+    encoder_config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=IMAGE_EMBED_DIM,
+    )
+    CLIPVisionModelWithProjection(encoder_config).save_pretrained(folder / "models" / "image_encoder")
     return folder
 
 

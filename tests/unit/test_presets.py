@@ -111,3 +111,23 @@ def test_missing_file_is_named(tmp_path):
     (folder / "samplers.json").unlink()
     with pytest.raises(PresetError, match="samplers.json: preset file not found"):
         load_presets(folder)
+
+
+def test_two_controlnets_for_the_same_structure_are_an_error(tmp_path):
+    for preset_file in PRESETS_DIR.glob("*.json"):
+        (tmp_path / preset_file.name).write_text(preset_file.read_text())
+    document = json.loads((PRESETS_DIR / "controlnets.json").read_text())
+    document["controlnets"].append({**document["controlnets"][0], "name": "another"})
+    (tmp_path / "controlnets.json").write_text(json.dumps(document))
+    with pytest.raises(PresetError, match=r"controlnets.json: 'another' and 'canny-sd1' are both for sd1/canny"):
+        load_presets(tmp_path)
+
+
+def test_ip_adapter_weights_must_be_safetensors(tmp_path):
+    for preset_file in PRESETS_DIR.glob("*.json"):
+        (tmp_path / preset_file.name).write_text(preset_file.read_text())
+    document = json.loads((PRESETS_DIR / "ip_adapters.json").read_text())
+    document["ip_adapters"][0]["weight"] = "models/ip-adapter_sd15.bin"
+    (tmp_path / "ip_adapters.json").write_text(json.dumps(document))
+    with pytest.raises(PresetError, match=r"ip_adapters.json: entry 0 \('ip-adapter-sd1'\): weight"):
+        load_presets(tmp_path)
