@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image, ImageFilter
 
 from studio.errors import InvalidRequest
@@ -38,6 +39,15 @@ def working_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
 
 def resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    """RGB pixels as float32 in 0..1, the form the tiled networks work on."""
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_image(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
 def check_mask(mask: object, image_size: tuple[int, int]) -> Image.Image:

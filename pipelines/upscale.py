@@ -36,7 +36,7 @@ from pipelines.diffusion import (
     pipeline_class,
     resolve_run,
 )
-from pipelines.images import check_image, resized, working_size
+from pipelines.images import check_image, resized, to_array, to_image, working_size
 from pipelines.tiling import run_tiled, tile_grid
 from studio.errors import InvalidRequest, RunCancelled
 from studio.metadata import GenerationParameters, read_parameters
@@ -79,14 +79,6 @@ def output_size(size: tuple[int, int], request: UpscaleRequest) -> tuple[int, in
     if request.target_height:
         return round(width * request.target_height / height), request.target_height
     return round(width * request.scale), round(height * request.scale)
-
-
-def to_array(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def to_image(array: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
 class UpscalePipeline:

@@ -191,7 +191,7 @@ class Presets:
         return prompt, ", ".join(negatives)
 
 
-def _read_entries(path: Path, key: str, preset_type: type[_Preset]) -> tuple[dict, dict]:
+def read_entries(path: Path, key: str, preset_type: type[BaseModel]) -> tuple[dict, dict]:
     """The validated entries of `path[key]` by name, and the file's whole JSON object."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -201,7 +201,7 @@ def _read_entries(path: Path, key: str, preset_type: type[_Preset]) -> tuple[dic
         raise PresetError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}).") from error
     if not isinstance(document, dict) or not isinstance(document.get(key), list):
         raise PresetError(f"{path}: expected an object with a list {key!r}.")
-    entries: dict[str, _Preset] = {}
+    entries: dict[str, BaseModel] = {}
     for index, raw in enumerate(document[key]):
         label = f"entry {index}" + (f" ({raw['name']!r})" if isinstance(raw, dict) and "name" in raw else "")
         try:
@@ -221,13 +221,13 @@ def _read_entries(path: Path, key: str, preset_type: type[_Preset]) -> tuple[dic
 
 def load_presets(folder: Path) -> Presets:
     folder = Path(folder)
-    models, models_doc = _read_entries(folder / "models.json", "models", ModelPreset)
-    styles, _ = _read_entries(folder / "styles.json", "styles", StylePreset)
-    samplers, _ = _read_entries(folder / "samplers.json", "samplers", SamplerPreset)
-    aspect_ratios, _ = _read_entries(folder / "aspect_ratios.json", "aspect_ratios", AspectRatio)
-    variations, _ = _read_entries(folder / "variations.json", "variations", Variation)
-    controlnets, controlnets_doc = _read_entries(folder / "controlnets.json", "controlnets", ControlNetPreset)
-    ip_adapters, _ = _read_entries(folder / "ip_adapters.json", "ip_adapters", IPAdapterPreset)
+    models, models_doc = read_entries(folder / "models.json", "models", ModelPreset)
+    styles, _ = read_entries(folder / "styles.json", "styles", StylePreset)
+    samplers, _ = read_entries(folder / "samplers.json", "samplers", SamplerPreset)
+    aspect_ratios, _ = read_entries(folder / "aspect_ratios.json", "aspect_ratios", AspectRatio)
+    variations, _ = read_entries(folder / "variations.json", "variations", Variation)
+    controlnets, controlnets_doc = read_entries(folder / "controlnets.json", "controlnets", ControlNetPreset)
+    ip_adapters, _ = read_entries(folder / "ip_adapters.json", "ip_adapters", IPAdapterPreset)
     for kind, entries, fields in (
         ("controlnets.json", controlnets, ("architecture", "structure")),
         ("ip_adapters.json", ip_adapters, ("architecture",)),
