@@ -12,8 +12,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
 from pipelines.inpaint import InpaintPipeline, InpaintRequest
+from pipelines.instant_style import InstantStylePipeline, InstantStyleRequest
 from pipelines.outpaint import OutpaintPipeline, OutpaintRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from pipelines.upscale import UpscalePipeline, UpscaleRequest
@@ -23,7 +25,13 @@ from studio.history import History
 from studio.model_cache import ModelCache
 from studio.presets import Presets, load_presets
 from studio.settings import Settings, load_settings
-from studio.ui import image_to_image_tab, png_info_tab, text_to_image_tab, upscale_tab
+from studio.ui import (
+    image_to_image_tab,
+    png_info_tab,
+    style_transfer_tab,
+    text_to_image_tab,
+    upscale_tab,
+)
 from studio.ui.common import INSTANT_EVENT, StopSignals
 from studio.ui.theme import CSS, THEME
 from studio.ui.widgets import JobRunner, Task, selected_result
@@ -38,6 +46,8 @@ def build_app(settings: Settings) -> gr.Blocks:
     device_config = resolve_device(settings.device, settings.dtype)
     cache = ModelCache(device_config, offline=settings.offline)
     upscale = UpscalePipeline(cache, presets, settings.upscalers_dir)
+    instant_style = InstantStylePipeline(cache)
+    diffusion_style = DiffusionStylePipeline(cache, presets)
     runner = JobRunner(
         History(settings.outputs),
         StopSignals(),
@@ -46,6 +56,8 @@ def build_app(settings: Settings) -> gr.Blocks:
             "img2img": Task(ImageToImagePipeline(cache, presets).generate, ImageToImageRequest),
             "inpaint": Task(InpaintPipeline(cache, presets).generate, InpaintRequest),
             "outpaint": Task(OutpaintPipeline(cache, presets).generate, OutpaintRequest),
+            "style_instant": Task(instant_style.generate, InstantStyleRequest),
+            "style_diffusion": Task(diffusion_style.generate, DiffusionStyleRequest),
             "upscale": Task(upscale.generate, UpscaleRequest),
         },
     )
@@ -62,13 +74,21 @@ def build_app(settings: Settings) -> gr.Blocks:
                 txt2img = text_to_image_tab.create_tab(runner, presets, default_model=settings.model)
             with gr.Tab("Image to Image", id="img2img"):
                 img2img = image_to_image_tab.create_tab(runner, presets, default_model=settings.model)
+            with gr.Tab("Style Transfer", id="style"):
+                style = style_transfer_tab.create_tab(
+                    runner,
+                    presets,
+                    [(name, instant_style.preview_path(name)) for name in instant_style.style_names()],
+                    diffusion_style.preview_structure,
+                    default_model=settings.model,
+                )
             with gr.Tab("Upscale", id="upscale"):
                 upscale_ui = upscale_tab.create_tab(
                     runner, presets, upscale.upscaler_names(), default_model=settings.model
                 )
             with gr.Tab("PNG Info", id="png_info"):
                 png_info = png_info_tab.create_tab()
-        wire_send_to(tabs, txt2img, img2img, upscale_ui, png_info, presets)
+        wire_send_to(tabs, txt2img, img2img, style, upscale_ui, png_info, presets)
 
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     demo.studio_cache = cache  # for tests and benchmarks that inspect what was loaded
@@ -79,6 +99,7 @@ def wire_send_to(
     tabs: gr.Tabs,
     txt2img: text_to_image_tab.TextToImageTab,
     img2img: image_to_image_tab.ImageToImageTab,
+    style: style_transfer_tab.StyleTransferTab,
     upscale: upscale_tab.UpscaleTab,
     png_info: png_info_tab.PngInfoTab,
     presets: Presets,
@@ -100,7 +121,8 @@ def wire_send_to(
         prompt, negative, styles = chosen["user_prompt"], chosen["user_negative_prompt"], chosen["styles"]
         return path, path, path, prompt, negative, list(styles), gr.Tabs(selected="img2img")
 
-    for tab in (txt2img, img2img):
+    grids = (txt2img, img2img, style)
+    for tab in grids:
         tab.actions.send_to["img2img"].click(
             send_result_to_img2img,
             [tab.results.gallery, tab.results.parameters, tab.results.selected_index],
@@ -108,17 +130,25 @@ def wire_send_to(
             **INSTANT_EVENT,
         )
 
-    def send_result_to_upscale(gallery_value, params, index):
-        path, chosen = selected_result(gallery_value, params, index)
-        return path, chosen["user_prompt"], gr.Tabs(selected="upscale")
+    def send_image_and_prompt(target: str):
+        def send(gallery_value, params, index):
+            path, chosen = selected_result(gallery_value, params, index)
+            return path, chosen["user_prompt"], gr.Tabs(selected=target)
 
-    for tab in (txt2img, img2img):
-        tab.actions.send_to["upscale"].click(
-            send_result_to_upscale,
-            [tab.results.gallery, tab.results.parameters, tab.results.selected_index],
-            [upscale.image, upscale.controls.prompt, tabs],
-            **INSTANT_EVENT,
-        )
+        return send
+
+    # Upscale and Style Transfer take the image, and the prompt for their diffusion passes.
+    for target, fields in {
+        "upscale": [upscale.image, upscale.controls.prompt],
+        "style": [style.image, style.controls.prompt],
+    }.items():
+        for tab in grids:
+            tab.actions.send_to[target].click(
+                send_image_and_prompt(target),
+                [tab.results.gallery, tab.results.parameters, tab.results.selected_index],
+                [*fields, tabs],
+                **INSTANT_EVENT,
+            )
 
     def png_to_img2img(image, fields):
         filled = png_info_tab.txt2img_fields(fields)

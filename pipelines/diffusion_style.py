@@ -96,7 +96,7 @@ def canny_map(image: Image.Image, low: int, high: int) -> Image.Image:
         pixels, low, high, detect_resolution=min(image.size), image_resolution=min(image.size)
     )
     if edges.shape[:2] != pixels.shape[:2]:  # controlnet-aux rounds sizes to multiples of 64
-        edges = np.asarray(Image.fromarray(edges).resize(image.size, Image.Resampling.BILINEAR))
+        edges = np.asarray(Image.fromarray(edges).resize(image.size, Image.Resampling.NEAREST))
     return Image.fromarray(edges).convert("RGB")
 
 
@@ -165,6 +165,11 @@ class DiffusionStylePipeline:
         with self.cache.gpu_lock:
             detected = detector(image, detect_resolution=min(image.size), image_resolution=min(image.size))
         return resized(detected.convert("RGB"), image.size)
+
+    def preview_structure(self, request: DiffusionStyleRequest) -> Image.Image | None:
+        """The structure map for the UI's preview, at about the size a 512-pixel model would work at."""
+        image = check_image(request.image, "content image")
+        return self.structure_map(resized(image, fit_to_area(image.size, 512, 64)), request)
 
     # -- the run ------------------------------------------------------------------------------------------
 

@@ -55,17 +55,24 @@ class GenerationParameters:
 
     def to_text(self) -> str:
         """The widely read `parameters` layout."""
-        fields = {
-            "Steps": self.steps,
-            "Sampler": self.sampler,
-            "CFG scale": _number(self.guidance_scale),
-            "Seed": self.seed,
-            "Size": f"{self.width}x{self.height}",
-            "Model": self.model,
-        }
+        fields: dict[str, Any] = {}
+        if self.steps:  # an image a model denoised; an instant style or a plain upscale has no sampling
+            fields.update(
+                {
+                    "Steps": self.steps,
+                    "Sampler": self.sampler,
+                    "CFG scale": _number(self.guidance_scale),
+                    "Seed": self.seed,
+                }
+            )
+        fields["Size"] = f"{self.width}x{self.height}"
+        if self.model:
+            fields["Model"] = self.model
         if self.styles:
             fields["Styles"] = ", ".join(self.styles)
         for key, value in self.extras.items():
+            if isinstance(value, list | tuple):
+                value = ", ".join(str(_number(v) if isinstance(v, float) else v) for v in value)
             fields[key.replace("_", " ").capitalize()] = _number(value) if isinstance(value, float) else value
         settings = ", ".join(f"{key}: {_quote(str(value))}" for key, value in fields.items())
         lines = [self.prompt]

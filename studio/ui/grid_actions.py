@@ -19,6 +19,7 @@ from studio.ui.widgets import JobRunner, ResultPanel, selected_result
 
 SEND_TARGETS = {
     "img2img": "Image to Image",
+    "style": "Style Transfer",
     "upscale": "Upscale",
 }  # tab id -> label; new tabs add themselves here
 
@@ -29,17 +30,18 @@ class GridActions:
     send_to: dict[str, gr.Button]  # by target tab id
 
 
-def create_grid_actions(prefix: str, presets: Presets) -> GridActions:
+def create_grid_actions(prefix: str, presets: Presets, *, vary: bool = True) -> GridActions:
+    """Buttons under a result grid; `vary=False` for results that are not diffusion images."""
     with gr.Row(elem_classes=["grid-actions"]):
-        vary = {
+        vary_buttons = {
             name: gr.Button(f"Vary ({name})", size="sm", elem_id=f"{prefix}-vary-{name.lower()}")
-            for name in presets.variations
+            for name in (presets.variations if vary else ())
         }
         send_to = {
             tab: gr.Button(f"Send to {label}", size="sm", elem_id=f"{prefix}-send-{tab}")
             for tab, label in SEND_TARGETS.items()
         }
-    return GridActions(vary, send_to)
+    return GridActions(vary_buttons, send_to)
 
 
 def open_image(path: str) -> Image.Image:

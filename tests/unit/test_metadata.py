@@ -103,3 +103,30 @@ def test_history_never_overwrites_and_numbers_on(tmp_path):
         assert image.getpixel((0, 0)) == (255, 0, 0)
     assert history.recent()[0] == third
     assert read_parameters(second).seed == 5
+
+
+def test_a_result_no_model_denoised_writes_no_sampling_settings():
+    styled = GenerationParameters(
+        task="style_transfer",
+        prompt="",
+        negative_prompt="",
+        steps=0,
+        sampler="",
+        guidance_scale=0,
+        seed=0,
+        width=320,
+        height=240,
+        model="",
+        extras={
+            "mode": "instant",
+            "neural_styles": ["Night Swirl", "Amber Oil"],
+            "style_weights": [0.7, 0.3],
+        },
+    )
+    text = styled.to_text()
+    settings = (
+        'Size: 320x240, Mode: instant, Neural styles: "Night Swirl, Amber Oil", Style weights: "0.7, 0.3"'
+    )
+    assert text == "\n" + settings
+    parsed = parse_parameters_text(text)
+    assert parsed["Neural styles"] == "Night Swirl, Amber Oil" and "steps" not in parsed

@@ -119,7 +119,9 @@ def test_two_controlnets_for_the_same_structure_are_an_error(tmp_path):
     document = json.loads((PRESETS_DIR / "controlnets.json").read_text())
     document["controlnets"].append({**document["controlnets"][0], "name": "another"})
     (tmp_path / "controlnets.json").write_text(json.dumps(document))
-    with pytest.raises(PresetError, match=r"controlnets.json: 'another' and 'canny-sd1' are both for sd1/canny"):
+    with pytest.raises(
+        PresetError, match=r"controlnets.json: 'another' and 'canny-sd1' are both for sd1/canny"
+    ):
         load_presets(tmp_path)
 
 
