@@ -22,11 +22,13 @@ from pipelines.upscale import UpscalePipeline, UpscaleRequest
 from studio.devices import resolve_device
 from studio.errors import StudioError
 from studio.history import History
+from studio.memory import default_budget
 from studio.model_cache import ModelCache
 from studio.presets import Presets, load_presets
 from studio.settings import Settings, load_settings
 from studio.ui import (
     image_to_image_tab,
+    memory_panel,
     png_info_tab,
     style_transfer_tab,
     text_to_image_tab,
@@ -44,7 +46,8 @@ QUEUE_SIZE = 64
 def build_app(settings: Settings) -> gr.Blocks:
     presets = load_presets(settings.presets_dir)
     device_config = resolve_device(settings.device, settings.dtype)
-    cache = ModelCache(device_config, offline=settings.offline)
+    budget = default_budget(device_config.device, settings.gpu_budget_gib, settings.ram_budget_gib)
+    cache = ModelCache(device_config, offline=settings.offline, budget=budget)
     upscale = UpscalePipeline(cache, presets, settings.upscalers_dir)
     instant_style = InstantStylePipeline(cache)
     diffusion_style = DiffusionStylePipeline(cache, presets)
@@ -89,6 +92,7 @@ def build_app(settings: Settings) -> gr.Blocks:
             with gr.Tab("PNG Info", id="png_info"):
                 png_info = png_info_tab.create_tab()
         wire_send_to(tabs, txt2img, img2img, style, upscale_ui, png_info, presets)
+        memory_panel.create_panel(cache)
 
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     demo.studio_cache = cache  # for tests and benchmarks that inspect what was loaded

@@ -236,14 +236,15 @@ class DiffusionStylePipeline:
             # 5. Denoise image by image, image i with seed s+i; the IP-Adapter is installed for the call only
             for index in range(request.num_images):
                 reporter.image_index = index
-                with self.cache.gpu_lock:
+
+                def call(index: int = index) -> Any:  # a fresh generator on each attempt
                     applied = (
                         nullcontext()
                         if adapter is None
                         else ip_adapter_applied(base.components["unet"], adapter, request.style_strength)
                     )
                     with applied:
-                        output = pipe(
+                        return pipe(
                             prompt=run.prompt,
                             negative_prompt=run.negative_prompt or None,
                             image=content,
@@ -254,6 +255,8 @@ class DiffusionStylePipeline:
                             callback_on_step_end=reporter,
                             **options,
                         )
+
+                output = self.cache.denoise(base, content.size, call)
                 # 6. Back at the content's size, with everything needed to make it again
                 parameters = record(self.task, request, run, index, image.size, **extras)
                 yield GeneratedImage(resized(output.images[0], image.size), parameters)

@@ -136,8 +136,10 @@ class ImageToImagePipeline:
             # 5. Denoise image by image from the noised input, image i with seed s+i
             for index in range(request.num_images):
                 reporter.image_index = index
-                with self.cache.gpu_lock:
-                    output = pipe(
+                output = self.cache.denoise(
+                    base,
+                    working.size,
+                    lambda index=index: pipe(
                         prompt=run.prompt,
                         negative_prompt=run.negative_prompt or None,
                         image=working,
@@ -146,7 +148,8 @@ class ImageToImagePipeline:
                         guidance_scale=run.guidance_scale,
                         generator=generator_for(image_seed(run.seed, index)),
                         callback_on_step_end=reporter,
-                    )
+                    ),
+                )
                 # 6. Back at the input's size, with everything needed to make it again
                 parameters = record(
                     self.task, request, run, index, image.size, denoising_strength=request.strength

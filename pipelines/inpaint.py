@@ -121,8 +121,10 @@ class InpaintPipeline:
                 if strength == 0:
                     repainted = image
                 else:
-                    with self.cache.gpu_lock:
-                        repainted = pipe(
+                    repainted = self.cache.denoise(
+                        base,
+                        size,
+                        lambda index=index: pipe(
                             prompt=run.prompt,
                             negative_prompt=run.negative_prompt or None,
                             image=resized(image, size),
@@ -134,7 +136,8 @@ class InpaintPipeline:
                             guidance_scale=run.guidance_scale,
                             generator=generator_for(image_seed(run.seed, index)),
                             callback_on_step_end=reporter,
-                        ).images[0]
+                        ),
+                    ).images[0]
                 result = blend_outside_mask(image, repainted, mask, mask_blur)
                 parameters = record(
                     task, request, run, index, image.size,

@@ -91,8 +91,11 @@ class TextToImagePipeline:
             for index in range(request.num_images):
                 seed = image_seed(run.seed, index)
                 reporter.image_index = index
-                with self.cache.gpu_lock:
-                    output = pipe(
+                # The generator is made in the call: a retry after out-of-memory starts from the same noise.
+                output = self.cache.denoise(
+                    base,
+                    (width, height),
+                    lambda seed=seed: pipe(
                         prompt=run.prompt,
                         negative_prompt=run.negative_prompt or None,
                         width=width,
@@ -101,7 +104,8 @@ class TextToImagePipeline:
                         guidance_scale=run.guidance_scale,
                         generator=generator_for(seed),
                         callback_on_step_end=reporter,
-                    )
+                    ),
+                )
                 # 5. Record everything needed to make this image again
                 parameters = record(self.task, request, run, index, (width, height))
                 yield GeneratedImage(output.images[0], parameters)

@@ -188,7 +188,7 @@ class UpscalePipeline:
         progress: Progress,
         is_cancelled: IsCancelled,
     ) -> Image.Image:
-        with self.cache.gpu_lock:
+        def upscale(tile_size: int) -> np.ndarray:
             network = self._network(request.upscaler)
             scale = int(network.scale)
             # Enough passes of the network to reach the target; Lanczos takes it down to the exact size.
@@ -196,7 +196,7 @@ class UpscalePipeline:
                 1, math.ceil(math.log(max(size[0] / image.width, size[1] / image.height), scale) - 1e-9)
             )
             device, dtype = self.cache.device_config.device, next(network.model.parameters()).dtype
-            overlap = max(8, request.tile_size // 8)
+            overlap = max(8, tile_size // 8)
 
             def process(tile: np.ndarray) -> np.ndarray:
                 tensor = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].to(device, dtype)
@@ -208,7 +208,7 @@ class UpscalePipeline:
             tiles_per_pass = []
             height, width = current.shape[:2]
             for _ in range(passes):
-                tiles_per_pass.append(len(tile_grid(width, height, request.tile_size, overlap)))
+                tiles_per_pass.append(len(tile_grid(width, height, tile_size, overlap)))
                 width, height = width * scale, height * scale
             done = 0
             for index in range(passes):
@@ -216,7 +216,7 @@ class UpscalePipeline:
                     current,
                     process,
                     scale=scale,
-                    tile=request.tile_size,
+                    tile=tile_size,
                     overlap=overlap,
                     progress=progress,
                     is_cancelled=is_cancelled,
@@ -224,6 +224,11 @@ class UpscalePipeline:
                     progress_total=sum(tiles_per_pass),
                 )
                 done += tiles_per_pass[index]
+            return current
+
+        # Out of memory: the same work in tiles half the size.
+        halved = max(64, request.tile_size // 2)
+        current = self.cache.run_on_gpu(lambda: upscale(request.tile_size), retry=lambda: upscale(halved))
         return resized(to_image(current), size)
 
     def _creative_pass(
@@ -238,40 +243,44 @@ class UpscalePipeline:
         # Only steps × strength steps run; at least one must.
         run = dataclasses.replace(run, steps=max(run.steps, math.ceil(1 / request.creative_strength)))
         sampler = self.presets.sampler(run.sampler)
-        # No yield happens in here, so the GPU lock can be held for the whole pass.
-        with self.cache.use(source) as base, self.cache.gpu_lock:
+        with self.cache.use(source) as base:
             tile = base.native_resolution if not source.preset else source.preset.resolution
             overlap = tile // 8
             tiles = tile_grid(image.width, image.height, tile, overlap)
             reporter = StepReporter(progress, is_cancelled, len(tiles))
             pipe = base.build(pipeline_class(base.family, "img2img"), base.new_scheduler(sampler))
-            counter = iter(range(len(tiles)))
 
-            def denoise(pixels: np.ndarray) -> np.ndarray:
-                reporter.image_index = next(counter)
-                tile_image = to_image(pixels)
-                work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
-                output = pipe(
-                    prompt=run.prompt,
-                    negative_prompt=run.negative_prompt or None,
-                    image=work,
-                    strength=request.creative_strength,
-                    num_inference_steps=run.steps,
-                    guidance_scale=run.guidance_scale,
-                    generator=generator_for(run.seed),
-                    callback_on_step_end=reporter,
-                ).images[0]
-                return to_array(resized(output, tile_image.size))
+            def detail_pass() -> np.ndarray:
+                counter = iter(range(len(tiles)))
 
-            result = run_tiled(
-                to_array(image),
-                denoise,
-                scale=1,
-                tile=tile,
-                overlap=overlap,
-                progress=lambda step, total: None,
-                is_cancelled=is_cancelled,
-            )
+                def denoise(pixels: np.ndarray) -> np.ndarray:
+                    reporter.image_index = next(counter)
+                    tile_image = to_image(pixels)
+                    work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
+                    output = pipe(
+                        prompt=run.prompt,
+                        negative_prompt=run.negative_prompt or None,
+                        image=work,
+                        strength=request.creative_strength,
+                        num_inference_steps=run.steps,
+                        guidance_scale=run.guidance_scale,
+                        generator=generator_for(run.seed),
+                        callback_on_step_end=reporter,
+                    ).images[0]
+                    return to_array(resized(output, tile_image.size))
+
+                return run_tiled(
+                    to_array(image),
+                    denoise,
+                    scale=1,
+                    tile=tile,
+                    overlap=overlap,
+                    progress=lambda step, total: None,
+                    is_cancelled=is_cancelled,
+                )
+
+            # No yield happens in the pass, so it may hold the GPU lock throughout.
+            result = self.cache.denoise(base, (tile, tile), detail_pass)
         return to_image(result), run
 
     def _parameters(

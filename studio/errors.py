@@ -26,3 +26,7 @@ class RunCancelled(StudioError):
 
     def __init__(self, message: str = "Stopped.") -> None:
         super().__init__(message)
+
+
+class OutOfMemory(StudioError):
+    """A run ran out of memory twice (once more in a lower-memory mode); the message says what to change."""

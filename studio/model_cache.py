@@ -7,7 +7,10 @@
 - All GPU work is serialized by `gpu_lock`, held around loading and around each image's denoising (never
   across a yield: Gradio resumes generators on any thread).
 - Entries used by a running job are never evicted. Base models beyond `max_base_models` are dropped least
-  recently used first; budgets in bytes and offloading build on the same entry bookkeeping.
+  recently used first. Under a memory budget (studio/memory.py), idle models are demoted from the GPU to
+  CPU RAM and then dropped, least recently used first, and promoted back when a run needs them.
+- GPU work runs through `run_on_gpu`/`denoise`: tiled VAE decoding when an estimate says an untiled decode
+  would not fit, and one retry in a lower-memory mode after an out-of-memory error, then a plain message.
 """
 
 from __future__ import annotations
@@ -20,15 +23,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from studio.devices import DeviceConfig
+from studio.errors import OutOfMemory
+from studio.memory import MemoryBudget, Place, Unit, decode_bytes, plan_room
 from studio.models import ModelSource, family_of, load_pipeline, load_unet
 from studio.presets import SamplerPreset
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+OUT_OF_MEMORY_ADVICE = (
+    "Out of memory, even after freeing what could be freed and retrying with less memory. "
+    "Try fewer images, a smaller size or tile, or a smaller model."
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,11 @@ class CacheEntry:
     device: str
     last_used: float = field(default_factory=time.monotonic)
     users: int = 0  # running jobs using it; an entry in use is never evicted
+    module: Any = None  # the torch module to move between the GPU and RAM; None: cannot move
+
+    @property
+    def place(self) -> Place:
+        return "accelerator" if self.device.startswith(("cuda", "mps")) else "cpu"
 
 
 def module_bytes(value: Any) -> int:
@@ -137,10 +153,14 @@ class ModelCache:
         max_base_models: int = 1,
         loader: Callable[..., Any] = load_pipeline,
         unet_loader: Callable[..., Any] = load_unet,
+        budget: MemoryBudget | None = None,
+        free_accelerator_bytes: Callable[[], int] | None = None,
     ) -> None:
         self.device_config = device_config
         self.offline = offline
         self.max_base_models = max_base_models
+        self.budget = budget or MemoryBudget(None, None)
+        self._free_accelerator_bytes = free_accelerator_bytes or self._measure_free_accelerator_bytes
         self.gpu_lock = threading.RLock()
         self._loader = loader
         self._unet_loader = unet_loader
@@ -157,8 +177,10 @@ class ModelCache:
             if base is not None:
                 self._touch(base.keys)
                 self._evict_base_models(room_for=0)  # back under the limit after an in-use overlap
+                self._promote(base.keys)
                 return base
             self._evict_base_models(room_for=1)
+            self.make_room(ram_needed=0)
             pipe = self._loader(source, self.device_config, offline=self.offline)
             self.weight_loads += 1
             dtype = self.device_config.dtype_name
@@ -167,7 +189,7 @@ class ModelCache:
                 if value is None or name == "scheduler":
                     continue
                 key = CacheKey(source.location, name, dtype)
-                self._entries[key] = CacheEntry(key, value, module_bytes(value), module_device(value))
+                self._entries[key] = self._entry(key, value, value)
                 keys.append(key)
             # The scheduler is kept only as a config holder: every request builds its own instance.
             scheduler_key = CacheKey(source.location, "scheduler", dtype)
@@ -182,6 +204,7 @@ class ModelCache:
                 keys=keys,
             )
             self._base_models[source.location] = base
+            self._settle(keys)
             return base
 
     def model(
@@ -202,10 +225,11 @@ class ModelCache:
             if entry is None:
                 value = load()
                 self.weight_loads += 1
-                inner = module(value)
-                size = module_bytes(inner) if nbytes is None else nbytes
-                entry = CacheEntry(key, value, size, module_device(inner))
+                entry = self._entry(key, value, module(value), nbytes)
                 self._entries[key] = entry
+                self._settle([key])
+            else:
+                self._promote([key])
             entry.last_used = time.monotonic()
             return entry.value
 
@@ -218,7 +242,7 @@ class ModelCache:
                 unet = self._unet_loader(source, self.device_config, offline=self.offline)
                 self.weight_loads += 1
                 key = CacheKey(source.location, "unet", self.device_config.dtype_name)
-                self._entries[key] = CacheEntry(key, unet, module_bytes(unet), module_device(unet))
+                self._entries[key] = self._entry(key, unet, unet)
                 base.keys.append(key)
                 base.extras["inpaint_unet"] = unet
             return unet
@@ -245,6 +269,182 @@ class ModelCache:
                     if entry is not None:
                         entry.users -= 1
                         entry.last_used = time.monotonic()
+
+    # -- placement under the budget ----------------------------------------------------------------------
+
+    def _entry(self, key: CacheKey, value: Any, module: Any, nbytes: int | None = None) -> CacheEntry:
+        size = module_bytes(module) if nbytes is None else nbytes
+        movable = module if isinstance(module, torch.nn.Module) and size else None
+        return CacheEntry(key, value, size, module_device(module), module=movable)
+
+    def units(self) -> dict[str, tuple[Unit, list[CacheKey]]]:
+        """What is placed and evicted together, by name: each base model whole, every other model alone."""
+        groups: dict[str, list[CacheKey]] = {}
+        for location, base in self._base_models.items():
+            groups[location] = [key for key in base.keys if key in self._entries]
+        grouped = {key for keys in groups.values() for key in keys}
+        for key in self._entries:
+            if key not in grouped:
+                groups[f"{key.component}: {key.source}"] = [key]
+        units = {}
+        for name, keys in groups.items():
+            entries = [self._entries[key] for key in keys]
+            on_accelerator = any(e.place == "accelerator" for e in entries)
+            unit = Unit(
+                name=name,
+                size=sum(e.size_bytes for e in entries),
+                place="accelerator" if on_accelerator else "cpu",
+                last_used=max((e.last_used for e in entries), default=0.0),
+                in_use=any(e.users > 0 for e in entries),
+            )
+            units[name] = (unit, keys)
+        return units
+
+    def make_room(self, *, accelerator_needed: int = 0, ram_needed: int = 0) -> bool:
+        """Demote, then drop, idle models until the budget holds `*_needed` more bytes; False if it cannot."""
+        with self.gpu_lock:
+            units = self.units()
+            plan = plan_room(
+                [unit for unit, _ in units.values()],
+                self.budget,
+                accelerator_needed=accelerator_needed,
+                ram_needed=ram_needed,
+            )
+            for step in plan.steps:
+                _, keys = units[step.unit]
+                if step.action == "demote":
+                    self._move(keys, torch.device("cpu"))
+                    log.info("moved %s to CPU RAM to make room", step.unit)
+                elif step.unit in self._base_models:
+                    self.release(step.unit)
+                else:
+                    for key in keys:
+                        self._entries.pop(key, None)
+                    log.info("dropped %s to make room", step.unit)
+            if plan.steps:
+                free_memory()
+            if not plan.fits:
+                log.warning("the models of this run do not fit the memory budget; it may run out of memory")
+            return plan.fits
+
+    def _move(self, keys: list[CacheKey], device: torch.device) -> None:
+        for key in keys:
+            entry = self._entries[key]
+            if entry.module is not None:
+                entry.module.to(device)
+                entry.device = module_device(entry.module)
+
+    def _settle(self, keys: list[CacheKey]) -> None:
+        """After a load: the new model stays, others make way for it if the budget is exceeded."""
+        for key in keys:
+            self._entries[key].users += 1
+        try:
+            self.make_room()
+        finally:
+            for key in keys:
+                self._entries[key].users -= 1
+
+    def _promote(self, keys: list[CacheKey]) -> None:
+        """Bring a model demoted to RAM back to the compute device, making room for it first."""
+        if not self.device_config.is_accelerator:
+            return
+        demoted = [k for k in keys if self._entries[k].module is not None and self._entries[k].place == "cpu"]
+        if not demoted:
+            return
+        for key in keys:
+            self._entries[key].users += 1
+        try:
+            self.make_room(accelerator_needed=sum(self._entries[k].size_bytes for k in demoted))
+            self._move(demoted, self.device_config.device)
+        finally:
+            for key in keys:
+                self._entries[key].users -= 1
+
+    def free_idle(self) -> int:
+        """Drop every model no job is using; returns the bytes let go."""
+        with self.gpu_lock:
+            freed = 0
+            for name, (unit, keys) in self.units().items():
+                if unit.in_use:
+                    continue
+                freed += unit.size
+                if name in self._base_models:
+                    self.release(name)
+                else:
+                    for key in keys:
+                        self._entries.pop(key, None)
+            free_memory()
+            return freed
+
+    # -- running on the GPU --------------------------------------------------------------------------------
+
+    def run_on_gpu(self, work: Callable[[], T], *, retry: Callable[[], T] | None = None) -> T:
+        """`work()` under the GPU lock; after an out-of-memory error, free what can be freed and run
+        `retry()` (a lower-memory way to do the same work) once; if that fails too, say what to change."""
+        with self.gpu_lock:
+            try:
+                return work()
+            except torch.OutOfMemoryError:
+                log.warning("out of memory; freeing idle models and retrying in a lower-memory mode")
+            # Outside the except block, so the failed attempt's frames and activations can be freed.
+            self.free_idle()
+            try:
+                return (retry or work)()
+            except torch.OutOfMemoryError:
+                pass
+            free_memory()
+            raise OutOfMemory(OUT_OF_MEMORY_ADVICE)
+
+    def denoise(self, base: BaseModel, size: tuple[int, int], call: Callable[[], T]) -> T:
+        """A diffusion call for `size` images: tiled VAE decoding when an untiled decode would not fit in
+        free accelerator memory, and as the lower-memory retry after an out-of-memory error."""
+        vae = base.components["vae"]
+
+        def tiled() -> T:
+            with vae_tiling(vae):
+                return call()
+
+        estimate = decode_bytes(*size, self.device_config.dtype)
+        needs_tiling = self.device_config.is_accelerator and estimate > self._free_accelerator_bytes()
+        return self.run_on_gpu(tiled if needs_tiling else call, retry=tiled)
+
+    def _measure_free_accelerator_bytes(self) -> int:
+        device = self.device_config.device
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        if device.type == "mps":
+            return torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+        return 0
+
+    # -- what is loaded, for people ----------------------------------------------------------------------
+
+    def memory_report(self) -> dict[str, Any]:
+        """What is loaded, where, and how big, with the budget: the Memory panel and the /memory endpoint."""
+        with self.gpu_lock:
+            units = self.units()
+            report: dict[str, Any] = {
+                "device": self.device_config.describe(),
+                "budget_bytes": {"accelerator": self.budget.accelerator_bytes, "ram": self.budget.ram_bytes},
+                "used_bytes": {
+                    where: sum(u.size for u, _ in units.values() if u.place == where)
+                    for where in ("accelerator", "cpu")
+                },
+                "models": [
+                    {
+                        "name": name,
+                        "where": unit.place,
+                        "bytes": unit.size,
+                        "in_use": unit.in_use,
+                        "components": {k.component: self._entries[k].size_bytes for k in keys},
+                    }
+                    for name, (unit, keys) in units.items()
+                ],
+            }
+            if self.device_config.device.type == "cuda":
+                report["torch_allocated_bytes"] = torch.cuda.memory_allocated(self.device_config.device)
+                report["torch_peak_bytes"] = torch.cuda.max_memory_allocated(self.device_config.device)
+            return report
 
     def _touch(self, keys: list[CacheKey]) -> None:
         now = time.monotonic()
@@ -288,6 +488,18 @@ class ModelCache:
 
     def loaded_sources(self) -> list[str]:
         return list(self._base_models)
+
+
+@contextmanager
+def vae_tiling(vae: Any) -> Iterator[None]:
+    """Decode in tiles for the block (the VAE is shared: its own setting comes back after)."""
+    was_tiled = getattr(vae, "use_tiling", False)
+    vae.enable_tiling()
+    try:
+        yield
+    finally:
+        if not was_tiled:
+            vae.disable_tiling()
 
 
 def free_memory() -> None:

@@ -30,6 +30,8 @@ class Settings:
     presets_dir: Path = DEFAULT_PRESETS_DIR
     upscalers_dir: Path = Path("models/upscalers")
     offline: bool = False
+    gpu_budget_gib: float | None = None  # None: free GPU memory at start minus a reserve
+    ram_budget_gib: float | None = None  # None: three quarters of the RAM
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -118,7 +120,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_flag("offline") or os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"},
         help="never contact the model hub; use only local files and the hub cache (env STUDIO_OFFLINE=1)",
     )
+    parser.add_argument(
+        "--gpu-budget",
+        type=float,
+        default=_env_float("gpu_budget"),
+        metavar="GIB",
+        help="GPU memory the model cache may fill, in GiB (env STUDIO_GPU_BUDGET; default: free minus 2)",
+    )
+    parser.add_argument(
+        "--ram-budget",
+        type=float,
+        default=_env_float("ram_budget"),
+        metavar="GIB",
+        help="CPU RAM the model cache may fill, in GiB (env STUDIO_RAM_BUDGET; default: 3/4 of the RAM)",
+    )
     return parser
+
+
+def _env_float(name: str) -> float | None:
+    value = _env(name)
+    try:
+        return float(value) if value else None
+    except ValueError:
+        raise InvalidRequest(f"STUDIO_{name.upper()} must be a number of GiB, got {value!r}.") from None
 
 
 def load_settings(argv: list[str] | None = None) -> Settings:
@@ -136,4 +160,6 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         presets_dir=Path(args.presets).expanduser(),
         upscalers_dir=Path(args.upscalers).expanduser(),
         offline=args.offline,
+        gpu_budget_gib=args.gpu_budget,
+        ram_budget_gib=args.ram_budget,
     )

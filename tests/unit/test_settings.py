@@ -68,3 +68,18 @@ def test_unknown_device_and_dtype():
         resolve_device("tpu9")
     with pytest.raises(InvalidRequest, match="Unknown dtype"):
         resolve_device("cpu", "float8")
+
+
+def test_memory_budgets_from_flags_and_environment(monkeypatch):
+    from studio.memory import GIB, default_budget
+
+    monkeypatch.setenv("STUDIO_RAM_BUDGET", "12")
+    settings = load_settings(["--gpu-budget", "8"])
+    assert (settings.gpu_budget_gib, settings.ram_budget_gib) == (8.0, 12.0)
+    budget = default_budget(torch.device("cpu"), settings.gpu_budget_gib, settings.ram_budget_gib)
+    assert (budget.accelerator_bytes, budget.ram_bytes) == (8 * GIB, 12 * GIB)
+    unset = default_budget(torch.device("cpu"))
+    assert unset.accelerator_bytes is None and 0 < unset.ram_bytes < 64 * GIB * 4
+    monkeypatch.setenv("STUDIO_GPU_BUDGET", "lots")
+    with pytest.raises(InvalidRequest, match="STUDIO_GPU_BUDGET must be a number of GiB, got 'lots'"):
+        load_settings([])
