@@ -1,6 +1,7 @@
 """Every result is saved to the outputs folder as a PNG with its parameters, and never overwrites a file.
 
-Files go to `<outputs>/<YYYY-MM-DD>/<NNNNN>-<task>-<seed>.png`. The number is one more than the highest in
+Files go to `<outputs>/<YYYY-MM-DD>/<NNNNN>-<task>-<seed>.png` (straight into `<outputs>` when not `dated`,
+as the command line does). The number is one more than the highest in
 that folder; the file is created exclusively, so two processes sharing a folder still never collide.
 """
 
@@ -19,8 +20,9 @@ _NUMBERED = re.compile(r"^(\d{5,})-")
 
 
 class History:
-    def __init__(self, outputs: Path) -> None:
+    def __init__(self, outputs: Path, *, dated: bool = True) -> None:
         self.outputs = Path(outputs)
+        self.dated = dated
         self._lock = threading.Lock()
 
     def _next_number(self, folder: Path) -> int:
@@ -28,7 +30,7 @@ class History:
         return max(numbers, default=0) + 1
 
     def save(self, image: Image.Image, parameters: GenerationParameters) -> Path:
-        folder = self.outputs / dt.date.today().isoformat()
+        folder = self.outputs / dt.date.today().isoformat() if self.dated else self.outputs
         with self._lock:
             folder.mkdir(parents=True, exist_ok=True)
             number = self._next_number(folder)

@@ -1,0 +1,65 @@
+"""The `studio` command line: the same pipelines, PNGs whose parameters read back, clear errors."""
+
+import subprocess
+
+import skimage.data
+from PIL import Image
+
+from studio.cli import main
+from studio.metadata import read_parameters
+
+
+def run(capsys, *argv) -> tuple[int, list[str], str]:
+    status = main([*argv, "--device", "cpu", "--offline"])
+    captured = capsys.readouterr()
+    return status, captured.out.split(), captured.err
+
+
+def test_generate_writes_pngs_whose_parameters_read_back(capsys, tmp_path, tiny_sd):
+    status, paths, _ = run(
+        capsys, "generate", "a fox", "--style", "Watercolor", "--model", str(tiny_sd), "--n", "2",
+        "--seed", "7", "--steps", "2", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert status == 0 and len(paths) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.rsplit("/", 1)[-1] for p in paths)
+    params = [read_parameters(p) for p in paths]
+    assert [p.seed for p in params] == [7, 8]
+    assert params[0].user_prompt == "a fox" and params[0].styles == ("Watercolor",)
+    status, more, _ = run(capsys, "generate", "a fox", "--model", str(tiny_sd), "--seed", "7", "--steps", "2",
+                          "--out", str(tmp_path))  # fmt: skip
+    assert status == 0 and len(list(tmp_path.iterdir())) == 3, "nothing is overwritten"
+
+
+def test_upscale_and_style_on_a_photo(capsys, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skimage.data.astronaut()).resize((96, 64)).save(photo)
+    status, [upscaled], _ = run(
+        capsys, "upscale", str(photo), "--upscaler", "Real-ESRGAN AnimeVideo v3 x2", "--scale", "2",
+        "--out", str(tmp_path / "up"),
+    )  # fmt: skip
+    assert status == 0 and Image.open(upscaled).size == (192, 128)
+    assert read_parameters(upscaled).extras["upscaler"] == "Real-ESRGAN AnimeVideo v3 x2"
+    status, [styled], _ = run(
+        capsys, "style", str(photo), "--style", "Night Swirl", "--style", "Amber Oil:0.5", "--working-size",
+        "256", "--out", str(tmp_path / "styled"),
+    )  # fmt: skip
+    assert status == 0 and Image.open(styled).size == (96, 64)
+    assert read_parameters(styled).extras["neural_styles"] == ["Night Swirl", "Amber Oil"]
+
+
+def test_bad_input_is_one_line_and_status_2(capsys, tmp_path):
+    status, _, err = run(capsys, "style", str(tmp_path / "missing.png"), "--style", "Night Swirl")
+    assert status == 2 and err.startswith("error: The image") and "could not be read" in err
+    status, _, err = run(capsys, "style", __file__, "--style", "Nope", "--out", str(tmp_path))
+    assert status == 2 and "could not be read" in err
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (32, 32)).save(photo)
+    status, _, err = run(capsys, "style", str(photo), "--style", "Nope", "--out", str(tmp_path))
+    assert status == 2 and "Unknown style 'Nope'" in err
+
+
+def test_the_console_script_is_installed():
+    listed = subprocess.run(["studio", "style", "--list"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0
+    names = listed.stdout.splitlines()
+    assert len(names) == 26 and "Night Swirl" in names
