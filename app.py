@@ -40,8 +40,6 @@ from studio.ui.widgets import JobRunner, Task, selected_result
 
 log = logging.getLogger("studio")
 
-QUEUE_SIZE = 64
-
 
 def build_app(settings: Settings) -> gr.Blocks:
     presets = load_presets(settings.presets_dir)
@@ -94,7 +92,7 @@ def build_app(settings: Settings) -> gr.Blocks:
         wire_send_to(tabs, txt2img, img2img, style, upscale_ui, png_info, presets)
         memory_panel.create_panel(cache)
 
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     demo.studio_cache = cache  # for tests and benchmarks that inspect what was loaded
     return demo
 
@@ -205,6 +203,7 @@ def launch_options(settings: Settings) -> dict:
         "server_port": settings.port,
         "share": settings.share,
         "auth": list(settings.auth) or None,
+        "root_path": settings.root_path or None,
         "allowed_paths": [str(settings.outputs.resolve())],
         "theme": THEME,
         "css": CSS,

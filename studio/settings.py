@@ -30,6 +30,8 @@ class Settings:
     presets_dir: Path = DEFAULT_PRESETS_DIR
     upscalers_dir: Path = Path("models/upscalers")
     offline: bool = False
+    root_path: str = ""  # the URL prefix when served behind a reverse proxy, e.g. /studio
+    queue_size: int = 64  # requests waiting at most; more are refused with a message
     gpu_budget_gib: float | None = None  # None: free GPU memory at start minus a reserve
     ram_budget_gib: float | None = None  # None: three quarters of the RAM
 
@@ -121,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="never contact the model hub; use only local files and the hub cache (env STUDIO_OFFLINE=1)",
     )
     parser.add_argument(
+        "--root-path",
+        default=_env("root_path", ""),
+        help="URL prefix when served behind a reverse proxy, e.g. /studio (env STUDIO_ROOT_PATH)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=int(_env("queue_size", "64")),
+        help="how many requests may wait; more are turned away (env STUDIO_QUEUE_SIZE; default 64)",
+    )
+    parser.add_argument(
         "--gpu-budget",
         type=float,
         default=_env_float("gpu_budget"),
@@ -160,6 +173,8 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         presets_dir=Path(args.presets).expanduser(),
         upscalers_dir=Path(args.upscalers).expanduser(),
         offline=args.offline,
+        root_path=args.root_path,
+        queue_size=args.queue_size,
         gpu_budget_gib=args.gpu_budget,
         ram_budget_gib=args.ram_budget,
     )

@@ -83,3 +83,12 @@ def test_memory_budgets_from_flags_and_environment(monkeypatch):
     monkeypatch.setenv("STUDIO_GPU_BUDGET", "lots")
     with pytest.raises(InvalidRequest, match="STUDIO_GPU_BUDGET must be a number of GiB, got 'lots'"):
         load_settings([])
+
+
+def test_server_settings_for_a_reverse_proxy_and_the_queue(monkeypatch):
+    monkeypatch.setenv("STUDIO_QUEUE_SIZE", "12")
+    settings = load_settings(["--root-path", "/studio"])
+    assert (settings.root_path, settings.queue_size) == ("/studio", 12)
+    import app
+
+    assert app.launch_options(settings)["root_path"] == "/studio"

@@ -1,0 +1,43 @@
+"""With --auth, the studio and its API answer only to a login."""
+
+import pytest
+from gradio_client import Client
+
+from studio.settings import Settings
+from tests.conftest import free_port, launch_app
+
+pytestmark = pytest.mark.api
+
+
+@pytest.fixture(scope="module")
+def protected_app(tiny_sd, tmp_path_factory):
+    settings = Settings(
+        model=str(tiny_sd),
+        device="cpu",
+        port=free_port(),
+        outputs=tmp_path_factory.mktemp("outputs"),
+        offline=True,
+        auth=(("ann", "s3cret:pass"), ("bo", "other")),
+        queue_size=5,
+    )
+    running = launch_app(settings)
+    yield running
+    running.demo.close()
+
+
+def test_the_api_refuses_a_caller_without_credentials(protected_app):
+    with pytest.raises(Exception, match="credentials were not provided"):
+        Client(protected_app.url, verbose=False).predict(prompt="x", steps=1, api_name="/txt2img")
+    with pytest.raises(Exception, match="Could not login"):
+        Client(protected_app.url, auth=("ann", "wrong"), verbose=False)
+
+
+def test_the_api_serves_a_caller_with_credentials(protected_app):
+    for user in (("ann", "s3cret:pass"), ("bo", "other")):
+        client = Client(protected_app.url, auth=user, verbose=False)
+        images, params = client.predict(prompt="a key", seed=3, steps=1, api_name="/txt2img")
+        assert len(images) == 1 and params[0]["seed"] == 3
+
+
+def test_the_queue_has_the_configured_size(protected_app):
+    assert protected_app.demo._queue.max_size == 5
