@@ -6,6 +6,7 @@ run `python app.py --help` for the flags.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -43,6 +44,8 @@ log = logging.getLogger("studio")
 
 def build_app(settings: Settings) -> gr.Blocks:
     presets = load_presets(settings.presets_dir)
+    if settings.model:  # requests that name no model (API calls, Vary on a plain image) use --model
+        presets = dataclasses.replace(presets, default_model=settings.model)
     device_config = resolve_device(settings.device, settings.dtype)
     budget = default_budget(device_config.device, settings.gpu_budget_gib, settings.ram_budget_gib)
     cache = ModelCache(device_config, offline=settings.offline, budget=budget)
