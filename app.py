@@ -20,11 +20,13 @@ from pipelines.instant_style import InstantStylePipeline, InstantStyleRequest
 from pipelines.outpaint import OutpaintPipeline, OutpaintRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from pipelines.upscale import UpscalePipeline, UpscaleRequest
+from studio import zerogpu
 from studio.devices import resolve_device
 from studio.errors import StudioError
 from studio.history import History
 from studio.memory import default_budget
 from studio.model_cache import ModelCache
+from studio.models import resolve_model
 from studio.presets import Presets, load_presets
 from studio.settings import Settings, load_settings
 from studio.ui import (
@@ -52,25 +54,28 @@ def build_app(settings: Settings) -> gr.Blocks:
     upscale = UpscalePipeline(cache, presets, settings.upscalers_dir)
     instant_style = InstantStylePipeline(cache)
     diffusion_style = DiffusionStylePipeline(cache, presets)
-    runner = JobRunner(
-        History(settings.outputs),
-        StopSignals(),
-        tasks={
-            "txt2img": Task(TextToImagePipeline(cache, presets).generate, TextToImageRequest),
-            "img2img": Task(ImageToImagePipeline(cache, presets).generate, ImageToImageRequest),
-            "inpaint": Task(InpaintPipeline(cache, presets).generate, InpaintRequest),
-            "outpaint": Task(OutpaintPipeline(cache, presets).generate, OutpaintRequest),
-            "style_instant": Task(instant_style.generate, InstantStyleRequest),
-            "style_diffusion": Task(diffusion_style.generate, DiffusionStyleRequest),
-            "upscale": Task(upscale.generate, UpscaleRequest),
-        },
-    )
+    tasks = {
+        "txt2img": Task(TextToImagePipeline(cache, presets).generate, TextToImageRequest),
+        "img2img": Task(ImageToImagePipeline(cache, presets).generate, ImageToImageRequest),
+        "inpaint": Task(InpaintPipeline(cache, presets).generate, InpaintRequest),
+        "outpaint": Task(OutpaintPipeline(cache, presets).generate, OutpaintRequest),
+        "style_instant": Task(instant_style.generate, InstantStyleRequest),
+        "style_diffusion": Task(diffusion_style.generate, DiffusionStyleRequest),
+        "upscale": Task(upscale.generate, UpscaleRequest),
+    }
+    gpu_runner = None
+    if zerogpu.on_zero_gpu():
+        # The platform wants weights on the GPU at start-up; requests then run in spaces.GPU functions.
+        preload_default_model(cache, presets)
+        gpu_runner = zerogpu.gpu_runner({name: task.generate for name, task in tasks.items()})
+    runner = JobRunner(History(settings.outputs), StopSignals(), tasks, gpu_runner=gpu_runner)
 
     with gr.Blocks(title="Image Studio", analytics_enabled=False) as demo:
         gr.Markdown(
             "# Image Studio\n"
             f"<span class='studio-device'>Running on {device_config.describe()}. "
-            f"Results are saved to `{settings.outputs}` with their parameters.</span>",
+            f"Results are saved to `{settings.outputs}` with their parameters."
+            f"{cpu_note(device_config)}</span>",
             elem_id="studio-header",
         )
         with gr.Tabs() as tabs:
@@ -98,6 +103,22 @@ def build_app(settings: Settings) -> gr.Blocks:
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     demo.studio_cache = cache  # for tests and benchmarks that inspect what was loaded
     return demo
+
+
+def cpu_note(device_config) -> str:
+    if device_config.is_accelerator:
+        return ""
+    return (
+        " No GPU here: SD-Turbo, the default, makes an image in 1–4 steps and suits a CPU; SD 1.5 and SDXL"
+        " take minutes per image. Instant style transfer and Real-ESRGAN upscaling run well on a CPU."
+    )
+
+
+def preload_default_model(cache: ModelCache, presets: Presets) -> None:
+    try:
+        cache.base_model(resolve_model(None, presets))
+    except StudioError as error:  # the page still opens and says so on the first run
+        log.warning("could not preload the default model: %s", error)
 
 
 def wire_send_to(

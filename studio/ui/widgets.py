@@ -244,10 +244,19 @@ class JobRunner:
     same job again with a new seed, whichever task made the grid.
     """
 
-    def __init__(self, history: History, stop_signals: StopSignals, tasks: dict[str, Task]) -> None:
+    def __init__(
+        self,
+        history: History,
+        stop_signals: StopSignals,
+        tasks: dict[str, Task],
+        gpu_runner: Callable[[str, Request], list[GeneratedImage]] | None = None,
+    ) -> None:
+        """`gpu_runner(task, request)`, when given, runs each job whole in another process (ZeroGPU):
+        the images arrive together, without step progress or Stop."""
         self.history = history
         self.stop_signals = stop_signals
         self.tasks = tasks
+        self.gpu_runner = gpu_runner
 
     def run(
         self, task: str, values: dict[str, Any], request: gr.Request | None, progress: gr.Progress
@@ -261,9 +270,16 @@ class JobRunner:
             results = []
             progress(0, desc="Preparing the model…")
             try:
-                for generated in self.tasks[task].generate(
-                    parsed, progress=gradio_progress(progress, "Denoising"), is_cancelled=stop_signal.is_set
-                ):
+                if self.gpu_runner is not None:
+                    progress(0, desc="Waiting for a GPU…")
+                    generating = iter(self.gpu_runner(task, parsed))
+                else:
+                    generating = self.tasks[task].generate(
+                        parsed,
+                        progress=gradio_progress(progress, "Denoising"),
+                        is_cancelled=stop_signal.is_set,
+                    )
+                for generated in generating:
                     path = self.history.save(generated.image, generated.parameters)
                     results.append((str(path), generated.parameters))
                     yield gallery_items(results), [p.to_dict() for _, p in results], job
