@@ -68,7 +68,14 @@ def build_app(settings: Settings) -> gr.Blocks:
         # The platform wants weights on the GPU at start-up; requests then run in spaces.GPU functions.
         preload_default_model(cache, presets)
         gpu_runner = zerogpu.gpu_runner({name: task.generate for name, task in tasks.items()})
-    runner = JobRunner(History(settings.outputs), StopSignals(), tasks, gpu_runner=gpu_runner)
+    runner = JobRunner(
+        History(settings.outputs),
+        StopSignals(),
+        tasks,
+        gpu_runner=gpu_runner,
+        max_image_side=settings.max_image_side,
+        max_images=settings.max_images,
+    )
 
     with gr.Blocks(title="Image Studio", analytics_enabled=False) as demo:
         gr.Markdown(

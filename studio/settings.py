@@ -32,6 +32,8 @@ class Settings:
     offline: bool = False
     root_path: str = ""  # the URL prefix when served behind a reverse proxy, e.g. /studio
     queue_size: int = 64  # requests waiting at most; more are refused with a message
+    max_image_side: int = 2048  # longer side of an input image a request may bring, in pixels
+    max_images: int = 4  # images per request
     gpu_budget_gib: float | None = None  # None: free GPU memory at start minus a reserve
     ram_budget_gib: float | None = None  # None: three quarters of the RAM
 
@@ -134,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many requests may wait; more are turned away (env STUDIO_QUEUE_SIZE; default 64)",
     )
     parser.add_argument(
+        "--max-image-side",
+        type=int,
+        default=int(_env("max_image_side", "2048")),
+        help="largest input image side in pixels, at most 2048 (env STUDIO_MAX_IMAGE_SIDE)",
+    )
+    parser.add_argument(
+        "--max-images",
+        type=int,
+        default=int(_env("max_images", "4")),
+        help="images per request, 1-4 (env STUDIO_MAX_IMAGES; default 4)",
+    )
+    parser.add_argument(
         "--gpu-budget",
         type=float,
         default=_env_float("gpu_budget"),
@@ -175,6 +189,8 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         offline=args.offline,
         root_path=args.root_path,
         queue_size=args.queue_size,
+        max_image_side=args.max_image_side,
+        max_images=args.max_images,
         gpu_budget_gib=args.gpu_budget,
         ram_budget_gib=args.ram_budget,
     )

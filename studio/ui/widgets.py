@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from pipelines.common import Request, parse_request
 from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage
-from studio.errors import RunCancelled
+from studio.errors import InvalidRequest, RunCancelled
 from studio.history import History
 from studio.presets import Presets
 from studio.ui.common import (
@@ -250,6 +251,9 @@ class JobRunner:
         stop_signals: StopSignals,
         tasks: dict[str, Task],
         gpu_runner: Callable[[str, Request], list[GeneratedImage]] | None = None,
+        *,
+        max_image_side: int | None = None,
+        max_images: int | None = None,
     ) -> None:
         """`gpu_runner(task, request)`, when given, runs each job whole in another process (ZeroGPU):
         the images arrive together, without step progress or Stop."""
@@ -257,6 +261,23 @@ class JobRunner:
         self.stop_signals = stop_signals
         self.tasks = tasks
         self.gpu_runner = gpu_runner
+        self.max_image_side = max_image_side
+        self.max_images = max_images
+
+    def check_limits(self, request: Request) -> None:
+        """This server's own limits, which may be tighter than what the pipelines accept."""
+        count = getattr(request, "num_images", 1)
+        if self.max_images is not None and count > self.max_images:
+            raise InvalidRequest(f"This studio makes at most {self.max_images} images per request.")
+        for name, value in request:
+            too_large = (
+                self.max_image_side is not None and max(getattr(value, "size", (0,))) > self.max_image_side
+            )
+            if isinstance(value, Image.Image) and too_large:
+                raise InvalidRequest(
+                    f"The {name.replace('_', ' ')} is {value.width}×{value.height}; this studio accepts "
+                    f"up to {self.max_image_side} pixels on the longer side."
+                )
 
     def run(
         self, task: str, values: dict[str, Any], request: gr.Request | None, progress: gr.Progress
@@ -265,6 +286,7 @@ class JobRunner:
         job = {"task": task, "values": values}
         with user_errors():
             parsed = parse_request(self.tasks[task].request_type, values)
+            self.check_limits(parsed)
             session = session_of(request)
             stop_signal = self.stop_signals.begin(session)
             results = []

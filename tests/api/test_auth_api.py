@@ -19,6 +19,8 @@ def protected_app(tiny_sd, tmp_path_factory):
         offline=True,
         auth=(("ann", "s3cret:pass"), ("bo", "other")),
         queue_size=5,
+        max_image_side=256,
+        max_images=2,
     )
     running = launch_app(settings)
     yield running
@@ -41,3 +43,16 @@ def test_the_api_serves_a_caller_with_credentials(protected_app):
 
 def test_the_queue_has_the_configured_size(protected_app):
     assert protected_app.demo._queue.max_size == 5
+
+
+def test_server_limits_on_image_size_and_count(protected_app, tmp_path):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    client = Client(protected_app.url, auth=("bo", "other"), verbose=False)
+    with pytest.raises(Exception, match="This studio makes at most 2 images per request"):
+        client.predict(prompt="x", num_images=3, steps=1, api_name="/txt2img")
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (300, 40)).save(wide)
+    with pytest.raises(Exception, match="The image is 300×40; this studio accepts up to 256 pixels"):
+        client.predict(image=handle_file(str(wide)), strength=0.5, steps=1, api_name="/img2img")
