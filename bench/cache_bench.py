@@ -1,0 +1,178 @@
+"""The model cache against raw diffusers: peak GPU memory and time, weight loads when switching tabs,
+and recovery from a forced out-of-memory error.
+
+    python bench/cache_bench.py                 # on a GPU: SD 1.5 512² × 25 steps and SDXL 1024² × 30 steps
+    python bench/cache_bench.py --tiny          # the same code paths with the test suite's tiny models (CPU)
+
+Models are the real architectures with random weights (../shared/bench/arch.py), saved in diffusers layout
+and loaded back by path through the studio's loader; speed and memory do not depend on weight values.
+Raw diffusers runs the same request from the same folder, in the same process, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from pipelines.common import parse_request  # noqa: E402
+from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest  # noqa: E402
+from pipelines.inpaint import InpaintPipeline, InpaintRequest  # noqa: E402
+from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest  # noqa: E402
+from pipelines.upscale import UpscalePipeline, UpscaleRequest  # noqa: E402
+from studio.devices import resolve_device  # noqa: E402
+from studio.errors import OutOfMemory  # noqa: E402
+from studio.memory import MemoryBudget  # noqa: E402
+from studio.model_cache import ModelCache, free_memory  # noqa: E402
+from studio.presets import load_presets  # noqa: E402
+from studio.settings import DEFAULT_PRESETS_DIR  # noqa: E402
+
+GIB = 1024**3
+
+
+def build(kind: str, folder: Path) -> Path:
+    if kind.startswith("tiny"):
+        from tests.tiny_models import build_sd, build_sdxl
+
+        return (build_sdxl if kind == "tiny-sdxl" else build_sd)(folder)
+    import arch
+
+    getattr(arch, kind)().save_pretrained(folder)
+    return folder
+
+
+def measure(run: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
+    """Median seconds and peak allocated GiB of `run()` (after one warm-up run)."""
+    run()
+    times, peak = [], 0.0
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            peak = max(peak, torch.cuda.max_memory_allocated() / GIB)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), peak
+
+
+def studio_vs_raw(folder: Path, size: int, steps: int, device_name: str, repeats: int) -> None:
+    from diffusers import DiffusionPipeline, EulerDiscreteScheduler
+
+    config = resolve_device(device_name)
+    presets = load_presets(DEFAULT_PRESETS_DIR)
+    request = parse_request(
+        TextToImageRequest,
+        {"prompt": "a lighthouse", "model": str(folder), "steps": steps, "guidance_scale": 7.0,
+         "sampler": "Euler", "seed": 1},
+    )  # fmt: skip
+    cache = ModelCache(config, offline=True)
+    studio = TextToImagePipeline(cache, presets)
+    size_for = studio.size_for
+    studio.size_for = lambda request, base: (size, size)  # the exact size raw diffusers gets
+    studio_time, studio_peak = measure(lambda: studio(request), config.device, repeats)
+    studio.size_for = size_for
+    cache.clear()
+    free_memory()
+
+    raw = DiffusionPipeline.from_pretrained(folder, dtype=config.dtype).to(config.device)
+    raw.scheduler = EulerDiscreteScheduler.from_config(raw.scheduler.config)
+    raw.set_progress_bar_config(disable=True)
+
+    def raw_run() -> object:
+        generator = torch.Generator(config.device).manual_seed(1)
+        return raw("a lighthouse", height=size, width=size, num_inference_steps=steps, guidance_scale=7.0,
+                   generator=generator)  # fmt: skip
+
+    raw_time, raw_peak = measure(raw_run, config.device, repeats)
+    raw = None  # let its weights go before the next model
+    free_memory()
+    print(
+        f"{folder.name} {size}² × {steps} steps: studio {studio_time:.2f} s, {studio_peak:.2f} GiB peak; "
+        f"raw diffusers {raw_time:.2f} s, {raw_peak:.2f} GiB peak; "
+        f"time {100 * (studio_time / raw_time - 1):+.1f}%, memory "
+        f"{100 * (studio_peak / raw_peak - 1) if raw_peak else 0:+.1f}%"
+    )
+
+
+def switching_tabs(folder: Path, device_name: str) -> None:
+    config = resolve_device(device_name)
+    presets = load_presets(DEFAULT_PRESETS_DIR)
+    cache = ModelCache(config, offline=True)
+    image = Image.new("RGB", (512, 512), "gray")
+    mask = Image.new("L", (512, 512), 0)
+    mask.paste(255, (128, 128, 384, 384))
+    common = {"prompt": "x", "model": str(folder), "steps": 2, "seed": 1}
+    runs = {
+        "text to image": (TextToImagePipeline(cache, presets), TextToImageRequest, {}),
+        "image to image": (ImageToImagePipeline(cache, presets), ImageToImageRequest, {"image": image}),
+        "inpaint": (InpaintPipeline(cache, presets), InpaintRequest, {"image": image, "mask": mask}),
+        "creative upscale": (
+            UpscalePipeline(cache, presets),
+            UpscaleRequest,
+            {"image": image, "mode": "creative", "upscaler": "Lanczos (no model)", "scale": 2},
+        ),
+    }
+    allocated = None
+    for name, (pipeline, request_type, extra) in runs.items():
+        pipeline(parse_request(request_type, {**common, **extra}))
+        now = torch.cuda.memory_allocated() / GIB if config.device.type == "cuda" else 0.0
+        allocated = now if allocated is None else allocated
+        change = now - allocated
+        print(f"after {name}: weight loads {cache.weight_loads}, allocated {now:.2f} GiB ({change:+.2f})")
+    cache.clear()
+
+
+def forced_out_of_memory(folder: Path, device_name: str) -> None:
+    """A request far too large for the GPU: the studio recovers or says what to change; the next run works."""
+    config = resolve_device(device_name)
+    presets = load_presets(DEFAULT_PRESETS_DIR)
+    cache = ModelCache(config, offline=True, budget=MemoryBudget(1 * GIB, None))
+    pipeline = TextToImagePipeline(cache, presets)
+    pipeline.size_for = lambda request, base: (4096, 4096)
+    started = time.perf_counter()
+    try:
+        pipeline(parse_request(TextToImageRequest, {"prompt": "x", "model": str(folder), "steps": 2}))
+        print(f"4096² run recovered (tiled decoding) in {time.perf_counter() - started:.1f} s")
+    except OutOfMemory as error:
+        print(f"4096² run reported after {time.perf_counter() - started:.1f} s: {error}")
+    del pipeline.size_for
+    pipeline(parse_request(TextToImageRequest, {"prompt": "x", "model": str(folder), "steps": 2}))
+    print("the next normal run succeeded")
+    cache.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU, to check the script")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cases = (
+        [("tiny-sd", 64, 4), ("tiny-sdxl", 64, 4)] if args.tiny else [("sd15", 512, 25), ("sdxl", 1024, 30)]
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        for kind, size, steps in cases:
+            folder = build(kind, Path(scratch) / kind)
+            print(f"device: {resolve_device(args.device).describe()}")
+            studio_vs_raw(folder, size, steps, args.device, args.repeats)
+            switching_tabs(folder, args.device)
+            if resolve_device(args.device).device.type == "cuda":  # a CPU has no out-of-memory error to force
+                forced_out_of_memory(folder, args.device)
+
+
+if __name__ == "__main__":
+    main()
