@@ -38,12 +38,13 @@ from pipelines.diffusion import (
 )
 from pipelines.images import check_image, resized, to_array, to_image, working_size
 from pipelines.tiling import run_tiled, tile_grid
-from studio.errors import InvalidRequest, RunCancelled
+from studio.errors import InvalidRequest, ModelUnavailable, RunCancelled
 from studio.metadata import GenerationParameters, read_parameters
 from studio.model_cache import CacheKey, ModelCache
 from studio.presets import Presets
 from studio.upscaler_models import (
     UPSCALER_SUFFIXES,
+    download_upscaler,
     load_packaged_upscaler,
     load_upscaler_file,
     packaged_upscalers,
@@ -94,11 +95,32 @@ class UpscalePipeline:
     def user_upscalers(self) -> dict[str, Path]:
         if not self.upscalers_dir or not self.upscalers_dir.is_dir():
             return {}
-        files = sorted(p for p in self.upscalers_dir.iterdir() if p.suffix.lower() in UPSCALER_SUFFIXES)
+        files = sorted(
+            p
+            for p in self.upscalers_dir.iterdir()
+            if p.suffix.lower() in UPSCALER_SUFFIXES and not p.name.startswith(".")  # "." : downloading
+        )
         return {path.name: path for path in files}
 
+    def downloadable(self) -> list[str]:
+        """Official weights not on disk yet, fetched the first time they are chosen."""
+        if not self.upscalers_dir:
+            return []
+        return [name for name in self.presets.upscaler_downloads if name not in self.user_upscalers()]
+
     def upscaler_names(self) -> list[str]:
-        return [*packaged_upscalers(), *self.user_upscalers(), LANCZOS]
+        return [*packaged_upscalers(), *self.user_upscalers(), *self.downloadable(), LANCZOS]
+
+    def _download(self, name: str, progress: Progress) -> None:
+        """Fetch official weights into the upscalers folder (checked by loading them), or say how to."""
+        download = self.presets.upscaler_downloads[name]
+        assert self.upscalers_dir is not None  # only then is anything downloadable
+        if self.cache.offline:
+            raise ModelUnavailable(
+                f"{name} is not downloaded yet and the studio is offline. Download it from {download.url} "
+                f"and put it in {self.upscalers_dir}, or pick a packaged Real-ESRGAN model."
+            )
+        download_upscaler(download.url, self.upscalers_dir / name, progress=progress)
 
     def _network(self, name: str) -> Any:
         """The upscaler network `name`, from the cache, on the compute device."""
@@ -156,10 +178,12 @@ class UpscalePipeline:
         progress: Progress = no_progress,
         is_cancelled: IsCancelled = never_cancelled,
     ) -> Iterator[GeneratedImage]:
-        # 1. Check inputs: the image, the size it will become, the upscaler
+        # 1. Check inputs: the image, the size it will become, the upscaler (fetched if it is a download)
         image, size = self.check_inputs(request)
         if is_cancelled():
             raise RunCancelled()
+        if request.upscaler in self.downloadable():
+            self._download(request.upscaler, progress)
 
         # 2. Super-resolution in tiles (or plain resampling), then exactly to the asked size
         if request.upscaler == LANCZOS:

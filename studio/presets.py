@@ -118,6 +118,14 @@ class IPAdapterPreset(_Preset):
     description: str = ""
 
 
+class UpscalerDownload(_Preset):
+    """Official upscaler weights fetched into the upscalers folder when first chosen."""
+
+    name: str = Field(pattern=r"^[\w.+-]+\.(pth|safetensors)$")  # the file name it is saved as
+    url: str = Field(pattern=r"^https?://")
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class Presets:
     models: dict[str, ModelPreset]
@@ -130,6 +138,7 @@ class Presets:
     controlnets: dict[str, ControlNetPreset]
     ip_adapters: dict[str, IPAdapterPreset]
     annotators: str  # hub id or folder of the structure detectors' weights (HED, line art, depth)
+    upscaler_downloads: dict[str, UpscalerDownload]
 
     def defaults_for(self, model: str | None) -> ModelDefaults | ModelPreset:
         """The steps, guidance and sampler a model starts with: its preset's, else `other_models`."""
@@ -228,6 +237,7 @@ def load_presets(folder: Path) -> Presets:
     variations, _ = read_entries(folder / "variations.json", "variations", Variation)
     controlnets, controlnets_doc = read_entries(folder / "controlnets.json", "controlnets", ControlNetPreset)
     ip_adapters, _ = read_entries(folder / "ip_adapters.json", "ip_adapters", IPAdapterPreset)
+    upscaler_downloads, _ = read_entries(folder / "upscalers.json", "downloads", UpscalerDownload)
     for kind, entries, fields in (
         ("controlnets.json", controlnets, ("architecture", "structure")),
         ("ip_adapters.json", ip_adapters, ("architecture",)),
@@ -269,4 +279,5 @@ def load_presets(folder: Path) -> Presets:
         controlnets=controlnets,
         ip_adapters=ip_adapters,
         annotators=annotators,
+        upscaler_downloads=upscaler_downloads,
     )

@@ -10,6 +10,7 @@ Packaged and user-supplied upscalers then share one code path: a spandrel `Image
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -408,3 +409,40 @@ def load_upscaler_file(path: str | Path) -> ImageModelDescriptor:
             f"{descriptor.input_channels} input channels, not an RGB upscaler."
         )
     return descriptor.float().cpu().eval()
+
+
+def download_upscaler(
+    url: str, target: Path, *, progress: Callable[[int, int], None] = lambda done, total: None
+) -> Path:
+    """Fetch upscaler weights from `url` to `target`, keeping them only if they load as an upscaler.
+
+    The bytes go to a hidden file beside the target first, so an interrupted download never looks like
+    a model; `progress(bytes_done, bytes_total)` follows it.
+    """
+    import urllib.request
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.stem}.part{target.suffix}")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as file:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(1 << 20):
+                file.write(chunk)
+                done += len(chunk)
+                progress(done, max(total, done))
+    except OSError as error:  # no network, DNS, HTTP errors (urllib's are OSErrors), a full disk
+        partial.unlink(missing_ok=True)
+        raise ModelUnavailable(
+            f"Could not download {target.name} from {url} ({getattr(error, 'reason', error)}). "
+            f"Download it where there is a network and put it in {target.parent}."
+        ) from error
+    try:
+        load_upscaler_file(partial)
+    except ModelUnavailable as error:
+        partial.unlink(missing_ok=True)
+        raise ModelUnavailable(
+            f"The file downloaded from {url} is not a working upscaler: {error}"
+        ) from error
+    partial.replace(target)
+    return target

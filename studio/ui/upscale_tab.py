@@ -41,7 +41,8 @@ def create_tab(
                 value=DEFAULT_UPSCALER if DEFAULT_UPSCALER in upscaler_names else upscaler_names[-1],
                 allow_custom_value=True,  # weights added to the folder later work without a restart
                 label="Upscaler",
-                info="x4plus for photos, anime models for drawings; extra weights go in the upscalers folder",
+                info="x4plus for photos, anime models for drawings; .pth names download official weights "
+                "on first use; your own weights go in the upscalers folder",
                 elem_id="upscale-upscaler",
             )
             with gr.Row():
