@@ -139,12 +139,12 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
             prompt: what the image should become (optional).
             negative_prompt: what to keep out.
             styles: style preset names, stacked in order.
-            model: model preset name, hub id, local folder or .safetensors path; empty for the default.
+            model: model preset name, hub id, local folder or .safetensors path; left out: --model.
             num_images: 1 to 4; image i uses seed + i.
             seed: -1 for random.
-            steps: denoising steps before strength; empty for the model preset's.
-            guidance_scale: classifier-free guidance; empty for the model preset's.
-            sampler: sampler name; empty for the model preset's.
+            steps: denoising steps before strength; left out, the model preset's.
+            guidance_scale: classifier-free guidance; left out, the model preset's.
+            sampler: sampler name; left out, the model preset's.
             strength: 0 returns the input unchanged, 1 ignores it.
         """
         values = prompt_values(
@@ -202,12 +202,12 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
             prompt: what to paint there.
             negative_prompt: what to keep out.
             styles: style preset names, stacked in order.
-            model: model preset name, hub id, local folder or .safetensors path; empty for the default.
+            model: model preset name, hub id, local folder or .safetensors path; left out: --model.
             num_images: 1 to 4; image i uses seed + i.
             seed: -1 for random.
-            steps: denoising steps; empty for the model preset's.
-            guidance_scale: classifier-free guidance; empty for the model preset's.
-            sampler: sampler name; empty for the model preset's.
+            steps: denoising steps; left out, the model preset's.
+            guidance_scale: classifier-free guidance; left out, the model preset's.
+            sampler: sampler name; left out, the model preset's.
             strength: 1 repaints from scratch; lower keeps the old colours.
             mask_blur: pixels of soft edge around the painted area.
         """
@@ -247,12 +247,12 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
             prompt: what the wider scene shows (optional).
             negative_prompt: what to keep out.
             styles: style preset names, stacked in order.
-            model: model preset name, hub id, local folder or .safetensors path; empty for the default.
+            model: model preset name, hub id, local folder or .safetensors path; left out: --model.
             num_images: 1 to 4; image i uses seed + i.
             seed: -1 for random.
-            steps: denoising steps; empty for the model preset's.
-            guidance_scale: classifier-free guidance; empty for the model preset's.
-            sampler: sampler name; empty for the model preset's.
+            steps: denoising steps; left out, the model preset's.
+            guidance_scale: classifier-free guidance; left out, the model preset's.
+            sampler: sampler name; left out, the model preset's.
         """
         values = prompt_values(
             prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler

@@ -248,9 +248,9 @@ def create_tab(
             model: diffusion mode: model preset name, hub id, local folder or .safetensors path.
             num_images: diffusion mode: 1 to 4; image i uses seed + i.
             seed: diffusion mode: -1 for random.
-            steps: diffusion mode: denoising steps before strength; empty for the model preset's.
-            guidance_scale: diffusion mode: classifier-free guidance; empty for the model preset's.
-            sampler: diffusion mode: sampler name; empty for the model preset's.
+            steps: diffusion mode: denoising steps before strength; left out, the model preset's.
+            guidance_scale: diffusion mode: classifier-free guidance; left out, the model preset's.
+            sampler: diffusion mode: sampler name; left out, the model preset's.
         """
         content = open_image(image) if image else None
         if mode == "instant":

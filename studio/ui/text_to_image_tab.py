@@ -75,13 +75,13 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
             prompt: what to draw.
             negative_prompt: what to keep out.
             styles: style preset names, stacked in order.
-            model: model preset name, hub id, local folder or .safetensors path; empty for the default.
+            model: model preset name, hub id, local folder or .safetensors path; left out: --model.
             aspect_ratio: one of the aspect ratio presets, e.g. "1:1", "16:9".
             num_images: 1 to 4; image i uses seed + i.
             seed: -1 for random.
-            steps: denoising steps; empty for the model preset's.
-            guidance_scale: classifier-free guidance; empty for the model preset's.
-            sampler: sampler name, e.g. "Euler a"; empty for the model preset's.
+            steps: denoising steps; left out, the model preset's.
+            guidance_scale: classifier-free guidance; left out, the model preset's.
+            sampler: sampler name, e.g. "Euler a"; left out, the model preset's.
         """
         values = prompt_values(
             prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler

@@ -120,11 +120,11 @@ def create_tab(
             prompt: guides the creative pass (optional).
             negative_prompt: for the creative pass.
             styles: style preset names for the creative pass.
-            model: model for the creative pass; empty for the default.
+            model: model for the creative pass; left out, the default (--model).
             seed: creative pass seed; -1 for random.
-            steps: creative pass steps; empty for the model preset's.
-            guidance_scale: creative pass guidance; empty for the model preset's.
-            sampler: creative pass sampler; empty for the model preset's.
+            steps: creative pass steps; left out, the model preset's.
+            guidance_scale: creative pass guidance; left out, the model preset's.
+            sampler: creative pass sampler; left out, the model preset's.
         """
         values = prompt_values(
             prompt, negative_prompt, styles, model, 1, seed, steps, guidance_scale, sampler
