@@ -89,8 +89,10 @@ def readable(component: gr.components.Component) -> gr.components.Component:
 
 
 def slider(request_type: type[Request], name: str, *, step: float = 1, **options: Any) -> gr.Slider:
-    """A slider whose range is the request field's bounds, so the UI and validation never disagree."""
+    """A slider whose range is the request field's bounds, so the UI and validation never disagree
+    (`maximum` may only lower the upper bound, as a server limit does)."""
     low, high = request_type.bounds(name)
+    high = min(high, options.pop("maximum", high))
     default = request_type.default(name)
     return gr.Slider(minimum=low, maximum=high, step=step, value=options.pop("value", default), **options)
 

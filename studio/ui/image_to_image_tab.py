@@ -110,7 +110,9 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
             with gr.Row():
                 reroll = gr.Button("Reroll", elem_id="img2img-reroll")
                 stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop")
-            controls = prompt_settings("img2img", prompt, presets, default_model)
+            controls = prompt_settings(
+                "img2img", prompt, presets, default_model, max_images=runner.max_images
+            )
         with gr.Column(scale=3, min_width=360):
             results = result_panel("img2img")
             actions = create_grid_actions("img2img", presets)

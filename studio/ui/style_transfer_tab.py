@@ -172,7 +172,9 @@ def create_tab(
                     canny_low = slider(DiffusionStyleRequest, "canny_low", label="Low")
                     canny_high = slider(DiffusionStyleRequest, "canny_high", label="High")
                 prompt = prompt_box("style", "Optional: describe the style, e.g. 'ukiyo-e woodblock print'")
-                controls = prompt_settings("style", prompt, presets, default_model)
+                controls = prompt_settings(
+                    "style", prompt, presets, default_model, max_images=runner.max_images
+                )
 
             with gr.Row():
                 generate = gr.Button("Apply style", variant="primary", elem_id="style-generate", scale=2)

@@ -48,7 +48,9 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
                 label="Aspect ratio",
                 elem_id="txt2img-aspect-ratio",
             )
-            controls = prompt_settings("txt2img", prompt, presets, default_model)
+            controls = prompt_settings(
+                "txt2img", prompt, presets, default_model, max_images=runner.max_images
+            )
         with gr.Column(scale=3, min_width=360):
             results = result_panel("txt2img")
             actions = create_grid_actions("txt2img", presets)

@@ -72,7 +72,13 @@ def prompt_box(prefix: str, placeholder: str) -> gr.Textbox:
 
 
 def prompt_settings(
-    prefix: str, prompt: gr.Textbox, presets: Presets, default_model: str, *, image_count: bool = True
+    prefix: str,
+    prompt: gr.Textbox,
+    presets: Presets,
+    default_model: str,
+    *,
+    image_count: bool = True,
+    max_images: int | None = None,
 ) -> PromptControls:
     """Negative prompt, styles, model, image count and the Advanced accordion, wired to model defaults."""
     defaults = presets.defaults_for(default_model)
@@ -109,6 +115,7 @@ def prompt_settings(
             scale=1,
             elem_id=f"{prefix}-num-images",
             visible=image_count,
+            maximum=max_images or DiffusionRequest.bounds("num_images")[1],
         )
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
@@ -265,10 +272,8 @@ class JobRunner:
         self.max_images = max_images
 
     def check_limits(self, request: Request) -> None:
-        """This server's own limits, which may be tighter than what the pipelines accept."""
-        count = getattr(request, "num_images", 1)
-        if self.max_images is not None and count > self.max_images:
-            raise InvalidRequest(f"This studio makes at most {self.max_images} images per request.")
+        """This server's own image size limit, which may be tighter than what the pipelines accept (its
+        image count limit is the Images sliders' maximum, which Gradio enforces)."""
         for name, value in request:
             too_large = (
                 self.max_image_side is not None and max(getattr(value, "size", (0,))) > self.max_image_side

@@ -49,8 +49,11 @@ def test_server_limits_on_image_size_and_count(protected_app, tmp_path):
     from gradio_client import handle_file
     from PIL import Image
 
+    blocks = protected_app.demo.blocks.values()
+    sliders = [b for b in blocks if (b.elem_id or "").endswith("-num-images") and b.visible]
+    assert len(sliders) == 3 and all(s.maximum == 2 for s in sliders), "the Images sliders follow the limit"
     client = Client(protected_app.url, auth=("bo", "other"), verbose=False)
-    with pytest.raises(Exception, match="This studio makes at most 2 images per request"):
+    with pytest.raises(Exception, match="Value 3 is greater than maximum value 2"):
         client.predict(prompt="x", num_images=3, steps=1, api_name="/txt2img")
     wide = tmp_path / "wide.png"
     Image.new("RGB", (300, 40)).save(wide)
