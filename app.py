@@ -50,7 +50,9 @@ def build_app(settings: Settings) -> gr.Blocks:
         presets = dataclasses.replace(presets, default_model=settings.model)
     device_config = resolve_device(settings.device, settings.dtype)
     budget = default_budget(device_config.device, settings.gpu_budget_gib, settings.ram_budget_gib)
-    cache = ModelCache(device_config, offline=settings.offline, budget=budget)
+    # ZeroGPU wants every weight on the GPU from start-up: no offloading there.
+    offload = "none" if zerogpu.on_zero_gpu() else settings.offload
+    cache = ModelCache(device_config, offline=settings.offline, budget=budget, offload=offload)
     upscale = UpscalePipeline(cache, presets, settings.upscalers_dir)
     instant_style = InstantStylePipeline(cache)
     diffusion_style = DiffusionStylePipeline(cache, presets)

@@ -256,7 +256,7 @@ class DiffusionStylePipeline:
                             **options,
                         )
 
-                output = self.cache.denoise(base, content.size, call)
+                output = self.cache.denoise(base, content.size, call, pipe=pipe)
                 # 6. Back at the content's size, with everything needed to make it again
                 parameters = record(self.task, request, run, index, image.size, **extras)
                 yield GeneratedImage(resized(output.images[0], image.size), parameters)

@@ -149,6 +149,7 @@ class ImageToImagePipeline:
                         generator=generator_for(image_seed(run.seed, index)),
                         callback_on_step_end=reporter,
                     ),
+                    pipe=pipe,
                 )
                 # 6. Back at the input's size, with everything needed to make it again
                 parameters = record(

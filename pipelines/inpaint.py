@@ -137,6 +137,7 @@ class InpaintPipeline:
                             generator=generator_for(image_seed(run.seed, index)),
                             callback_on_step_end=reporter,
                         ),
+                        pipe=pipe,
                     ).images[0]
                 result = blend_outside_mask(image, repainted, mask, mask_blur)
                 parameters = record(

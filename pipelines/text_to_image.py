@@ -105,6 +105,7 @@ class TextToImagePipeline:
                         generator=generator_for(seed),
                         callback_on_step_end=reporter,
                     ),
+                    pipe=pipe,
                 )
                 # 5. Record everything needed to make this image again
                 parameters = record(self.task, request, run, index, (width, height))

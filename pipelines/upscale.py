@@ -304,7 +304,7 @@ class UpscalePipeline:
                 )
 
             # No yield happens in the pass, so it may hold the GPU lock throughout.
-            result = self.cache.denoise(base, (tile, tile), detail_pass)
+            result = self.cache.denoise(base, (tile, tile), detail_pass, pipe=pipe)
         return to_image(result), run
 
     def _parameters(

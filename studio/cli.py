@@ -21,6 +21,7 @@ from PIL import Image
 from studio.devices import resolve_device
 from studio.errors import StudioError
 from studio.history import History
+from studio.memory import OFFLOAD_CHOICES, default_budget
 from studio.model_cache import ModelCache
 from studio.presets import load_presets
 from studio.settings import DEFAULT_PRESETS_DIR
@@ -32,6 +33,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
     parser.add_argument("--presets", default=str(DEFAULT_PRESETS_DIR), help="preset folder")
     parser.add_argument("--offline", action="store_true", help="never contact the model hub")
+    parser.add_argument("--gpu-budget", type=float, metavar="GIB", help="GPU memory the models may fill")
+    parser.add_argument(
+        "--offload", choices=OFFLOAD_CHOICES, default="auto", help="as the studio's --offload"
+    )
 
 
 def _prompt_options(parser: argparse.ArgumentParser, *, count: bool = True) -> None:
@@ -209,7 +214,9 @@ def run(argv: list[str]) -> Iterator[Path]:
     from pipelines.common import parse_request
 
     args = build_parser().parse_args(argv)
-    cache = ModelCache(resolve_device(args.device, args.dtype), offline=args.offline)
+    device_config = resolve_device(args.device, args.dtype)
+    budget = default_budget(device_config.device, args.gpu_budget)
+    cache = ModelCache(device_config, offline=args.offline, budget=budget, offload=args.offload)
     if args.task == "style" and args.list:
         from pipelines.instant_style import InstantStylePipeline
 

@@ -5,6 +5,9 @@
   or all weights on a CPU machine).
 - Making room demotes idle models from the GPU to RAM, least recently used first, then drops idle models
   from RAM the same way. A model in use by a running job is never touched.
+- When the models of a run do not fit on the GPU even after that, the run offloads instead of failing:
+  by model (each model visits the GPU while it computes) when the largest one fits, else sequentially
+  (layer by layer). `choose_offload` decides; `--offload` can force a mode.
 - VAE decoding of a large image can need more memory than the weights; `decode_bytes` estimates it so
   tiled decoding is switched on only when it is needed.
 """
@@ -21,6 +24,8 @@ GIB = 1024**3
 ACTIVATION_RESERVE = 2 * GIB  # left free on the GPU for activations when the budget is the default
 
 Place = Literal["accelerator", "cpu"]
+Offload = Literal["none", "model", "sequential"]
+OFFLOAD_CHOICES = ("auto", "none", "model", "sequential")
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,23 @@ def plan_room(
                 place[unit.name] = "dropped"  # type: ignore[assignment]
         plan.fits = plan.fits and used("cpu") + ram_needed <= budget.ram_bytes
     return plan
+
+
+def choose_offload(requested: str, *, fits: bool, largest_bytes: int, budget_bytes: int | None) -> Offload:
+    """How a run on the accelerator places its models: all on the GPU when they fit the budget (`fits`),
+    else one model at a time on the GPU when the largest fits, else layer by layer. A forced mode wins."""
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    if fits:
+        return "none"
+    if budget_bytes is None or largest_bytes <= budget_bytes:
+        return "model"
+    return "sequential"
+
+
+def lower_memory_offload(mode: Offload) -> Offload:
+    """The next mode down, for the retry after an out-of-memory error."""
+    return "model" if mode == "none" else "sequential"
 
 
 def decode_bytes(width: int, height: int, dtype: torch.dtype) -> int:

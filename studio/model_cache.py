@@ -9,8 +9,12 @@
 - Entries used by a running job are never evicted. Base models beyond `max_base_models` are dropped least
   recently used first. Under a memory budget (studio/memory.py), idle models are demoted from the GPU to
   CPU RAM and then dropped, least recently used first, and promoted back when a run needs them.
+- Weights are loaded into RAM and promoted to the GPU when the budget holds them. A run whose models do
+  not fit even after making room offloads (studio/memory.py `choose_offload`): diffusers' offload hooks
+  are put on the shared components for that one call and taken off again after it.
 - GPU work runs through `run_on_gpu`/`denoise`: tiled VAE decoding when an estimate says an untiled decode
-  would not fit, and one retry in a lower-memory mode after an out-of-memory error, then a plain message.
+  would not fit, and one retry in a lower-memory mode (tiled VAE, offload) after an out-of-memory error,
+  then a plain message.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,7 +33,17 @@ import torch
 
 from studio.devices import DeviceConfig
 from studio.errors import OutOfMemory
-from studio.memory import MemoryBudget, Place, Unit, decode_bytes, plan_room
+from studio.memory import (
+    OFFLOAD_CHOICES,
+    MemoryBudget,
+    Offload,
+    Place,
+    Unit,
+    choose_offload,
+    decode_bytes,
+    lower_memory_offload,
+    plan_room,
+)
 from studio.models import ModelSource, family_of, load_pipeline, load_unet
 from studio.presets import SamplerPreset
 
@@ -155,8 +169,12 @@ class ModelCache:
         unet_loader: Callable[..., Any] = load_unet,
         budget: MemoryBudget | None = None,
         free_accelerator_bytes: Callable[[], int] | None = None,
+        offload: str = "auto",
     ) -> None:
+        if offload not in OFFLOAD_CHOICES:
+            raise ValueError(f"offload must be one of {', '.join(OFFLOAD_CHOICES)}, not {offload!r}")
         self.device_config = device_config
+        self.offload = offload  # "auto": decided per run from the budget
         self.offline = offline
         self.max_base_models = max_base_models
         self.budget = budget or MemoryBudget(None, None)
@@ -205,6 +223,7 @@ class ModelCache:
             )
             self._base_models[source.location] = base
             self._settle(keys)
+            self._promote(keys)  # loaded into RAM; onto the GPU when the budget holds it
             return base
 
     def model(
@@ -324,7 +343,7 @@ class ModelCache:
             if plan.steps:
                 free_memory()
             if not plan.fits:
-                log.warning("the models of this run do not fit the memory budget; it may run out of memory")
+                log.info("the models of this run do not fit the memory budget")
             return plan.fits
 
     def _move(self, keys: list[CacheKey], device: torch.device) -> None:
@@ -344,18 +363,22 @@ class ModelCache:
             for key in keys:
                 self._entries[key].users -= 1
 
-    def _promote(self, keys: list[CacheKey]) -> None:
-        """Bring a model demoted to RAM back to the compute device, making room for it first."""
+    def _promote(self, keys: list[CacheKey]) -> bool:
+        """Bring models in RAM to the compute device, making room for them first. They stay in RAM when
+        they do not fit the budget (unless offloading is switched off), and the run offloads: returns
+        whether they fit."""
         if not self.device_config.is_accelerator:
-            return
-        demoted = [k for k in keys if self._entries[k].module is not None and self._entries[k].place == "cpu"]
-        if not demoted:
-            return
+            return True
+        in_ram = [k for k in keys if self._entries[k].module is not None and self._entries[k].place == "cpu"]
+        if not in_ram:
+            return True
         for key in keys:
             self._entries[key].users += 1
         try:
-            self.make_room(accelerator_needed=sum(self._entries[k].size_bytes for k in demoted))
-            self._move(demoted, self.device_config.device)
+            fits = self.make_room(accelerator_needed=sum(self._entries[k].size_bytes for k in in_ram))
+            if fits and self.offload in ("auto", "none") or self.offload == "none":
+                self._move(in_ram, self.device_config.device)
+            return fits
         finally:
             for key in keys:
                 self._entries[key].users -= 1
@@ -395,18 +418,64 @@ class ModelCache:
             free_memory()
             raise OutOfMemory(OUT_OF_MEMORY_ADVICE)
 
-    def denoise(self, base: BaseModel, size: tuple[int, int], call: Callable[[], T]) -> T:
-        """A diffusion call for `size` images: tiled VAE decoding when an untiled decode would not fit in
-        free accelerator memory, and as the lower-memory retry after an out-of-memory error."""
+    def denoise(self, base: BaseModel, size: tuple[int, int], call: Callable[[], T], *, pipe: Any) -> T:
+        """`call()`, a diffusion call of `pipe` for `size` images, in the lowest-memory way it needs:
+
+        - its models on the GPU when they fit the budget, else offloaded for the call (`choose_offload`);
+        - tiled VAE decoding when an untiled decode would not fit in free accelerator memory;
+        - after an out-of-memory error, once more with tiled decoding and the next offload mode down.
+        """
         vae = base.components["vae"]
 
-        def tiled() -> T:
-            with vae_tiling(vae):
+        def attempt(offload: Offload, tiled: bool) -> T:
+            with ExitStack() as stack:
+                if tiled:
+                    stack.enter_context(vae_tiling(vae))
+                if offload != "none":
+                    stack.enter_context(self._offloaded(pipe, offload))
                 return call()
 
-        estimate = decode_bytes(*size, self.device_config.dtype)
-        needs_tiling = self.device_config.is_accelerator and estimate > self._free_accelerator_bytes()
-        return self.run_on_gpu(tiled if needs_tiling else call, retry=tiled)
+        with self.gpu_lock:
+            offload = self.offload_for(pipe)
+            estimate = decode_bytes(*size, self.device_config.dtype)
+            needs_tiling = self.device_config.is_accelerator and estimate > self._free_accelerator_bytes()
+            retry_offload = lower_memory_offload(offload) if self.device_config.is_accelerator else "none"
+            return self.run_on_gpu(
+                lambda: attempt(offload, needs_tiling), retry=lambda: attempt(retry_offload, True)
+            )
+
+    def offload_for(self, pipe: Any) -> Offload:
+        """How `pipe`'s models run this time: promoted to the GPU when they fit, else offloaded."""
+        if not self.device_config.is_accelerator:
+            return "none"
+        modules = {id(m): m for m in pipe.components.values() if isinstance(m, torch.nn.Module)}
+        keys = [k for k, e in self._entries.items() if e.module is not None and id(e.module) in modules]
+        fits = self._promote(keys)
+        largest = max((module_bytes(m) for m in modules.values()), default=0)
+        return choose_offload(
+            self.offload, fits=fits, largest_bytes=largest, budget_bytes=self.budget.accelerator_bytes
+        )
+
+    @contextmanager
+    def _offloaded(self, pipe: Any, offload: Offload) -> Iterator[None]:
+        """diffusers' offload hooks on `pipe`'s (shared) components for one call, taken off after it, and
+        every model back where it was: the next pipeline built around the same components must find them
+        plain. (An adapter swapped into the UNet travels with it during the call.)"""
+        log.info("running with %s offload", offload)
+        before = {key: entry.device for key, entry in self._entries.items() if entry.module is not None}
+        if offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device_config.device)
+        else:
+            pipe.enable_sequential_cpu_offload(device=self.device_config.device)
+        try:
+            yield
+        finally:
+            pipe.remove_all_hooks()
+            for key, device in before.items():
+                entry = self._entries.get(key)
+                if entry is not None:
+                    entry.module.to(device)
+                    entry.device = module_device(entry.module)
 
     def _measure_free_accelerator_bytes(self) -> int:
         device = self.device_config.device
@@ -426,6 +495,7 @@ class ModelCache:
             report: dict[str, Any] = {
                 "device": self.device_config.describe(),
                 "budget_bytes": {"accelerator": self.budget.accelerator_bytes, "ram": self.budget.ram_bytes},
+                "offload": self.offload,
                 "used_bytes": {
                     where: sum(u.size for u, _ in units.values() if u.place == where)
                     for where in ("accelerator", "cpu")

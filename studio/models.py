@@ -233,14 +233,14 @@ def load_weights(
 
 
 def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: bool) -> Any:
-    """Load a diffusers pipeline for `source` onto the configured device, or raise `ModelUnavailable`."""
+    """A diffusers pipeline for `source` in RAM, in the configured dtype, or raise `ModelUnavailable`."""
     dtype = device_config.dtype
     started = time.perf_counter()
     if source.kind == "file":
         pipe = load_weights(source, offline, lambda local_only: _from_single_file(source, dtype, local_only))
     else:
         pipe = load_weights(source, offline, lambda local_only: _from_pretrained(source, dtype, local_only))
-    pipe.to(device_config.device)
+    # Weights stay in RAM: the model cache moves them to the GPU when its budget holds them.
     if device_config.attention == "xformers":
         pipe.enable_xformers_memory_efficient_attention()
     pipe.set_progress_bar_config(disable=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import InvalidRequest
+from studio.memory import OFFLOAD_CHOICES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRESETS_DIR = PROJECT_ROOT / "presets"
@@ -36,6 +37,7 @@ class Settings:
     max_images: int = 4  # images per request
     gpu_budget_gib: float | None = None  # None: free GPU memory at start minus a reserve
     ram_budget_gib: float | None = None  # None: three quarters of the RAM
+    offload: str = "auto"  # how a run whose models do not fit the GPU budget runs; see studio/memory.py
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -161,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GIB",
         help="CPU RAM the model cache may fill, in GiB (env STUDIO_RAM_BUDGET; default: 3/4 of the RAM)",
     )
+    parser.add_argument(
+        "--offload",
+        choices=OFFLOAD_CHOICES,
+        default=_env("offload", "auto"),
+        help="auto: models on the GPU when they fit the budget, else model offload, else sequential; "
+        "or force one (env STUDIO_OFFLOAD; default auto)",
+    )
     return parser
 
 
@@ -175,6 +184,10 @@ def _env_float(name: str) -> float | None:
 def load_settings(argv: list[str] | None = None) -> Settings:
     """Settings from `argv` (flags) over the environment; `argv=[]` reads the environment alone."""
     args = build_parser().parse_args(argv if argv is not None else [])
+    if args.offload not in OFFLOAD_CHOICES:  # argparse checks choices on the command line, not env defaults
+        raise InvalidRequest(
+            f"STUDIO_OFFLOAD must be one of {', '.join(OFFLOAD_CHOICES)}, got {args.offload!r}."
+        )
     return Settings(
         model=args.model or None,
         device=args.device,
@@ -193,4 +206,5 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         max_images=args.max_images,
         gpu_budget_gib=args.gpu_budget,
         ram_budget_gib=args.ram_budget,
+        offload=args.offload,
     )

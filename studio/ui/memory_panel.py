@@ -24,6 +24,8 @@ def summary(report: dict[str, Any]) -> str:
     if budget["accelerator"] is not None:
         lines.append(f"GPU: {_size(used['accelerator'])} of {_size(budget['accelerator'])}")
     lines.append(f"RAM: {_size(used['cpu'])} of {_size(budget['ram'])}")
+    if budget["accelerator"] is not None:
+        lines.append(f"offload: {report['offload']}")
     return " · ".join(lines)
 
 
@@ -51,7 +53,7 @@ def create_panel(cache: ModelCache) -> None:
 
     def memory() -> dict[str, Any]:
         """What the model cache holds: each model with where it lives (GPU or RAM), its size in bytes and
-        whether a job is using it; the bytes used; and the budgets (null: no limit)."""
+        whether a job is using it; the bytes used; the budgets (null: no limit); and the offload mode."""
         return cache.memory_report()
 
     def free_memory() -> dict[str, Any]:

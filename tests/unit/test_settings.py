@@ -85,6 +85,17 @@ def test_memory_budgets_from_flags_and_environment(monkeypatch):
         load_settings([])
 
 
+
+def test_offload_mode_from_flag_and_environment(monkeypatch):
+    assert load_settings([]).offload == "auto"
+    monkeypatch.setenv("STUDIO_OFFLOAD", "sequential")
+    assert load_settings([]).offload == "sequential"
+    assert load_settings(["--offload", "model"]).offload == "model"
+    monkeypatch.setenv("STUDIO_OFFLOAD", "sometimes")
+    with pytest.raises(InvalidRequest, match="STUDIO_OFFLOAD must be one of auto, none, model, sequential"):
+        load_settings([])
+
+
 def test_server_settings_for_a_reverse_proxy_and_the_queue(monkeypatch):
     monkeypatch.setenv("STUDIO_QUEUE_SIZE", "12")
     settings = load_settings(["--root-path", "/studio"])
