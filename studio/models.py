@@ -83,22 +83,25 @@ def resolve_model(reference: str | None, presets: Presets) -> ModelSource:
 
 # -- reaching the hub --------------------------------------------------------------------------------------
 
-_REACHABILITY: dict[str, tuple[float, bool]] = {}
+_REACHABILITY: dict[tuple[str, int], tuple[float, bool]] = {}
 
 
 def hub_reachable(timeout: float = 3.0, ttl: float = 60.0) -> bool:
     """A quick TCP probe of the hub, cached briefly: the hub client itself retries for ~20 s when offline."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = urlparse(endpoint).hostname or "huggingface.co"
-    checked = _REACHABILITY.get(host)
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    address = (
+        endpoint.hostname or "huggingface.co",
+        endpoint.port or (80 if endpoint.scheme == "http" else 443),
+    )
+    checked = _REACHABILITY.get(address)
     if checked and time.monotonic() - checked[0] < ttl:
         return checked[1]
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection(address, timeout=timeout):
             reachable = True
     except OSError:
         reachable = False
-    _REACHABILITY[host] = (time.monotonic(), reachable)
+    _REACHABILITY[address] = (time.monotonic(), reachable)
     return reachable
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipelines.common import Request, parse_request
 from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage
+from studio.downloads import downloads_reported_to
 from studio.errors import InvalidRequest, RunCancelled
 from studio.history import History
 from studio.presets import Presets
@@ -239,6 +240,34 @@ def selected_result(
 Generate = Callable[..., Iterator[GeneratedImage]]
 
 
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.{2 if unit == 'GB' else 0}f} {unit}"
+    return f"{count} B"
+
+
+def showing_downloads(
+    generating: Iterator[GeneratedImage], progress: gr.Progress
+) -> Iterator[GeneratedImage]:
+    """`generating`, with any model it downloads on first use shown as a progress bar in bytes.
+
+    Each step is run inside its own reporting block: Gradio may resume a generator on another thread.
+    """
+
+    def show(done: int, total: int) -> None:
+        progress(
+            done / total if total else None, desc=f"Downloading the model: {_size(done)} of {_size(total)}"
+        )
+
+    while True:
+        with downloads_reported_to(show):
+            generated = next(generating, None)
+        if generated is None:
+            return
+        yield generated
+
+
 @dataclass(frozen=True)
 class Task:
     generate: Generate
@@ -301,10 +330,13 @@ class JobRunner:
                     progress(0, desc="Waiting for a GPU…")
                     generating = iter(self.gpu_runner(task, parsed))
                 else:
-                    generating = self.tasks[task].generate(
-                        parsed,
-                        progress=gradio_progress(progress, "Denoising"),
-                        is_cancelled=stop_signal.is_set,
+                    generating = showing_downloads(
+                        self.tasks[task].generate(
+                            parsed,
+                            progress=gradio_progress(progress, "Denoising"),
+                            is_cancelled=stop_signal.is_set,
+                        ),
+                        progress,
                     )
                 for generated in generating:
                     path = self.history.save(generated.image, generated.parameters)

@@ -85,7 +85,6 @@ def test_memory_budgets_from_flags_and_environment(monkeypatch):
         load_settings([])
 
 
-
 def test_offload_mode_from_flag_and_environment(monkeypatch):
     assert load_settings([]).offload == "auto"
     monkeypatch.setenv("STUDIO_OFFLOAD", "sequential")
