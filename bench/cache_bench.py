@@ -1,7 +1,8 @@
 """The model cache against raw diffusers: peak GPU memory and time, weight loads when switching tabs,
-and recovery from a forced out-of-memory error.
+recovery from a forced out-of-memory error, and a sequence of tabs under a GPU budget.
 
     python bench/cache_bench.py                 # on a GPU: SD 1.5 512² × 25 steps and SDXL 1024² × 30 steps
+                                                # then SDXL t2i → style transfer → ×4 upscale → t2i, 8 GiB
     python bench/cache_bench.py --tiny          # the same code paths with the test suite's tiny models (CPU)
 
 Models are the real architectures with random weights (../shared/bench/arch.py), saved in diffusers layout
@@ -12,6 +13,7 @@ Raw diffusers runs the same request from the same folder, in the same process, o
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -52,9 +54,12 @@ def build(kind: str, folder: Path) -> Path:
     return folder
 
 
-def measure(run: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
-    """Median seconds and peak allocated GiB of `run()` (after one warm-up run)."""
-    run()
+def measure(
+    run: Callable[[], object], device: torch.device, repeats: int, warm_up: bool = True
+) -> tuple[float, float]:
+    """Median seconds and peak allocated GiB of `run()` (after one warm-up run, unless told not to)."""
+    if warm_up:
+        run()
     times, peak = [], 0.0
     for _ in range(repeats):
         if device.type == "cuda":
@@ -155,11 +160,74 @@ def forced_out_of_memory(folder: Path, device_name: str) -> None:
     cache.clear()
 
 
+def build_adapters(kind: str, base: Path, scratch: Path) -> Path:
+    """Presets with a Canny ControlNet and an IP-Adapter for the SDXL model at `base`: the real shapes
+    (ControlNet from the UNet, IP-Adapter with a ViT-bigG image encoder, as h94's sdxl_models) or tiny."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPVisionConfig
+
+    from tests.tiny_models import build_controlnet, build_ip_adapter, write_adapter_presets
+
+    if kind.startswith("tiny"):
+        controlnet = build_controlnet(base, scratch / "controlnet")
+        adapter = build_ip_adapter(base, scratch / "ip-adapter")
+        style_block = "up_blocks.0.attentions.0"
+    else:
+        controlnet = scratch / "controlnet"
+        unet = UNet2DConditionModel.from_pretrained(base / "unet")
+        ControlNetModel.from_unet(unet).to(torch.float16).save_pretrained(controlnet)
+        del unet
+        big_g = CLIPVisionConfig(
+            hidden_size=1664, intermediate_size=8192, num_attention_heads=16, num_hidden_layers=48,
+            image_size=224, patch_size=14, projection_dim=1280, hidden_act="gelu",
+        )  # fmt: skip
+        adapter = build_ip_adapter(base, scratch / "ip-adapter", encoder_config=big_g, dtype=torch.float16)
+        style_block = "up_blocks.0.attentions.1"
+    return write_adapter_presets(scratch / "presets", {"sdxl": (controlnet, adapter, style_block)})
+
+
+def budget_sequence(
+    kind: str, folder: Path, size: int, steps: int, device_name: str, budget_gib: float
+) -> None:
+    """Text to image, diffusion style transfer (+ ControlNet + IP-Adapter), a ×4 upscale of a size² image
+    and text to image again, with no budget and then with `budget_gib`: time and peak memory of each."""
+    from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
+
+    config = resolve_device(device_name)
+    with tempfile.TemporaryDirectory() as scratch:
+        presets = load_presets(build_adapters(kind, folder, Path(scratch)))
+        photo = Image.effect_mandelbrot((size, size), (-2.0, -1.5, 1.0, 1.5), 100).convert("RGB")
+        painting = Image.radial_gradient("L").convert("RGB").resize((size // 2, size // 2))
+        common = {"prompt": "a lighthouse", "model": str(folder), "steps": steps, "seed": 1}
+        for label, budget in (("no budget", None), (f"{budget_gib:g} GiB budget", budget_gib * GIB)):
+            cache = ModelCache(
+                config, offline=True, budget=MemoryBudget(None if budget is None else int(budget), None)
+            )
+            text_to_image = TextToImagePipeline(cache, presets)
+            text_to_image.size_for = lambda request, base: (size, size)
+            runs = [
+                ("text to image", text_to_image, TextToImageRequest, common),
+                ("style transfer", DiffusionStylePipeline(cache, presets), DiffusionStyleRequest,
+                 {**common, "image": photo, "style_image": painting, "structure": "canny"}),
+                ("upscale x4", UpscalePipeline(cache, presets), UpscaleRequest,
+                 {"image": photo, "upscaler": "Real-ESRGAN x4plus", "scale": 4}),
+                ("text to image again", text_to_image, TextToImageRequest, common),
+            ]  # fmt: skip
+            for name, pipeline, request_type, values in runs:
+                request = parse_request(request_type, values)
+                run = functools.partial(pipeline, request)
+                seconds, peak = measure(run, config.device, repeats=1, warm_up=False)
+                print(f"{label}: {name}: {seconds:.1f} s, peak {peak:.2f} GiB, offload {cache.last_offload}")
+            cache.clear()
+            free_memory()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU, to check the script")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=8.0, help="GiB, for the SDXL budget sequence")
     args = parser.parse_args()
     cases = (
         [("tiny-sd", 64, 4), ("tiny-sdxl", 64, 4)] if args.tiny else [("sd15", 512, 25), ("sdxl", 1024, 30)]
@@ -172,6 +240,8 @@ def main() -> None:
             switching_tabs(folder, args.device)
             if resolve_device(args.device).device.type == "cuda":  # a CPU has no out-of-memory error to force
                 forced_out_of_memory(folder, args.device)
+            if kind.endswith("sdxl"):
+                budget_sequence(kind, folder, size, steps, args.device, args.budget)
 
 
 if __name__ == "__main__":

@@ -175,6 +175,7 @@ class ModelCache:
             raise ValueError(f"offload must be one of {', '.join(OFFLOAD_CHOICES)}, not {offload!r}")
         self.device_config = device_config
         self.offload = offload  # "auto": decided per run from the budget
+        self.last_offload: Offload = "none"  # how the last diffusion call ran
         self.offline = offline
         self.max_base_models = max_base_models
         self.budget = budget or MemoryBudget(None, None)
@@ -428,6 +429,7 @@ class ModelCache:
         vae = base.components["vae"]
 
         def attempt(offload: Offload, tiled: bool) -> T:
+            self.last_offload = offload
             with ExitStack() as stack:
                 if tiled:
                     stack.enter_context(vae_tiling(vae))
@@ -496,6 +498,7 @@ class ModelCache:
                 "device": self.device_config.describe(),
                 "budget_bytes": {"accelerator": self.budget.accelerator_bytes, "ram": self.budget.ram_bytes},
                 "offload": self.offload,
+                "last_offload": self.last_offload,
                 "used_bytes": {
                     where: sum(u.size for u, _ in units.values() if u.place == where)
                     for where in ("accelerator", "cpu")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from tests.tiny_models import (  # noqa: E402
     build_sd,
     build_sd_inpaint,
     build_sdxl,
+    write_adapter_presets,
 )
 
 
@@ -52,35 +51,15 @@ def presets() -> Presets:
 def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped presets, with tiny Canny ControlNets and IP-Adapters for the tiny models."""
     models = tmp_path_factory.mktemp("adapters")
-    folder = tmp_path_factory.mktemp("presets")
-    for preset_file in DEFAULT_PRESETS_DIR.glob("*.json"):
-        shutil.copy(preset_file, folder)
-    controlnets, ip_adapters = [], []
-    for architecture, base in (("sd1", tiny_sd), ("sdxl", tiny_sdxl)):
-        controlnet = build_controlnet(base, models / f"controlnet-canny-{architecture}")
-        adapter = build_ip_adapter(base, models / f"ip-adapter-{architecture}")
-        controlnets.append(
-            {
-                "name": f"canny-{architecture}",
-                "architecture": architecture,
-                "structure": "canny",
-                "source": str(controlnet),
-            }
+    adapters = {
+        architecture: (
+            build_controlnet(base, models / f"controlnet-canny-{architecture}"),
+            build_ip_adapter(base, models / f"ip-adapter-{architecture}"),
+            "up_blocks.0.attentions.0",  # the tiny UNets' one cross-attention up block
         )
-        ip_adapters.append(
-            {
-                "name": f"ip-adapter-{architecture}",
-                "architecture": architecture,
-                "source": str(adapter),
-                "weight": "models/ip-adapter.safetensors",
-                "image_encoder": "models/image_encoder",
-                "style_blocks": ["up_blocks.0.attentions.0"],  # the tiny UNets' one cross-attention up block
-            }
-        )
-    shipped = json.loads((DEFAULT_PRESETS_DIR / "controlnets.json").read_text())
-    (folder / "controlnets.json").write_text(json.dumps({**shipped, "controlnets": controlnets}))
-    (folder / "ip_adapters.json").write_text(json.dumps({"ip_adapters": ip_adapters}))
-    return folder
+        for architecture, base in (("sd1", tiny_sd), ("sdxl", tiny_sdxl))
+    }
+    return write_adapter_presets(tmp_path_factory.mktemp("presets"), adapters)
 
 
 @pytest.fixture(scope="session")

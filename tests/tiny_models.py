@@ -8,6 +8,7 @@ trying the studio by hand (`python app.py --model FOLDER`).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -198,16 +199,36 @@ def build_controlnet(base: Path, folder: Path, seed: int = 2) -> Path:
 IMAGE_EMBED_DIM = 24
 
 
-def build_ip_adapter(base: Path, folder: Path, seed: int = 3) -> Path:
-    """An IP-Adapter for the tiny model at `base`, laid out like h94/IP-Adapter: a .safetensors file with
-    `image_proj.*` and `ip_adapter.{n}.to_{k,v}_ip.weight` keys, and a CLIP vision encoder beside it."""
+TINY_IMAGE_ENCODER = CLIPVisionConfig(
+    hidden_size=32,
+    intermediate_size=37,
+    num_attention_heads=4,
+    num_hidden_layers=2,
+    image_size=32,
+    patch_size=8,
+    projection_dim=IMAGE_EMBED_DIM,
+)
+
+
+def build_ip_adapter(
+    base: Path,
+    folder: Path,
+    seed: int = 3,
+    encoder_config: CLIPVisionConfig = TINY_IMAGE_ENCODER,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """An IP-Adapter for the model at `base`, laid out like h94/IP-Adapter: a .safetensors file with
+    `image_proj.*` and `ip_adapter.{n}.to_{k,v}_ip.weight` keys, and a CLIP vision encoder beside it.
+
+    Tiny by default; with the real encoder's config it has the real shapes (for benchmarks)."""
     from safetensors.torch import save_file
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_pretrained(base / "unet")
     cross_dim = unet.config.cross_attention_dim
+    embed_dim = encoder_config.projection_dim
     weights = {
-        "image_proj.proj.weight": torch.randn(cross_dim * 4, IMAGE_EMBED_DIM) * 0.2,
+        "image_proj.proj.weight": torch.randn(cross_dim * 4, embed_dim) * 0.2,
         "image_proj.proj.bias": torch.zeros(cross_dim * 4),
         "image_proj.norm.weight": torch.ones(cross_dim),
         "image_proj.norm.bias": torch.zeros(cross_dim),
@@ -219,17 +240,43 @@ def build_ip_adapter(base: Path, folder: Path, seed: int = 3) -> Path:
         weights[f"ip_adapter.{2 * position + 1}.to_k_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
         weights[f"ip_adapter.{2 * position + 1}.to_v_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
     (folder / "models").mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(folder / "models" / "ip-adapter.safetensors"))
-    encoder_config = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=IMAGE_EMBED_DIM,
-    )
-    CLIPVisionModelWithProjection(encoder_config).save_pretrained(folder / "models" / "image_encoder")
+    save_file({k: v.to(dtype) for k, v in weights.items()}, str(folder / "models" / "ip-adapter.safetensors"))
+    encoder = CLIPVisionModelWithProjection(encoder_config).to(dtype)
+    encoder.save_pretrained(folder / "models" / "image_encoder")
+    return folder
+
+
+def write_adapter_presets(folder: Path, adapters: dict[str, tuple[Path, Path, str]]) -> Path:
+    """The shipped presets in `folder`, with a Canny ControlNet and an IP-Adapter per architecture
+    (`adapters`: architecture -> (ControlNet folder, IP-Adapter folder, style block))."""
+    from studio.settings import DEFAULT_PRESETS_DIR
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for preset_file in DEFAULT_PRESETS_DIR.glob("*.json"):
+        shutil.copy(preset_file, folder)
+    controlnets, ip_adapters = [], []
+    for architecture, (controlnet, adapter, style_block) in adapters.items():
+        controlnets.append(
+            {
+                "name": f"canny-{architecture}",
+                "architecture": architecture,
+                "structure": "canny",
+                "source": str(controlnet),
+            }
+        )
+        ip_adapters.append(
+            {
+                "name": f"ip-adapter-{architecture}",
+                "architecture": architecture,
+                "source": str(adapter),
+                "weight": "models/ip-adapter.safetensors",
+                "image_encoder": "models/image_encoder",
+                "style_blocks": [style_block],
+            }
+        )
+    shipped = json.loads((DEFAULT_PRESETS_DIR / "controlnets.json").read_text())
+    (folder / "controlnets.json").write_text(json.dumps({**shipped, "controlnets": controlnets}))
+    (folder / "ip_adapters.json").write_text(json.dumps({"ip_adapters": ip_adapters}))
     return folder
 
 

@@ -109,6 +109,7 @@ def test_a_run_that_does_not_fit_the_budget_offloads_by_model_with_the_same_resu
     assert results["small hooked"] == {True}, "models that do not fit run with offload hooks"
     assert np.array_equal(results["roomy"], results["small"]), "offloading does not change the image"
     assert small.memory_report()["offload"] == "auto"
+    assert (roomy.last_offload, small.last_offload) == ("none", "model")
 
     again = np.asarray(TextToImagePipeline(small, presets)(txt2img(tiny_sd))[0].image)
     assert np.array_equal(again, results["small"]), "the next offloaded run is the same"
