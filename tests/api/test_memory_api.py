@@ -25,6 +25,7 @@ def test_memory_lists_what_is_loaded_and_free_memory_drops_it(client, running_ap
     assert model["where"] == "cpu" and model["bytes"] > 0 and model["in_use"] is False
     assert report["used_bytes"]["cpu"] >= model["bytes"]
     assert report["budget_bytes"]["ram"] > 0
+    assert (report["offload"], report["last_offload"]) == ("auto", "none"), "a CPU has nothing to offload to"
 
     after = client.predict(api_name="/free_memory")
     assert after["models"] == [] and after["used_bytes"]["cpu"] == 0
