@@ -84,7 +84,7 @@ def build_app(settings: Settings) -> gr.Blocks:
             "# Image Studio\n"
             f"<span class='studio-device'>Running on {device_config.describe()}. "
             f"Results are saved to `{settings.outputs}` with their parameters."
-            f"{cpu_note(device_config)}</span>",
+            f"{cpu_note(device_config, presets.default_model)}</span>",
             elem_id="studio-header",
         )
         with gr.Tabs() as tabs:
@@ -114,11 +114,16 @@ def build_app(settings: Settings) -> gr.Blocks:
     return demo
 
 
-def cpu_note(device_config) -> str:
+CPU_MODEL = "sd-turbo"  # the preset that makes an image in reasonable time on a CPU
+
+
+def cpu_note(device_config, default_model: str) -> str:
+    """For CPU users: which models suit them (and whether the default is one)."""
     if device_config.is_accelerator:
         return ""
+    turbo = "SD-Turbo, the default," if default_model == CPU_MODEL else f"SD-Turbo (model {CPU_MODEL})"
     return (
-        " No GPU here: SD-Turbo, the default, makes an image in 1–4 steps and suits a CPU; SD 1.5 and SDXL"
+        f" No GPU here: {turbo} makes an image in 1–4 steps and suits a CPU; SD 1.5 and SDXL"
         " take minutes per image. Instant style transfer and Real-ESRGAN upscaling run well on a CPU."
     )
 

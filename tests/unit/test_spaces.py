@@ -3,6 +3,7 @@
 import re
 
 import gradio
+import torch
 import yaml
 
 from studio.settings import PROJECT_ROOT
@@ -35,3 +36,14 @@ def test_requirements_install_torch_once():
     ]
     assert sum(1 for line in lines if re.match(r"torch\b", line)) == 1
     assert "." in lines, "the project itself, with its dependencies"
+
+
+def test_cpu_users_are_told_which_models_suit_them():
+    import app
+    from studio.devices import resolve_device
+
+    cpu = resolve_device("cpu")
+    assert "SD-Turbo, the default, makes an image in 1–4 steps" in app.cpu_note(cpu, "sd-turbo")
+    assert "SD-Turbo (model sd-turbo) makes an image" in app.cpu_note(cpu, "/models/my-sdxl")
+    gpu = cpu.__class__(torch.device("cuda"), torch.float16, "sdpa")
+    assert app.cpu_note(gpu, "sd-turbo") == "", "nothing to say on a GPU"
