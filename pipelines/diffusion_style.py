@@ -241,7 +241,9 @@ class DiffusionStylePipeline:
                     applied = (
                         nullcontext()
                         if adapter is None
-                        else ip_adapter_applied(base.components["unet"], adapter, request.style_strength)
+                        else ip_adapter_applied(
+                            base.components["unet"], adapter, request.style_strength, pipe._execution_device
+                        )
                     )
                     with applied:
                         return pipe(

@@ -113,11 +113,19 @@ def load_ip_adapter(
 
 
 @contextmanager
-def ip_adapter_applied(unet: Any, adapter: IPAdapter, style_scale: float) -> Iterator[None]:
+def ip_adapter_applied(
+    unet: Any, adapter: IPAdapter, style_scale: float, device: torch.device | None = None
+) -> Iterator[None]:
     """`unet` with `adapter` installed, the reference image reaching its style blocks only, then restored.
 
-    Call under the GPU lock: the UNet is shared with every other task.
+    Call under the GPU lock: the UNet is shared with every other task. `device` is where the UNet computes:
+    the adapter's layers go there, since offload hooks put on the UNet earlier do not move them.
     """
+    if device is not None:
+        adapter.projection.to(device)
+        for processor in adapter.processors.values():
+            if isinstance(processor, torch.nn.Module):
+                processor.to(device)
     original_processors = unet.attn_processors
     original_projection = unet.encoder_hid_proj
     original_hid_type = unet.config.encoder_hid_dim_type
