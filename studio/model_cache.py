@@ -467,7 +467,8 @@ class ModelCache:
         before = {key: entry.device for key, entry in self._entries.items() if entry.module is not None}
         if offload == "model":
             pipe.enable_model_cpu_offload(device=self.device_config.device)
-        else:
+        else:  # diffusers moves a pipeline to RAM first only when its first model is on the GPU
+            pipe.to("cpu")
             pipe.enable_sequential_cpu_offload(device=self.device_config.device)
         try:
             yield
