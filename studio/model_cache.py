@@ -377,7 +377,8 @@ class ModelCache:
             self._entries[key].users += 1
         try:
             fits = self.make_room(accelerator_needed=sum(self._entries[k].size_bytes for k in in_ram))
-            if fits and self.offload in ("auto", "none") or self.offload == "none":
+            offloading = self.offload in ("model", "sequential") or (self.offload == "auto" and not fits)
+            if not offloading:
                 self._move(in_ram, self.device_config.device)
             return fits
         finally:
