@@ -131,7 +131,9 @@ class DiffusionStylePipeline:
             )
         key = CacheKey(preset.source, "controlnet", self.cache.device_config.dtype_name)
         device_config, offline = self.cache.device_config, self.cache.offline
-        return self.cache.model(key, lambda: load_controlnet(preset, device_config, offline=offline))
+        return self.cache.model(
+            key, lambda: load_controlnet(preset, device_config, offline=offline), offloadable=True
+        )
 
     def ip_adapter(self, base: BaseModel) -> Any:
         preset = self.presets.ip_adapter(base.architecture)
@@ -147,6 +149,7 @@ class DiffusionStylePipeline:
             key,
             lambda: load_ip_adapter(preset, unet, device_config, offline=offline),
             module=lambda a: a.weights,
+            offloadable=True,
         )
 
     def structure_map(self, image: Image.Image, request: DiffusionStyleRequest) -> Image.Image | None:

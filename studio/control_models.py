@@ -34,8 +34,8 @@ def load_controlnet(preset: ControlNetPreset, device_config: DeviceConfig, *, of
             options["local_files_only"] = local_only
         return ControlNetModel.from_pretrained(source.location, **options)
 
-    hint = PRESETS_HINT.format(file="controlnets.json")
-    return load_weights(source, offline, load, hint).to(device_config.device)
+    # In RAM: the model cache brings it to the GPU when its budget holds it.
+    return load_weights(source, offline, load, PRESETS_HINT.format(file="controlnets.json"))
 
 
 @dataclass
@@ -100,7 +100,7 @@ def load_ip_adapter(
     )
     weighted = [p for p in processors.values() if isinstance(p, torch.nn.Module)]
     weights = torch.nn.ModuleList([projection, encoder, *weighted])
-    weights.to(device=device_config.device, dtype=device_config.dtype)
+    weights.to(dtype=device_config.dtype)  # in RAM: the model cache brings it to the GPU when it fits
     size = encoder.config.image_size
     return IPAdapter(
         preset=preset,

@@ -9,7 +9,8 @@
 - Entries used by a running job are never evicted. Base models beyond `max_base_models` are dropped least
   recently used first. Under a memory budget (studio/memory.py), idle models are demoted from the GPU to
   CPU RAM and then dropped, least recently used first, and promoted back when a run needs them.
-- Weights are loaded into RAM and promoted to the GPU when the budget holds them. A run whose models do
+- Base models, ControlNets and IP-Adapters are loaded into RAM and promoted to the GPU when the budget
+  holds them (so a large one never lands on a full GPU). A run whose models do
   not fit even after making room offloads (studio/memory.py `choose_offload`): diffusers' offload hooks
   are put on the shared components for that one call and taken off again after it.
 - GPU work runs through `run_on_gpu`/`denoise`: tiled VAE decoding when an estimate says an untiled decode
@@ -234,11 +235,15 @@ class ModelCache:
         *,
         module: Callable[[Any], Any] = lambda v: v,
         nbytes: int | None = None,
+        offloadable: bool = False,
     ) -> Any:
         """Any other model (an upscaler, an ONNX session), loaded once under `key` and kept as an entry.
 
         `module` picks the torch module inside the value, whose bytes and device the entry records;
         `nbytes` gives the size of a value that is not a torch module (an ONNX session: its file size).
+        An `offloadable` model (a pipeline component: ControlNet, IP-Adapter) is loaded into RAM and
+        stays there when the budget cannot hold it, for an offloaded run; any other model is always
+        brought to the compute device.
         """
         with self.gpu_lock:
             entry = self._entries.get(key)
@@ -248,8 +253,7 @@ class ModelCache:
                 entry = self._entry(key, value, module(value), nbytes)
                 self._entries[key] = entry
                 self._settle([key])
-            else:
-                self._promote([key])
+            self._promote([key], always=not offloadable)
             entry.last_used = time.monotonic()
             return entry.value
 
@@ -364,10 +368,10 @@ class ModelCache:
             for key in keys:
                 self._entries[key].users -= 1
 
-    def _promote(self, keys: list[CacheKey]) -> bool:
+    def _promote(self, keys: list[CacheKey], *, always: bool = False) -> bool:
         """Bring models in RAM to the compute device, making room for them first. They stay in RAM when
-        they do not fit the budget (unless offloading is switched off), and the run offloads: returns
-        whether they fit."""
+        they do not fit the budget (unless offloading is switched off, or `always`), and the run
+        offloads: returns whether they fit."""
         if not self.device_config.is_accelerator:
             return True
         in_ram = [k for k in keys if self._entries[k].module is not None and self._entries[k].place == "cpu"]
@@ -378,7 +382,7 @@ class ModelCache:
         try:
             fits = self.make_room(accelerator_needed=sum(self._entries[k].size_bytes for k in in_ram))
             offloading = self.offload in ("model", "sequential") or (self.offload == "auto" and not fits)
-            if not offloading:
+            if always or not offloading:
                 self._move(in_ram, self.device_config.device)
             return fits
         finally:

@@ -180,3 +180,28 @@ def test_style_transfer_with_controlnet_and_ip_adapter_offloads_with_the_same_re
     assert plain_hooked == {False} and offloaded_hooked == {True}
     # Equal up to float rounding: a few pixels may differ by one level.
     assert np.abs(plain.astype(int) - offloaded).max() <= 1
+
+
+class MoveRecorder(torch.nn.Linear):
+    """A small model that notes each move the cache gives it."""
+
+    def __init__(self) -> None:
+        super().__init__(64, 64)
+        self.moves: list[str] = []
+
+    def to(self, *args, **kwargs):
+        self.moves.append(str(args[0] if args else kwargs.get("device")))
+        return super().to(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("budget", "offloadable_moved"), [(TIB, True), (1024, False)])
+def test_an_offloadable_model_stays_in_ram_when_the_budget_cannot_hold_it(budget, offloadable_moved):
+    from studio.model_cache import CacheKey
+
+    cache = stand_in_cache(budget)
+    controlnet = cache.model(CacheKey("cn", "controlnet", "float32"), MoveRecorder, offloadable=True)
+    upscaler = cache.model(CacheKey("up", "upscaler", "float32"), MoveRecorder)
+    assert bool(controlnet.moves) == offloadable_moved, (
+        "a pipeline component waits in RAM for an offloaded run"
+    )
+    assert upscaler.moves, "a model that cannot be offloaded always goes to the compute device"
