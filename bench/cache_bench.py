@@ -33,12 +33,12 @@ from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest  
 from pipelines.inpaint import InpaintPipeline, InpaintRequest  # noqa: E402
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest  # noqa: E402
 from pipelines.upscale import UpscalePipeline, UpscaleRequest  # noqa: E402
-from studio.devices import resolve_device  # noqa: E402
-from studio.errors import OutOfMemory  # noqa: E402
-from studio.memory import MemoryBudget  # noqa: E402
-from studio.model_cache import ModelCache, free_memory  # noqa: E402
-from studio.presets import load_presets  # noqa: E402
-from studio.settings import DEFAULT_PRESETS_DIR  # noqa: E402
+from studio.core.cache import ModelCache, free_memory  # noqa: E402
+from studio.core.devices import resolve_device  # noqa: E402
+from studio.core.errors import OutOfMemory  # noqa: E402
+from studio.core.memory import MemoryBudget  # noqa: E402
+from studio.core.presets import load_presets  # noqa: E402
+from studio.core.settings import DEFAULT_PRESETS_DIR  # noqa: E402
 
 GIB = 1024**3
 

@@ -22,10 +22,10 @@ from PIL import Image  # noqa: E402
 
 from pipelines.common import parse_request  # noqa: E402
 from pipelines.upscale import UpscalePipeline, UpscaleRequest  # noqa: E402
-from studio.devices import resolve_device  # noqa: E402
-from studio.model_cache import ModelCache  # noqa: E402
-from studio.presets import load_presets  # noqa: E402
-from studio.settings import DEFAULT_PRESETS_DIR  # noqa: E402
+from studio.core.cache import ModelCache  # noqa: E402
+from studio.core.devices import resolve_device  # noqa: E402
+from studio.core.presets import load_presets  # noqa: E402
+from studio.core.settings import DEFAULT_PRESETS_DIR  # noqa: E402
 
 
 def peak_rss_mib() -> float:
@@ -48,7 +48,8 @@ def main() -> None:
         UpscaleRequest,
         {"image": image, "upscaler": args.upscaler, "scale": args.scale, "tile_size": args.tile},
     )
-    pipeline._network(args.upscaler)  # load first: the figure is the upscale, not the load
+    with pipeline.cache.lease() as lease:  # load first: the figure is the upscale, not the load
+        pipeline.upscalers.network(lease, args.upscaler)
     before = peak_rss_mib()
     if device.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

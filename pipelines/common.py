@@ -15,7 +15,7 @@ import torch
 from annotated_types import Ge, Le
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from studio.errors import InvalidRequest, RunCancelled
+from studio.core.errors import InvalidRequest, RunCancelled
 
 Progress = Callable[[int, int], None]
 IsCancelled = Callable[[], bool]

@@ -9,35 +9,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Iterator
-from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 from pydantic import ConfigDict, Field, model_validator
 
-from pipelines.common import (
-    IsCancelled,
-    Progress,
-    StepReporter,
-    generator_for,
-    image_seed,
-    never_cancelled,
-    no_progress,
-)
-from pipelines.diffusion import (
-    DiffusionRequest,
-    GeneratedImage,
-    check_prompt_side,
-    pipeline_class,
-    record,
-    resolve_run,
-)
-from pipelines.images import check_image, resized
-from studio.control_models import (
+from pipelines.diffusion import Denoising, DiffusionRequest, DiffusionTask, RunSettings, build_pipeline
+from pipelines.images import InputImage, check_image, resized
+from studio.core.cache import BaseModel, CacheKey, Lease
+from studio.core.control_models import (
     controlnet_aux_class,
     detector_module,
     ip_adapter_applied,
@@ -45,10 +28,7 @@ from studio.control_models import (
     load_detector,
     load_ip_adapter,
 )
-from studio.errors import InvalidRequest
-from studio.model_cache import BaseModel, CacheKey, ModelCache
-from studio.models import ModelSource
-from studio.presets import Presets
+from studio.core.errors import InvalidRequest
 
 STRUCTURES = {  # what the user picks -> what it is called in the UI and in the PNG
     "canny": "Canny edges",
@@ -100,25 +80,89 @@ def canny_map(image: Image.Image, low: int, high: int) -> Image.Image:
     return Image.fromarray(edges).convert("RGB")
 
 
-class DiffusionStylePipeline:
+@dataclass(frozen=True)
+class StyleInputs(InputImage):
+    style_image: Image.Image | None  # the reference whose style the IP-Adapter takes
+
+
+class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
     task = "style_transfer"
+    request_type = DiffusionStyleRequest
 
-    def __init__(self, cache: ModelCache, presets: Presets) -> None:
-        self.cache = cache
-        self.presets = presets
-
-    def check_inputs(
-        self, request: DiffusionStyleRequest
-    ) -> tuple[ModelSource, Image.Image, Image.Image | None]:
+    def check_inputs(self, request: DiffusionStyleRequest) -> StyleInputs:
         image = check_image(request.image, "content image")
         style_image = None if request.style_image is None else check_image(request.style_image, "style image")
         if style_image is None and not request.prompt.strip() and not request.styles:
             raise InvalidRequest("Give the style: a style image, style presets, or a prompt describing it.")
-        return check_prompt_side(request, self.presets, prompt_required=False), image, style_image
+        return StyleInputs(image, style_image)
+
+    def strength(self, request: DiffusionStyleRequest, inputs: StyleInputs) -> float:
+        return request.denoising_strength
+
+    def extras(self, request: DiffusionStyleRequest, inputs: StyleInputs) -> dict[str, Any]:
+        extras: dict[str, Any] = {
+            "mode": "diffusion",
+            "structure": request.structure,
+            "denoising_strength": request.denoising_strength,
+        }
+        if request.structure != "none":
+            extras["structure_strength"] = request.structure_strength
+        if inputs.style_image is not None:
+            extras["style_image"] = f"{inputs.style_image.width}x{inputs.style_image.height}"
+            extras["style_strength"] = request.style_strength
+        return extras
+
+    def prepare(
+        self,
+        lease: Lease,
+        base: BaseModel,
+        request: DiffusionStyleRequest,
+        inputs: StyleInputs,
+        run: RunSettings,
+    ) -> Denoising:
+        # The ControlNet and the IP-Adapter this request needs, from the cache
+        replacements: dict[str, Any] = {}
+        if request.structure != "none":
+            replacements["controlnet"] = self.controlnet(lease, base, request.structure)
+        adapter = None if inputs.style_image is None else self.ip_adapter(lease, base)
+        if adapter is not None:
+            replacements.update(
+                image_encoder=adapter.image_encoder, feature_extractor=adapter.feature_extractor
+            )
+
+        # The content at about the model's native area, and its structure map at the same size
+        content = resized(
+            inputs.image, fit_to_area(inputs.image.size, base.resolution(run.source), base.size_multiple)
+        )
+        control_image = self.structure_map(content, request)
+        kind = "img2img" if control_image is None else "controlnet_img2img"
+        pipe = build_pipeline(base, run, self.presets, kind, **replacements)
+        arguments: dict[str, Any] = {"image": content, "strength": request.denoising_strength}
+        if control_image is not None:
+            arguments.update(
+                control_image=control_image, controlnet_conditioning_scale=request.structure_strength
+            )
+        if adapter is None:
+            return Denoising(pipe, content.size, arguments)
+
+        # The IP-Adapter is swapped into the shared UNet for each call only
+        arguments["ip_adapter_image"] = inputs.style_image
+        unet = base.components["unet"]
+        return Denoising(
+            pipe,
+            content.size,
+            arguments,
+            around_call=lambda: ip_adapter_applied(
+                unet, adapter, request.style_strength, pipe._execution_device
+            ),
+        )
+
+    def finish(self, image: Image.Image, inputs: StyleInputs) -> Image.Image:
+        return resized(image, inputs.image.size)
 
     # -- the models a run needs, from the cache ------------------------------------------------------------
 
-    def controlnet(self, base: BaseModel, structure: str) -> Any:
+    def controlnet(self, lease: Lease, base: BaseModel, structure: str) -> Any:
         preset = self.presets.controlnet(base.architecture, structure)
         if preset is None:
             have = sorted(
@@ -131,11 +175,11 @@ class DiffusionStylePipeline:
             )
         key = CacheKey(preset.source, "controlnet", self.cache.device_config.dtype_name)
         device_config, offline = self.cache.device_config, self.cache.offline
-        return self.cache.model(
+        return lease.model(
             key, lambda: load_controlnet(preset, device_config, offline=offline), offloadable=True
         )
 
-    def ip_adapter(self, base: BaseModel) -> Any:
+    def ip_adapter(self, lease: Lease, base: BaseModel) -> Any:
         preset = self.presets.ip_adapter(base.architecture)
         if preset is None:
             raise InvalidRequest(
@@ -145,7 +189,7 @@ class DiffusionStylePipeline:
             )
         key = CacheKey(f"{preset.source}/{preset.weight}", "ip_adapter", self.cache.device_config.dtype_name)
         unet, device_config, offline = base.components["unet"], self.cache.device_config, self.cache.offline
-        return self.cache.model(
+        return lease.model(
             key,
             lambda: load_ip_adapter(preset, unet, device_config, offline=offline),
             module=lambda a: a.weights,
@@ -160,12 +204,14 @@ class DiffusionStylePipeline:
             return canny_map(image, request.canny_low, request.canny_high)
         key = CacheKey(self.presets.annotators, f"detector:{request.structure}", "float32")
         device_config, offline = self.cache.device_config, self.cache.offline
-        detector = self.cache.model(
-            key,
-            lambda: load_detector(request.structure, self.presets.annotators, device_config, offline=offline),
-            module=detector_module,
-        )
-        with self.cache.gpu_lock:
+        with self.cache.lease() as lease, self.cache.gpu_lock:
+            detector = lease.model(
+                key,
+                lambda: load_detector(
+                    request.structure, self.presets.annotators, device_config, offline=offline
+                ),
+                module=detector_module,
+            )
             detected = detector(image, detect_resolution=min(image.size), image_resolution=min(image.size))
         return resized(detected.convert("RGB"), image.size)
 
@@ -173,95 +219,3 @@ class DiffusionStylePipeline:
         """The structure map for the UI's preview, at about the size a 512-pixel model would work at."""
         image = check_image(request.image, "content image")
         return self.structure_map(resized(image, fit_to_area(image.size, 512, 64)), request)
-
-    # -- the run ------------------------------------------------------------------------------------------
-
-    def __call__(
-        self,
-        request: DiffusionStyleRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> list[GeneratedImage]:
-        return list(self.generate(request, progress, is_cancelled))
-
-    def generate(
-        self,
-        request: DiffusionStyleRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> Iterator[GeneratedImage]:
-        # 1. Check inputs and fill in the model preset's defaults
-        source, image, style_image = self.check_inputs(request)
-        run = resolve_run(request, source, self.presets)
-        # Only steps × strength steps run; at least one must.
-        run = dataclasses.replace(run, steps=max(run.steps, math.ceil(1 / request.denoising_strength)))
-        sampler = self.presets.sampler(run.sampler)
-        reporter = StepReporter(progress, is_cancelled, request.num_images)
-        reporter.check()
-
-        with self.cache.use(source) as base:
-            # 2. The ControlNet and the IP-Adapter this request needs, from the cache
-            replacements: dict[str, Any] = {}
-            if request.structure != "none":
-                replacements["controlnet"] = self.controlnet(base, request.structure)
-            adapter = None if style_image is None else self.ip_adapter(base)
-            if adapter is not None:
-                replacements.update(
-                    image_encoder=adapter.image_encoder, feature_extractor=adapter.feature_extractor
-                )
-
-            # 3. The content at about the model's native area, and its structure map at the same size
-            resolution = source.preset.resolution if source.preset else base.native_resolution
-            content = resized(image, fit_to_area(image.size, resolution, base.size_multiple))
-            control_image = self.structure_map(content, request)
-
-            # 4. A pipeline around the shared components, with this request's own scheduler
-            task = "img2img" if control_image is None else "controlnet_img2img"
-            pipe = base.build(pipeline_class(base.family, task), base.new_scheduler(sampler), **replacements)
-            options: dict[str, Any] = {}
-            extras: dict[str, Any] = {
-                "mode": "diffusion",
-                "structure": request.structure,
-                "denoising_strength": request.denoising_strength,
-            }
-            if control_image is not None:
-                options.update(
-                    control_image=control_image, controlnet_conditioning_scale=request.structure_strength
-                )
-                extras["structure_strength"] = request.structure_strength
-            if adapter is not None:
-                options["ip_adapter_image"] = style_image
-                extras.update(
-                    style_image=f"{style_image.width}x{style_image.height}",
-                    style_strength=request.style_strength,
-                )
-
-            # 5. Denoise image by image, image i with seed s+i; the IP-Adapter is installed for the call only
-            for index in range(request.num_images):
-                reporter.image_index = index
-
-                def call(index: int = index) -> Any:  # a fresh generator on each attempt
-                    applied = (
-                        nullcontext()
-                        if adapter is None
-                        else ip_adapter_applied(
-                            base.components["unet"], adapter, request.style_strength, pipe._execution_device
-                        )
-                    )
-                    with applied:
-                        return pipe(
-                            prompt=run.prompt,
-                            negative_prompt=run.negative_prompt or None,
-                            image=content,
-                            strength=request.denoising_strength,
-                            num_inference_steps=run.steps,
-                            guidance_scale=run.guidance_scale,
-                            generator=generator_for(image_seed(run.seed, index)),
-                            callback_on_step_end=reporter,
-                            **options,
-                        )
-
-                output = self.cache.denoise(base, content.size, call, pipe=pipe)
-                # 6. Back at the content's size, with everything needed to make it again
-                parameters = record(self.task, request, run, index, image.size, **extras)
-                yield GeneratedImage(resized(output.images[0], image.size), parameters)

@@ -7,37 +7,22 @@ strengths in `presets/variations.json`.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.common import (
-    IsCancelled,
-    Progress,
-    StepReporter,
-    generator_for,
-    image_seed,
-    never_cancelled,
-    no_progress,
-)
 from pipelines.diffusion import (
+    Denoising,
     DiffusionRequest,
-    GeneratedImage,
-    check_prompt_side,
-    pipeline_class,
-    record,
-    resolve_run,
+    DiffusionTask,
+    RunSettings,
+    build_pipeline,
+    refuse_inpainting_model,
 )
-from pipelines.images import check_image, resized, working_size
-from studio.errors import InvalidRequest
-from studio.metadata import GenerationParameters, read_parameters
-from studio.model_cache import ModelCache
-from studio.models import ModelSource
-from studio.presets import Presets
+from pipelines.images import InputImage, check_image, resized, working_size
+from studio.core.cache import BaseModel, Lease
+from studio.core.metadata import GenerationParameters, read_parameters
 
 
 class ImageToImageRequest(DiffusionRequest):
@@ -79,80 +64,32 @@ def variation_request(
     return values
 
 
-class ImageToImagePipeline:
+class ImageToImagePipeline(DiffusionTask[ImageToImageRequest]):
     task = "img2img"
+    request_type = ImageToImageRequest
 
-    def __init__(self, cache: ModelCache, presets: Presets) -> None:
-        self.cache = cache
-        self.presets = presets
-
-    def check_inputs(self, request: ImageToImageRequest) -> tuple[ModelSource, Image.Image]:
-        image = check_image(request.image)
+    def check_inputs(self, request: ImageToImageRequest) -> InputImage:
         # A prompt is optional here: the image itself says what to draw.
-        return check_prompt_side(request, self.presets, prompt_required=False), image
+        return InputImage(check_image(request.image))
 
-    def __call__(
+    def strength(self, request: ImageToImageRequest, inputs: InputImage) -> float:
+        return request.strength
+
+    def extras(self, request: ImageToImageRequest, inputs: InputImage) -> dict[str, Any]:
+        return {"denoising_strength": request.strength}
+
+    def prepare(
         self,
+        lease: Lease,
+        base: BaseModel,
         request: ImageToImageRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> list[GeneratedImage]:
-        return list(self.generate(request, progress, is_cancelled))
+        inputs: InputImage,
+        run: RunSettings,
+    ) -> Denoising:
+        refuse_inpainting_model(base, run, "use it in Inpaint, or pick another.")
+        working = resized(inputs.image, working_size(inputs.image.size, base.size_multiple))
+        pipe = build_pipeline(base, run, self.presets, "img2img")
+        return Denoising(pipe, working.size, {"image": working, "strength": request.strength})
 
-    def generate(
-        self,
-        request: ImageToImageRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> Iterator[GeneratedImage]:
-        # 1. Check inputs and fill in the model preset's defaults
-        source, image = self.check_inputs(request)
-        run = resolve_run(request, source, self.presets)
-        sampler = self.presets.sampler(run.sampler)
-        reporter = StepReporter(progress, is_cancelled, request.num_images)
-        reporter.check()
-        if request.strength > 0:
-            # Only steps × strength steps run; at least one must, or nothing would change.
-            run = dataclasses.replace(run, steps=max(run.steps, math.ceil(1 / request.strength)))
-
-        # 2. Strength 0 asks for no change: the input comes back untouched, with no model run at all.
-        if request.strength == 0:
-            for index in range(request.num_images):
-                yield GeneratedImage(
-                    image.copy(), record(self.task, request, run, index, image.size, denoising_strength=0.0)
-                )
-            return
-
-        # 3. The base model already in the cache, and the input at a size it can denoise
-        with self.cache.use(source) as base:
-            if base.is_inpainting:
-                raise InvalidRequest(
-                    f"{source.name} is an inpainting model: use it in Inpaint, or pick another."
-                )
-            working = resized(image, working_size(image.size, base.size_multiple))
-            # 4. A pipeline around the shared components, with this request's own scheduler
-            pipe = base.build(pipeline_class(base.family, self.task), base.new_scheduler(sampler))
-
-            # 5. Denoise image by image from the noised input, image i with seed s+i
-            for index in range(request.num_images):
-                reporter.image_index = index
-                output = self.cache.denoise(
-                    base,
-                    working.size,
-                    lambda index=index: pipe(
-                        prompt=run.prompt,
-                        negative_prompt=run.negative_prompt or None,
-                        image=working,
-                        strength=request.strength,
-                        num_inference_steps=run.steps,
-                        guidance_scale=run.guidance_scale,
-                        generator=generator_for(image_seed(run.seed, index)),
-                        callback_on_step_end=reporter,
-                    ),
-                    pipe=pipe,
-                )
-                # 6. Back at the input's size, with everything needed to make it again
-                parameters = record(
-                    self.task, request, run, index, image.size, denoising_strength=request.strength
-                )
-                yield GeneratedImage(resized(output.images[0], image.size), parameters)
+    def finish(self, image: Image.Image, inputs: InputImage) -> Image.Image:
+        return resized(image, inputs.image.size)  # back at the input's size

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image, ImageFilter
 
-from studio.errors import InvalidRequest
+from studio.core.errors import InvalidRequest
 
 MAX_INPUT_SIDE = 2048  # longer side of an input image, in pixels; larger inputs are refused, not shrunk
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """A task's checked input image (RGB), what strength 0 hands back unchanged."""
+
+    image: Image.Image
 
 
 def check_image(image: object, what: str = "image", max_side: int = MAX_INPUT_SIDE) -> Image.Image:

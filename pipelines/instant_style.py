@@ -11,7 +11,6 @@ means finer strokes) and Lanczos brings the result back.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,12 @@ from pydantic import ConfigDict, Field
 
 from pipelines.common import IsCancelled, Progress, Request, never_cancelled, no_progress
 from pipelines.images import check_image, resized, to_array, to_image
+from pipelines.recording import derived_parameters
 from pipelines.tiling import run_tiled, tile_grid
-from studio.errors import InvalidRequest, RunCancelled
-from studio.metadata import GenerationParameters, read_parameters
-from studio.model_cache import CacheKey, ModelCache
-from studio.neural_style import (
+from studio.core.cache import CacheKey, Lease, ModelCache
+from studio.core.errors import InvalidRequest, RunCancelled
+from studio.core.metadata import GenerationParameters
+from studio.core.neural_style import (
     MULTISTYLE,
     NUM_STYLES,
     PREDICTOR,
@@ -41,7 +41,7 @@ from studio.neural_style import (
     stylize,
     transform,
 )
-from studio.settings import DEFAULT_PRESETS_DIR
+from studio.core.settings import DEFAULT_PRESETS_DIR
 
 DEFAULT_STYLES_PATH = DEFAULT_PRESETS_DIR / "neural_styles.json"
 PREVIEWS_FOLDER = "neural_style_previews"  # beside the styles file
@@ -103,6 +103,7 @@ def network_size(size: tuple[int, int], working_size: int) -> tuple[int, int]:
 
 class InstantStylePipeline:
     task = "style_transfer"
+    request_type = InstantStyleRequest
 
     def __init__(self, cache: ModelCache, styles_path: Path = DEFAULT_STYLES_PATH) -> None:
         self.cache = cache
@@ -118,12 +119,12 @@ class InstantStylePipeline:
         self._check_names([name])
         return self.styles_path.parent / PREVIEWS_FOLDER / preview_file_name(name)
 
-    def _session(self, name: str) -> Any:
+    def _session(self, lease: Lease, name: str) -> Any:
         """The onnxruntime session of one of the package's networks, loaded once into the shared cache."""
         path = model_path(name)
         device = self.cache.device_config.device
         key = CacheKey(str(path), "onnx", "float32")
-        return self.cache.model(key, lambda: load_session(path, device), nbytes=path.stat().st_size)
+        return lease.model(key, lambda: load_session(path, device), nbytes=path.stat().st_size)
 
     # -- checks ------------------------------------------------------------------------------------------
 
@@ -173,11 +174,13 @@ class InstantStylePipeline:
 
         # 3. The photo at the working size, stylized by the built-in network or by a painting's style
         work = to_array(resized(image, network_size(image.size, request.working_size)))
-        with self.cache.gpu_lock:
+        with self.cache.lease() as lease, self.cache.gpu_lock:
             if painting is not None:
-                stylized = self._paint_like(work, image, painting, request.strength, progress, is_cancelled)
+                stylized = self._paint_like(
+                    lease, work, image, painting, request.strength, progress, is_cancelled
+                )
             else:
-                stylized = stylize(self._session(MULTISTYLE), work, weights)
+                stylized = stylize(self._session(lease, MULTISTYLE), work, weights)
                 progress(1, 1)
 
         # 4. Back to the photo's exact size; its own colours if asked; mixed with it by strength
@@ -199,6 +202,7 @@ class InstantStylePipeline:
 
     def _paint_like(
         self,
+        lease: Lease,
         work: np.ndarray,
         image: Image.Image,
         painting: Image.Image,
@@ -210,7 +214,7 @@ class InstantStylePipeline:
         height, width = work.shape[:2]
         vectors = 1 if strength == 1 else 2
         total = vectors + len(tile_grid(width, height, TRANSFORM_SIZE, TILE_OVERLAP))
-        predictor = self._session(PREDICTOR)
+        predictor = self._session(lease, PREDICTOR)
         vector = style_vector(predictor, to_array(painting))
         progress(1, total)
         if strength < 1:
@@ -219,7 +223,7 @@ class InstantStylePipeline:
                 raise RunCancelled()
             vector = strength * vector + (1 - strength) * style_vector(predictor, to_array(image))
             progress(2, total)
-        transformer = self._session(TRANSFORMER)
+        transformer = self._session(lease, TRANSFORMER)
         return run_tiled(
             work,
             lambda tile: transform(transformer, tile, vector),
@@ -247,26 +251,4 @@ class InstantStylePipeline:
             preserve_colors=request.preserve_colors,
             working_size=request.working_size,
         )
-        carried = read_parameters(request.image)  # checked: an image
-        if isinstance(carried, GenerationParameters):
-            base = carried
-            extras = {"source_task": carried.task, "source_seed": carried.seed, **extras}
-        else:
-            other = carried if isinstance(carried, dict) else {}
-            seed = other.get("seed")
-            base = GenerationParameters(
-                task=self.task,
-                prompt=str(other.get("prompt", "")),
-                negative_prompt=str(other.get("negative_prompt", "")),
-                steps=0,
-                sampler="",
-                guidance_scale=0,
-                seed=seed if isinstance(seed, int) else 0,
-                width=image.width,
-                height=image.height,
-                model=str(other.get("model", "")),
-            )
-        kept = {key: value for key, value in base.extras.items() if key not in STYLE_EXTRAS}
-        return dataclasses.replace(
-            base, task=self.task, width=image.width, height=image.height, extras={**kept, **extras}
-        )
+        return derived_parameters(self.task, request.image, image.size, extras, owned=STYLE_EXTRAS)

@@ -7,20 +7,16 @@ the end.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from PIL import Image, ImageDraw, ImageFilter
 from pydantic import ConfigDict, Field
 
-from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
-from pipelines.diffusion import DiffusionRequest, GeneratedImage, check_prompt_side, resolve_run
+from pipelines.diffusion import DiffusionRequest
 from pipelines.images import check_image
-from pipelines.inpaint import InpaintPipeline
-from studio.errors import InvalidRequest
-from studio.model_cache import ModelCache
-from studio.models import ModelSource
-from studio.presets import Presets
+from pipelines.inpaint import InpaintPipeline, MaskedImage
+from studio.core.errors import InvalidRequest
 
 Direction = Literal["zoom_out_1.5", "zoom_out_2", "pan_left", "pan_right", "pan_up", "pan_down"]
 DIRECTION_LABELS: dict[str, str] = {
@@ -83,50 +79,35 @@ def outpaint_canvas(
     return background, mask
 
 
-class OutpaintPipeline:
+@dataclass(frozen=True)
+class ExtendedCanvas(MaskedImage):
+    original: Image.Image
+    offset: tuple[int, int]  # where the original's top-left corner is on the canvas
+
+
+class OutpaintPipeline(InpaintPipeline):
+    """Inpainting of the new border, on a canvas built from the input, with the original put back."""
+
     task = "outpaint"
+    request_type = OutpaintRequest
 
-    def __init__(self, cache: ModelCache, presets: Presets) -> None:
-        self.presets = presets
-        self.inpaint = InpaintPipeline(cache, presets)
-
-    def check_inputs(self, request: OutpaintRequest) -> tuple[ModelSource, Image.Image]:
+    def check_inputs(self, request: OutpaintRequest) -> ExtendedCanvas:
         image = check_image(request.image)
-        canvas, _ = extended_canvas(image.size, request.direction, request.pan_amount)
-        if max(canvas) > MAX_CANVAS_SIDE:
-            raise InvalidRequest(
-                f"Extending {image.width}×{image.height} this way makes a {canvas[0]}×{canvas[1]} canvas; "
-                f"the limit is {MAX_CANVAS_SIDE} pixels on the longer side. Start from a smaller image."
-            )
-        return check_prompt_side(request, self.presets, prompt_required=False), image
-
-    def __call__(
-        self,
-        request: OutpaintRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> list[GeneratedImage]:
-        return list(self.generate(request, progress, is_cancelled))
-
-    def generate(
-        self,
-        request: OutpaintRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> Iterator[GeneratedImage]:
-        # 1. Check inputs and fill in the model preset's defaults
-        source, image = self.check_inputs(request)
-        run = resolve_run(request, source, self.presets)
-
-        # 2. The larger canvas: the original on a blurred stretch of itself, the border masked
         canvas_size, offset = extended_canvas(image.size, request.direction, request.pan_amount)
+        if max(canvas_size) > MAX_CANVAS_SIDE:
+            raise InvalidRequest(
+                f"Extending {image.width}×{image.height} this way makes a "
+                f"{canvas_size[0]}×{canvas_size[1]} canvas; the limit is {MAX_CANVAS_SIDE} pixels on the "
+                "longer side. Start from a smaller image."
+            )
+        # The larger canvas: the original on a blurred stretch of itself, the border masked
         canvas, mask = outpaint_canvas(image, canvas_size, offset, request.overlap)
+        return ExtendedCanvas(canvas, mask, 1.0, request.overlap // 2, image, offset)
 
-        # 3. Paint the border, then put every original pixel back exactly
-        for generated in self.inpaint.repaint(
-            request, run, canvas, mask, progress, is_cancelled,
-            strength=1.0, mask_blur=request.overlap // 2, task=self.task, outpaint=request.direction,
-        ):  # fmt: skip
-            result = generated.image.copy()
-            result.paste(image, offset)
-            yield GeneratedImage(result, generated.parameters)
+    def extras(self, request: OutpaintRequest, inputs: ExtendedCanvas) -> dict[str, Any]:
+        return {**super().extras(request, inputs), "outpaint": request.direction}
+
+    def finish(self, image: Image.Image, inputs: ExtendedCanvas) -> Image.Image:
+        result = super().finish(image, inputs)
+        result.paste(inputs.original, inputs.offset)  # every original pixel back exactly
+        return result

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.common import IsCancelled, Progress
-from studio.errors import RunCancelled
+from studio.core.errors import RunCancelled
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,28 +20,23 @@ import torch
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.common import (
-    IsCancelled,
-    Progress,
-    StepReporter,
-    generator_for,
-    never_cancelled,
-    no_progress,
-)
+from pipelines.common import IsCancelled, Progress, StepReporter, never_cancelled, no_progress
 from pipelines.diffusion import (
     DiffusionRequest,
     GeneratedImage,
+    RunSettings,
+    build_pipeline,
+    call_arguments,
     check_prompt_side,
-    pipeline_class,
     resolve_run,
 )
 from pipelines.images import check_image, resized, to_array, to_image, working_size
+from pipelines.recording import derived_parameters, record, source_extras
 from pipelines.tiling import run_tiled, tile_grid
-from studio.errors import InvalidRequest, ModelUnavailable, RunCancelled
-from studio.metadata import GenerationParameters, read_parameters
-from studio.model_cache import CacheKey, ModelCache
-from studio.presets import Presets
-from studio.upscaler_models import (
+from studio.core.cache import CacheKey, Lease, ModelCache
+from studio.core.errors import InvalidRequest, ModelUnavailable, RunCancelled
+from studio.core.presets import Presets
+from studio.core.upscaler_models import (
     UPSCALER_SUFFIXES,
     download_upscaler,
     load_packaged_upscaler,
@@ -53,6 +47,7 @@ from studio.upscaler_models import (
 LANCZOS = "Lanczos (no model)"
 DEFAULT_UPSCALER = "Real-ESRGAN x4plus"
 MAX_OUTPUT_SIDE = 8192
+UPSCALE_EXTRAS = ("upscaler", "upscale", "creative_strength")  # what a source's earlier upscale recorded
 
 
 class UpscaleRequest(DiffusionRequest):
@@ -82,67 +77,77 @@ def output_size(size: tuple[int, int], request: UpscaleRequest) -> tuple[int, in
     return round(width * request.scale), round(height * request.scale)
 
 
-class UpscalePipeline:
-    task = "upscale"
+class Upscalers:
+    """Which upscalers exist (packaged, in the upscalers folder, downloadable) and their networks."""
 
-    def __init__(self, cache: ModelCache, presets: Presets, upscalers_dir: Path | None = None) -> None:
+    def __init__(self, cache: ModelCache, presets: Presets, folder: Path | None) -> None:
         self.cache = cache
         self.presets = presets
-        self.upscalers_dir = upscalers_dir
+        self.folder = folder
 
-    # -- which upscalers exist ---------------------------------------------------------------------------
-
-    def user_upscalers(self) -> dict[str, Path]:
-        if not self.upscalers_dir or not self.upscalers_dir.is_dir():
+    def user_files(self) -> dict[str, Path]:
+        if not self.folder or not self.folder.is_dir():
             return {}
         files = sorted(
             p
-            for p in self.upscalers_dir.iterdir()
+            for p in self.folder.iterdir()
             if p.suffix.lower() in UPSCALER_SUFFIXES and not p.name.startswith(".")  # "." : downloading
         )
         return {path.name: path for path in files}
 
     def downloadable(self) -> list[str]:
         """Official weights not on disk yet, fetched the first time they are chosen."""
-        if not self.upscalers_dir:
+        if not self.folder:
             return []
-        return [name for name in self.presets.upscaler_downloads if name not in self.user_upscalers()]
+        return [name for name in self.presets.upscaler_downloads if name not in self.user_files()]
 
-    def upscaler_names(self) -> list[str]:
-        return [*packaged_upscalers(), *self.user_upscalers(), *self.downloadable(), LANCZOS]
+    def names(self) -> list[str]:
+        return [*packaged_upscalers(), *self.user_files(), *self.downloadable(), LANCZOS]
 
-    def _download(self, name: str, progress: Progress) -> None:
+    def check(self, name: str) -> None:
+        if name not in self.names():
+            raise self._unknown(name)
+
+    def _unknown(self, name: str) -> InvalidRequest:
+        return InvalidRequest(f"Unknown upscaler {name!r}. Choose one of: {', '.join(self.names())}.")
+
+    def download(self, name: str, progress: Progress) -> None:
         """Fetch official weights into the upscalers folder (checked by loading them), or say how to."""
         download = self.presets.upscaler_downloads[name]
-        assert self.upscalers_dir is not None  # only then is anything downloadable
+        assert self.folder is not None  # only then is anything downloadable
         if self.cache.offline:
             raise ModelUnavailable(
                 f"{name} is not downloaded yet and the studio is offline. Download it from {download.url} "
-                f"and put it in {self.upscalers_dir}, or pick a packaged Real-ESRGAN model."
+                f"and put it in {self.folder}, or pick a packaged Real-ESRGAN model."
             )
-        download_upscaler(download.url, self.upscalers_dir / name, progress=progress)
+        download_upscaler(download.url, self.folder / name, progress=progress)
 
-    def _network(self, name: str) -> Any:
+    def network(self, lease: Lease, name: str) -> Any:
         """The upscaler network `name`, from the cache, on the compute device."""
-        user = self.user_upscalers()
+        user = self.user_files()
         if name not in packaged_upscalers() and name not in user:
-            raise InvalidRequest(
-                f"Unknown upscaler {name!r}. Choose one of: {', '.join(self.upscaler_names())}."
-            )
-        device = self.cache.device_config.device
+            raise self._unknown(name)
+        device_config = self.cache.device_config
         # Half precision only where the GPU runs it and the architecture supports it.
-        half = device.type == "cuda" and self.cache.device_config.dtype == torch.float16
+        half = device_config.device.type == "cuda" and device_config.dtype == torch.float16
 
-        def load() -> Any:
+        def load() -> Any:  # into RAM: the cache moves it to the device
             network = load_upscaler_file(user[name]) if name in user else load_packaged_upscaler(name)
-            network = network.to(device)
             return network.half() if half and getattr(network, "supports_half", False) else network
 
         source = str(user[name]) if name in user else name
         key = CacheKey(source, "upscaler", "float16" if half else "float32")
-        return self.cache.model(key, load, module=lambda network: getattr(network, "model", network))
+        return lease.model(key, load, module=lambda network: getattr(network, "model", network))
 
-    # -- checks ------------------------------------------------------------------------------------------
+
+class UpscalePipeline:
+    task = "upscale"
+    request_type = UpscaleRequest
+
+    def __init__(self, cache: ModelCache, presets: Presets, upscalers_dir: Path | None = None) -> None:
+        self.cache = cache
+        self.presets = presets
+        self.upscalers = Upscalers(cache, presets, upscalers_dir)
 
     def check_inputs(self, request: UpscaleRequest) -> tuple[Image.Image, tuple[int, int]]:
         image = check_image(request.image)
@@ -154,15 +159,10 @@ class UpscalePipeline:
             )
         if min(size) < 1:
             raise InvalidRequest("The target size is too small.")
-        if request.upscaler not in self.upscaler_names():
-            raise InvalidRequest(
-                f"Unknown upscaler {request.upscaler!r}. Choose one of: {', '.join(self.upscaler_names())}."
-            )
+        self.upscalers.check(request.upscaler)
         if request.mode == "creative":
             check_prompt_side(request, self.presets, prompt_required=False)
         return image, size
-
-    # -- running -----------------------------------------------------------------------------------------
 
     def __call__(
         self,
@@ -182,30 +182,33 @@ class UpscalePipeline:
         image, size = self.check_inputs(request)
         if is_cancelled():
             raise RunCancelled()
-        if request.upscaler in self.downloadable():
-            self._download(request.upscaler, progress)
+        if request.upscaler in self.upscalers.downloadable():
+            self.upscalers.download(request.upscaler, progress)
 
-        # 2. Super-resolution in tiles (or plain resampling), then exactly to the asked size
-        if request.upscaler == LANCZOS:
-            enlarged = image.resize(size, Image.Resampling.LANCZOS)
-        else:
-            enlarged = self._super_resolve(image, size, request, progress, is_cancelled)
+        with self.cache.lease() as lease:
+            # 2. Super-resolution in tiles (or plain resampling), then exactly to the asked size
+            if request.upscaler == LANCZOS:
+                enlarged = image.resize(size, Image.Resampling.LANCZOS)
+            else:
+                enlarged = self._super_resolve(lease, image, size, request, progress, is_cancelled)
+            extras: dict[str, Any] = {
+                "upscaler": request.upscaler,
+                "upscale": f"{image.width}x{image.height}->{size[0]}x{size[1]}",
+            }
+            if request.mode == "fast":
+                # 3. The PNG keeps the source's parameters (prompt, seed, model) and adds the upscale's
+                parameters = derived_parameters(self.task, image, size, extras, owned=UPSCALE_EXTRAS)
+                yield GeneratedImage(enlarged, parameters)
+                return
 
-        # 3. The creative pass: low-strength image to image, tile by tile, on the cached base model
-        extras: dict[str, Any] = {
-            "upscaler": request.upscaler,
-            "upscale": f"{image.width}x{image.height}->{size[0]}x{size[1]}",
-        }
-        creative_run = None
-        if request.mode == "creative":
-            enlarged, creative_run = self._creative_pass(enlarged, request, progress, is_cancelled)
-            extras["creative_strength"] = request.creative_strength
-
-        # 4. The PNG keeps the source's parameters (prompt, seed, model) and adds the upscale's
-        yield GeneratedImage(enlarged, self._parameters(request, image, size, extras, creative_run))
+            # 3. The creative pass: low-strength image to image, tile by tile, on the cached base model
+            enlarged, run = self._creative_pass(lease, enlarged, request, progress, is_cancelled)
+            extras = {**source_extras(image), **extras, "creative_strength": request.creative_strength}
+            yield GeneratedImage(enlarged, record(self.task, request, run, run.seed, size, **extras))
 
     def _super_resolve(
         self,
+        lease: Lease,
         image: Image.Image,
         size: tuple[int, int],
         request: UpscaleRequest,
@@ -213,7 +216,7 @@ class UpscalePipeline:
         is_cancelled: IsCancelled,
     ) -> Image.Image:
         def upscale(tile_size: int) -> np.ndarray:
-            network = self._network(request.upscaler)
+            network = self.upscalers.network(lease, request.upscaler)
             scale = int(network.scale)
             # Enough passes of the network to reach the target; Lanczos takes it down to the exact size.
             passes = max(
@@ -257,99 +260,42 @@ class UpscalePipeline:
 
     def _creative_pass(
         self,
+        lease: Lease,
         image: Image.Image,
         request: UpscaleRequest,
         progress: Progress,
         is_cancelled: IsCancelled,
-    ) -> tuple[Image.Image, Any]:
+    ) -> tuple[Image.Image, RunSettings]:
         source = check_prompt_side(request, self.presets, prompt_required=False)
-        run = resolve_run(request, source, self.presets)
-        # Only steps × strength steps run; at least one must.
-        run = dataclasses.replace(run, steps=max(run.steps, math.ceil(1 / request.creative_strength)))
-        sampler = self.presets.sampler(run.sampler)
-        with self.cache.use(source) as base:
-            tile = base.native_resolution if not source.preset else source.preset.resolution
-            overlap = tile // 8
-            tiles = tile_grid(image.width, image.height, tile, overlap)
-            reporter = StepReporter(progress, is_cancelled, len(tiles))
-            pipe = base.build(pipeline_class(base.family, "img2img"), base.new_scheduler(sampler))
+        run = resolve_run(request, source, self.presets, strength=request.creative_strength)
+        base = lease.base_model(source)
+        tile = base.resolution(source)
+        overlap = tile // 8
+        tiles = tile_grid(image.width, image.height, tile, overlap)
+        reporter = StepReporter(progress, is_cancelled, len(tiles))
+        pipe = build_pipeline(base, run, self.presets, "img2img")
 
-            def detail_pass() -> np.ndarray:
-                counter = iter(range(len(tiles)))
+        def detail_pass() -> np.ndarray:
+            counter = iter(range(len(tiles)))
 
-                def denoise(pixels: np.ndarray) -> np.ndarray:
-                    reporter.image_index = next(counter)
-                    tile_image = to_image(pixels)
-                    work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
-                    output = pipe(
-                        prompt=run.prompt,
-                        negative_prompt=run.negative_prompt or None,
-                        image=work,
-                        strength=request.creative_strength,
-                        num_inference_steps=run.steps,
-                        guidance_scale=run.guidance_scale,
-                        generator=generator_for(run.seed),
-                        callback_on_step_end=reporter,
-                    ).images[0]
-                    return to_array(resized(output, tile_image.size))
+            def denoise(pixels: np.ndarray) -> np.ndarray:
+                reporter.image_index = next(counter)
+                tile_image = to_image(pixels)
+                work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
+                arguments = call_arguments(run, run.seed, reporter)
+                output = pipe(**arguments, image=work, strength=request.creative_strength).images[0]
+                return to_array(resized(output, tile_image.size))
 
-                return run_tiled(
-                    to_array(image),
-                    denoise,
-                    scale=1,
-                    tile=tile,
-                    overlap=overlap,
-                    progress=lambda step, total: None,
-                    is_cancelled=is_cancelled,
-                )
+            return run_tiled(
+                to_array(image),
+                denoise,
+                scale=1,
+                tile=tile,
+                overlap=overlap,
+                progress=no_progress,
+                is_cancelled=is_cancelled,
+            )
 
-            # No yield happens in the pass, so it may hold the GPU lock throughout.
-            result = self.cache.denoise(base, (tile, tile), detail_pass, pipe=pipe)
+        # No yield happens in the pass, so it may hold the GPU lock throughout.
+        result = self.cache.denoise(base, (tile, tile), detail_pass, pipe=pipe)
         return to_image(result), run
-
-    def _parameters(
-        self,
-        request: UpscaleRequest,
-        image: Image.Image,
-        size: tuple[int, int],
-        extras: dict[str, Any],
-        creative_run: Any,
-    ) -> GenerationParameters:
-        carried = read_parameters(image) if image.info else None
-        if creative_run is not None:
-            base = GenerationParameters(
-                task=self.task,
-                prompt=creative_run.prompt,
-                negative_prompt=creative_run.negative_prompt,
-                steps=creative_run.steps,
-                sampler=creative_run.sampler,
-                guidance_scale=creative_run.guidance_scale,
-                seed=creative_run.seed,
-                width=size[0],
-                height=size[1],
-                model=creative_run.source.name,
-                user_prompt=request.prompt.strip(),
-                user_negative_prompt=request.negative_prompt.strip(),
-                styles=tuple(request.styles),
-            )
-        elif isinstance(carried, GenerationParameters):
-            base = carried
-        else:
-            prompt = carried.get("prompt", "") if isinstance(carried, dict) else ""
-            base = GenerationParameters(
-                task=self.task,
-                prompt=prompt,
-                negative_prompt="",
-                steps=0,
-                sampler="",
-                guidance_scale=0,
-                seed=0,
-                width=size[0],
-                height=size[1],
-                model="",
-            )
-        if isinstance(carried, GenerationParameters):
-            extras = {"source_task": carried.task, "source_seed": carried.seed, **extras}
-        return dataclasses.replace(
-            base, task=self.task, width=size[0], height=size[1], extras={**base.extras, **extras}
-        )

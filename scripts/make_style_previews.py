@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from pipelines.common import parse_request  # noqa: E402
 from pipelines.instant_style import PREVIEWS_FOLDER, InstantStylePipeline, InstantStyleRequest  # noqa: E402
-from studio.devices import resolve_device  # noqa: E402
-from studio.model_cache import ModelCache  # noqa: E402
+from studio.core.cache import ModelCache  # noqa: E402
+from studio.core.devices import resolve_device  # noqa: E402
 
 SAMPLE = ROOT / "presets" / "samples" / "sample.jpg"
 SHEET = ROOT / "docs" / "neural_styles.png"

@@ -5,7 +5,8 @@
     studio style photo.png --style "Night Swirl" --style "Amber Oil:0.5" --out styled/
 
 Each result is a PNG with its parameters, written to `--out` without replacing any file; a progress bar
-runs on stderr. Bad input is one line on stderr and exit status 2.
+runs on stderr. Bad input is one line on stderr and exit status 2. A flag left out takes the request
+type's default, which its help shows: the defaults are declared once, in the request types.
 """
 
 from __future__ import annotations
@@ -18,37 +19,65 @@ from typing import Any
 
 from PIL import Image
 
-from studio.devices import resolve_device
-from studio.errors import StudioError
-from studio.history import History
-from studio.memory import OFFLOAD_CHOICES, default_budget
-from studio.model_cache import ModelCache
-from studio.presets import load_presets
-from studio.settings import DEFAULT_PRESETS_DIR
+from pipelines.common import Request, parse_request
+from pipelines.diffusion import DiffusionRequest
+from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
+from pipelines.instant_style import InstantStylePipeline, InstantStyleRequest
+from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from pipelines.upscale import UpscalePipeline, UpscaleRequest
+from studio.core.cache import ModelCache
+from studio.core.devices import resolve_device
+from studio.core.errors import StudioError
+from studio.core.history import History
+from studio.core.memory import OFFLOAD_CHOICES
+from studio.core.presets import load_presets
+from studio.core.settings import DEFAULT_PRESETS_DIR, Settings
+
+
+def request_flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    request_type: type[Request],
+    name: str,
+    help: str,
+    **options: Any,
+) -> None:
+    """A flag for the request field `name`; left out, it is absent and the request's default applies."""
+    default = request_type.default(name)
+    shown = "" if default is None or isinstance(default, tuple) else f" (default {default})"
+    if "action" not in options and isinstance(default, int | float) and not isinstance(default, bool):
+        options.setdefault("type", type(default))
+    parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help + shown, **options)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs", help="folder for the PNGs (default ./outputs)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
+    parser.add_argument("--device", default=Settings.device, help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default=Settings.dtype, help="auto, float16, bfloat16 or float32")
     parser.add_argument("--presets", default=str(DEFAULT_PRESETS_DIR), help="preset folder")
     parser.add_argument("--offline", action="store_true", help="never contact the model hub")
     parser.add_argument("--gpu-budget", type=float, metavar="GIB", help="GPU memory the models may fill")
     parser.add_argument(
-        "--offload", choices=OFFLOAD_CHOICES, default="auto", help="as the studio's --offload"
+        "--offload", choices=OFFLOAD_CHOICES, default=Settings.offload, help="as the studio's"
     )
 
 
-def _prompt_options(parser: argparse.ArgumentParser, *, count: bool = True) -> None:
-    parser.add_argument("--negative", default="", help="negative prompt")
-    parser.add_argument("--style", dest="styles", action="append", default=[], help="style preset (repeat)")
-    parser.add_argument("--model", help="preset name, hub id, local folder or .safetensors file")
+def _prompt_options(
+    parser: argparse.ArgumentParser, request_type: type[DiffusionRequest], *, count: bool
+) -> None:
+    request_flag(parser, "--negative", request_type, "negative_prompt", "negative prompt")
+    request_flag(parser, "--style", request_type, "styles", "style preset (repeat to stack)", action="append")
+    request_flag(
+        parser, "--model", request_type, "model", "preset name, hub id, local folder or .safetensors file"
+    )
     if count:
-        parser.add_argument("--n", type=int, default=1, help="number of images, 1-4")
-    parser.add_argument("--seed", type=int, default=-1, help="-1 for random")
-    parser.add_argument("--steps", type=int, help="default: the model preset's")
-    parser.add_argument("--guidance", type=float, help="default: the model preset's")
-    parser.add_argument("--sampler", help="default: the model preset's")
+        request_flag(parser, "--n", request_type, "num_images", "number of images, 1-4")
+    request_flag(parser, "--seed", request_type, "seed", "-1 for random")
+    request_flag(parser, "--steps", request_type, "steps", "default: the model preset's", type=int)
+    request_flag(
+        parser, "--guidance", request_type, "guidance_scale", "default: the model preset's", type=float
+    )
+    request_flag(parser, "--sampler", request_type, "sampler", "default: the model preset's")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,21 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = tasks.add_parser("generate", help="text to image")
     generate.add_argument("prompt")
-    generate.add_argument("--aspect-ratio", default="1:1", help="an aspect-ratio preset, e.g. 16:9")
-    _prompt_options(generate)
+    request_flag(
+        generate, "--aspect-ratio", TextToImageRequest, "aspect_ratio", "an aspect-ratio preset, e.g. 16:9"
+    )
+    _prompt_options(generate, TextToImageRequest, count=True)
     _common(generate)
 
     upscale = tasks.add_parser("upscale", help="super-resolution, optionally with a creative pass")
     upscale.add_argument("image")
-    upscale.add_argument("--upscaler", default="Real-ESRGAN x4plus")
-    upscale.add_argument("--scale", type=float, default=4)
-    upscale.add_argument("--width", type=int, default=0, help="exact width (0: from the scale)")
-    upscale.add_argument("--height", type=int, default=0, help="exact height (0: from the scale)")
-    upscale.add_argument("--tile", type=int, default=256, help="tile size in input pixels")
-    upscale.add_argument("--creative", type=float, metavar="STRENGTH", help="add a creative pass")
-    upscale.add_argument("--prompt", default="", help="guides the creative pass")
-    upscale.add_argument("--upscalers", default="models/upscalers", help="folder of extra upscaler weights")
-    _prompt_options(upscale, count=False)
+    request_flag(upscale, "--upscaler", UpscaleRequest, "upscaler", "an upscaler name")
+    request_flag(upscale, "--scale", UpscaleRequest, "scale", "how many times larger", type=float)
+    request_flag(upscale, "--width", UpscaleRequest, "target_width", "exact width (0: from the scale)")
+    request_flag(upscale, "--height", UpscaleRequest, "target_height", "exact height (0: from the scale)")
+    request_flag(upscale, "--tile", UpscaleRequest, "tile_size", "tile size in input pixels")
+    upscale.add_argument("--creative", type=float, metavar="STRENGTH", help="add a creative pass this strong")
+    request_flag(upscale, "--prompt", UpscaleRequest, "prompt", "guides the creative pass")
+    upscale.add_argument(
+        "--upscalers", default=str(Settings.upscalers_dir), help="folder of extra upscaler weights"
+    )
+    _prompt_options(upscale, UpscaleRequest, count=False)
     _common(upscale)
 
     style = tasks.add_parser("style", help="instant neural style (or --diffusion)")
@@ -86,19 +119,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     style.add_argument("--list", action="store_true", help="list the built-in styles and exit")
     style.add_argument("--style-image", help="a painting whose style to use")
-    style.add_argument("--strength", type=float, default=1.0)
-    style.add_argument("--working-size", type=int, default=1024)
-    style.add_argument("--keep-colors", action="store_true")
+    request_flag(
+        style, "--strength", InstantStyleRequest, "strength", "0 keeps the photo, 1 is the full style"
+    )
+    request_flag(style, "--working-size", InstantStyleRequest, "working_size", "longer side the network sees")
+    request_flag(
+        style,
+        "--keep-colors",
+        InstantStyleRequest,
+        "preserve_colors",
+        "keep the photo's colours",
+        action="store_true",
+    )
     style.add_argument(
         "--diffusion", action="store_true", help="ControlNet + IP-Adapter on a diffusion model"
     )
-    style.add_argument("--structure", default="canny", help="canny, softedge, lineart, depth or none")
-    style.add_argument("--prompt", default="")
-    style.add_argument("--preset-style", dest="styles", action="append", default=[], help="style preset")
-    style.add_argument("--model")
-    style.add_argument("--n", type=int, default=1)
-    style.add_argument("--seed", type=int, default=-1)
-    style.add_argument("--steps", type=int)
+    request_flag(
+        style, "--structure", DiffusionStyleRequest, "structure", "canny, softedge, lineart, depth or none"
+    )
+    request_flag(style, "--prompt", DiffusionStyleRequest, "prompt", "describes the style (diffusion)")
+    request_flag(
+        style, "--preset-style", DiffusionStyleRequest, "styles", "style preset (diffusion)", action="append"
+    )
+    request_flag(style, "--model", DiffusionStyleRequest, "model", "model (diffusion)")
+    request_flag(style, "--n", DiffusionStyleRequest, "num_images", "number of images (diffusion)")
+    request_flag(style, "--seed", DiffusionStyleRequest, "seed", "-1 for random (diffusion)")
+    request_flag(style, "--steps", DiffusionStyleRequest, "steps", "default: the model preset's", type=int)
     _common(style)
     return parser
 
@@ -129,20 +175,7 @@ def _open(path: str, what: str = "image") -> Image.Image:
         raise StudioError(f"The {what} {path} could not be read ({error}).") from error
 
 
-def _prompt_values(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
-    return {
-        "prompt": prompt,
-        "negative_prompt": getattr(args, "negative", ""),
-        "styles": tuple(args.styles),
-        "model": args.model,
-        "seed": args.seed,
-        "steps": args.steps,
-        "guidance_scale": getattr(args, "guidance", None),
-        "sampler": getattr(args, "sampler", None),
-    }
-
-
-def _neural_styles(values: list[str]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+def _neural_styles(values: list[str]) -> dict[str, tuple]:
     names, weights = [], []
     for value in values:
         name, _, weight = value.rpartition(":") if ":" in value else (value, "", "1")
@@ -151,82 +184,52 @@ def _neural_styles(values: list[str]) -> tuple[tuple[str, ...], tuple[float, ...
         except ValueError:
             raise StudioError(f"--style {value!r}: the weight after ':' must be a number.") from None
         names.append(name)
-    return tuple(names), tuple(weights) or (1.0,)
+    return {"styles": tuple(names), "style_weights": tuple(weights)} if names else {}
 
 
-def _job(args: argparse.Namespace, cache: ModelCache) -> tuple[Any, type, dict[str, Any]]:
-    """The pipeline, request type and request values for the task on the command line."""
+def _job(args: argparse.Namespace, cache: ModelCache) -> tuple[Any, dict[str, Any]]:
+    """The pipeline for the task on the command line, and its request values."""
     presets = load_presets(Path(args.presets))
+    given = vars(args)
     if args.task == "generate":
-        from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-
-        values = {
-            **_prompt_values(args, args.prompt),
-            "num_images": args.n,
-            "aspect_ratio": args.aspect_ratio,
-        }
-        return TextToImagePipeline(cache, presets), TextToImageRequest, values
-    if args.task == "upscale":
-        from pipelines.upscale import UpscalePipeline, UpscaleRequest
-
-        values = {
-            **_prompt_values(args, args.prompt),
-            "image": _open(args.image),
-            "upscaler": args.upscaler,
-            "scale": args.scale,
-            "target_width": args.width,
-            "target_height": args.height,
-            "tile_size": args.tile,
-            "mode": "creative" if args.creative else "fast",
-        }
+        pipeline: Any = TextToImagePipeline(cache, presets)
+    elif args.task == "upscale":
+        pipeline = UpscalePipeline(cache, presets, Path(args.upscalers))
+        given = {**given, "image": _open(args.image)}
         if args.creative:
-            values["creative_strength"] = args.creative
-        return UpscalePipeline(cache, presets, Path(args.upscalers)), UpscaleRequest, values
-    style_image = _open(args.style_image, "style image") if args.style_image else None
-    if args.diffusion:
-        from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
-
-        values = {
-            **_prompt_values(args, args.prompt),
+            given.update(mode="creative", creative_strength=args.creative)
+    elif args.diffusion:
+        pipeline = DiffusionStylePipeline(cache, presets)
+        style_image = _open(args.style_image, "style image") if args.style_image else None
+        given = {**given, "image": _open(args.image), "style_image": style_image}
+    else:
+        pipeline = InstantStylePipeline(cache)
+        style_image = _open(args.style_image, "style image") if args.style_image else None
+        given = {
+            **given,
             "image": _open(args.image),
             "style_image": style_image,
-            "structure": args.structure,
-            "num_images": args.n,
+            **_neural_styles(args.neural_styles),
         }
-        return DiffusionStylePipeline(cache, presets), DiffusionStyleRequest, values
-    from pipelines.instant_style import InstantStylePipeline, InstantStyleRequest
-
-    names, weights = _neural_styles(args.neural_styles)
-    values = {
-        "image": _open(args.image),
-        "styles": names,
-        "style_weights": weights,
-        "style_image": style_image,
-        "strength": args.strength,
-        "working_size": args.working_size,
-        "preserve_colors": args.keep_colors,
-    }
-    return InstantStylePipeline(cache), InstantStyleRequest, values
+    fields = pipeline.request_type.model_fields
+    return pipeline, {name: value for name, value in given.items() if name in fields and value is not None}
 
 
 def run(argv: list[str]) -> Iterator[Path]:
     """Run the command in `argv`, yielding each PNG as it is written."""
-    from pipelines.common import parse_request
-
     args = build_parser().parse_args(argv)
     device_config = resolve_device(args.device, args.dtype)
-    budget = default_budget(device_config.device, args.gpu_budget)
-    cache = ModelCache(device_config, offline=args.offline, budget=budget, offload=args.offload)
+    cache = ModelCache.for_machine(
+        device_config, offline=args.offline, gpu_budget_gib=args.gpu_budget, offload=args.offload
+    )
     if args.task == "style" and args.list:
-        from pipelines.instant_style import InstantStylePipeline
-
         for name in InstantStylePipeline(cache).style_names():
             print(name)
         return
     if args.task == "style" and not args.image:
         raise StudioError("Give the content image: studio style IMAGE --style NAME.")
-    pipeline, request_type, values = _job(args, cache)
-    request = parse_request(request_type, values)
+    pipeline, values = _job(args, cache)
+    request = parse_request(pipeline.request_type, values)
     history = History(Path(args.out).expanduser(), dated=False)
     bar = ProgressBar(args.task)
     try:

@@ -13,10 +13,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from studio.devices import resolve_device  # noqa: E402
-from studio.model_cache import ModelCache  # noqa: E402
-from studio.presets import Presets, load_presets  # noqa: E402
-from studio.settings import DEFAULT_PRESETS_DIR, Settings  # noqa: E402
+from studio.core.cache import ModelCache  # noqa: E402
+from studio.core.devices import resolve_device  # noqa: E402
+from studio.core.presets import Presets, load_presets  # noqa: E402
+from studio.core.settings import DEFAULT_PRESETS_DIR, Settings  # noqa: E402
 from tests.tiny_models import (  # noqa: E402
     build_controlnet,
     build_ip_adapter,

@@ -249,7 +249,7 @@ def build_ip_adapter(
 def write_adapter_presets(folder: Path, adapters: dict[str, tuple[Path, Path, str]]) -> Path:
     """The shipped presets in `folder`, with a Canny ControlNet and an IP-Adapter per architecture
     (`adapters`: architecture -> (ControlNet folder, IP-Adapter folder, style block))."""
-    from studio.settings import DEFAULT_PRESETS_DIR
+    from studio.core.settings import DEFAULT_PRESETS_DIR
 
     folder.mkdir(parents=True, exist_ok=True)
     for preset_file in DEFAULT_PRESETS_DIR.glob("*.json"):

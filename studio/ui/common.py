@@ -1,9 +1,8 @@
-"""What every tab shares: the GPU concurrency group, Stop signals, error messages, widgets from requests."""
+"""What every tab shares: the GPU concurrency group, error messages, widgets from requests."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,8 +10,8 @@ from typing import Any
 import gradio as gr
 
 from pipelines.common import Request
-from studio.errors import StudioError
-from studio.metadata import GenerationParameters
+from studio.core.errors import StudioError
+from studio.core.metadata import GenerationParameters
 
 log = logging.getLogger(__name__)
 
@@ -21,33 +20,6 @@ log = logging.getLogger(__name__)
 GPU_EVENT = {"concurrency_id": "gpu", "concurrency_limit": 1}
 # Cheap events (filling fields, showing parameters) skip the queue and never wait behind a GPU job.
 INSTANT_EVENT = {"queue": False, "api_visibility": "private"}
-
-
-class StopSignals:
-    """One Stop flag per browser session, set by the Stop button and polled between denoising steps."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._signals: dict[str, threading.Event] = {}
-
-    def begin(self, session: str) -> threading.Event:
-        signal = threading.Event()
-        with self._lock:
-            self._signals[session] = signal
-        return signal
-
-    def end(self, session: str, signal: threading.Event) -> None:
-        with self._lock:
-            if self._signals.get(session) is signal:
-                del self._signals[session]
-
-    def stop(self, session: str) -> bool:
-        with self._lock:
-            signal = self._signals.get(session)
-        if signal is None:
-            return False
-        signal.set()
-        return True
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -102,10 +74,6 @@ def gradio_progress(progress: gr.Progress, desc: str) -> Callable[[int, int], No
         progress((step, total), desc=desc, unit="steps")
 
     return report
-
-
-def gallery_items(results: list[tuple[str, GenerationParameters]]) -> list[tuple[str, str]]:
-    return [(path, f"#{i + 1} · seed {params.seed}") for i, (path, params) in enumerate(results)]
 
 
 def describe_parameters(parameters: dict | None) -> str:

@@ -10,23 +10,20 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.image_to_image import ImageToImageRequest, variation_request
-from pipelines.inpaint import InpaintRequest
-from pipelines.outpaint import DIRECTION_LABELS
-from studio.metadata import GenerationParameters, read_parameters
-from studio.presets import Presets
+from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest, variation_request
+from pipelines.inpaint import InpaintPipeline, InpaintRequest
+from pipelines.outpaint import DIRECTION_LABELS, OutpaintPipeline, OutpaintRequest
+from studio.core.metadata import GenerationParameters, read_parameters
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, readable, slider
+from studio.ui.context import Studio, TabInfo
+from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_vary
-from studio.ui.widgets import (
-    JobRunner,
-    PromptControls,
-    ResultPanel,
-    prompt_box,
-    prompt_settings,
-    prompt_values,
-    result_panel,
-    show_first_result,
-)
+from studio.ui.runner import Job
+from studio.ui.send_to import Sent
+from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
+
+TAB = TabInfo("img2img", "Image to Image", takes_images=True)
+IMAGE_FILE = str | None  # what an image parameter is in the API: a file
 
 
 @dataclass
@@ -53,8 +50,11 @@ def input_image(elem_id: str, label: str) -> gr.Image:
     )
 
 
-def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = None) -> ImageToImageTab:
-    default_model = default_model or presets.default_model
+def create_tab(studio: Studio) -> ImageToImageTab:
+    presets = studio.presets
+    studio.pipeline("img2img", ImageToImagePipeline)
+    studio.pipeline("inpaint", InpaintPipeline)
+    studio.pipeline("outpaint", OutpaintPipeline)
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -101,7 +101,7 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
                     outpaint_image = input_image("outpaint-image", "Image to extend")
                     direction = gr.Radio(
                         choices=[(label, name) for name, label in DIRECTION_LABELS.items()],
-                        value="zoom_out_1.5",
+                        value=OutpaintRequest.default("direction"),
                         label="Extend",
                         elem_id="outpaint-direction",
                     )
@@ -111,185 +111,113 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
                 reroll = gr.Button("Reroll", elem_id="img2img-reroll")
                 stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop")
             controls = prompt_settings(
-                "img2img", prompt, presets, default_model, max_images=runner.max_images
+                "img2img", prompt, presets, studio.default_model, max_images=studio.settings.max_images
             )
         with gr.Column(scale=3, min_width=360):
-            results = result_panel("img2img")
-            actions = create_grid_actions("img2img", presets)
+            results = ResultPanel("img2img", studio.history)
+            actions = create_grid_actions("img2img", studio, results)
 
-    job = gr.State(None)
+    def run(task: str, values: dict, request: gr.Request, progress: gr.Progress):
+        job = Job(task, present(values))
+        yield from results.show(job, studio.runner.run(job, request, progress))
 
-    def img2img(
-        image: str | None,
-        prompt: str = "",
-        negative_prompt: str = "",
-        styles: list[str] | None = None,
-        model: str | None = None,
-        num_images: int = 1,
-        seed: int = -1,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        sampler: str | None = None,
-        strength: float = 0.6,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
-    ):
-        """Re-imagine an image with a prompt. Returns the PNGs (parameters embedded) and their parameters.
+    def with_image(task: str):
+        """Run `task` on the image file the API or the page sent, opened with its parameters."""
 
-        Args:
-            image: the input image.
-            prompt: what the image should become (optional).
-            negative_prompt: what to keep out.
-            styles: style preset names, stacked in order.
-            model: model preset name, hub id, local folder or .safetensors path; left out: --model.
-            num_images: 1 to 4; image i uses seed + i.
-            seed: -1 for random.
-            steps: denoising steps before strength; left out, the model preset's.
-            guidance_scale: classifier-free guidance; left out, the model preset's.
-            sampler: sampler name; left out, the model preset's.
-            strength: 0 returns the input unchanged, 1 ignores it.
-        """
-        values = prompt_values(
-            prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler
-        )
-        values.update(image=open_image(image) if image else None, strength=strength)
-        yield from runner.run("img2img", values, request, progress)
+        def run_on_image(values: dict, request: gr.Request, progress: gr.Progress):
+            path = values.pop("image")
+            yield from run(task, {**values, "image": open_image(path) if path else None}, request, progress)
 
-    def vary_image(
-        image: str | None,
-        variation: str = "Subtle",
-        prompt: str = "",
-        num_images: int = 4,
-        seed: int = -1,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
-    ):
-        """Variations of an image, Midjourney's Vary: the image's own prompt and settings, a new seed.
+        return run_on_image
 
-        Args:
-            image: the image to vary; our PNGs and other studios' bring their parameters along.
-            variation: "Subtle" or "Strong".
-            prompt: replaces the image's own prompt when given.
-            num_images: 1 to 4.
-            seed: -1 for random.
-        """
-        if not image:
+    def image_parameter(doc: str, component: gr.components.Component = image) -> Parameter:
+        return Parameter("image", component, IMAGE_FILE, REQUIRED, doc)
+
+    steps_doc = "denoising steps before strength; left out, the model preset's."
+    reimagine = Endpoint(
+        "Re-imagine an image with a prompt. Returns the PNGs (parameters embedded) and their parameters.",
+        [
+            image_parameter("the input image."),
+            *with_steps_doc(controls.parameters("what the image should become (optional)."), steps_doc),
+            field(ImageToImageRequest, "strength", strength, "0 returns the input unchanged, 1 ignores it."),
+        ],
+        with_image("img2img"),
+    )
+
+    def vary_image(values: dict, request: gr.Request, progress: gr.Progress):
+        if not values["image"]:
             raise gr.Error("Add an image to vary first.", print_exception=False)
-        strength = presets.variation(variation).strength
-        values = variation_request(
-            open_image(image), strength, prompt=prompt, num_images=int(num_images), seed=int(seed)
+        strength = presets.variation(values["variation"]).strength
+        count, seed, prompt = int(values["num_images"]), int(values["seed"]), values["prompt"] or ""
+        chosen = variation_request(
+            open_image(values["image"]), strength, prompt=prompt, num_images=count, seed=seed
         )
-        yield from runner.run("img2img", values, request, progress)
+        yield from run("img2img", chosen, request, progress)
 
-    def inpaint_region(
-        image_and_mask: dict | None,
-        prompt: str = "",
-        negative_prompt: str = "",
-        styles: list[str] | None = None,
-        model: str | None = None,
-        num_images: int = 1,
-        seed: int = -1,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        sampler: str | None = None,
-        strength: float = 1.0,
-        mask_blur: int = 8,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
-    ):
-        """Repaint only the painted part of an image (Vary Region); pixels away from it stay exactly.
+    variations = ", ".join(f'"{name}"' for name in presets.variations)
+    vary_endpoint = Endpoint(
+        "Variations of an image, Midjourney's Vary: the image's own prompt and settings, a new seed.",
+        [
+            image_parameter("the image to vary; our PNGs and other studios' bring their parameters along."),
+            Parameter("variation", variation, str, next(iter(presets.variations)), f"{variations}."),
+            Parameter("prompt", controls.prompt, str, "", "replaces the image's own prompt when given."),
+            Parameter("num_images", controls.num_images, int, 4, "1 to 4."),
+            Parameter("seed", controls.seed, int, -1, "-1 for a random seed."),
+        ],
+        vary_image,
+    )
 
-        Args:
-            image_and_mask: {"background": image, "layers": [mask]}; painted (opaque) mask pixels repaint.
-            prompt: what to paint there.
-            negative_prompt: what to keep out.
-            styles: style preset names, stacked in order.
-            model: model preset name, hub id, local folder or .safetensors path; left out: --model.
-            num_images: 1 to 4; image i uses seed + i.
-            seed: -1 for random.
-            steps: denoising steps; left out, the model preset's.
-            guidance_scale: classifier-free guidance; left out, the model preset's.
-            sampler: sampler name; left out, the model preset's.
-            strength: 1 repaints from scratch; lower keeps the old colours.
-            mask_blur: pixels of soft edge around the painted area.
-        """
-        image_and_mask = image_and_mask or {}
+    def inpaint_region(values: dict, request: gr.Request, progress: gr.Progress):
+        image_and_mask = values.pop("image_and_mask") or {}
         layers = image_and_mask.get("layers") or []
-        values = prompt_values(
-            prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler
+        mask = layers[0] if layers else None
+        yield from run(
+            "inpaint", {**values, "image": image_and_mask.get("background"), "mask": mask}, request, progress
         )
-        values.update(
-            image=image_and_mask.get("background"),
-            mask=layers[0] if layers else None,
-            strength=strength,
-            mask_blur=int(mask_blur),
-        )
-        yield from runner.run("inpaint", values, request, progress)
 
-    def outpaint(
-        image: str | None,
-        direction: str = "zoom_out_1.5",
-        prompt: str = "",
-        negative_prompt: str = "",
-        styles: list[str] | None = None,
-        model: str | None = None,
-        num_images: int = 1,
-        seed: int = -1,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        sampler: str | None = None,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
-    ):
-        """Zoom out or pan: extend the canvas and paint the new border; the original pixels are kept.
-
-        Args:
-            image: the image to extend.
-            direction: zoom_out_1.5, zoom_out_2, pan_left, pan_right, pan_up or pan_down.
-            prompt: what the wider scene shows (optional).
-            negative_prompt: what to keep out.
-            styles: style preset names, stacked in order.
-            model: model preset name, hub id, local folder or .safetensors path; left out: --model.
-            num_images: 1 to 4; image i uses seed + i.
-            seed: -1 for random.
-            steps: denoising steps; left out, the model preset's.
-            guidance_scale: classifier-free guidance; left out, the model preset's.
-            sampler: sampler name; left out, the model preset's.
-        """
-        values = prompt_values(
-            prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler
-        )
-        values.update(image=open_image(image) if image else None, direction=direction)
-        yield from runner.run("outpaint", values, request, progress)
-
-    c = controls
-    shared = [c.prompt, c.negative_prompt, c.styles, c.model, c.num_images, c.seed, c.steps, c.guidance_scale]
-    shared += [c.sampler]
-    outputs = [results.gallery, results.parameters, job]
+    inpaint_endpoint = Endpoint(
+        "Repaint only the painted part of an image (Vary Region); pixels away from it stay exactly.",
+        [
+            Parameter(
+                "image_and_mask",
+                editor,
+                dict | None,
+                REQUIRED,
+                '{"background": image, "layers": [mask]}; painted (opaque) mask pixels repaint.',
+            ),
+            *controls.parameters("what to paint there."),
+            field(
+                InpaintRequest,
+                "strength",
+                inpaint_strength,
+                "1 repaints from scratch; lower keeps the old colours.",
+            ),
+            field(InpaintRequest, "mask_blur", mask_blur, "pixels of soft edge around the painted area."),
+        ],
+        inpaint_region,
+    )
+    directions = ", ".join(DIRECTION_LABELS)
+    outpaint_endpoint = Endpoint(
+        "Zoom out or pan: extend the canvas and paint the new border; the original pixels are kept.",
+        [
+            image_parameter("the image to extend.", outpaint_image),
+            field(OutpaintRequest, "direction", direction, f"one of {directions}."),
+            *controls.parameters("what the wider scene shows (optional)."),
+        ],
+        with_image("outpaint"),
+    )
     events = [
-        generate.click(img2img, [image, *shared, strength], outputs, api_name="img2img", **GPU_EVENT),
-        vary.click(
-            vary_image,
-            [image, variation, c.prompt, c.num_images, c.seed],
-            outputs,
-            api_name="vary",
-            **GPU_EVENT,
-        ),
+        generate.click(reimagine.fn, reimagine.inputs, results.outputs, api_name="img2img", **GPU_EVENT),
+        vary.click(vary_endpoint.fn, vary_endpoint.inputs, results.outputs, api_name="vary", **GPU_EVENT),
         inpaint.click(
-            inpaint_region,
-            [editor, *shared, inpaint_strength, mask_blur],
-            outputs,
-            api_name="inpaint",
-            **GPU_EVENT,
+            inpaint_endpoint.fn, inpaint_endpoint.inputs, results.outputs, api_name="inpaint", **GPU_EVENT
         ),
         extend.click(
-            outpaint, [outpaint_image, direction, *shared], outputs, api_name="outpaint", **GPU_EVENT
+            outpaint_endpoint.fn, outpaint_endpoint.inputs, results.outputs, api_name="outpaint", **GPU_EVENT
         ),
-        reroll.click(runner.reroll, [job], outputs, api_visibility="private", **GPU_EVENT),
     ]
-    events += wire_vary(actions, results, job, runner, presets, controls.num_images)
-    show_first_result(results, *events)
-    runner.stop_button(stop, events)
+    events += wire_vary(actions, results, studio, controls.num_images)
+    results.connect(studio.runner, events, stop, reroll)
 
     def fill_from_image(path: str | None):
         """An image that carries parameters fills the prompt fields; every mode gets the same image."""
@@ -309,10 +237,23 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
             fields = (gr.skip(), gr.skip(), gr.skip())
         return (*fields, path or gr.skip(), path or gr.skip())
 
+    c = controls
     image.upload(
         fill_from_image,
         [image],
         [c.prompt, c.negative_prompt, c.styles, editor, outpaint_image],
         **INSTANT_EVENT,
     )
+
+    def fill(sent: Sent) -> tuple:
+        """Every mode gets the image; the prompt fields get what made it."""
+        return sent.path, sent.path, sent.path, sent.prompt, sent.negative_prompt, list(sent.styles)
+
+    studio.send_to.receive(
+        TAB.id, [image, editor, outpaint_image, c.prompt, c.negative_prompt, c.styles], fill
+    )
     return ImageToImageTab(image, editor, outpaint_image, controls, results, actions)
+
+
+def with_steps_doc(parameters: list[Parameter], doc: str) -> list[Parameter]:
+    return [p.described(doc) if p.name == "steps" else p for p in parameters]

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.model_cache import ModelCache
+from studio.core.cache import ModelCache
 from studio.ui.common import INSTANT_EVENT
 
 MIB = 1024**2

@@ -6,16 +6,18 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.metadata import GenerationParameters, read_parameters
+from studio.core.metadata import GenerationParameters, read_parameters
 from studio.ui.common import readable
+from studio.ui.context import Studio, TabInfo
+from studio.ui.send_to import Sent
+
+TAB = TabInfo("png_info", "PNG Info")
 
 
 @dataclass
 class PngInfoTab:
     image: gr.Image
     parameters: gr.JSON
-    send_to_txt2img: gr.Button
-    send_to_img2img: gr.Button
 
 
 def png_parameters(path: str | None) -> dict:
@@ -31,7 +33,7 @@ def png_parameters(path: str | None) -> dict:
     return carried.to_dict() if isinstance(carried, GenerationParameters) else carried
 
 
-def create_tab() -> PngInfoTab:
+def create_tab(studio: Studio) -> PngInfoTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             image = readable(
@@ -67,7 +69,15 @@ def create_tab() -> PngInfoTab:
         return _text_of(image), fields
 
     image.change(png_info, [image], [text, parameters], api_name="png_info")
-    return PngInfoTab(image, parameters, send_to_txt2img, send_to_img2img)
+
+    def sent(path: str | None, fields: dict | None) -> Sent:
+        if not fields:
+            raise gr.Error("Drop a PNG with parameters first.", print_exception=False)
+        return Sent.of(path, fields)
+
+    studio.send_to.send(send_to_txt2img, "txt2img", [image, parameters], sent)
+    studio.send_to.send(send_to_img2img, "img2img", [image, parameters], sent)
+    return PngInfoTab(image, parameters)
 
 
 def _text_of(path: str) -> str:
@@ -75,30 +85,3 @@ def _text_of(path: str) -> str:
 
     with Image.open(path) as opened:
         return str(opened.info.get("parameters", ""))
-
-
-def txt2img_fields(fields: dict | None) -> dict:
-    """Request fields for Text to Image from PNG parameters (ours or another studio's)."""
-    if not fields:
-        raise gr.Error("Drop a PNG with parameters first.", print_exception=False)
-    ours = "task" in fields  # our JSON chunk: the prompt as typed, before styles, and the styles
-    if ours:
-        prompt, negative, styles = (
-            fields["user_prompt"],
-            fields["user_negative_prompt"],
-            list(fields["styles"]),
-        )
-    else:
-        prompt, negative, styles = fields.get("prompt", ""), fields.get("negative_prompt", ""), []
-    return {
-        "prompt": prompt,
-        "negative_prompt": negative,
-        "styles": styles,
-        "seed": fields.get("seed", -1),
-        "steps": fields.get("steps"),
-        "guidance_scale": fields.get("guidance_scale"),
-        "sampler": fields.get("sampler"),
-        "model": fields.get("model") if ours else None,
-        "width": fields.get("width"),
-        "height": fields.get("height"),
-    }

@@ -9,30 +9,22 @@ presets and the prompt.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
 from pipelines.common import parse_request
-from pipelines.diffusion_style import STRUCTURES, DiffusionStyleRequest
-from pipelines.instant_style import MAX_MIXED_STYLES, InstantStyleRequest
-from studio.presets import Presets
+from pipelines.diffusion_style import STRUCTURES, DiffusionStylePipeline, DiffusionStyleRequest
+from pipelines.instant_style import MAX_MIXED_STYLES, InstantStylePipeline, InstantStyleRequest
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, readable, slider, user_errors
+from studio.ui.context import Studio, TabInfo
+from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image
-from studio.ui.widgets import (
-    JobRunner,
-    PromptControls,
-    ResultPanel,
-    prompt_box,
-    prompt_settings,
-    prompt_values,
-    result_panel,
-    show_first_result,
-)
+from studio.ui.runner import Job
+from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
 
+TAB = TabInfo("style", "Style Transfer", takes_images=True)
 MODES = [
     ("Instant (neural style, fast on CPU)", "instant"),
     ("Diffusion (keeps structure, any style)", "diffusion"),
@@ -50,17 +42,12 @@ class StyleTransferTab:
     actions: GridActions
 
 
-def create_tab(
-    runner: JobRunner,
-    presets: Presets,
-    neural_styles: list[tuple[str, Path]],
-    structure_preview: Callable[[DiffusionStyleRequest], Image.Image | None],
-    default_model: str | None = None,
-) -> StyleTransferTab:
-    """`neural_styles`: the built-in styles' names and preview files; `structure_preview`: the map a
-    request's ControlNet would follow."""
-    default_model = default_model or presets.default_model
-    style_names = [name for name, _ in neural_styles]
+def create_tab(studio: Studio) -> StyleTransferTab:
+    presets = studio.presets
+    instant_style = studio.pipeline("style_instant", lambda cache, _: InstantStylePipeline(cache))
+    diffusion_style = studio.pipeline("style_diffusion", DiffusionStylePipeline)
+    style_names = instant_style.style_names()
+    neural_styles = [(name, instant_style.preview_path(name)) for name in style_names]
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -173,15 +160,15 @@ def create_tab(
                     canny_high = slider(DiffusionStyleRequest, "canny_high", label="High")
                 prompt = prompt_box("style", "Optional: describe the style, e.g. 'ukiyo-e woodblock print'")
                 controls = prompt_settings(
-                    "style", prompt, presets, default_model, max_images=runner.max_images
+                    "style", prompt, presets, studio.default_model, max_images=studio.settings.max_images
                 )
 
             with gr.Row():
                 generate = gr.Button("Apply style", variant="primary", elem_id="style-generate", scale=2)
                 stop = gr.Button("Stop", variant="stop", elem_id="style-stop", scale=1)
         with gr.Column(scale=3, min_width=360):
-            results = result_panel("style")
-            actions = create_grid_actions("style", presets, vary=False)
+            results = ResultPanel("style", studio.history)
+            actions = create_grid_actions("style", studio, results, vary=False)
             structure_map = gr.Image(
                 label="Structure map (what the ControlNet follows)",
                 type="pil",
@@ -192,107 +179,106 @@ def create_tab(
                 elem_id="style-structure-map",
             )
 
-    job = gr.State(None)
-
-    def style_transfer(
-        image: str | None,
-        mode: str = "instant",
-        style_image: Image.Image | None = None,
-        style_source: str = "builtin",
-        neural_styles: list[str] | None = None,
-        weight_1: float = 1.0,
-        weight_2: float = 1.0,
-        weight_3: float = 1.0,
-        strength: float = 1.0,
-        working_size: int = 1024,
-        preserve_colors: bool = False,
-        structure: str = "canny",
-        structure_strength: float = 0.8,
-        style_strength: float = 0.8,
-        denoising_strength: float = 0.9,
-        canny_low: int = 100,
-        canny_high: int = 200,
-        prompt: str = "",
-        negative_prompt: str = "",
-        styles: list[str] | None = None,
-        model: str | None = None,
-        num_images: int = 1,
-        seed: int = -1,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        sampler: str | None = None,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
-    ):
-        """Restyle an image. Returns the PNGs (parameters embedded) and their parameters.
-
-        Args:
-            image: the content image.
-            mode: "instant" (neural style, offline, fast on a CPU) or "diffusion" (ControlNet + IP-Adapter).
-            style_image: a painting whose style to use (instant with style_source "image", or diffusion).
-            style_source: instant mode: "builtin" (neural_styles) or "image" (the style image).
-            neural_styles: instant mode: up to three built-in style names, mixed by weight_1..weight_3.
-            weight_1: weight of the first built-in style (0-1).
-            weight_2: weight of the second.
-            weight_3: weight of the third.
-            strength: instant mode: 0 keeps the photo, 1 is the full style.
-            working_size: instant mode: longer side the network works at (the result keeps the photo's size).
-            preserve_colors: instant mode: keep the photo's colours.
-            structure: diffusion mode: canny, softedge, lineart, depth or none.
-            structure_strength: diffusion mode: ControlNet conditioning scale (0-2).
-            style_strength: diffusion mode: how strongly the style image applies (0-1.5).
-            denoising_strength: diffusion mode: how far to move from the content (0.05-1).
-            canny_low: diffusion mode: Canny low threshold.
-            canny_high: diffusion mode: Canny high threshold.
-            prompt: diffusion mode: describes the style or the picture (optional with a style image).
-            negative_prompt: diffusion mode: what to keep out.
-            styles: diffusion mode: style preset names, stacked in order.
-            model: diffusion mode: model preset name, hub id, local folder or .safetensors path.
-            num_images: diffusion mode: 1 to 4; image i uses seed + i.
-            seed: diffusion mode: -1 for random.
-            steps: diffusion mode: denoising steps before strength; left out, the model preset's.
-            guidance_scale: diffusion mode: classifier-free guidance; left out, the model preset's.
-            sampler: diffusion mode: sampler name; left out, the model preset's.
-        """
-        content = open_image(image) if image else None
-        if mode == "instant":
-            chosen = list(neural_styles or [])
-            values = {
-                "image": content,
-                "styles": tuple(chosen),
-                "style_weights": tuple(float(w) for w in (weight_1, weight_2, weight_3)[: len(chosen)]),
-                "style_image": style_image if style_source == "image" else None,
-                "strength": float(strength),
-                "working_size": int(working_size),
-                "preserve_colors": bool(preserve_colors),
-            }
-            if style_source == "image" and style_image is None:
+    def style_transfer(values: dict, request: gr.Request, progress: gr.Progress):
+        content = open_image(values["image"]) if values["image"] else None
+        if values["mode"] == "instant":
+            chosen = list(values["neural_styles"] or [])
+            weights = [values[f"weight_{n + 1}"] for n in range(MAX_MIXED_STYLES)]
+            by_image = values["style_source"] == "image"
+            if by_image and values["style_image"] is None:
                 raise gr.Error("Add a style image, or choose built-in styles.", print_exception=False)
-            yield from runner.run("style_instant", values, request, progress)
-            return
-        values = prompt_values(
-            prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler
-        )
-        values.update(
-            image=content,
-            style_image=style_image,
-            structure=structure,
-            structure_strength=float(structure_strength),
-            style_strength=float(style_strength),
-            denoising_strength=float(denoising_strength),
-            canny_low=int(canny_low),
-            canny_high=int(canny_high),
-        )
-        yield from runner.run("style_diffusion", values, request, progress)
+            job = Job(
+                "style_instant",
+                present(
+                    {
+                        "image": content,
+                        "styles": tuple(chosen),
+                        "style_weights": tuple(float(w) for w in weights[: len(chosen)]),
+                        "style_image": values["style_image"] if by_image else None,
+                        **{name: values[name] for name in ("strength", "working_size", "preserve_colors")},
+                    }
+                ),
+            )
+        else:
+            diffusion_fields = [p.name for p in diffusion_parameters]
+            job = Job(
+                "style_diffusion",
+                present({name: values[name] for name in diffusion_fields} | {"image": content}),
+            )
+        yield from results.show(job, studio.runner.run(job, request, progress))
 
-    c = controls
-    inputs = [image, mode, style_image, style_source, neural_style_names, *weights, strength, working_size]
-    inputs += [preserve_colors, structure, structure_strength, style_strength, denoising_strength]
-    inputs += [canny_low, canny_high, *c.inputs()]
-    outputs = [results.gallery, results.parameters, job]
-    event = generate.click(style_transfer, inputs, outputs, api_name="style_transfer", **GPU_EVENT)
-    show_first_result(results, event)
-    runner.stop_button(stop, [event])
+    def diffusion(name: str, component: gr.components.Component, doc: str) -> Parameter:
+        return field(DiffusionStyleRequest, name, component, f"diffusion mode: {doc}")
+
+    def instant(name: str, component: gr.components.Component, doc: str, **known: object) -> Parameter:
+        if known:  # a page control with no request field of its own
+            return Parameter(name, component, known["annotation"], known["default"], f"instant mode: {doc}")
+        return field(InstantStyleRequest, name, component, f"instant mode: {doc}")
+
+    style_image_parameter = field(
+        DiffusionStyleRequest,
+        "style_image",
+        style_image,
+        'a painting whose style to use (instant mode with style_source "image", or diffusion mode).',
+        annotation=Image.Image | None,
+    )
+    diffusion_parameters = [
+        style_image_parameter,
+        diffusion("structure", structure, "canny, softedge, lineart, depth or none."),
+        diffusion("structure_strength", structure_strength, "ControlNet conditioning scale (0-2)."),
+        diffusion("style_strength", style_strength, "how strongly the style image applies (0-1.5)."),
+        diffusion("denoising_strength", denoising_strength, "how far to move from the content (0.05-1)."),
+        diffusion("canny_low", canny_low, "Canny low threshold."),
+        diffusion("canny_high", canny_high, "Canny high threshold."),
+        *controls.parameters(
+            "describes the style or the picture (optional with a style image).", mode="diffusion"
+        ),
+    ]
+    weight_parameters = [
+        instant(
+            f"weight_{n + 1}",
+            weight,
+            f"weight of built-in style {n + 1} (0-1).",
+            annotation=float,
+            default=1.0,
+        )
+        for n, weight in enumerate(weights)
+    ]
+    mode_doc = '"instant" (neural style, offline, fast on a CPU) or "diffusion" (ControlNet + IP-Adapter).'
+    endpoint = Endpoint(
+        "Restyle an image. Returns the PNGs (parameters embedded) and their parameters.",
+        [
+            Parameter("image", image, str | None, REQUIRED, "the content image."),
+            Parameter("mode", mode, str, "instant", mode_doc),
+            style_image_parameter,
+            instant(
+                "style_source",
+                style_source,
+                '"builtin" (neural_styles) or "image" (the style image).',
+                annotation=str,
+                default="builtin",
+            ),
+            instant(
+                "neural_styles",
+                neural_style_names,
+                "up to three built-in style names, mixed by weight_1..weight_3.",
+                annotation=list[str] | None,
+                default=None,
+            ),
+            *weight_parameters,
+            instant("strength", strength, "0 keeps the photo, 1 is the full style."),
+            instant(
+                "working_size", working_size, "longer side the network works at (the result keeps its size)."
+            ),
+            instant("preserve_colors", preserve_colors, "keep the photo's colours."),
+            *diffusion_parameters[1:],
+        ],
+        style_transfer,
+    )
+    event = generate.click(
+        endpoint.fn, endpoint.inputs, results.outputs, api_name="style_transfer", **GPU_EVENT
+    )
+    results.connect(studio.runner, [event], stop)
 
     # -- the controls follow the mode and the chosen styles ---------------------------------------------
 
@@ -331,9 +317,11 @@ def create_tab(
             "canny_high": int(high),
         }
         with user_errors():
-            return structure_preview(parse_request(DiffusionStyleRequest, values))
+            return diffusion_style.preview_structure(parse_request(DiffusionStyleRequest, values))
 
     preview_inputs = [image, mode, structure, canny_low, canny_high]
     for trigger in (image.change, mode.change, structure.change, canny_low.release, canny_high.release):
         trigger(preview_structure, preview_inputs, [structure_map], **PREVIEW_EVENT)
+
+    studio.send_to.receive(TAB.id, [image, controls.prompt], lambda sent: (sent.path, sent.prompt))
     return StyleTransferTab(image, controls, results, actions)

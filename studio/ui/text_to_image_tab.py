@@ -3,37 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
-from pipelines.text_to_image import TextToImageRequest
-from studio.presets import Presets
+from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.ui.common import GPU_EVENT
+from studio.ui.context import Studio, TabInfo
+from studio.ui.endpoints import Endpoint, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_vary
-from studio.ui.widgets import (
-    JobRunner,
-    PromptControls,
-    ResultPanel,
-    prompt_box,
-    prompt_settings,
-    prompt_values,
-    result_panel,
-    show_first_result,
-)
+from studio.ui.runner import Job
+from studio.ui.send_to import Sent
+from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
+
+TAB = TabInfo("txt2img", "Text to Image")
 
 
 @dataclass
 class TextToImageTab:
-    """What other tabs and app.py reach: the fields PNG Info fills, the grid Send-to reads."""
-
     controls: PromptControls
     aspect_ratio: gr.Radio
     results: ResultPanel
     actions: GridActions
 
 
-def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = None) -> TextToImageTab:
-    default_model = default_model or presets.default_model
+def create_tab(studio: Studio) -> TextToImageTab:
+    presets = studio.presets
+    studio.pipeline("txt2img", TextToImagePipeline)
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -49,58 +45,51 @@ def create_tab(runner: JobRunner, presets: Presets, default_model: str | None = 
                 elem_id="txt2img-aspect-ratio",
             )
             controls = prompt_settings(
-                "txt2img", prompt, presets, default_model, max_images=runner.max_images
+                "txt2img", prompt, presets, studio.default_model, max_images=studio.settings.max_images
             )
         with gr.Column(scale=3, min_width=360):
-            results = result_panel("txt2img")
-            actions = create_grid_actions("txt2img", presets)
+            results = ResultPanel("txt2img", studio.history)
+            actions = create_grid_actions("txt2img", studio, results)
 
-    job = gr.State(None)  # the last job, for Reroll
+    parameters = controls.parameters("what to draw.")
+    aspect = field(
+        TextToImageRequest, "aspect_ratio", aspect_ratio, 'an aspect ratio preset, e.g. "1:1", "16:9".'
+    )
+    parameters.insert(4, aspect)  # the API's order since it was first published
 
-    def txt2img(
-        prompt: str,
-        negative_prompt: str = "",
-        styles: list[str] | None = None,
-        model: str | None = None,
-        aspect_ratio: str = "1:1",
-        num_images: int = 1,
-        seed: int = -1,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        sampler: str | None = None,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
-    ):
-        """Make 1-4 images from a prompt. Returns the PNGs (parameters embedded) and each image's parameters.
+    def txt2img(values, request, progress):
+        job = Job("txt2img", present(values))
+        yield from results.show(job, studio.runner.run(job, request, progress))
 
-        Args:
-            prompt: what to draw.
-            negative_prompt: what to keep out.
-            styles: style preset names, stacked in order.
-            model: model preset name, hub id, local folder or .safetensors path; left out: --model.
-            aspect_ratio: one of the aspect ratio presets, e.g. "1:1", "16:9".
-            num_images: 1 to 4; image i uses seed + i.
-            seed: -1 for random.
-            steps: denoising steps; left out, the model preset's.
-            guidance_scale: classifier-free guidance; left out, the model preset's.
-            sampler: sampler name, e.g. "Euler a"; left out, the model preset's.
-        """
-        values = prompt_values(
-            prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler
+    endpoint = Endpoint(
+        "Make 1-4 images from a prompt. Returns the PNGs (parameters embedded) and each image's parameters.",
+        parameters,
+        txt2img,
+    )
+    events = [
+        generate.click(endpoint.fn, endpoint.inputs, results.outputs, api_name="txt2img", **GPU_EVENT),
+        prompt.submit(endpoint.fn, endpoint.inputs, results.outputs, api_visibility="private", **GPU_EVENT),
+    ]
+    events += wire_vary(actions, results, studio, controls.num_images)
+    results.connect(studio.runner, events, stop, reroll)
+
+    def fill(sent: Sent) -> tuple:
+        """The fields from an image's parameters; what this studio does not know is left as it is."""
+        known_model = sent.model and (sent.model in presets.models or Path(sent.model).exists())
+        has_size = sent.width and sent.height
+        return (
+            sent.prompt,
+            sent.negative_prompt,
+            [style for style in sent.styles if style in presets.styles],
+            -1 if sent.seed is None else sent.seed,
+            sent.steps or gr.skip(),
+            gr.skip() if sent.guidance_scale is None else sent.guidance_scale,
+            sent.sampler if sent.sampler in presets.samplers else gr.skip(),
+            sent.model if known_model else gr.skip(),
+            presets.nearest_aspect_ratio(sent.width, sent.height) if has_size else gr.skip(),
         )
-        values["aspect_ratio"] = aspect_ratio
-        yield from runner.run("txt2img", values, request, progress)
 
     c = controls
-    inputs = [c.prompt, c.negative_prompt, c.styles, c.model, aspect_ratio, c.num_images, c.seed]
-    inputs += [c.steps, c.guidance_scale, c.sampler]
-    outputs = [results.gallery, results.parameters, job]
-    events = [
-        generate.click(txt2img, inputs, outputs, api_name="txt2img", **GPU_EVENT),
-        prompt.submit(txt2img, inputs, outputs, api_visibility="private", **GPU_EVENT),
-        reroll.click(runner.reroll, [job], outputs, api_visibility="private", **GPU_EVENT),
-    ]
-    events += wire_vary(actions, results, job, runner, presets, controls.num_images)
-    show_first_result(results, *events)
-    runner.stop_button(stop, events)
+    fields = [c.prompt, c.negative_prompt, c.styles, c.seed, c.steps, c.guidance_scale, c.sampler, c.model]
+    studio.send_to.receive(TAB.id, [*fields, aspect_ratio], fill)
     return TextToImageTab(controls, aspect_ratio, results, actions)

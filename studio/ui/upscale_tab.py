@@ -6,11 +6,15 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.upscale import DEFAULT_UPSCALER, UpscaleRequest
-from studio.presets import Presets
-from studio.ui.common import GPU_EVENT, describe_parameters, readable, slider
+from pipelines.upscale import UpscalePipeline, UpscaleRequest
+from studio.ui.common import GPU_EVENT, readable, slider
+from studio.ui.context import Studio, TabInfo
+from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import open_image
-from studio.ui.widgets import JobRunner, PromptControls, prompt_box, prompt_settings, prompt_values
+from studio.ui.runner import Job
+from studio.ui.widgets import PromptControls, prompt_box, prompt_settings
+
+TAB = TabInfo("upscale", "Upscale", takes_images=True)
 
 
 @dataclass
@@ -19,10 +23,13 @@ class UpscaleTab:
     controls: PromptControls
 
 
-def create_tab(
-    runner: JobRunner, presets: Presets, upscaler_names: list[str], default_model: str | None = None
-) -> UpscaleTab:
-    default_model = default_model or presets.default_model
+def create_tab(studio: Studio) -> UpscaleTab:
+    presets = studio.presets
+    pipeline = studio.pipeline(
+        "upscale", lambda cache, presets: UpscalePipeline(cache, presets, studio.settings.upscalers_dir)
+    )
+    upscaler_names = pipeline.upscalers.names()
+    default_upscaler = UpscaleRequest.default("upscaler")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             image = readable(
@@ -38,7 +45,7 @@ def create_tab(
             )
             upscaler = gr.Dropdown(
                 choices=upscaler_names,
-                value=DEFAULT_UPSCALER if DEFAULT_UPSCALER in upscaler_names else upscaler_names[-1],
+                value=default_upscaler if default_upscaler in upscaler_names else upscaler_names[-1],
                 allow_custom_value=True,  # weights added to the folder later work without a restart
                 label="Upscaler",
                 info="x4plus for photos, anime models for drawings; .pth names download official weights "
@@ -46,17 +53,32 @@ def create_tab(
                 elem_id="upscale-upscaler",
             )
             with gr.Row():
-                scale = gr.Radio(choices=[2, 3, 4, 8], value=4, label="Scale", elem_id="upscale-scale")
+                scale = gr.Radio(
+                    choices=[2, 3, 4, 8],
+                    value=UpscaleRequest.default("scale"),
+                    label="Scale",
+                    elem_id="upscale-scale",
+                )
                 mode = gr.Radio(
                     choices=[("Fast", "fast"), ("Creative (adds detail)", "creative")],
-                    value="fast",
+                    value=UpscaleRequest.default("mode"),
                     label="Mode",
                     elem_id="upscale-mode",
                 )
             with gr.Accordion("Exact size and tiles", open=False):
                 with gr.Row():
-                    target_width = gr.Number(value=0, precision=0, label="Width (0: from scale)", minimum=0)
-                    target_height = gr.Number(value=0, precision=0, label="Height (0: from scale)", minimum=0)
+                    target_width = gr.Number(
+                        value=UpscaleRequest.default("target_width"),
+                        precision=0,
+                        label="Width (0: from scale)",
+                        minimum=0,
+                    )
+                    target_height = gr.Number(
+                        value=UpscaleRequest.default("target_height"),
+                        precision=0,
+                        label="Height (0: from scale)",
+                        minimum=0,
+                    )
                 tile_size = slider(
                     UpscaleRequest,
                     "tile_size",
@@ -76,7 +98,9 @@ def create_tab(
                     info="How much the diffusion pass may change: 0.2-0.4 adds detail, more repaints",
                 )
                 prompt = prompt_box("upscale", "Optional: describe the image to guide the added detail")
-                controls = prompt_settings("upscale", prompt, presets, default_model, image_count=False)
+                controls = prompt_settings(
+                    "upscale", prompt, presets, studio.default_model, image_count=False
+                )
         with gr.Column(scale=3, min_width=360):
             comparison = gr.ImageSlider(
                 label="Before / after", type="filepath", format="png", height=520, elem_id="upscale-slider"
@@ -86,73 +110,71 @@ def create_tab(
                 label="Parameters", lines=3, interactive=False, elem_id="upscale-parameters"
             )
 
-    def upscale_image(
-        image: str | None,
-        upscaler: str = DEFAULT_UPSCALER,
-        scale: float = 4,
-        target_width: int = 0,
-        target_height: int = 0,
-        mode: str = "fast",
-        tile_size: int = 256,
-        creative_strength: float = 0.3,
-        prompt: str = "",
-        negative_prompt: str = "",
-        styles: list[str] | None = None,
-        model: str | None = None,
-        seed: int = -1,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        sampler: str | None = None,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
-    ):
-        """Enlarge an image. Returns (before, after), the lossless PNG, and its parameters.
-
-        Args:
-            image: the image to enlarge (up to 2048 px on the longer side).
-            upscaler: an upscaler name (see the dropdown), or "Lanczos (no model)".
-            scale: 2, 3, 4 or 8; ignored when a target size is given.
-            target_width: exact width, or 0.
-            target_height: exact height, or 0 (one of the two keeps the aspect ratio).
-            mode: "fast" (super-resolution) or "creative" (plus a low-strength diffusion pass in tiles).
-            tile_size: input pixels per super-resolution tile; memory follows it, not the image.
-            creative_strength: how much the creative pass may change.
-            prompt: guides the creative pass (optional).
-            negative_prompt: for the creative pass.
-            styles: style preset names for the creative pass.
-            model: model for the creative pass; left out, the default (--model).
-            seed: creative pass seed; -1 for random.
-            steps: creative pass steps; left out, the model preset's.
-            guidance_scale: creative pass guidance; left out, the model preset's.
-            sampler: creative pass sampler; left out, the model preset's.
-        """
-        values = prompt_values(
-            prompt, negative_prompt, styles, model, 1, seed, steps, guidance_scale, sampler
-        )
-        values.update(
-            image=open_image(image) if image else None,
-            upscaler=upscaler,
-            scale=float(scale or 4),
-            target_width=int(target_width or 0),
-            target_height=int(target_height or 0),
-            mode=mode,
-            tile_size=int(tile_size),
-            creative_strength=float(creative_strength),
-        )
-        outputs = None
-        for items, params, _job in runner.run("upscale", values, request, progress):
-            if items:
-                path = items[-1][0]
-                outputs = (image, path), path, describe_parameters(params[-1])
-        if outputs is None:  # stopped before the result was made
+    def upscale_image(values: dict, request: gr.Request, progress: gr.Progress):
+        path = values["image"]
+        values = {**values, "image": open_image(path) if path else None, "scale": values["scale"] or None}
+        job = Job("upscale", present(values))
+        finished = None
+        for result in studio.runner.run(job, request, progress):
+            finished = studio.history.save(result.image, result.parameters), result.parameters
+        if finished is None:  # stopped before the result was made
             raise gr.Error("Stopped before the upscale finished.", print_exception=False)
-        return outputs
+        saved, parameters = finished
+        return (path, str(saved)), str(saved), parameters.to_text()
 
-    c = controls
-    inputs = [image, upscaler, scale, target_width, target_height, mode, tile_size, creative_strength]
-    inputs += [c.prompt, c.negative_prompt, c.styles, c.model, c.seed, c.steps, c.guidance_scale, c.sampler]
-    event = upscale.click(
-        upscale_image, inputs, [comparison, result_file, parameters_text], api_name="upscale", **GPU_EVENT
+    prompt_parameters = [
+        p
+        for p in controls.parameters("guides the creative pass (optional).", mode="creative")
+        if p.name != "num_images"
+    ]
+    endpoint = Endpoint(
+        "Enlarge an image. Returns (before, after), the lossless PNG, and its parameters.",
+        [
+            Parameter("image", image, str | None, REQUIRED, "the image to enlarge (up to 2048 px a side)."),
+            field(
+                UpscaleRequest,
+                "upscaler",
+                upscaler,
+                'an upscaler name (see the dropdown), or "Lanczos (no model)".',
+            ),
+            field(UpscaleRequest, "scale", scale, "2, 3, 4 or 8; ignored when a target size is given."),
+            field(UpscaleRequest, "target_width", target_width, "exact width, or 0."),
+            field(
+                UpscaleRequest,
+                "target_height",
+                target_height,
+                "exact height, or 0 (one of the two keeps the aspect ratio).",
+            ),
+            field(
+                UpscaleRequest,
+                "mode",
+                mode,
+                '"fast" (super-resolution) or "creative" (plus a low-strength diffusion pass in tiles).',
+            ),
+            field(
+                UpscaleRequest,
+                "tile_size",
+                tile_size,
+                "input pixels per super-resolution tile; memory follows it, not the image.",
+            ),
+            field(
+                UpscaleRequest,
+                "creative_strength",
+                creative_strength,
+                "how much the creative pass may change.",
+            ),
+            *prompt_parameters,
+        ],
+        upscale_image,
+        streams=False,
     )
-    runner.stop_button(stop, [event])
+    event = upscale.click(
+        endpoint.fn,
+        endpoint.inputs,
+        [comparison, result_file, parameters_text],
+        api_name="upscale",
+        **GPU_EVENT,
+    )
+    studio.runner.stop_button(stop, [event])
+    studio.send_to.receive(TAB.id, [image, controls.prompt], lambda sent: (sent.path, sent.prompt))
     return UpscaleTab(image, controls)

@@ -1,30 +1,19 @@
-"""Widgets several tabs share: the prompt controls, the result panel, and the job runner behind them."""
+"""Widgets several tabs share: the prompt controls and the result grid."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
-from PIL import Image
 
-from pipelines.common import Request, parse_request
 from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage
-from studio.downloads import downloads_reported_to
-from studio.errors import InvalidRequest, RunCancelled
-from studio.history import History
-from studio.presets import Presets
-from studio.ui.common import (
-    INSTANT_EVENT,
-    StopSignals,
-    describe_parameters,
-    gallery_items,
-    gradio_progress,
-    session_of,
-    slider,
-    user_errors,
-)
+from studio.core.history import History
+from studio.core.metadata import GenerationParameters
+from studio.core.presets import Presets
+from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider
+from studio.ui.endpoints import Parameter, field
+from studio.ui.runner import Job, JobRunner
 
 
 def model_choices(presets: Presets, current: str | None) -> list[tuple[str, str]]:
@@ -46,19 +35,44 @@ class PromptControls:
     guidance_scale: gr.Slider
     sampler: gr.Dropdown
 
-    def inputs(self) -> list[gr.components.Component]:
-        """In the order of the API parameters every diffusion endpoint shares."""
-        return [
-            self.prompt,
-            self.negative_prompt,
-            self.styles,
-            self.model,
-            self.num_images,
-            self.seed,
-            self.steps,
-            self.guidance_scale,
-            self.sampler,
+    def parameters(self, prompt_doc: str, *, mode: str = "") -> list[Parameter]:
+        """The API parameters these controls feed, in this order; `mode` prefixes each description with the
+        mode it applies in."""
+        parameters = [
+            field(DiffusionRequest, "prompt", self.prompt, prompt_doc),
+            field(DiffusionRequest, "negative_prompt", self.negative_prompt, "what to keep out."),
+            field(
+                DiffusionRequest,
+                "styles",
+                self.styles,
+                "style preset names, stacked in order (each wraps the prompt of the one before).",
+                annotation=list[str] | None,
+            ),
+            field(
+                DiffusionRequest,
+                "model",
+                self.model,
+                "model preset name, hub id, local folder or .safetensors path; left out: --model.",
+            ),
+            field(DiffusionRequest, "num_images", self.num_images, "1 to 4; image i uses seed + i."),
+            field(DiffusionRequest, "seed", self.seed, "-1 for a random seed, else 0 to 4294967295."),
+            field(DiffusionRequest, "steps", self.steps, "denoising steps; left out, the model preset's."),
+            field(
+                DiffusionRequest,
+                "guidance_scale",
+                self.guidance_scale,
+                "classifier-free guidance, 0 to 30; left out, the model preset's.",
+            ),
+            field(
+                DiffusionRequest,
+                "sampler",
+                self.sampler,
+                'sampler name, e.g. "Euler a"; left out, the model preset\'s.',
+            ),
         ]
+        if mode:
+            parameters = [p.described(f"{mode} mode: {p.doc}") for p in parameters]
+        return parameters
 
 
 def prompt_box(prefix: str, placeholder: str) -> gr.Textbox:
@@ -154,73 +168,90 @@ def prompt_settings(
     )
 
 
-def prompt_values(
-    prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler
-) -> dict[str, Any]:
-    """API values (which may be missing or empty) as request fields; empty means 'the preset's'."""
-    return {
-        "prompt": prompt or "",
-        "negative_prompt": negative_prompt or "",
-        "styles": tuple(styles or ()),
-        "model": model or None,
-        "num_images": 1 if num_images in (None, "") else int(num_images),
-        "seed": -1 if seed in (None, "") else int(seed),
-        "steps": None if steps in (None, "") else int(steps),
-        "guidance_scale": None if guidance_scale in (None, "") else float(guidance_scale),
-        "sampler": sampler or None,
-    }
-
-
-@dataclass
 class ResultPanel:
-    gallery: gr.Gallery
-    parameters: gr.JSON
-    selected_index: gr.State
-    selected_parameters: gr.Textbox
+    """A result grid: each image saved to the history as it arrives and shown with its parameters; the
+    run's job kept for Reroll; the first image selected when the run ends."""
 
-
-def result_panel(prefix: str) -> ResultPanel:
-    gallery = gr.Gallery(
-        label="Results",
-        format="png",
-        columns=2,
-        object_fit="contain",
-        height=560,
-        buttons=["download", "fullscreen"],
-        interactive=False,
-        elem_id=f"{prefix}-gallery",
-    )
-    selected_parameters = gr.Textbox(
-        label="Selected image",
-        lines=4,
-        interactive=False,
-        buttons=["copy"],
-        placeholder="Click an image to see how it was made.",
-        elem_id=f"{prefix}-selected",
-    )
-    selected_index = gr.State(None)
-    with gr.Accordion("All parameters (JSON)", open=False):
-        parameters = gr.JSON(label="Parameters of each image", elem_id=f"{prefix}-parameters")
-
-    def show_selected(params: list[dict] | None, event: gr.SelectData):
-        if not params or event.index is None or event.index >= len(params):
-            return None, ""
-        return event.index, describe_parameters(params[event.index])
-
-    gallery.select(show_selected, [parameters], [selected_index, selected_parameters], **INSTANT_EVENT)
-    return ResultPanel(gallery, parameters, selected_index, selected_parameters)
-
-
-def show_first_result(panel: ResultPanel, *events: Any) -> None:
-    """After a run, select the first image so its parameters are on show."""
-
-    def show_first(params: list[dict] | None):
-        return (0, describe_parameters(params[0])) if params else (None, "")
-
-    for event in events:
-        event.then(
-            show_first, [panel.parameters], [panel.selected_index, panel.selected_parameters], **INSTANT_EVENT
+    def __init__(self, prefix: str, history: History) -> None:
+        self.history = history
+        self.gallery = gr.Gallery(
+            label="Results",
+            format="png",
+            columns=2,
+            object_fit="contain",
+            height=560,
+            buttons=["download", "fullscreen"],
+            interactive=False,
+            elem_id=f"{prefix}-gallery",
         )
+        self.selected_parameters = gr.Textbox(
+            label="Selected image",
+            lines=4,
+            interactive=False,
+            buttons=["copy"],
+            placeholder="Click an image to see how it was made.",
+            elem_id=f"{prefix}-selected",
+        )
+        self.selected_index = gr.State(None)
+        with gr.Accordion("All parameters (JSON)", open=False):
+            self.parameters = gr.JSON(label="Parameters of each image", elem_id=f"{prefix}-parameters")
+        self.job = gr.State(None)  # the last run's Job, for Reroll
+
+        def show_selected(params: list[dict] | None, event: gr.SelectData):
+            if not params or event.index is None or event.index >= len(params):
+                return None, ""
+            return event.index, describe_parameters(params[event.index])
+
+        self.gallery.select(
+            show_selected, [self.parameters], [self.selected_index, self.selected_parameters], **INSTANT_EVENT
+        )
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        return [self.gallery, self.parameters, self.job]
+
+    def show(self, job: Job, results: Iterator[GeneratedImage]) -> Iterator[tuple[list, list[dict], Job]]:
+        """(gallery items, parameters, job) after each image is saved, and once at the end."""
+        saved: list[tuple[str, GenerationParameters]] = []
+        for result in results:
+            path = self.history.save(result.image, result.parameters)
+            saved.append((str(path), result.parameters))
+            yield gallery_items(saved), [p.to_dict() for _, p in saved], job
+        yield gallery_items(saved), [p.to_dict() for _, p in saved], job
+
+    def connect(
+        self, runner: JobRunner, events: list, stop: gr.Button, reroll: gr.Button | None = None
+    ) -> None:
+        """Reroll runs the last job again with a new seed; Stop ends every run of this grid; each run ends
+        with its first image selected."""
+        if reroll is not None:
+
+            def reroll_last(job: Job | None, request: gr.Request, progress=gr.Progress()):
+                if not job:
+                    raise gr.Error("Nothing to reroll yet: make a grid first.", print_exception=False)
+                yield from self.show(job.rerolled(), runner.run(job.rerolled(), request, progress))
+
+            events = [
+                *events,
+                reroll.click(reroll_last, [self.job], self.outputs, api_visibility="private", **GPU_EVENT),
+            ]
+
+        def show_first(params: list[dict] | None):
+            return (0, describe_parameters(params[0])) if params else (None, "")
+
+        for event in events:
+            event.then(
+                show_first,
+                [self.parameters],
+                [self.selected_index, self.selected_parameters],
+                **INSTANT_EVENT,
+            )
+        runner.stop_button(stop, events)
+
+    @property
+    def selection(self) -> list[gr.components.Component]:
+        """The inputs `selected_result` takes."""
+        return [self.gallery, self.parameters, self.selected_index]
 
 
 def selected_result(
@@ -237,125 +268,5 @@ def selected_result(
     return str(path), params[index]
 
 
-Generate = Callable[..., Iterator[GeneratedImage]]
-
-
-def _size(count: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.{2 if unit == 'GB' else 0}f} {unit}"
-    return f"{count} B"
-
-
-def showing_downloads(
-    generating: Iterator[GeneratedImage], progress: gr.Progress
-) -> Iterator[GeneratedImage]:
-    """`generating`, with any model it downloads on first use shown as a progress bar in bytes.
-
-    Each step is run inside its own reporting block: Gradio may resume a generator on another thread.
-    """
-
-    def show(done: int, total: int) -> None:
-        progress(
-            done / total if total else None, desc=f"Downloading the model: {_size(done)} of {_size(total)}"
-        )
-
-    while True:
-        with downloads_reported_to(show):
-            generated = next(generating, None)
-        if generated is None:
-            return
-        yield generated
-
-
-@dataclass(frozen=True)
-class Task:
-    generate: Generate
-    request_type: type[Request]
-
-
-class JobRunner:
-    """Runs pipelines for the tabs: Stop per session, progress, each image saved and shown as it arrives.
-
-    Each run's outputs end with `{"task": ..., "values": ...}`, kept in a tab's state so Reroll can run the
-    same job again with a new seed, whichever task made the grid.
-    """
-
-    def __init__(
-        self,
-        history: History,
-        stop_signals: StopSignals,
-        tasks: dict[str, Task],
-        gpu_runner: Callable[[str, Request], list[GeneratedImage]] | None = None,
-        *,
-        max_image_side: int | None = None,
-        max_images: int | None = None,
-    ) -> None:
-        """`gpu_runner(task, request)`, when given, runs each job whole in another process (ZeroGPU):
-        the images arrive together, without step progress or Stop."""
-        self.history = history
-        self.stop_signals = stop_signals
-        self.tasks = tasks
-        self.gpu_runner = gpu_runner
-        self.max_image_side = max_image_side
-        self.max_images = max_images
-
-    def check_limits(self, request: Request) -> None:
-        """This server's own image size limit, which may be tighter than what the pipelines accept (its
-        image count limit is the Images sliders' maximum, which Gradio enforces)."""
-        for name, value in request:
-            too_large = (
-                self.max_image_side is not None and max(getattr(value, "size", (0,))) > self.max_image_side
-            )
-            if isinstance(value, Image.Image) and too_large:
-                raise InvalidRequest(
-                    f"The {name.replace('_', ' ')} is {value.width}×{value.height}; this studio accepts "
-                    f"up to {self.max_image_side} pixels on the longer side."
-                )
-
-    def run(
-        self, task: str, values: dict[str, Any], request: gr.Request | None, progress: gr.Progress
-    ) -> Iterator[tuple[list, list[dict], dict]]:
-        """Yields (gallery items, parameters, job) after each image and once at the end."""
-        job = {"task": task, "values": values}
-        with user_errors():
-            parsed = parse_request(self.tasks[task].request_type, values)
-            self.check_limits(parsed)
-            session = session_of(request)
-            stop_signal = self.stop_signals.begin(session)
-            results = []
-            progress(0, desc="Preparing the model…")
-            try:
-                if self.gpu_runner is not None:
-                    progress(0, desc="Waiting for a GPU…")
-                    generating = iter(self.gpu_runner(task, parsed))
-                else:
-                    generating = showing_downloads(
-                        self.tasks[task].generate(
-                            parsed,
-                            progress=gradio_progress(progress, "Denoising"),
-                            is_cancelled=stop_signal.is_set,
-                        ),
-                        progress,
-                    )
-                for generated in generating:
-                    path = self.history.save(generated.image, generated.parameters)
-                    results.append((str(path), generated.parameters))
-                    yield gallery_items(results), [p.to_dict() for _, p in results], job
-            except RunCancelled:
-                total = getattr(parsed, "num_images", len(results))
-                gr.Warning(f"Stopped: {len(results)} of {total} images finished.")
-            finally:
-                self.stop_signals.end(session, stop_signal)
-            yield gallery_items(results), [p.to_dict() for _, p in results], job
-
-    def reroll(self, job: dict | None, request: gr.Request, progress=gr.Progress()):
-        if not job:
-            raise gr.Error("Nothing to reroll yet: make a grid first.", print_exception=False)
-        yield from self.run(job["task"], {**job["values"], "seed": -1}, request, progress)
-
-    def stop_button(self, button: gr.Button, events: list) -> None:
-        def stop_running(request: gr.Request):
-            self.stop_signals.stop(session_of(request))
-
-        button.click(stop_running, None, None, cancels=events, **INSTANT_EVENT)
+def gallery_items(results: list[tuple[str, GenerationParameters]]) -> list[tuple[str, str]]:
+    return [(path, f"#{i + 1} · seed {params.seed}") for i, (path, params) in enumerate(results)]

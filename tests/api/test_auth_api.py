@@ -3,7 +3,7 @@
 import pytest
 from gradio_client import Client
 
-from studio.settings import Settings
+from studio.core.settings import Settings
 from tests.conftest import free_port, launch_app
 
 pytestmark = pytest.mark.api

@@ -7,7 +7,7 @@ import skimage.data
 from gradio_client import Client
 from PIL import Image, ImageDraw
 
-from studio.settings import PROJECT_ROOT
+from studio.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.api
 

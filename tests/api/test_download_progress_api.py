@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from studio.settings import PROJECT_ROOT
+from studio.core.settings import PROJECT_ROOT
 from tests.conftest import free_port
 from tests.fake_hub import serve_hub
 

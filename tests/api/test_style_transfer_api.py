@@ -6,7 +6,7 @@ import skimage.data
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from studio.metadata import read_parameters
+from studio.core.metadata import read_parameters
 
 pytestmark = pytest.mark.api
 

@@ -10,8 +10,8 @@ from gradio_client import Client
 from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImageRequest
 from pipelines.upscale import UpscaleRequest
-from studio.settings import Settings
-from studio.zerogpu import MAX_SECONDS, MIN_SECONDS, gpu_seconds
+from studio.core.settings import Settings
+from studio.ui.zerogpu import MAX_SECONDS, MIN_SECONDS, gpu_seconds
 from tests.conftest import free_port, launch_app
 
 pytestmark = pytest.mark.api
@@ -70,9 +70,9 @@ def test_requests_run_in_the_gpu_function_with_a_duration_from_the_request(zero_
     assert MIN_SECONDS <= quick < slow <= MAX_SECONDS
 
 
-def test_durations_grow_with_the_work():
+def test_durations_grow_with_the_work(presets):
     def txt2img(**values):
-        return gpu_seconds("txt2img", parse_request(TextToImageRequest, {"prompt": "x", **values}))
+        return gpu_seconds("txt2img", parse_request(TextToImageRequest, {"prompt": "x", **values}), presets)
 
     assert txt2img(steps=4) == MIN_SECONDS
     assert txt2img(steps=30, num_images=4) > txt2img(steps=30, num_images=1) > MIN_SECONDS
@@ -80,8 +80,8 @@ def test_durations_grow_with_the_work():
     from PIL import Image
 
     big = Image.new("RGB", (2048, 2048))
-    fast = gpu_seconds("upscale", parse_request(UpscaleRequest, {"image": big, "scale": 4}))
+    fast = gpu_seconds("upscale", parse_request(UpscaleRequest, {"image": big, "scale": 4}), presets)
     creative = gpu_seconds(
-        "upscale", parse_request(UpscaleRequest, {"image": big, "scale": 4, "mode": "creative"})
+        "upscale", parse_request(UpscaleRequest, {"image": big, "scale": 4, "mode": "creative"}), presets
     )
     assert MIN_SECONDS < fast < creative <= MAX_SECONDS

@@ -6,7 +6,7 @@ import skimage.data
 from PIL import Image
 
 from studio.cli import main
-from studio.metadata import read_parameters
+from studio.core.metadata import read_parameters
 
 
 def run(capsys, *argv) -> tuple[int, list[str], str]:

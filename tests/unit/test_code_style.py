@@ -1,7 +1,7 @@
 import shutil
 import subprocess
 
-from studio.settings import PROJECT_ROOT
+from studio.core.settings import PROJECT_ROOT
 
 
 def test_ruff_finds_nothing():

@@ -7,9 +7,10 @@ from PIL import Image
 from pipelines.common import parse_request
 from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest, canny_map
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from studio.devices import resolve_device
-from studio.errors import InvalidRequest, ModelUnavailable
-from studio.model_cache import ModelCache
+from studio.core.cache import ModelCache
+from studio.core.devices import resolve_device
+from studio.core.errors import InvalidRequest, ModelUnavailable
+from studio.core.models import resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +88,7 @@ def test_style_transfer_shares_the_base_model_and_leaves_it_unchanged(
     text_to_image = TextToImagePipeline(cache, tiny_presets)
     prompt = {"prompt": "a fox", "model": str(tiny_sd), "steps": 2, "seed": 3}
     before = pixels(text_to_image(parse_request(TextToImageRequest, prompt))[0].image)
-    unet = cache.base_model(text_to_image.check_inputs(parse_request(TextToImageRequest, prompt))).components[
-        "unet"
-    ]
+    unet = cache.base_model(resolve_model(str(tiny_sd), tiny_presets)).components["unet"]
     processors = {name: type(p) for name, p in unet.attn_processors.items()}
     loads = cache.weight_loads
 

@@ -6,8 +6,8 @@ import huggingface_hub
 import pytest
 from huggingface_hub import snapshot_download
 
-from studio.downloads import downloads_reported_to
-from studio.models import _REACHABILITY, hub_reachable
+from studio.core.downloads import downloads_reported_to
+from studio.core.models import _REACHABILITY, hub_reachable
 from tests.conftest import free_port
 from tests.fake_hub import serve_hub
 

@@ -10,10 +10,10 @@ from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest, 
 from pipelines.inpaint import InpaintPipeline, InpaintRequest
 from pipelines.outpaint import OutpaintPipeline, OutpaintRequest, extended_canvas
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from studio.errors import InvalidRequest
-from studio.metadata import GenerationParameters, save_png
-from studio.presets import load_presets
-from studio.settings import DEFAULT_PRESETS_DIR
+from studio.core.errors import InvalidRequest
+from studio.core.metadata import GenerationParameters, save_png
+from studio.core.presets import load_presets
+from studio.core.settings import DEFAULT_PRESETS_DIR
 
 
 def photo(width: int = 70, height: int = 50, seed: int = 0) -> Image.Image:
@@ -228,8 +228,8 @@ def test_painted_alpha_layer_is_the_mask(cache, presets, tiny_sd):
 def test_preset_inpainting_checkpoint_shares_the_base_models_other_weights(
     tmp_path, tiny_sd, tiny_sd_inpaint
 ):
-    from studio.devices import resolve_device
-    from studio.model_cache import ModelCache
+    from studio.core.cache import ModelCache
+    from studio.core.devices import resolve_device
 
     folder = tmp_path / "presets"
     shutil.copytree(DEFAULT_PRESETS_DIR, folder)

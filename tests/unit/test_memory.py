@@ -9,11 +9,11 @@ import torch
 
 from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from studio.devices import resolve_device
-from studio.errors import OutOfMemory
-from studio.memory import GIB, MemoryBudget, Step, Unit, decode_bytes, plan_room
-from studio.model_cache import ModelCache
-from studio.models import resolve_model
+from studio.core.cache import ModelCache
+from studio.core.devices import resolve_device
+from studio.core.errors import OutOfMemory
+from studio.core.memory import GIB, MemoryBudget, Step, Unit, decode_bytes, plan_room
+from studio.core.models import resolve_model
 
 # -- budget arithmetic with fake units of known sizes ---------------------------------------------------
 
@@ -100,7 +100,7 @@ def test_switching_models_under_a_one_model_budget_holds_one_model(presets, tiny
 
     # The budget, not the model count, decides: room for either model, not for both.
     budget = MemoryBudget(None, max(sd_bytes, sdxl_bytes) + min(sd_bytes, sdxl_bytes) // 2)
-    cache = ModelCache(resolve_device("cpu"), offline=True, max_base_models=3, budget=budget)
+    cache = ModelCache(resolve_device("cpu"), offline=True, budget=budget)
     cache.base_model(sd)
     cache.base_model(sdxl)
     cache.base_model(sd)
@@ -112,8 +112,8 @@ def test_switching_models_under_a_one_model_budget_holds_one_model(presets, tiny
 
 
 def test_free_memory_keeps_what_a_job_is_using(cache, presets, tiny_sd, tiny_sdxl):
-    cache.max_base_models = 2
-    with cache.use(resolve_model(str(tiny_sd), presets)):
+    with cache.lease() as lease:
+        lease.base_model(resolve_model(str(tiny_sd), presets))
         cache.base_model(resolve_model(str(tiny_sdxl), presets))
         freed = cache.free_idle()
         assert freed > 0 and cache.loaded_sources() == [str(tiny_sd)]

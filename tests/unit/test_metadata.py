@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from studio.history import History
-from studio.metadata import GenerationParameters, parse_parameters_text, read_parameters, save_png
+from studio.core.history import History
+from studio.core.metadata import GenerationParameters, parse_parameters_text, read_parameters, save_png
 
 
 def _parameters(**changes) -> GenerationParameters:

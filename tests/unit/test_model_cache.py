@@ -12,9 +12,10 @@ from diffusers import (
 
 from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from studio.devices import resolve_device
-from studio.model_cache import ModelCache, module_bytes
-from studio.models import resolve_model
+from studio.core.cache import ModelCache, module_bytes
+from studio.core.devices import resolve_device
+from studio.core.memory import MemoryBudget
+from studio.core.models import resolve_model
 
 
 def weights(pipe) -> dict[str, int]:
@@ -61,7 +62,7 @@ def test_running_text_to_image_loads_weights_once(cache, presets, tiny_sd):
         )
     assert cache.weight_loads == 1
     unet_entries = [e for e in cache.entries() if e.key.component == "unet"]
-    assert len(unet_entries) == 1 and unet_entries[0].users == 0
+    assert len(unet_entries) == 1 and unet_entries[0].pins == 0
 
 
 def test_each_request_gets_its_own_scheduler(cache, presets, tiny_sd):
@@ -90,7 +91,21 @@ def test_entries_count_bytes_and_keep_the_requested_dtype(presets, tiny_sd):
     assert cache.total_bytes() == sum(module_bytes(v) for v in base.components.values())
 
 
-def test_switching_models_releases_the_old_one(cache, presets, tiny_sd, tiny_sdxl):
+def one_model_budget(presets, *models) -> MemoryBudget:
+    """A RAM budget that holds the largest of `models`, not two of them."""
+    sizes = []
+    for model in models:
+        probe = ModelCache(resolve_device("cpu"), offline=True)
+        probe.base_model(resolve_model(str(model), presets))
+        sizes.append(probe.total_bytes())
+        probe.clear()
+    return MemoryBudget(None, max(sizes) + min(sizes) // 2)
+
+
+def test_switching_models_releases_the_old_one(presets, tiny_sd, tiny_sdxl):
+    cache = ModelCache(
+        resolve_device("cpu"), offline=True, budget=one_model_budget(presets, tiny_sd, tiny_sdxl)
+    )
     first = cache.base_model(resolve_model(str(tiny_sd), presets))
     first_unet = weakref.ref(first.components["unet"])
     del first
@@ -101,16 +116,20 @@ def test_switching_models_releases_the_old_one(cache, presets, tiny_sd, tiny_sdx
     assert {e.key.source for e in cache.entries()} == {str(tiny_sdxl)}
 
 
-def test_a_model_in_use_is_never_evicted(cache, presets, tiny_sd, tiny_sdxl):
-    with cache.use(resolve_model(str(tiny_sd), presets)):
+def test_a_model_in_use_is_never_evicted(presets, tiny_sd, tiny_sdxl):
+    cache = ModelCache(
+        resolve_device("cpu"), offline=True, budget=one_model_budget(presets, tiny_sd, tiny_sdxl)
+    )
+    with cache.lease() as lease:
+        lease.base_model(resolve_model(str(tiny_sd), presets))
         cache.base_model(resolve_model(str(tiny_sdxl), presets))
         assert set(cache.loaded_sources()) == {str(tiny_sd), str(tiny_sdxl)}
-        assert all(e.users == 1 for e in cache.entries() if e.key.source == str(tiny_sd))
+        assert all(e.pins == 1 for e in cache.entries() if e.key.source == str(tiny_sd))
     # Once free, the least recently used one goes when room is needed again.
     cache.base_model(resolve_model(str(tiny_sd), presets))
     cache.base_model(resolve_model(str(tiny_sdxl), presets))
     assert cache.loaded_sources() == [str(tiny_sdxl)]
-    assert all(e.users == 0 for e in cache.entries())
+    assert all(e.pins == 0 for e in cache.entries())
 
 
 def test_a_run_resumed_on_another_thread_leaves_the_gpu_free(cache, presets, tiny_sd):
@@ -144,4 +163,4 @@ def test_a_run_resumed_on_another_thread_leaves_the_gpu_free(cache, presets, tin
     other.start()
     other.join()
     assert acquired == [True], "another thread can take the GPU right away"
-    assert all(e.users == 0 for e in cache.entries())
+    assert all(e.pins == 0 for e in cache.entries())

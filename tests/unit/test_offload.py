@@ -14,11 +14,11 @@ from PIL import Image
 from pipelines.common import parse_request
 from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from studio.devices import DeviceConfig, resolve_device
-from studio.errors import OutOfMemory
-from studio.memory import MemoryBudget, choose_offload, lower_memory_offload
-from studio.model_cache import ModelCache, module_bytes
-from studio.models import resolve_model
+from studio.core.cache import ModelCache, module_bytes
+from studio.core.devices import DeviceConfig, resolve_device
+from studio.core.errors import OutOfMemory
+from studio.core.memory import MemoryBudget, choose_offload, lower_memory_offload
+from studio.core.models import resolve_model
 
 TIB = 1024**4
 
@@ -196,11 +196,12 @@ class MoveRecorder(torch.nn.Linear):
 
 @pytest.mark.parametrize(("budget", "offloadable_moved"), [(TIB, True), (1024, False)])
 def test_an_offloadable_model_stays_in_ram_when_the_budget_cannot_hold_it(budget, offloadable_moved):
-    from studio.model_cache import CacheKey
+    from studio.core.cache import CacheKey
 
     cache = stand_in_cache(budget)
-    controlnet = cache.model(CacheKey("cn", "controlnet", "float32"), MoveRecorder, offloadable=True)
-    upscaler = cache.model(CacheKey("up", "upscaler", "float32"), MoveRecorder)
+    with cache.lease() as lease:
+        controlnet = lease.model(CacheKey("cn", "controlnet", "float32"), MoveRecorder, offloadable=True)
+        upscaler = lease.model(CacheKey("up", "upscaler", "float32"), MoveRecorder)
     assert bool(controlnet.moves) == offloadable_moved, (
         "a pipeline component waits in RAM for an offloaded run"
     )

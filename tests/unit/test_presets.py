@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from studio.errors import InvalidRequest, PresetError
-from studio.presets import load_presets
-from studio.settings import DEFAULT_PRESETS_DIR as PRESETS_DIR
+from studio.core.errors import InvalidRequest, PresetError
+from studio.core.presets import load_presets
+from studio.core.settings import DEFAULT_PRESETS_DIR as PRESETS_DIR
 
 
 def test_shipped_presets_cover_the_required_models_and_styles(presets):

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from studio.devices import resolve_device
-from studio.errors import InvalidRequest
-from studio.settings import PROJECT_ROOT, load_settings
+from studio.core.devices import resolve_device
+from studio.core.errors import InvalidRequest
+from studio.core.settings import PROJECT_ROOT, load_settings
 
 
 def test_flags_override_the_environment(monkeypatch, tmp_path):
@@ -71,7 +71,7 @@ def test_unknown_device_and_dtype():
 
 
 def test_memory_budgets_from_flags_and_environment(monkeypatch):
-    from studio.memory import GIB, default_budget
+    from studio.core.memory import GIB, default_budget
 
     monkeypatch.setenv("STUDIO_RAM_BUDGET", "12")
     settings = load_settings(["--gpu-budget", "8"])

@@ -6,7 +6,7 @@ import gradio
 import torch
 import yaml
 
-from studio.settings import PROJECT_ROOT
+from studio.core.settings import PROJECT_ROOT
 
 
 def front_matter() -> dict:
@@ -40,7 +40,7 @@ def test_requirements_install_torch_once():
 
 def test_cpu_users_are_told_which_models_suit_them():
     import app
-    from studio.devices import resolve_device
+    from studio.core.devices import resolve_device
 
     cpu = resolve_device("cpu")
     assert "SD-Turbo, the default, makes an image in 1–4 steps" in app.cpu_note(cpu, "sd-turbo")

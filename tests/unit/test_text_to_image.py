@@ -4,7 +4,7 @@ from PIL import Image
 
 from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from studio.errors import InvalidRequest, ModelUnavailable, RunCancelled
+from studio.core.errors import InvalidRequest, ModelUnavailable, RunCancelled
 
 
 def request(model, **values) -> TextToImageRequest:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipelines.tiling import run_tiled, tile_grid, tile_weights
-from studio.errors import RunCancelled
+from studio.core.errors import RunCancelled
 
 
 def no_progress(step, total):

@@ -7,8 +7,8 @@ from PIL import Image
 from pipelines.common import parse_request
 from pipelines.tiling import tile_grid
 from pipelines.upscale import LANCZOS, UpscalePipeline, UpscaleRequest
-from studio.errors import InvalidRequest, RunCancelled
-from studio.metadata import GenerationParameters, read_parameters, save_png
+from studio.core.errors import InvalidRequest, RunCancelled
+from studio.core.metadata import GenerationParameters, read_parameters, save_png
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_upscaler_names_list_packaged_user_and_lanczos(upscale, tmp_path):
     folder.mkdir()
     (folder / "My-ESRGAN.safetensors").write_bytes(b"")
     (folder / "notes.txt").write_text("ignored")
-    names = upscale.upscaler_names()
+    names = upscale.upscalers.names()
     assert "Real-ESRGAN x4plus" in names and "My-ESRGAN.safetensors" in names and names[-1] == LANCZOS
     assert "notes.txt" not in names
 
@@ -167,7 +167,8 @@ def test_network_memory_follows_the_tile_not_the_image(upscale):
             largest.append(output.numel() * output.element_size())
 
     def peak_bytes(size: int, tile: int) -> int:
-        network = upscale._network("Real-ESRGAN AnimeVideo v3 x4")
+        with upscale.cache.lease() as lease:
+            network = upscale.upscalers.network(lease, "Real-ESRGAN AnimeVideo v3 x4")
         hooks = [m.register_forward_hook(record) for m in network.model.modules()]
         try:
             largest.clear()

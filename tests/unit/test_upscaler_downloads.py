@@ -13,10 +13,10 @@ from spandrel.architectures.Compact.__arch.SRVGG import SRVGGNetCompact
 
 from pipelines.common import parse_request
 from pipelines.upscale import UpscalePipeline, UpscaleRequest
-from studio.devices import resolve_device
-from studio.errors import ModelUnavailable
-from studio.model_cache import ModelCache
-from studio.presets import UpscalerDownload
+from studio.core.cache import ModelCache
+from studio.core.devices import resolve_device
+from studio.core.errors import ModelUnavailable
+from studio.core.presets import UpscalerDownload
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def upscale(pipeline: UpscalePipeline, upscaler: str, progress=lambda done, tota
 def test_official_weights_download_once_and_then_work_like_any_file(presets, tmp_path, web):
     url, hits = web
     pipeline = pipeline_with(presets, tmp_path, url)
-    assert "tiny-compact.pth" in pipeline.upscaler_names()
+    assert "tiny-compact.pth" in pipeline.upscalers.names()
     reported = []
     assert upscale(pipeline, "tiny-compact.pth", lambda done, total: reported.append((done, total))).size == (
         48,
@@ -72,7 +72,7 @@ def test_official_weights_download_once_and_then_work_like_any_file(presets, tmp
     size = (tmp_path / "tiny-compact.pth").stat().st_size
     assert (size, size) in reported, "byte progress reaches the whole file"
     assert [p.name for p in tmp_path.iterdir()] == ["tiny-compact.pth"]
-    assert "tiny-compact.pth" not in pipeline.downloadable()
+    assert "tiny-compact.pth" not in pipeline.upscalers.downloadable()
     upscale(pipeline, "tiny-compact.pth")
     assert hits["/tiny-compact.pth"] == 1, "downloaded once"
 

@@ -17,9 +17,9 @@ from safetensors.torch import save_file
 from scipy import ndimage
 from skimage import data
 
-from studio import upscaler_models
-from studio.errors import InvalidRequest, ModelUnavailable
-from studio.upscaler_models import (
+from studio.core import upscaler_models
+from studio.core.errors import InvalidRequest, ModelUnavailable
+from studio.core.upscaler_models import (
     NcnnLayer,
     load_packaged_upscaler,
     load_upscaler_file,

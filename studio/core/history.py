@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from studio.metadata import GenerationParameters, save_png
+from studio.core.metadata import GenerationParameters, save_png
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
 

@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.errors import InvalidRequest
-from studio.memory import OFFLOAD_CHOICES
+from studio.core.errors import InvalidRequest
+from studio.core.memory import OFFLOAD_CHOICES
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PRESETS_DIR = PROJECT_ROOT / "presets"
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from studio.devices import DeviceConfig
-from studio.models import load_weights, weights_source
-from studio.presets import ControlNetPreset, IPAdapterPreset
+from studio.core.devices import DeviceConfig
+from studio.core.models import load_weights, weights_source
+from studio.core.presets import ControlNetPreset, IPAdapterPreset
 
 PRESETS_HINT = "or set a local folder as its source in presets/{file} (--presets to use another folder)."
 
@@ -172,7 +172,7 @@ def load_detector(structure: str, location: str, device_config: DeviceConfig, *,
         return detector_class.from_pretrained(source.location, local_files_only=local_only)
 
     hint = "or set a local copy of that repository as 'annotators' in presets/controlnets.json."
-    return load_weights(source, offline, load, hint).to(device_config.device)
+    return load_weights(source, offline, load, hint)  # in RAM: the cache moves it to the device
 
 
 def detector_module(detector: Any) -> torch.nn.Module:

@@ -1,0 +1,84 @@
+"""What every result records: the parameters that made it, written into its PNG.
+
+- `record`: an image a model denoised, from the run's settings and the seed it was denoised with.
+- `derived_parameters`: a result made from a source image without denoising it (upscaled, restyled): what
+  made the source, when the source carries it, then what this task did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from studio.core.metadata import GenerationParameters, read_parameters
+
+if TYPE_CHECKING:
+    from pipelines.diffusion import DiffusionRequest, RunSettings
+
+
+def record(
+    task: str, request: DiffusionRequest, run: RunSettings, seed: int, size: tuple[int, int], **extras: Any
+) -> GenerationParameters:
+    """The parameters of one image, `seed` the one it was denoised with: everything to make it again."""
+    return GenerationParameters(
+        task=task,
+        prompt=run.prompt,
+        negative_prompt=run.negative_prompt,
+        steps=run.steps,
+        sampler=run.sampler,
+        guidance_scale=run.guidance_scale,
+        seed=seed,
+        width=size[0],
+        height=size[1],
+        model=run.source.name,
+        user_prompt=request.prompt.strip(),
+        user_negative_prompt=request.negative_prompt.strip(),
+        styles=tuple(request.styles),
+        extras=extras,
+    )
+
+
+def source_extras(source: Image.Image) -> dict[str, Any]:
+    """Which task and seed made `source`, when it is one of ours."""
+    carried = read_parameters(source)
+    if isinstance(carried, GenerationParameters):
+        return {"source_task": carried.task, "source_seed": carried.seed}
+    return {}
+
+
+def derived_parameters(
+    task: str,
+    source: Image.Image,
+    size: tuple[int, int],
+    extras: dict[str, Any],
+    *,
+    owned: Iterable[str] = (),
+) -> GenerationParameters:
+    """The parameters of a result made from `source`: the source's own (ours exactly; another studio's
+    prompt, model and seed) with this task's `extras` on top. `owned` names the extras this task writes,
+    whose values in the source's parameters are replaced, not mixed in."""
+    carried = read_parameters(source)
+    if isinstance(carried, GenerationParameters):
+        base = carried
+    else:
+        other = carried or {}
+        seed = other.get("seed")
+        base = GenerationParameters(
+            task=task,
+            prompt=str(other.get("prompt", "")),
+            negative_prompt=str(other.get("negative_prompt", "")),
+            steps=0,
+            sampler="",
+            guidance_scale=0,
+            seed=seed if isinstance(seed, int) else 0,
+            width=size[0],
+            height=size[1],
+            model=str(other.get("model", "")),
+        )
+    owned = set(owned)
+    kept = {key: value for key, value in base.extras.items() if key not in owned}
+    extras = {**source_extras(source), **extras}
+    return dataclasses.replace(base, task=task, width=size[0], height=size[1], extras={**kept, **extras})

@@ -1,0 +1,78 @@
+"""A loaded base model: the components every task builds its pipeline around, shared, never copied."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from studio.core.models import ModelSource
+from studio.core.presets import SamplerPreset
+
+
+@dataclass
+class BaseModel:
+    """The loaded components of one Stable Diffusion model, shared by every task built on it."""
+
+    source: ModelSource
+    family: str  # "sd" or "sdxl"
+    pipeline_class_name: str  # what the checkpoint was saved as, e.g. StableDiffusionInpaintPipeline
+    components: dict[str, Any]  # the scheduler among them only as a config holder
+
+    @property
+    def unet_config(self) -> Any:
+        return self.components["unet"].config
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.components["vae"].config.block_out_channels) - 1)
+
+    @property
+    def native_resolution(self) -> int:
+        return int(self.unet_config.sample_size) * self.vae_scale_factor
+
+    def resolution(self, source: ModelSource) -> int:
+        """The side of the square the model works best at, reached through `source` (the request's: one
+        model may be reached by a preset and by its path): the preset's, else what its UNet was made for."""
+        return source.preset.resolution if source.preset else self.native_resolution
+
+    @property
+    def size_multiple(self) -> int:
+        """Width and height must be multiples of this for the UNet's down- and up-sampling to line up
+        (and of 8, which diffusers' pipelines require)."""
+        return math.lcm(8, self.vae_scale_factor * 2 ** (len(self.unet_config.block_out_channels) - 1))
+
+    @property
+    def architecture(self) -> str:
+        """What adapter weights (ControlNets, IP-Adapters) must be made for: sd1, sd2 or sdxl."""
+        if self.family == "sdxl":
+            return "sdxl"
+        return "sd2" if int(self.unet_config.cross_attention_dim) == 1024 else "sd1"
+
+    @property
+    def is_inpainting(self) -> bool:
+        return int(self.unet_config.in_channels) == 9
+
+    def new_scheduler(self, sampler: SamplerPreset) -> Any:
+        """A fresh scheduler for one request: schedulers are stateful, so requests never share one."""
+        import diffusers
+
+        scheduler_class = getattr(diffusers, sampler.scheduler)
+        return scheduler_class.from_config(self.components["scheduler"].config, **sampler.options)
+
+    def build(self, pipeline_class: type, scheduler: Any, **replacements: Any) -> Any:
+        """A diffusers pipeline of `pipeline_class` around the shared components (no copy, no cast).
+
+        `replacements` swap in other cached components, e.g. `unet=` an inpainting UNet.
+        """
+        expected, optional = pipeline_class._get_signature_keys(pipeline_class)
+        modules = {name: self.components.get(name) for name in expected}
+        modules.update(replacements, scheduler=scheduler)
+        options = {}
+        if "requires_safety_checker" in optional:
+            options["requires_safety_checker"] = False
+        if "add_watermarker" in optional:
+            options["add_watermarker"] = False
+        pipe = pipeline_class(**modules, **options)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe

@@ -1,0 +1,153 @@
+"""The model cache: one per process, shared by every pipeline, composed of three parts with one job each.
+
+- registry.py: what is loaded, under which key, its bytes and its place;
+- placement.py: one byte budget; a run's `Lease` pins every model it fetches; idle models make room;
+- execution.py: the GPU lock, offload hooks, tiled decoding, the out-of-memory retry.
+
+Pipelines ask it for models (`lease()`) and for a place to run (`denoise`, `run_on_gpu`, `gpu_lock`),
+nothing more. A base model's components are loaded once; every task builds its diffusers pipeline around
+the very same objects (`BaseModel.build`), with a fresh scheduler per request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+
+from studio.core.cache.base_model import BaseModel
+from studio.core.cache.execution import Execution, measure_free_accelerator_bytes
+from studio.core.cache.placement import Lease, Placement, free_memory
+from studio.core.cache.registry import CacheEntry, Registry
+from studio.core.devices import DeviceConfig
+from studio.core.memory import MemoryBudget, default_budget
+from studio.core.models import ModelSource, load_pipeline, load_unet
+
+T = TypeVar("T")
+
+
+class ModelCache:
+    def __init__(
+        self,
+        device_config: DeviceConfig,
+        *,
+        offline: bool = False,
+        budget: MemoryBudget | None = None,
+        offload: str = "auto",
+        loader: Callable[..., Any] = load_pipeline,
+        unet_loader: Callable[..., Any] = load_unet,
+        free_accelerator_bytes: Callable[[], int] | None = None,
+    ) -> None:
+        self.device_config = device_config
+        self.offline = offline
+        # Held around loading, moving and each piece of GPU work (never across a yield).
+        self.gpu_lock = threading.RLock()
+        self.registry = Registry()
+        self.placement = Placement(self.registry, device_config, budget or MemoryBudget(None, None), offload)
+        self.execution = Execution(
+            self.placement,
+            self.gpu_lock,
+            free_accelerator_bytes or (lambda: measure_free_accelerator_bytes(device_config.device)),
+        )
+        self._loaders = {"load_pipeline": loader, "load_unet": unet_loader}
+
+    @classmethod
+    def for_machine(
+        cls,
+        device_config: DeviceConfig,
+        *,
+        offline: bool,
+        gpu_budget_gib: float | None = None,
+        ram_budget_gib: float | None = None,
+        offload: str = "auto",
+    ) -> ModelCache:
+        """A cache with the default budget for this machine, or the one given in GiB."""
+        budget = default_budget(device_config.device, gpu_budget_gib, ram_budget_gib)
+        return cls(device_config, offline=offline, budget=budget, offload=offload)
+
+    # -- models for a run --------------------------------------------------------------------------------
+
+    @contextmanager
+    def lease(self) -> Iterator[Lease]:
+        """Fetch a run's models through the lease: each stays pinned (never evicted) until the block ends."""
+        lease = Lease(self.placement, self.gpu_lock, offline=self.offline, **self._loaders)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+    def base_model(self, source: ModelSource) -> BaseModel:
+        """The base model for `source`, loaded now if needed (to preload it, or to inspect it)."""
+        with self.lease() as lease:
+            return lease.base_model(source)
+
+    # -- a place to run ----------------------------------------------------------------------------------
+
+    def denoise(self, base: BaseModel, size: tuple[int, int], call: Callable[[], T], *, pipe: Any) -> T:
+        return self.execution.denoise(base, size, call, pipe=pipe)
+
+    def run_on_gpu(self, work: Callable[[], T], *, retry: Callable[[], T] | None = None) -> T:
+        return self.execution.run_on_gpu(work, retry=retry)
+
+    # -- what is loaded, for people ----------------------------------------------------------------------
+
+    def memory_report(self) -> dict[str, Any]:
+        """What is loaded, where, and how big, with the budget: the Memory panel and the /memory endpoint."""
+        with self.gpu_lock:
+            units = self.registry.units()
+            budget = self.placement.budget
+            report: dict[str, Any] = {
+                "device": self.device_config.describe(),
+                "budget_bytes": {"accelerator": budget.accelerator_bytes, "ram": budget.ram_bytes},
+                "offload": self.placement.offload,
+                "last_offload": self.execution.last_offload,
+                "used_bytes": {
+                    where: sum(u.size for u in units.values() if u.place == where)
+                    for where in ("accelerator", "cpu")
+                },
+                "models": [
+                    {
+                        "name": name,
+                        "where": unit.place,
+                        "bytes": unit.size,
+                        "in_use": unit.in_use,
+                        "components": {e.key.component: e.size_bytes for e in self.registry.entries(name)},
+                    }
+                    for name, unit in units.items()
+                ],
+            }
+            if self.device_config.device.type == "cuda":
+                report["torch_allocated_bytes"] = torch.cuda.memory_allocated(self.device_config.device)
+                report["torch_peak_bytes"] = torch.cuda.max_memory_allocated(self.device_config.device)
+            return report
+
+    def free_idle(self) -> int:
+        """Drop every model no run is using; returns the bytes let go."""
+        with self.gpu_lock:
+            return self.placement.free_idle()
+
+    def clear(self) -> None:
+        with self.gpu_lock:
+            for name in list(self.registry.units()):
+                self.registry.drop(name)
+        free_memory()
+
+    def entries(self) -> list[CacheEntry]:
+        return self.registry.entries()
+
+    def total_bytes(self) -> int:
+        return sum(entry.size_bytes for entry in self.entries())
+
+    def loaded_sources(self) -> list[str]:
+        return list(self.registry.base_models)
+
+    @property
+    def weight_loads(self) -> int:
+        return self.registry.weight_loads
+
+    @property
+    def last_offload(self) -> str:
+        return self.execution.last_offload

@@ -1,0 +1,82 @@
+"""What every tab is built from: the settings, presets, model cache, history, job runner and send-to wiring.
+
+app.py makes one `Studio` and hands it to each tab's `create_tab`. A tab builds the pipelines it runs
+through `Studio.pipeline`, which registers them with the runner (and shares one between tabs that need the
+same task: every grid's Vary runs the Image to Image pipeline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from studio.core.cache import ModelCache
+from studio.core.devices import resolve_device
+from studio.core.errors import StudioError
+from studio.core.history import History
+from studio.core.models import resolve_model
+from studio.core.presets import Presets, load_presets
+from studio.core.settings import Settings
+from studio.ui import zerogpu
+from studio.ui.runner import JobRunner, Pipeline
+from studio.ui.send_to import SendTo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TabInfo:
+    id: str
+    label: str
+    takes_images: bool = False  # gets a Send to button under every result grid
+
+
+@dataclass
+class Studio:
+    settings: Settings
+    presets: Presets
+    cache: ModelCache
+    history: History
+    runner: JobRunner
+    send_to: SendTo
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tabs: Sequence[TabInfo]) -> Studio:
+        presets = load_presets(settings.presets_dir)
+        if settings.model:  # requests that name no model (API calls, Vary on a plain image) use --model
+            presets = dataclasses.replace(presets, default_model=settings.model)
+        cache = ModelCache.for_machine(
+            resolve_device(settings.device, settings.dtype),
+            offline=settings.offline,
+            gpu_budget_gib=settings.gpu_budget_gib,
+            ram_budget_gib=settings.ram_budget_gib,
+            # ZeroGPU wants every weight on the GPU from start-up: no offloading there.
+            offload="none" if zerogpu.on_zero_gpu() else settings.offload,
+        )
+        runner = JobRunner(max_image_side=settings.max_image_side)
+        if zerogpu.on_zero_gpu():
+            # The platform wants weights on the GPU at start-up; requests then run in spaces.GPU functions.
+            preload_default_model(cache, presets)
+            runner.gpu_runner = zerogpu.gpu_runner(runner.tasks, presets)
+        image_targets = {tab.id: tab.label for tab in tabs if tab.takes_images}
+        return cls(settings, presets, cache, History(settings.outputs), runner, SendTo(image_targets))
+
+    @property
+    def default_model(self) -> str:
+        return self.settings.model or self.presets.default_model
+
+    def pipeline(self, task: str, build: Callable[[ModelCache, Presets], Any]) -> Pipeline:
+        """The pipeline run as `task`, built by `build(cache, presets)` the first time it is asked for."""
+        if task not in self.runner.tasks:
+            self.runner.add(task, build(self.cache, self.presets))
+        return self.runner.tasks[task]
+
+
+def preload_default_model(cache: ModelCache, presets: Presets) -> None:
+    try:
+        cache.base_model(resolve_model(None, presets))
+    except StudioError as error:  # the page still opens and says so on the first run
+        log.warning("could not preload the default model: %s", error)

@@ -1,0 +1,161 @@
+"""The job runner behind every tab: validate a request, run its task, stream its results, obey Stop.
+
+It knows nothing of what a task returns (images, text, structured data): it hands each result over as it
+arrives, and the tab decides how to show it (the image grid saves and shows images; another tab may show
+text). Every failure becomes a message in the UI and the API's error text; the app keeps serving.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gradio as gr
+from PIL import Image
+
+from pipelines.common import Request, parse_request
+from studio.core.downloads import downloads_reported_to
+from studio.core.errors import InvalidRequest, RunCancelled
+from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors
+
+
+class Pipeline(Protocol):
+    """What the runner needs of a task: its request type and a stream of results."""
+
+    request_type: type[Request]
+
+    def generate(self, request: Any, progress: Any = ..., is_cancelled: Any = ...) -> Iterator[Any]: ...
+
+
+# Runs a whole job in another process (ZeroGPU): results arrive together, without step progress or Stop.
+GpuRunner = Callable[[str, Request], list[Any]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a run was asked for, kept in a tab's state so Reroll can run it again with a new seed."""
+
+    task: str
+    values: dict[str, Any]
+
+    def rerolled(self) -> Job:
+        return Job(self.task, {**self.values, "seed": -1})
+
+
+class StopSignals:
+    """One Stop flag per browser session, set by the Stop button and polled between denoising steps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._signals: dict[str, threading.Event] = {}
+
+    def begin(self, session: str) -> threading.Event:
+        signal = threading.Event()
+        with self._lock:
+            self._signals[session] = signal
+        return signal
+
+    def end(self, session: str, signal: threading.Event) -> None:
+        with self._lock:
+            if self._signals.get(session) is signal:
+                del self._signals[session]
+
+    def stop(self, session: str) -> bool:
+        with self._lock:
+            signal = self._signals.get(session)
+        if signal is None:
+            return False
+        signal.set()
+        return True
+
+
+class JobRunner:
+    def __init__(self, *, max_image_side: int | None = None, gpu_runner: GpuRunner | None = None) -> None:
+        self.tasks: dict[str, Pipeline] = {}
+        self.stop_signals = StopSignals()
+        self.max_image_side = max_image_side
+        self.gpu_runner = gpu_runner
+
+    def add(self, name: str, pipeline: Pipeline) -> None:
+        self.tasks[name] = pipeline
+
+    def check_limits(self, request: Request) -> None:
+        """This server's own image size limit, which may be tighter than what the pipelines accept (its
+        image count limit is the Images sliders' maximum, which Gradio enforces)."""
+        for name, value in request:
+            if (
+                isinstance(value, Image.Image)
+                and self.max_image_side
+                and max(value.size) > self.max_image_side
+            ):
+                raise InvalidRequest(
+                    f"The {name.replace('_', ' ')} is {value.width}×{value.height}; this studio accepts "
+                    f"up to {self.max_image_side} pixels on the longer side."
+                )
+
+    def run(self, job: Job, request: gr.Request | None, progress: gr.Progress) -> Iterator[Any]:
+        """Each result of `job` as soon as it is made. Stop ends the run with a warning saying how far it
+        got; a refused request or a failure raises `gr.Error`."""
+        pipeline = self.tasks[job.task]
+        with user_errors():
+            parsed = parse_request(pipeline.request_type, job.values)
+            self.check_limits(parsed)
+            session = session_of(request)
+            stop_signal = self.stop_signals.begin(session)
+            made = 0
+            progress(0, desc="Preparing the model…")
+            try:
+                if self.gpu_runner is not None:
+                    progress(0, desc="Waiting for a GPU…")
+                    results: Iterator[Any] = iter(self.gpu_runner(job.task, parsed))
+                else:
+                    results = showing_downloads(
+                        pipeline.generate(
+                            parsed,
+                            progress=gradio_progress(progress, "Denoising"),
+                            is_cancelled=stop_signal.is_set,
+                        ),
+                        progress,
+                    )
+                for result in results:
+                    made += 1
+                    yield result
+            except RunCancelled:
+                total = getattr(parsed, "num_images", made)
+                gr.Warning(f"Stopped: {made} of {total} images finished.")
+            finally:
+                self.stop_signals.end(session, stop_signal)
+
+    def stop_button(self, button: gr.Button, events: list) -> None:
+        def stop_running(request: gr.Request):
+            self.stop_signals.stop(session_of(request))
+
+        button.click(stop_running, None, None, cancels=events, **INSTANT_EVENT)
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.{2 if unit == 'GB' else 0}f} {unit}"
+    return f"{count} B"
+
+
+def showing_downloads(results: Iterator[Any], progress: gr.Progress) -> Iterator[Any]:
+    """`results`, with any model it downloads on first use shown as a progress bar in bytes.
+
+    Each step is run inside its own reporting block: Gradio may resume a generator on another thread.
+    """
+
+    def show(done: int, total: int) -> None:
+        progress(
+            done / total if total else None, desc=f"Downloading the model: {_size(done)} of {_size(total)}"
+        )
+
+    while True:
+        with downloads_reported_to(show):
+            result = next(results, None)
+        if result is None:
+            return
+        yield result
