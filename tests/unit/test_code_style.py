@@ -1,3 +1,4 @@
+import re
 import shutil
 import subprocess
 
@@ -13,3 +14,14 @@ def test_ruff_finds_nothing():
         [ruff, "format", "--check", "."], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert formatted.returncode == 0, formatted.stdout
+
+
+def test_the_layers_point_one_way():
+    """The import contracts in pyproject.toml: UI and command line -> pipelines -> core; no Gradio below
+    the UI; no torch, diffusers or transformers in the UI's own code; nothing imports app.py."""
+    lint_imports = shutil.which("lint-imports")
+    assert lint_imports, "import-linter is part of the test extra"
+    check = subprocess.run([lint_imports], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    kept = re.search(r"Contracts: (\d+) kept, 0 broken", check.stdout)
+    assert kept and int(kept.group(1)) >= 4, check.stdout
