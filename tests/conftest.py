@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +67,21 @@ def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.Te
 @pytest.fixture(scope="session")
 def tiny_presets(tiny_presets_dir: Path) -> Presets:
     return load_presets(tiny_presets_dir)
+
+
+@pytest.fixture(scope="session")
+def inpaint_presets(
+    tiny_sd: Path, tiny_sd_inpaint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Presets:
+    """The shipped presets plus "tiny": the tiny SD model with a dedicated inpainting checkpoint."""
+    folder = tmp_path_factory.mktemp("inpaint-presets")
+    shutil.copytree(DEFAULT_PRESETS_DIR, folder, dirs_exist_ok=True)
+    models = json.loads((folder / "models.json").read_text())
+    tiny = {"name": "tiny", "label": "Tiny", "source": str(tiny_sd), "inpaint_source": str(tiny_sd_inpaint)}
+    tiny.update(family="sd", resolution=256, steps=3, guidance_scale=5, sampler="Euler")
+    models["models"].append(tiny)
+    (folder / "models.json").write_text(json.dumps(models))
+    return load_presets(folder)
 
 
 @pytest.fixture

@@ -1,6 +1,3 @@
-import json
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
@@ -225,30 +222,11 @@ def test_painted_alpha_layer_is_the_mask(cache, presets, tiny_sd):
     assert changed[15:35, 25:45].all() and not changed[:10].any()
 
 
-def test_preset_inpainting_checkpoint_shares_the_base_models_other_weights(
-    tmp_path, tiny_sd, tiny_sd_inpaint
-):
+def test_preset_inpainting_checkpoint_shares_the_base_models_other_weights(inpaint_presets, tiny_sd_inpaint):
     from studio.core.cache import ModelCache
     from studio.core.devices import resolve_device
 
-    folder = tmp_path / "presets"
-    shutil.copytree(DEFAULT_PRESETS_DIR, folder)
-    models = json.loads((folder / "models.json").read_text())
-    models["models"].append(
-        {
-            "name": "tiny",
-            "label": "Tiny",
-            "source": str(tiny_sd),
-            "inpaint_source": str(tiny_sd_inpaint),
-            "family": "sd",
-            "resolution": 256,
-            "steps": 3,
-            "guidance_scale": 5,
-            "sampler": "Euler",
-        }
-    )
-    (folder / "models.json").write_text(json.dumps(models))
-    presets = load_presets(folder)
+    presets = inpaint_presets
     cache = ModelCache(resolve_device("cpu"), offline=True)
     small = photo(64, 64)
     request = parse_request(

@@ -12,7 +12,7 @@ from diffusers import (
 
 from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from studio.core.cache import ModelCache, module_bytes
+from studio.core.cache import CacheKey, ModelCache, module_bytes
 from studio.core.devices import resolve_device
 from studio.core.memory import MemoryBudget
 from studio.core.models import resolve_model
@@ -164,3 +164,86 @@ def test_a_run_resumed_on_another_thread_leaves_the_gpu_free(cache, presets, tin
     other.join()
     assert acquired == [True], "another thread can take the GPU right away"
     assert all(e.pins == 0 for e in cache.entries())
+
+
+# -- the hazards of the old cache, each pinned down ---------------------------------------------------------
+
+
+def linear(size_bytes: int) -> torch.nn.Module:
+    """A model of about `size_bytes` (float32 weights)."""
+    side = int((size_bytes / 4) ** 0.5)
+    return torch.nn.Linear(side, side, bias=False)
+
+
+def test_a_model_fetched_during_a_run_is_never_evicted_while_the_run_holds_it():
+    """Under a RAM budget with room for one of two models, a run that fetches both keeps both: the second
+    fetch makes room by dropping idle models only, never the first one the run is still using."""
+    megabyte = 1024**2
+    cache = ModelCache(resolve_device("cpu"), offline=True, budget=MemoryBudget(None, 3 * megabyte))
+    controlnet_key, adapter_key = (
+        CacheKey("cn", "controlnet", "float32"),
+        CacheKey("ip", "ip_adapter", "float32"),
+    )
+    with cache.lease() as lease:
+        controlnet = lease.model(controlnet_key, lambda: linear(2 * megabyte), offloadable=True)
+        adapter = lease.model(adapter_key, lambda: linear(2 * megabyte), offloadable=True)
+        held = {entry.key for entry in cache.entries()}
+        assert held == {controlnet_key, adapter_key}, "the first model survived the second fetch"
+        assert all(entry.pins == 1 for entry in cache.entries())
+        assert controlnet.weight.sum().item() == controlnet.weight.sum().item() and adapter is not controlnet
+    with cache.lease() as lease:  # once the run is over, the budget applies again
+        lease.model(CacheKey("other", "controlnet", "float32"), lambda: linear(2 * megabyte))
+    assert [entry.key.source for entry in cache.entries()] == ["other"]
+    assert cache.weight_loads == 3
+
+
+def test_the_inpainting_unet_is_placed_and_counted_with_its_base_model(inpaint_presets, monkeypatch):
+    """The dedicated inpainting UNet is fetched through the run's lease like every model: pinned during the
+    run, counted with its base model, and on the GPU only when the budget holds it. The GPU is played by
+    the CPU: a move to the compute device (a torch.device) counts as "on the GPU", one to "cpu" as back in
+    RAM."""
+    from pipelines.inpaint import InpaintPipeline, InpaintRequest
+    from studio.core.cache import CacheEntry
+    from tests.unit.test_image_to_image import photo, square_mask
+    from tests.unit.test_offload import stand_in_cache
+
+    on_gpu: set[int] = set()
+    move = CacheEntry.moved_to
+
+    def tracked_move(entry, device):
+        (on_gpu.add if isinstance(device, torch.device) else on_gpu.discard)(id(entry))
+        move(entry, device)
+
+    monkeypatch.setattr(CacheEntry, "moved_to", tracked_move)
+    monkeypatch.setattr(CacheEntry, "place", property(lambda e: "accelerator" if id(e) in on_gpu else "cpu"))
+    request = parse_request(
+        InpaintRequest,
+        {"image": photo(64, 64), "mask": square_mask((64, 64)), "prompt": "x", "model": "tiny", "steps": 2},
+    )
+    probe = stand_in_cache(1024**4)
+    probe.base_model(resolve_model("tiny", inpaint_presets))
+    base_bytes = probe.total_bytes()
+    probe.clear()
+
+    outcome = {}
+    for budget in (1024**4, base_bytes):
+        cache = stand_in_cache(budget)
+        pipeline = InpaintPipeline(cache, inpaint_presets)
+        fetch = pipeline._unet_for
+        seen = {}
+
+        def spy(lease, base, source, fetch=fetch, seen=seen):
+            unet, name = fetch(lease, base, source)
+            [seen["entry"]] = [e for e in lease.registry.entries() if e.value is unet]
+            seen["pins"], seen["on_gpu"] = seen["entry"].pins, id(seen["entry"]) in on_gpu
+            return unet, name
+
+        monkeypatch.setattr(pipeline, "_unet_for", spy)
+        pipeline(request)
+        [unit] = cache.memory_report()["models"]
+        assert seen["pins"] == 1 and seen["entry"].pins == 0, "pinned while the run uses it, then free"
+        assert seen["entry"].unit == unit["name"] and unit["bytes"] == base_bytes + seen["entry"].size_bytes
+        outcome[budget] = (seen["on_gpu"], cache.last_offload)
+        cache.clear()
+    assert outcome[1024**4] == (True, "none"), "on the GPU when the budget holds it"
+    assert outcome[base_bytes] == (False, "model"), "else it waits in RAM for an offloaded run"
