@@ -44,7 +44,7 @@ def request_flag(
 ) -> None:
     """A flag for the request field `name`; left out, it is absent and the request's default applies."""
     default = request_type.default(name)
-    shown = "" if default is None or isinstance(default, tuple) else f" (default {default})"
+    shown = "" if default in (None, "", ()) else f" (default {default})"
     if "action" not in options and isinstance(default, int | float) and not isinstance(default, bool):
         options.setdefault("type", type(default))
     parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help + shown, **options)
@@ -99,7 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     request_flag(upscale, "--width", UpscaleRequest, "target_width", "exact width (0: from the scale)")
     request_flag(upscale, "--height", UpscaleRequest, "target_height", "exact height (0: from the scale)")
     request_flag(upscale, "--tile", UpscaleRequest, "tile_size", "tile size in input pixels")
-    upscale.add_argument("--creative", type=float, metavar="STRENGTH", help="add a creative pass this strong")
+    creative = UpscaleRequest.default("creative_strength")
+    upscale.add_argument(
+        "--creative",
+        type=float,
+        nargs="?",
+        const=creative,
+        metavar="STRENGTH",
+        help=f"add a creative pass, at strength {creative} or the one given",
+    )
     request_flag(upscale, "--prompt", UpscaleRequest, "prompt", "guides the creative pass")
     upscale.add_argument(
         "--upscalers", default=str(Settings.upscalers_dir), help="folder of extra upscaler weights"

@@ -50,6 +50,12 @@ def field(
     return Parameter(parameter or name, component, annotation or info.annotation, info.default, doc)
 
 
+def control(name: str, component: gr.components.Component, annotation: Any, doc: str) -> Parameter:
+    """A parameter with no request field of its own (a page control such as a mode switch): its default is
+    the control's initial value, as Gradio's API takes it."""
+    return Parameter(name, component, annotation, component.value, doc)
+
+
 def present(values: dict[str, Any]) -> dict[str, Any]:
     """Request values from what the page or an API call sent: an empty field (None or "") is left out, so
     the request type's default applies (for steps, guidance and sampler: the model preset's)."""

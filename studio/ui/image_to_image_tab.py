@@ -16,7 +16,7 @@ from pipelines.outpaint import DIRECTION_LABELS, OutpaintPipeline, OutpaintReque
 from studio.core.metadata import GenerationParameters, read_parameters
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, readable, slider
 from studio.ui.context import Studio, TabInfo
-from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
+from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_vary
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
@@ -159,10 +159,10 @@ def create_tab(studio: Studio) -> ImageToImageTab:
         "Variations of an image, Midjourney's Vary: the image's own prompt and settings, a new seed.",
         [
             image_parameter("the image to vary; our PNGs and other studios' bring their parameters along."),
-            Parameter("variation", variation, str, next(iter(presets.variations)), f"{variations}."),
-            Parameter("prompt", controls.prompt, str, "", "replaces the image's own prompt when given."),
-            Parameter("num_images", controls.num_images, int, 4, "1 to 4."),
-            Parameter("seed", controls.seed, int, -1, "-1 for a random seed."),
+            control("variation", variation, str, f"{variations}."),
+            control("prompt", controls.prompt, str, "replaces the image's own prompt when given."),
+            control("num_images", controls.num_images, int, "1 to 4."),
+            control("seed", controls.seed, int, "-1 for a random seed."),
         ],
         vary_image,
     )

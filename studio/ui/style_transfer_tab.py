@@ -19,7 +19,7 @@ from pipelines.diffusion_style import STRUCTURES, DiffusionStylePipeline, Diffus
 from pipelines.instant_style import MAX_MIXED_STYLES, InstantStylePipeline, InstantStyleRequest
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
-from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
+from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image
 from studio.ui.runner import Job
 from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
@@ -103,7 +103,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                         gr.Slider(
                             0,
                             1,
-                            value=1.0,
+                            value=InstantStyleRequest.default("style_weights")[0],
                             step=0.05,
                             label=f"Weight of style {n + 1}",
                             visible=n == 0,
@@ -133,7 +133,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                 with gr.Row():
                     structure = gr.Dropdown(
                         choices=[(label, name) for name, label in STRUCTURES.items()],
-                        value="canny",
+                        value=DiffusionStyleRequest.default("structure"),
                         label="Structure held by",
                         elem_id="style-structure",
                     )
@@ -210,9 +210,11 @@ def create_tab(studio: Studio) -> StyleTransferTab:
     def diffusion(name: str, component: gr.components.Component, doc: str) -> Parameter:
         return field(DiffusionStyleRequest, name, component, f"diffusion mode: {doc}")
 
-    def instant(name: str, component: gr.components.Component, doc: str, **known: object) -> Parameter:
-        if known:  # a page control with no request field of its own
-            return Parameter(name, component, known["annotation"], known["default"], f"instant mode: {doc}")
+    def instant(
+        name: str, component: gr.components.Component, doc: str, annotation: object = None
+    ) -> Parameter:
+        if annotation is not None:  # a page control with no request field of its own
+            return control(name, component, annotation, f"instant mode: {doc}")
         return field(InstantStyleRequest, name, component, f"instant mode: {doc}")
 
     style_image_parameter = field(
@@ -240,7 +242,6 @@ def create_tab(studio: Studio) -> StyleTransferTab:
             weight,
             f"weight of built-in style {n + 1} (0-1).",
             annotation=float,
-            default=1.0,
         )
         for n, weight in enumerate(weights)
     ]
@@ -249,21 +250,19 @@ def create_tab(studio: Studio) -> StyleTransferTab:
         "Restyle an image. Returns the PNGs (parameters embedded) and their parameters.",
         [
             Parameter("image", image, str | None, REQUIRED, "the content image."),
-            Parameter("mode", mode, str, "instant", mode_doc),
+            control("mode", mode, str, mode_doc),
             style_image_parameter,
             instant(
                 "style_source",
                 style_source,
                 '"builtin" (neural_styles) or "image" (the style image).',
                 annotation=str,
-                default="builtin",
             ),
             instant(
                 "neural_styles",
                 neural_style_names,
                 "up to three built-in style names, mixed by weight_1..weight_3.",
                 annotation=list[str] | None,
-                default=None,
             ),
             *weight_parameters,
             instant("strength", strength, "0 keeps the photo, 1 is the full style."),

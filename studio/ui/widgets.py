@@ -135,7 +135,7 @@ def prompt_settings(
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             seed = gr.Number(
-                value=-1,
+                value=DiffusionRequest.default("seed"),
                 precision=0,
                 label="Seed",
                 info="-1 picks a new random seed each run",

@@ -2,6 +2,7 @@
 
 import subprocess
 
+import pytest
 import skimage.data
 from PIL import Image
 
@@ -63,3 +64,17 @@ def test_the_console_script_is_installed():
     assert listed.returncode == 0
     names = listed.stdout.splitlines()
     assert len(names) == 26 and "Night Swirl" in names
+
+
+def test_flags_left_out_take_the_request_types_defaults(capsys):
+    from pipelines.upscale import UpscaleRequest
+    from studio.cli import build_parser
+
+    args = vars(build_parser().parse_args(["upscale", "photo.png", "--creative", "--tile", "128"]))
+    assert args["tile_size"] == 128 and "scale" not in args and "upscaler" not in args, "absent: the default"
+    assert args["creative"] == UpscaleRequest.default("creative_strength")
+    with pytest.raises(SystemExit):
+        main(["upscale", "--help"])
+    shown = capsys.readouterr().out
+    assert f"(default {UpscaleRequest.default('tile_size')})" in shown
+    assert f"(default {UpscaleRequest.default('upscaler')})" in shown
