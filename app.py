@@ -16,6 +16,7 @@ import gradio as gr
 
 from studio.core.devices import DeviceConfig
 from studio.core.errors import StudioError
+from studio.core.presets import Presets
 from studio.core.settings import Settings, load_settings
 from studio.ui import (
     image_to_image_tab,
@@ -41,9 +42,10 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
             "# Image Studio\n"
             f"<span class='studio-device'>Running on {studio.cache.device_config.describe()}. "
             f"Results are saved to `{settings.outputs}` with their parameters."
-            f"{cpu_note(studio.cache.device_config, studio.presets.default_model)}</span>",
+            f"{cpu_note(studio.cache.device_config, studio.presets)}</span>",
             elem_id="studio-header",
         )
+        studio.model_check.show()
         with gr.Tabs() as tab_row:
             for tab in tabs:
                 with gr.Tab(tab.TAB.label, id=tab.TAB.id):
@@ -59,15 +61,18 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
 CPU_MODEL = "sd-turbo"  # the preset that makes an image in reasonable time on a CPU
 
 
-def cpu_note(device_config: DeviceConfig, default_model: str) -> str:
-    """For CPU users: which models suit them (and whether the default is one)."""
+def cpu_note(device_config: DeviceConfig, presets: Presets) -> str:
+    """For CPU users: whether the model chosen (a preset, or --model) suits them, and which one does."""
     if device_config.is_accelerator:
         return ""
-    turbo = "SD-Turbo, the default," if default_model == CPU_MODEL else f"SD-Turbo (model {CPU_MODEL})"
-    return (
-        f" No GPU here: {turbo} makes an image in 1–4 steps and suits a CPU; SD 1.5 and SDXL"
-        " take minutes per image. Instant style transfer and Real-ESRGAN upscaling run well on a CPU."
-    )
+    chosen = presets.default_model
+    if chosen == CPU_MODEL:
+        fit = f"the chosen model, {chosen}, makes an image in 1–4 steps and suits a CPU"
+    else:
+        fit = f"the chosen model, {chosen}, may take minutes per image"
+        if CPU_MODEL in presets.models:
+            fit += f"; {CPU_MODEL} makes one in 1–4 steps (pick it under Model, or --model {CPU_MODEL})"
+    return f" No GPU here: {fit}. Instant style transfer and Real-ESRGAN upscaling run well on a CPU."
 
 
 def launch_options(settings: Settings) -> dict:

@@ -58,24 +58,42 @@ RequestT = TypeVar("RequestT", bound=Request)
 
 
 def parse_request(request_type: type[RequestT], values: dict[str, Any]) -> RequestT:
-    """Validate `values` into a request; every problem becomes one concise `InvalidRequest`."""
+    """Validate `values` into a request; every problem becomes one concise `InvalidRequest` naming the
+    field ("Seed must be between -1 and 4294967295 (got 99999999999).")."""
     try:
         return request_type.model_validate(values)
     except ValidationError as error:
-        problems = []
-        for problem in error.errors():
-            name = ".".join(str(part) for part in problem["loc"]) or "request"
-            message = problem["msg"]
-            if (
-                problem["type"] in {"greater_than_equal", "less_than_equal"}
-                and name in request_type.model_fields
-            ):
-                low, high = request_type.bounds(name)
-                message = f"must be between {_plain(low)} and {_plain(high)} (got {problem['input']!r})"
-            elif problem["type"] == "extra_forbidden":
-                message = "is not a known parameter"
-            problems.append(f"{name} {message}")
-        raise InvalidRequest("Invalid request: " + "; ".join(problems) + ".") from error
+        problems = [_problem(request_type, problem) for problem in error.errors()]
+        raise InvalidRequest("; ".join(problems) + ".") from error
+
+
+def field_title(request_type: type[Request], name: str) -> str:
+    """How messages name a field: its title ("Images (num_images)"), else its name in words ("Seed")."""
+    info = request_type.model_fields.get(name)
+    title = info.title if info is not None and info.title else name.replace("_", " ").capitalize()
+    return title if title.lower() == name.replace("_", " ") else f"{title} ({name})"
+
+
+def _problem(request_type: type[Request], problem: dict[str, Any]) -> str:
+    location = [str(part) for part in problem["loc"]]
+    name = location[0] if location else "request"
+    if problem["type"] == "extra_forbidden":
+        return f"{name} is not a known parameter"
+    title = field_title(request_type, name) + "".join(f" [{part}]" for part in location[1:])
+    got, context = problem.get("input"), problem.get("ctx") or {}
+    if problem["type"] in {"greater_than_equal", "less_than_equal"}:
+        if len(location) == 1:
+            low, high = request_type.bounds(name)
+            return f"{title} must be between {_plain(low)} and {_plain(high)} (got {got!r})"
+        side = "at least" if "ge" in context else "at most"
+        return f"{title} must be {side} {_plain(context.get('ge', context.get('le')))} (got {got!r})"
+    if problem["type"] == "value_error":  # a check across fields, which words its own message
+        return str(context.get("error", problem["msg"]))
+    if problem["type"] == "literal_error":
+        return f"{title} must be one of {context.get('expected', '')} (got {got!r})"
+    if problem["type"] == "string_too_long":
+        return f"{title} is too long: at most {context.get('max_length')} characters"
+    return f"{title}: {problem['msg'][0].lower()}{problem['msg'][1:]}"
 
 
 def _plain(number: float) -> str:

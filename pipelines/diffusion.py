@@ -64,7 +64,7 @@ class DiffusionRequest(Request):
     negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     styles: tuple[str, ...] = ()
     model: str | None = None  # preset name, hub id, folder or .safetensors; None: the default preset
-    num_images: int = Field(1, ge=1, le=4)
+    num_images: int = Field(1, ge=1, le=4, title="Images")
     seed: int = Field(-1, ge=-1, le=MAX_SEED)  # -1: random
     steps: int | None = Field(None, ge=1, le=150)  # None: the model preset's
     guidance_scale: float | None = Field(None, ge=0, le=30)  # None: the model preset's

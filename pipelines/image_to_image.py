@@ -48,15 +48,15 @@ def variation_request(
     carried = read_parameters(image)
     values: dict[str, Any] = {"image": image, "strength": strength, "num_images": num_images, "seed": seed}
     if isinstance(carried, GenerationParameters):
+        # As typed, with its styles: they are applied once, by this run.
         values.update(
-            prompt=carried.user_prompt or carried.prompt,
-            negative_prompt=carried.user_negative_prompt or carried.negative_prompt,
+            prompt=carried.typed_prompt,
+            negative_prompt=carried.typed_negative_prompt,
             styles=carried.styles,
-            model=carried.model,
-            steps=carried.steps,
-            guidance_scale=carried.guidance_scale,
-            sampler=carried.sampler,
+            model=carried.model or None,
         )
+        if carried.steps:  # it was denoised: its sampling settings come along
+            values.update(steps=carried.steps, guidance_scale=carried.guidance_scale, sampler=carried.sampler)
     elif isinstance(carried, dict):
         values.update(prompt=carried.get("prompt", ""), negative_prompt=carried.get("negative_prompt", ""))
     if prompt.strip():

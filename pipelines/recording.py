@@ -63,17 +63,18 @@ def derived_parameters(
     carried = read_parameters(source)
     if isinstance(carried, GenerationParameters):
         base = carried
-    else:
+    else:  # another studio's parameters, as far as they read; a plain picture has none, not even a seed
         other = carried or {}
-        seed = other.get("seed")
+        steps = other.get("steps") if isinstance(other.get("steps"), int) else 0
+        guidance = other.get("guidance_scale")
         base = GenerationParameters(
             task=task,
             prompt=str(other.get("prompt", "")),
             negative_prompt=str(other.get("negative_prompt", "")),
-            steps=0,
-            sampler="",
-            guidance_scale=0,
-            seed=seed if isinstance(seed, int) else 0,
+            steps=steps,
+            sampler=str(other.get("sampler", "")) if steps else "",
+            guidance_scale=float(guidance) if steps and isinstance(guidance, int | float) else 0,
+            seed=other.get("seed") if isinstance(other.get("seed"), int) else None,
             width=size[0],
             height=size[1],
             model=str(other.get("model", "")),

@@ -280,8 +280,23 @@ def write_adapter_presets(folder: Path, adapters: dict[str, tuple[Path, Path, st
     return folder
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.tiny_models",
+        description="Write a tiny random Stable Diffusion model in diffusers layout, to try the studio "
+        "without downloads: python app.py --model FOLDER (it makes 64x64 noise, fast).",
+    )
+    parser.add_argument("folder", type=Path, help="where to write the model (a new or empty folder)")
+    parser.add_argument("family", nargs="?", choices=["sd", "sdxl"], default="sd", help="default: sd")
+    args = parser.parse_args(argv)
+    if args.folder.exists() and any(args.folder.iterdir()):
+        parser.error(f"{args.folder} is not empty: give a new or empty folder")
+    (build_sdxl if args.family == "sdxl" else build_sd)(args.folder)
+    print(f"wrote a tiny {args.family} model to {args.folder}")
+    return 0
+
+
 if __name__ == "__main__":
-    target = Path(sys.argv[1])
-    kind = sys.argv[2] if len(sys.argv) > 2 else "sd"
-    (build_sdxl if kind == "sdxl" else build_sd)(target)
-    print(f"wrote a tiny {kind} model to {target}")
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """Every result is saved to the outputs folder as a PNG with its parameters, and never overwrites a file.
 
-Files go to `<outputs>/<YYYY-MM-DD>/<NNNNN>-<task>-<seed>.png` (straight into `<outputs>` when not `dated`,
+Files go to `<outputs>/<YYYY-MM-DD>/<NNNNN>-<task>-<seed>.png`, or `<NNNNN>-<task>.png` for a result that has
+no seed (straight into `<outputs>` when not `dated`,
 as the command line does). The number is one more than the highest in
 that folder; the file is created exclusively, so two processes sharing a folder still never collide.
 """
@@ -35,7 +36,8 @@ class History:
             folder.mkdir(parents=True, exist_ok=True)
             number = self._next_number(folder)
             while True:
-                path = folder / f"{number:05d}-{parameters.task}-{parameters.seed}.png"
+                seed = "" if parameters.seed is None else f"-{parameters.seed}"
+                path = folder / f"{number:05d}-{parameters.task}{seed}.png"
                 try:
                     save_png(image, path, parameters, exclusive=True)
                     return path

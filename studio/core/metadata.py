@@ -32,7 +32,7 @@ class GenerationParameters:
     steps: int
     sampler: str
     guidance_scale: float
-    seed: int
+    seed: int | None  # None: nothing denoised it and its source had none (an upscaled photo)
     width: int
     height: int
     model: str
@@ -40,6 +40,16 @@ class GenerationParameters:
     user_negative_prompt: str = ""
     styles: tuple[str, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)  # task-specific values (strength, upscaler, ...)
+
+    @property
+    def typed_prompt(self) -> str:
+        """The prompt before styles. Results that recorded none (made from another studio's image, which
+        no style of ours wrapped) give their prompt itself."""
+        return self.user_prompt if self.user_prompt or self.styles else self.prompt
+
+    @property
+    def typed_negative_prompt(self) -> str:
+        return self.user_negative_prompt if self.user_negative_prompt or self.styles else self.negative_prompt
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -58,13 +68,10 @@ class GenerationParameters:
         fields: dict[str, Any] = {}
         if self.steps:  # an image a model denoised; an instant style or a plain upscale has no sampling
             fields.update(
-                {
-                    "Steps": self.steps,
-                    "Sampler": self.sampler,
-                    "CFG scale": _number(self.guidance_scale),
-                    "Seed": self.seed,
-                }
+                {"Steps": self.steps, "Sampler": self.sampler, "CFG scale": _number(self.guidance_scale)}
             )
+        if self.seed is not None:
+            fields["Seed"] = self.seed
         fields["Size"] = f"{self.width}x{self.height}"
         if self.model:
             fields["Model"] = self.model

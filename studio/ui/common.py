@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from pipelines.common import Request
 from studio.core.errors import StudioError
@@ -18,8 +21,29 @@ log = logging.getLogger(__name__)
 # Every event that computes on the GPU joins this one group, limited to one job at a time: Gradio's limit is
 # per event, so without it four tabs would run four jobs at once.
 GPU_EVENT = {"concurrency_id": "gpu", "concurrency_limit": 1}
-# Cheap events (filling fields, showing parameters) skip the queue and never wait behind a GPU job.
-INSTANT_EVENT = {"queue": False, "api_visibility": "private"}
+# Cheap events (filling fields, showing parameters) have no concurrency limit, so they never wait behind a
+# GPU job; they stay in the queue because only queued events can show an error or a warning.
+INSTANT_EVENT = {"concurrency_limit": None, "api_visibility": "private"}
+
+
+def scrub_paths(message: str) -> str:
+    """The message with every file in Gradio's upload folder named by its own name: the server's folders
+    are nobody's business, and the user knows their file by its name."""
+    folder = re.escape(gr.utils.get_upload_folder())
+    return re.sub(folder + r"[^\s'\",)]*", lambda match: Path(match.group(0)).name, message)
+
+
+def checked_by_request(component: gr.components.Component) -> gr.components.Component:
+    """Leave range and choice checks to the request types, whose messages name the field and stay the
+    same on the page, over the API and on the command line ("Seed must be between -1 and 4294967295")."""
+    if isinstance(component, gr.Slider | gr.Number):
+        precision = getattr(component, "precision", None)
+        component.preprocess = lambda payload: (  # type: ignore[method-assign]
+            None if payload is None else gr.Number.round_to_precision(payload, precision)
+        )
+    elif isinstance(component, gr.Dropdown | gr.Radio) and component.type == "value":
+        component.preprocess = lambda payload: payload  # type: ignore[method-assign]
+    return component
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -31,33 +55,63 @@ def user_errors() -> Iterator[None]:
     """Turn failures into a message in the UI (and the API's error text); the app keeps serving."""
     try:
         yield
-    except gr.Error:
+    except gr.Error as error:
+        error.message = scrub_paths(str(error.message))
         raise
     except StudioError as error:
-        raise gr.Error(str(error), print_exception=False) from error
+        raise gr.Error(scrub_paths(str(error)), print_exception=False) from error
     except Exception as error:
         log.exception("unexpected failure")
+        what = scrub_paths(f"{type(error).__name__}: {error}")
         raise gr.Error(
-            f"Unexpected error ({type(error).__name__}: {error}). Nothing already made was lost; "
-            "the details are in the server log."
+            f"Unexpected error ({what}). Nothing already made was lost; the details are in the server log."
         ) from error
 
 
-def readable(component: gr.components.Component) -> gr.components.Component:
-    """Make an image input say clearly when a file is not a picture, instead of failing inside Gradio."""
+def readable(component: gr.components.Component, max_side: int | None = None) -> gr.components.Component:
+    """Make an image input say clearly, as soon as a file is dropped, that it is not a picture (instead of
+    failing inside Gradio), or that it is larger than this studio takes (`max_side`): such an image is
+    taken out again, since every run would refuse it."""
     preprocess = component.preprocess
 
     def checked_preprocess(payload: Any) -> Any:
+        name = getattr(payload, "orig_name", None) or "The file"
         try:
             return preprocess(payload)
+        except Image.DecompressionBombError as error:
+            raise gr.Error(f"{name} has too many pixels to open safely.", print_exception=False) from error
         except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for unreadable files
-            name = getattr(payload, "orig_name", None) or "The file"
             raise gr.Error(
-                f"{name} could not be read as an image ({error}).", print_exception=False
+                scrub_paths(f"{name} could not be read as an image ({error})."), print_exception=False
             ) from error
 
     component.preprocess = checked_preprocess  # type: ignore[method-assign]
+    if max_side is not None:
+
+        def check_dropped(value: Any):
+            named, size = _name_and_size(value)
+            if size and max(size) > max_side:
+                gr.Warning(
+                    f"{named} is {size[0]}×{size[1]}; this studio takes up to {max_side} pixels on the "
+                    "longer side. Make it smaller first (the Upscale tab can enlarge results afterwards)."
+                )
+                return None
+            return gr.skip()
+
+        component.upload(check_dropped, [component], [component], **INSTANT_EVENT)
     return component
+
+
+def _name_and_size(value: Any) -> tuple[str, tuple[int, int] | None]:
+    """What a dropped image is called and how big it is (a file path, a picture, or an editor's layers)."""
+    if isinstance(value, dict):
+        value = value.get("background")
+    if isinstance(value, str | Path):
+        with Image.open(value) as image:
+            return Path(value).name, image.size
+    if isinstance(value, Image.Image):
+        return "The image", value.size
+    return "The image", None
 
 
 def slider(request_type: type[Request], name: str, *, step: float = 1, **options: Any) -> gr.Slider:

@@ -8,23 +8,19 @@ same task: every grid's Vary runs the Image to Image pipeline).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
-from studio.core.errors import StudioError
 from studio.core.history import History
-from studio.core.models import resolve_model
 from studio.core.presets import Presets, load_presets
 from studio.core.settings import Settings
 from studio.ui import zerogpu
+from studio.ui.model_check import ModelCheck
 from studio.ui.runner import JobRunner, Pipeline
 from studio.ui.send_to import SendTo
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,6 +38,7 @@ class Studio:
     history: History
     runner: JobRunner
     send_to: SendTo
+    model_check: ModelCheck
 
     @classmethod
     def from_settings(cls, settings: Settings, tabs: Sequence[TabInfo]) -> Studio:
@@ -56,13 +53,17 @@ class Studio:
             # ZeroGPU wants every weight on the GPU from start-up: no offloading there.
             offload="none" if zerogpu.on_zero_gpu() else settings.offload,
         )
-        runner = JobRunner(max_image_side=settings.max_image_side)
+        runner = JobRunner(max_image_side=settings.max_image_side, max_images=settings.max_images)
+        model_check = ModelCheck(cache, presets)
         if zerogpu.on_zero_gpu():
             # The platform wants weights on the GPU at start-up; requests then run in spaces.GPU functions.
-            preload_default_model(cache, presets)
+            model_check.run(download=True)
             runner.gpu_runner = zerogpu.gpu_runner(runner.tasks, presets)
+        else:
+            model_check.start()
         image_targets = {tab.id: tab.label for tab in tabs if tab.takes_images}
-        return cls(settings, presets, cache, History(settings.outputs), runner, SendTo(image_targets))
+        history = History(settings.outputs)
+        return cls(settings, presets, cache, history, runner, SendTo(image_targets), model_check)
 
     @property
     def default_model(self) -> str:
@@ -73,10 +74,3 @@ class Studio:
         if task not in self.runner.tasks:
             self.runner.add(task, build(self.cache, self.presets))
         return self.runner.tasks[task]
-
-
-def preload_default_model(cache: ModelCache, presets: Presets) -> None:
-    try:
-        cache.base_model(resolve_model(None, presets))
-    except StudioError as error:  # the page still opens and says so on the first run
-        log.warning("could not preload the default model: %s", error)

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from pipelines.common import Request
+from studio.ui.common import checked_by_request
 
 Run = Callable[[dict[str, Any], gr.Request, gr.Progress], Any]
 REQUIRED = inspect.Parameter.empty  # the default of a parameter every call must give (an endpoint's image)
@@ -72,7 +73,7 @@ class Endpoint:
         self, summary: str, parameters: Sequence[Parameter], run: Run, *, streams: bool = True
     ) -> None:
         self.parameters = list(parameters)
-        self.inputs = [parameter.component for parameter in self.parameters]
+        self.inputs = [checked_by_request(parameter.component) for parameter in self.parameters]
         count = len(self.parameters)
 
         def split(args: tuple) -> tuple[dict[str, Any], gr.Request, gr.Progress]:

@@ -1,4 +1,4 @@
-"""Actions on one image of a result grid: Vary (Subtle/Strong) and Send to another tab.
+"""Actions on one image of a result grid: Vary (Subtle/Strong), Use this image's seed, Send to another tab.
 
 The buttons act on the selected image (the first one when none is selected). Vary runs image to image on
 that image with its own parameters, read back from the PNG, and shows the new grid in the same gallery.
@@ -12,27 +12,39 @@ import gradio as gr
 from PIL import Image
 
 from pipelines.image_to_image import ImageToImagePipeline, variation_request
-from studio.ui.common import GPU_EVENT
+from studio.ui.common import INSTANT_EVENT
 from studio.ui.context import Studio
 from studio.ui.runner import Job
-from studio.ui.widgets import ResultPanel, selected_result
+from studio.ui.widgets import PromptControls, ResultPanel, selected_result
 
 
 @dataclass
 class GridActions:
     vary: dict[str, gr.Button]  # by variation name
+    use_seed: gr.Button
     send_to: dict[str, gr.Button]  # by target tab id
 
 
-def create_grid_actions(prefix: str, studio: Studio, panel: ResultPanel, *, vary: bool = True) -> GridActions:
+def create_grid_actions(
+    prefix: str, studio: Studio, panel: ResultPanel, controls: PromptControls, *, vary: bool = True
+) -> GridActions:
     """Buttons under a result grid; `vary=False` for results that are not diffusion images."""
     with gr.Row(elem_classes=["grid-actions"]):
         vary_buttons = {
             name: gr.Button(f"Vary ({name})", size="sm", elem_id=f"{prefix}-vary-{name.lower()}")
             for name in (studio.presets.variations if vary else ())
         }
+        use_seed = gr.Button("Use this image's seed", size="sm", elem_id=f"{prefix}-use-seed")
         send_to = studio.send_to.grid_buttons(prefix, panel)
-    return GridActions(vary_buttons, send_to)
+
+    def seed_of_selected(gallery_value, params, index):
+        _, chosen = selected_result(gallery_value, params, index)
+        if chosen.get("seed") is None:
+            raise gr.Error("This image has no seed: nothing denoised it.", print_exception=False)
+        return chosen["seed"], gr.Accordion(open=True)  # the seed box is in Advanced
+
+    use_seed.click(seed_of_selected, panel.selection, [controls.seed, controls.advanced], **INSTANT_EVENT)
+    return GridActions(vary_buttons, use_seed, send_to)
 
 
 def open_image(path: str) -> Image.Image:
@@ -53,7 +65,8 @@ def wire_vary(actions: GridActions, panel: ResultPanel, studio: Studio, num_imag
         def vary_selected(gallery_value, params, index, count, request: gr.Request, progress=gr.Progress()):
             path, _ = selected_result(gallery_value, params, index)
             strength = studio.presets.variation(name).strength
-            job = Job("img2img", variation_request(open_image(path), strength, num_images=int(count)))
+            values = variation_request(open_image(path), strength, num_images=int(count))
+            job = Job("img2img", values, action=f"Vary {name}")
             yield from panel.show(job, studio.runner.run(job, request, progress))
 
         return vary_selected
@@ -64,7 +77,7 @@ def wire_vary(actions: GridActions, panel: ResultPanel, studio: Studio, num_imag
             [*panel.selection, num_images],
             panel.outputs,
             api_visibility="private",
-            **GPU_EVENT,
+            **panel.event_options,
         )
         for name, button in actions.vary.items()
     ]

@@ -14,7 +14,7 @@ from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest, 
 from pipelines.inpaint import InpaintPipeline, InpaintRequest
 from pipelines.outpaint import DIRECTION_LABELS, OutpaintPipeline, OutpaintRequest
 from studio.core.metadata import GenerationParameters, read_parameters
-from studio.ui.common import GPU_EVENT, INSTANT_EVENT, readable, slider
+from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_vary
@@ -36,7 +36,7 @@ class ImageToImageTab:
     actions: GridActions
 
 
-def input_image(elem_id: str, label: str) -> gr.Image:
+def input_image(elem_id: str, label: str, max_side: int) -> gr.Image:
     return readable(
         gr.Image(
             label=label,
@@ -46,21 +46,25 @@ def input_image(elem_id: str, label: str) -> gr.Image:
             sources=["upload", "clipboard"],
             height=320,
             elem_id=elem_id,
-        )
+        ),
+        max_side,
     )
 
 
 def create_tab(studio: Studio) -> ImageToImageTab:
     presets = studio.presets
+    max_side = studio.settings.max_image_side
     studio.pipeline("img2img", ImageToImagePipeline)
     studio.pipeline("inpaint", InpaintPipeline)
     studio.pipeline("outpaint", OutpaintPipeline)
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
+            # The prompt first: every mode's main button comes after what it will use.
+            prompt = prompt_box("img2img", "Optional: what the image should become")
             with gr.Tabs():
                 with gr.Tab("Re-imagine", id="reimagine"):
-                    image = input_image("img2img-image", "Input image")
+                    image = input_image("img2img-image", "Input image", max_side)
                     strength = slider(
                         ImageToImageRequest,
                         "strength",
@@ -91,14 +95,15 @@ def create_tab(studio: Studio) -> ImageToImageTab:
                             eraser=gr.Eraser(default_size=40),
                             height=420,
                             elem_id="inpaint-editor",
-                        )
+                        ),
+                        max_side,
                     )
                     with gr.Row():
                         inpaint_strength = slider(InpaintRequest, "strength", step=0.05, label="Strength")
                         mask_blur = slider(InpaintRequest, "mask_blur", label="Soft edge (px)")
                     inpaint = gr.Button("Repaint region", variant="primary", elem_id="inpaint-generate")
                 with gr.Tab("Zoom out / Pan", id="outpaint"):
-                    outpaint_image = input_image("outpaint-image", "Image to extend")
+                    outpaint_image = input_image("outpaint-image", "Image to extend", max_side)
                     direction = gr.Radio(
                         choices=[(label, name) for name, label in DIRECTION_LABELS.items()],
                         value=OutpaintRequest.default("direction"),
@@ -106,27 +111,27 @@ def create_tab(studio: Studio) -> ImageToImageTab:
                         elem_id="outpaint-direction",
                     )
                     extend = gr.Button("Extend canvas", variant="primary", elem_id="outpaint-generate")
-            prompt = prompt_box("img2img", "Optional: what the image should become")
             with gr.Row():
-                reroll = gr.Button("Reroll", elem_id="img2img-reroll")
-                stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop")
+                reroll = gr.Button("Reroll", elem_id="img2img-reroll", min_width=0)
+                stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop", min_width=0)
             controls = prompt_settings(
                 "img2img", prompt, presets, studio.default_model, max_images=studio.settings.max_images
             )
         with gr.Column(scale=3, min_width=360):
-            results = ResultPanel("img2img", studio.history)
-            actions = create_grid_actions("img2img", studio, results)
+            results = ResultPanel("img2img", studio.history, reroll=reroll)
+            actions = create_grid_actions("img2img", studio, results, controls)
 
-    def run(task: str, values: dict, request: gr.Request, progress: gr.Progress):
-        job = Job(task, present(values))
+    def run(task: str, values: dict, request: gr.Request, progress: gr.Progress, action: str = ""):
+        job = Job(task, present(values), action)
         yield from results.show(job, studio.runner.run(job, request, progress))
 
-    def with_image(task: str):
+    def with_image(task: str, action: str = ""):
         """Run `task` on the image file the API or the page sent, opened with its parameters."""
 
         def run_on_image(values: dict, request: gr.Request, progress: gr.Progress):
             path = values.pop("image")
-            yield from run(task, {**values, "image": open_image(path) if path else None}, request, progress)
+            values = {**values, "image": open_image(path) if path else None}
+            yield from run(task, values, request, progress, action)
 
         return run_on_image
 
@@ -147,12 +152,11 @@ def create_tab(studio: Studio) -> ImageToImageTab:
     def vary_image(values: dict, request: gr.Request, progress: gr.Progress):
         if not values["image"]:
             raise gr.Error("Add an image to vary first.", print_exception=False)
-        strength = presets.variation(values["variation"]).strength
-        count, seed, prompt = int(values["num_images"]), int(values["seed"]), values["prompt"] or ""
-        chosen = variation_request(
-            open_image(values["image"]), strength, prompt=prompt, num_images=count, seed=seed
-        )
-        yield from run("img2img", chosen, request, progress)
+        with user_errors():
+            strength = presets.variation(values["variation"]).strength
+            chosen = variation_request(open_image(values["image"]), strength, prompt=values["prompt"] or "")
+        chosen.update(present({"num_images": values["num_images"], "seed": values["seed"]}))
+        yield from run("img2img", chosen, request, progress, f"Vary {values['variation']}")
 
     variations = ", ".join(f'"{name}"' for name in presets.variations)
     vary_endpoint = Endpoint(
@@ -171,9 +175,8 @@ def create_tab(studio: Studio) -> ImageToImageTab:
         image_and_mask = values.pop("image_and_mask") or {}
         layers = image_and_mask.get("layers") or []
         mask = layers[0] if layers else None
-        yield from run(
-            "inpaint", {**values, "image": image_and_mask.get("background"), "mask": mask}, request, progress
-        )
+        values = {**values, "image": image_and_mask.get("background"), "mask": mask}
+        yield from run("inpaint", values, request, progress, "Inpaint")
 
     inpaint_endpoint = Endpoint(
         "Repaint only the painted part of an image (Vary Region); pixels away from it stay exactly.",
@@ -204,20 +207,19 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             field(OutpaintRequest, "direction", direction, f"one of {directions}."),
             *controls.parameters("what the wider scene shows (optional)."),
         ],
-        with_image("outpaint"),
+        with_image("outpaint", "Zoom out / Pan"),
     )
     events = [
-        generate.click(reimagine.fn, reimagine.inputs, results.outputs, api_name="img2img", **GPU_EVENT),
-        vary.click(vary_endpoint.fn, vary_endpoint.inputs, results.outputs, api_name="vary", **GPU_EVENT),
-        inpaint.click(
-            inpaint_endpoint.fn, inpaint_endpoint.inputs, results.outputs, api_name="inpaint", **GPU_EVENT
-        ),
-        extend.click(
-            outpaint_endpoint.fn, outpaint_endpoint.inputs, results.outputs, api_name="outpaint", **GPU_EVENT
-        ),
+        button.click(endpoint.fn, endpoint.inputs, results.outputs, api_name=name, **results.event_options)
+        for button, endpoint, name in (
+            (generate, reimagine, "img2img"),
+            (vary, vary_endpoint, "vary"),
+            (inpaint, inpaint_endpoint, "inpaint"),
+            (extend, outpaint_endpoint, "outpaint"),
+        )
     ]
     events += wire_vary(actions, results, studio, controls.num_images)
-    results.connect(studio.runner, events, stop, reroll)
+    results.connect(studio.runner, events, stop)
 
     def fill_from_image(path: str | None):
         """An image that carries parameters fills the prompt fields; every mode gets the same image."""
@@ -227,8 +229,8 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             carried = None
         if isinstance(carried, GenerationParameters):
             fields = (
-                carried.user_prompt or carried.prompt,
-                carried.user_negative_prompt,
+                carried.typed_prompt,
+                carried.typed_negative_prompt,
                 list(carried.styles),
             )
         elif isinstance(carried, dict):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
 from studio.core.metadata import GenerationParameters, read_parameters
-from studio.ui.common import readable
+from studio.ui.common import readable, scrub_paths
 from studio.ui.context import Studio, TabInfo
 from studio.ui.send_to import Sent
+from studio.ui.status_line import StatusLine
 
 TAB = TabInfo("png_info", "PNG Info")
 
@@ -20,16 +22,22 @@ class PngInfoTab:
     parameters: gr.JSON
 
 
+NO_PARAMETERS = "This image carries no generation parameters: there is nothing to read back or send."
+
+
 def png_parameters(path: str | None) -> dict:
-    """Parameters from a PNG: ours in full, another studio's as parsed from its `parameters` chunk."""
+    """Parameters from a PNG: ours in full, another studio's as parsed from its `parameters` chunk; {} for
+    none (a plain photo, a normal case)."""
     if not path:
         return {}
     try:
         carried = read_parameters(path)
     except OSError as error:
-        raise gr.Error(f"The file could not be read as an image ({error}).", print_exception=False) from error
+        raise gr.Error(
+            scrub_paths(f"{Path(path).name} could not be read as an image ({error})."), print_exception=False
+        ) from error
     if carried is None:
-        raise gr.Error("This image carries no generation parameters.", print_exception=False)
+        return {}
     return carried.to_dict() if isinstance(carried, GenerationParameters) else carried
 
 
@@ -50,6 +58,7 @@ def create_tab(studio: Studio) -> PngInfoTab:
             text = gr.Textbox(
                 label="Parameters", lines=8, interactive=False, buttons=["copy"], elem_id="png-info-text"
             )
+            note = StatusLine(elem_id="png-info-note")
             parameters = gr.JSON(label="As fields", elem_id="png-info-parameters")
             with gr.Row():
                 send_to_txt2img = gr.Button("Send to Text to Image", elem_id="png-info-send-txt2img")
@@ -62,21 +71,29 @@ def create_tab(studio: Studio) -> PngInfoTab:
             image: a PNG file; ours carry every field, other studios' the `parameters` text chunk.
         """
         fields = png_parameters(image)
-        if not fields:
-            return "", {}
+        if not fields:  # what the tab held before goes: nothing stale can be sent on
+            return "", {}, NO_PARAMETERS if image else ""
         if "task" in fields:
-            return GenerationParameters.from_dict(fields).to_text(), fields
-        return _text_of(image), fields
+            return GenerationParameters.from_dict(fields).to_text(), fields, ""
+        return _text_of(image), fields, ""
 
-    image.change(png_info, [image], [text, parameters], api_name="png_info")
+    image.change(png_info, [image], [text, parameters, note], api_name="png_info")
 
-    def sent(path: str | None, fields: dict | None) -> Sent:
+    def parameters_to_send(path: str | None, fields: dict | None) -> Sent | None:
         if not fields:
-            raise gr.Error("Drop a PNG with parameters first.", print_exception=False)
+            gr.Warning("Drop a PNG that carries parameters first: this tab has none to send.")
+            return None
         return Sent.of(path, fields)
 
-    studio.send_to.send(send_to_txt2img, "txt2img", [image, parameters], sent)
-    studio.send_to.send(send_to_img2img, "img2img", [image, parameters], sent)
+    def image_to_send(path: str | None, fields: dict | None) -> Sent | None:
+        """Any picture can be re-imagined: a plain photo goes with an empty prompt."""
+        if not path:
+            gr.Warning("Drop an image first.")
+            return None
+        return Sent.of(path, fields or {})
+
+    studio.send_to.send(send_to_txt2img, "txt2img", [image, parameters], parameters_to_send)
+    studio.send_to.send(send_to_img2img, "img2img", [image, parameters], image_to_send)
     return PngInfoTab(image, parameters)
 
 

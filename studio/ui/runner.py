@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import gradio as gr
@@ -39,51 +39,79 @@ class Job:
 
     task: str
     values: dict[str, Any]
+    action: str = ""  # what Reroll says it runs again, when not the tab's own action: "Vary Subtle"
 
     def rerolled(self) -> Job:
-        return Job(self.task, {**self.values, "seed": -1})
+        return Job(self.task, {**self.values, "seed": -1}, self.action)
 
 
-class StopSignals:
-    """One Stop flag per browser session, set by the Stop button and polled between denoising steps."""
+@dataclass
+class Run:
+    """A session's running job: its Stop flag, and how far it has got."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    made: int = 0
+    total: int = 1
+
+    def stopped_message(self) -> str:
+        if self.total == 1:
+            return (
+                "Stopped: the image was finished." if self.made else "Stopped before the image was finished."
+            )
+        return f"Stopped after {self.made} of {self.total} images."
+
+
+class Runs:
+    """The running job of each browser session; Stop sets its flag, polled between denoising steps."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._signals: dict[str, threading.Event] = {}
+        self._runs: dict[str, Run] = {}
 
-    def begin(self, session: str) -> threading.Event:
-        signal = threading.Event()
+    def begin(self, session: str, total: int) -> Run:
+        run = Run(total=total)
         with self._lock:
-            self._signals[session] = signal
-        return signal
+            self._runs[session] = run
+        return run
 
-    def end(self, session: str, signal: threading.Event) -> None:
+    def end(self, session: str, run: Run) -> None:
         with self._lock:
-            if self._signals.get(session) is signal:
-                del self._signals[session]
+            if self._runs.get(session) is run:
+                del self._runs[session]
 
-    def stop(self, session: str) -> bool:
+    def stop(self, session: str) -> Run | None:
         with self._lock:
-            signal = self._signals.get(session)
-        if signal is None:
-            return False
-        signal.set()
-        return True
+            run = self._runs.get(session)
+        if run is not None:
+            run.stop.set()
+        return run
 
 
 class JobRunner:
-    def __init__(self, *, max_image_side: int | None = None, gpu_runner: GpuRunner | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_image_side: int | None = None,
+        max_images: int | None = None,
+        gpu_runner: GpuRunner | None = None,
+    ) -> None:
         self.tasks: dict[str, Pipeline] = {}
-        self.stop_signals = StopSignals()
+        self.runs = Runs()
         self.max_image_side = max_image_side
+        self.max_images = max_images
         self.gpu_runner = gpu_runner
 
     def add(self, name: str, pipeline: Pipeline) -> None:
         self.tasks[name] = pipeline
 
     def check_limits(self, request: Request) -> None:
-        """This server's own image size limit, which may be tighter than what the pipelines accept (its
-        image count limit is the Images sliders' maximum, which Gradio enforces)."""
+        """This server's own limits on image sides and counts, which may be tighter than what the
+        pipelines accept (the page's sliders stop there too)."""
+        count = getattr(request, "num_images", 1)
+        if self.max_images and count > self.max_images:
+            raise InvalidRequest(
+                f"Images (num_images) must be at most {self.max_images} on this studio (got {count})."
+            )
         for name, value in request:
             if (
                 isinstance(value, Image.Image)
@@ -103,8 +131,7 @@ class JobRunner:
             parsed = parse_request(pipeline.request_type, job.values)
             self.check_limits(parsed)
             session = session_of(request)
-            stop_signal = self.stop_signals.begin(session)
-            made = 0
+            run = self.runs.begin(session, total=getattr(parsed, "num_images", 1))
             progress(0, desc="Preparing the model…")
             try:
                 if self.gpu_runner is not None:
@@ -115,24 +142,26 @@ class JobRunner:
                         pipeline.generate(
                             parsed,
                             progress=gradio_progress(progress, "Denoising"),
-                            is_cancelled=stop_signal.is_set,
+                            is_cancelled=run.stop.is_set,
                         ),
                         progress,
                     )
                 for result in results:
-                    made += 1
+                    run.made += 1
                     yield result
             except RunCancelled:
-                total = getattr(parsed, "num_images", made)
-                gr.Warning(f"Stopped: {made} of {total} images finished.")
+                gr.Warning(run.stopped_message())
             finally:
-                self.stop_signals.end(session, stop_signal)
+                self.runs.end(session, run)
 
-    def stop_button(self, button: gr.Button, events: list) -> None:
+    def stop_button(self, button: gr.Button, events: list, status: gr.components.Component) -> None:
+        """Stop ends this session's run at the next step and says on `status` how far it got."""
+
         def stop_running(request: gr.Request):
-            self.stop_signals.stop(session_of(request))
+            run = self.runs.stop(session_of(request))
+            return gr.skip() if run is None else run.stopped_message()
 
-        button.click(stop_running, None, None, cancels=events, **INSTANT_EVENT)
+        button.click(stop_running, None, [status], cancels=events, **INSTANT_EVENT)
 
 
 def _size(count: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT
 from studio.ui.widgets import ResultPanel, selected_result
 
@@ -37,17 +38,17 @@ class Sent:
     @classmethod
     def of(cls, path: str | None, fields: dict[str, Any]) -> Sent:
         """From parameters as `read_parameters` gives them: ours in full, another studio's as parsed."""
-        ours = "task" in fields
+        ours = GenerationParameters.from_dict(fields) if "task" in fields else None
         return cls(
             path=path,
-            prompt=fields["user_prompt"] if ours else fields.get("prompt", ""),
-            negative_prompt=fields["user_negative_prompt"] if ours else fields.get("negative_prompt", ""),
-            styles=tuple(fields["styles"]) if ours else (),
+            prompt=ours.typed_prompt if ours else fields.get("prompt", ""),
+            negative_prompt=ours.typed_negative_prompt if ours else fields.get("negative_prompt", ""),
+            styles=ours.styles if ours else (),
             seed=fields.get("seed"),
             steps=fields.get("steps"),
             guidance_scale=fields.get("guidance_scale"),
             sampler=fields.get("sampler"),
-            model=fields.get("model") if ours else None,
+            model=(ours.model or None) if ours else None,
             width=fields.get("width"),
             height=fields.get("height"),
         )
@@ -64,7 +65,7 @@ class Sender:
     button: gr.Button
     target: str  # tab id
     inputs: list[gr.components.Component]
-    sent: Callable[..., Sent]  # from the inputs' values
+    sent: Callable[..., Sent | None]  # from the inputs' values; None: nothing to send (it said why)
 
 
 class SendTo:
@@ -80,7 +81,11 @@ class SendTo:
         self._receivers[tab_id] = Receiver(outputs, fill)
 
     def send(
-        self, button: gr.Button, target: str, inputs: list[gr.components.Component], sent: Callable[..., Sent]
+        self,
+        button: gr.Button,
+        target: str,
+        inputs: list[gr.components.Component],
+        sent: Callable[..., Sent | None],
     ) -> None:
         self._senders.append(Sender(button, target, inputs, sent))
 
@@ -102,6 +107,9 @@ class SendTo:
             receiver = self._receivers[sender.target]
 
             def send(*values: Any, sender: Sender = sender, receiver: Receiver = receiver):
-                return (*receiver.fill(sender.sent(*values)), gr.Tabs(selected=sender.target))
+                sent = sender.sent(*values)
+                if sent is None:
+                    return (gr.skip(),) * (len(receiver.outputs) + 1)
+                return (*receiver.fill(sent), gr.Tabs(selected=sender.target))
 
             sender.button.click(send, sender.inputs, [*receiver.outputs, tabs], **INSTANT_EVENT)

@@ -17,7 +17,7 @@ from PIL import Image
 from pipelines.common import parse_request
 from pipelines.diffusion_style import STRUCTURES, DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.instant_style import MAX_MIXED_STYLES, InstantStylePipeline, InstantStyleRequest
-from studio.ui.common import GPU_EVENT, INSTANT_EVENT, readable, slider, user_errors
+from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image
@@ -44,6 +44,7 @@ class StyleTransferTab:
 
 def create_tab(studio: Studio) -> StyleTransferTab:
     presets = studio.presets
+    max_side = studio.settings.max_image_side
     instant_style = studio.pipeline("style_instant", lambda cache, _: InstantStylePipeline(cache))
     diffusion_style = studio.pipeline("style_diffusion", DiffusionStylePipeline)
     style_names = instant_style.style_names()
@@ -61,7 +62,8 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                         sources=["upload", "clipboard"],
                         height=260,
                         elem_id="style-image",
-                    )
+                    ),
+                    max_side,
                 )
                 style_image = readable(
                     gr.Image(
@@ -71,7 +73,8 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                         sources=["upload", "clipboard"],
                         height=260,
                         elem_id="style-style-image",
-                    )
+                    ),
+                    max_side,
                 )
             mode = gr.Radio(choices=MODES, value="instant", label="Mode", elem_id="style-mode")
 
@@ -82,8 +85,8 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                 previews = gr.Gallery(
                     value=[(str(path), name) for name, path in neural_styles],
                     label="Built-in styles: click to add one (up to three)",
-                    columns=7,
-                    height=250,
+                    columns=4,
+                    height=360,
                     allow_preview=False,
                     object_fit="cover",
                     buttons=[],
@@ -98,7 +101,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                     label="Styles to mix",
                     elem_id="style-neural-styles",
                 )
-                with gr.Row():
+                with gr.Column():  # stacked: a style's name fits on its slider's label line
                     weights = [
                         gr.Slider(
                             0,
@@ -168,7 +171,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                 stop = gr.Button("Stop", variant="stop", elem_id="style-stop", scale=1)
         with gr.Column(scale=3, min_width=360):
             results = ResultPanel("style", studio.history)
-            actions = create_grid_actions("style", studio, results, vary=False)
+            actions = create_grid_actions("style", studio, results, controls, vary=False)
             structure_map = gr.Image(
                 label="Structure map (what the ControlNet follows)",
                 type="pil",
@@ -180,6 +183,10 @@ def create_tab(studio: Studio) -> StyleTransferTab:
             )
 
     def style_transfer(values: dict, request: gr.Request, progress: gr.Progress):
+        for name, choices in (("mode", MODES), ("style_source", STYLE_SOURCES)):
+            if values[name] not in [value for _, value in choices]:
+                known = " or ".join(f'"{value}"' for _, value in choices)
+                raise gr.Error(f"{name} must be {known} (got {values[name]!r}).", print_exception=False)
         content = open_image(values["image"]) if values["image"] else None
         if values["mode"] == "instant":
             chosen = list(values["neural_styles"] or [])
@@ -275,7 +282,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
         style_transfer,
     )
     event = generate.click(
-        endpoint.fn, endpoint.inputs, results.outputs, api_name="style_transfer", **GPU_EVENT
+        endpoint.fn, endpoint.inputs, results.outputs, api_name="style_transfer", **results.event_options
     )
     results.connect(studio.runner, [event], stop)
 
@@ -299,9 +306,10 @@ def create_tab(studio: Studio) -> StyleTransferTab:
     def add_style(chosen: list[str] | None, event: gr.SelectData):
         chosen = list(chosen or [])
         picked = style_names[event.index]
-        if picked not in chosen:
-            chosen = [*chosen[: MAX_MIXED_STYLES - 1], picked]  # a full mix swaps its last style
-        return chosen, "builtin"
+        if picked not in chosen and len(chosen) >= MAX_MIXED_STYLES:
+            gr.Warning(f"Up to {MAX_MIXED_STYLES} styles mix: remove one from Styles to mix to add {picked}.")
+            return gr.skip(), "builtin"
+        return (chosen if picked in chosen else [*chosen, picked]), "builtin"
 
     previews.select(add_style, [neural_style_names], [neural_style_names, style_source], **INSTANT_EVENT)
     style_image.upload(lambda: "image", None, [style_source], **INSTANT_EVENT)

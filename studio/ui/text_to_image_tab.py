@@ -8,7 +8,6 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from studio.ui.common import GPU_EVENT
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_vary
@@ -34,10 +33,12 @@ def create_tab(studio: Studio) -> TextToImageTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             prompt = prompt_box("txt2img", "A lighthouse on a cliff at dawn, waves crashing…")
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="txt2img-generate", scale=2)
-                reroll = gr.Button("Reroll", elem_id="txt2img-reroll", scale=1)
-                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop", scale=1)
+            with gr.Row():  # one row: min_width 0, or Gradio wraps Stop onto a line of its own
+                generate = gr.Button(
+                    "Generate", variant="primary", elem_id="txt2img-generate", scale=2, min_width=0
+                )
+                reroll = gr.Button("Reroll", elem_id="txt2img-reroll", scale=1, min_width=0)
+                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop", scale=1, min_width=0)
             aspect_ratio = gr.Radio(
                 choices=list(presets.aspect_ratios),
                 value=TextToImageRequest.default("aspect_ratio"),
@@ -48,8 +49,8 @@ def create_tab(studio: Studio) -> TextToImageTab:
                 "txt2img", prompt, presets, studio.default_model, max_images=studio.settings.max_images
             )
         with gr.Column(scale=3, min_width=360):
-            results = ResultPanel("txt2img", studio.history)
-            actions = create_grid_actions("txt2img", studio, results)
+            results = ResultPanel("txt2img", studio.history, reroll=reroll)
+            actions = create_grid_actions("txt2img", studio, results, controls)
 
     parameters = controls.parameters("what to draw.")
     aspect = field(
@@ -67,11 +68,15 @@ def create_tab(studio: Studio) -> TextToImageTab:
         txt2img,
     )
     events = [
-        generate.click(endpoint.fn, endpoint.inputs, results.outputs, api_name="txt2img", **GPU_EVENT),
-        prompt.submit(endpoint.fn, endpoint.inputs, results.outputs, api_visibility="private", **GPU_EVENT),
+        generate.click(
+            endpoint.fn, endpoint.inputs, results.outputs, api_name="txt2img", **results.event_options
+        ),
+        prompt.submit(
+            endpoint.fn, endpoint.inputs, results.outputs, api_visibility="private", **results.event_options
+        ),
     ]
     events += wire_vary(actions, results, studio, controls.num_images)
-    results.connect(studio.runner, events, stop, reroll)
+    results.connect(studio.runner, events, stop)
 
     def fill(sent: Sent) -> tuple:
         """The fields from an image's parameters; what this studio does not know is left as it is."""

@@ -8,4 +8,11 @@ CSS = """
 #studio-header h1 { margin-bottom: 0; }
 .studio-device { opacity: 0.7; font-size: 0.9em; }
 #txt2img-gallery { min-height: 420px; }
+/* Style previews: whole names, wrapped under each other rather than cut off */
+#style-previews .caption-label {
+  white-space: normal; overflow: visible; text-overflow: clip; max-width: 94%;
+  font-size: 12px; line-height: 1.25; text-align: center;
+}
+.grid-status { min-height: 1.5em; }
+.one-line { white-space: nowrap; }
 """

@@ -12,6 +12,7 @@ from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import open_image
 from studio.ui.runner import Job
+from studio.ui.status_line import StatusLine
 from studio.ui.widgets import PromptControls, prompt_box, prompt_settings
 
 TAB = TabInfo("upscale", "Upscale", takes_images=True)
@@ -25,6 +26,7 @@ class UpscaleTab:
 
 def create_tab(studio: Studio) -> UpscaleTab:
     presets = studio.presets
+    max_side = studio.settings.max_image_side
     pipeline = studio.pipeline(
         "upscale", lambda cache, presets: UpscalePipeline(cache, presets, studio.settings.upscalers_dir)
     )
@@ -41,7 +43,8 @@ def create_tab(studio: Studio) -> UpscaleTab:
                     sources=["upload", "clipboard"],
                     height=300,
                     elem_id="upscale-image",
-                )
+                ),
+                max_side,
             )
             upscaler = gr.Dropdown(
                 choices=upscaler_names,
@@ -106,6 +109,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
                 label="Before / after", type="filepath", format="png", height=520, elem_id="upscale-slider"
             )
             result_file = gr.File(label="Result (lossless PNG with parameters)", elem_id="upscale-file")
+            status = StatusLine(elem_id="upscale-status", elem_classes=["grid-status"])
             parameters_text = gr.Textbox(
                 label="Parameters", lines=3, interactive=False, elem_id="upscale-parameters"
             )
@@ -117,10 +121,10 @@ def create_tab(studio: Studio) -> UpscaleTab:
         finished = None
         for result in studio.runner.run(job, request, progress):
             finished = studio.history.save(result.image, result.parameters), result.parameters
-        if finished is None:  # stopped before the result was made
-            raise gr.Error("Stopped before the upscale finished.", print_exception=False)
+        if finished is None:  # stopped before the result was made: what was shown stays
+            return gr.skip(), gr.skip(), gr.skip(), "Stopped before the upscale finished."
         saved, parameters = finished
-        return (path, str(saved)), str(saved), parameters.to_text()
+        return (path, str(saved)), str(saved), parameters.to_text(), ""
 
     prompt_parameters = [
         p
@@ -171,10 +175,11 @@ def create_tab(studio: Studio) -> UpscaleTab:
     event = upscale.click(
         endpoint.fn,
         endpoint.inputs,
-        [comparison, result_file, parameters_text],
+        [comparison, result_file, parameters_text, status],
         api_name="upscale",
+        show_progress_on=[status],  # a failed run leaves the last result in view
         **GPU_EVENT,
     )
-    studio.runner.stop_button(stop, [event])
+    studio.runner.stop_button(stop, [event], status)
     studio.send_to.receive(TAB.id, [image, controls.prompt], lambda sent: (sent.path, sent.prompt))
     return UpscaleTab(image, controls)

@@ -14,6 +14,7 @@ from studio.core.presets import Presets
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider
 from studio.ui.endpoints import Parameter, field
 from studio.ui.runner import Job, JobRunner
+from studio.ui.status_line import StatusLine
 
 
 def model_choices(presets: Presets, current: str | None) -> list[tuple[str, str]]:
@@ -34,6 +35,7 @@ class PromptControls:
     steps: gr.Slider
     guidance_scale: gr.Slider
     sampler: gr.Dropdown
+    advanced: gr.Accordion  # where the seed is: opened when a result's seed is put there
 
     def parameters(self, prompt_doc: str, *, mode: str = "") -> list[Parameter]:
         """The API parameters these controls feed, in this order; `mode` prefixes each description with the
@@ -132,7 +134,7 @@ def prompt_settings(
             visible=image_count,
             maximum=max_images or DiffusionRequest.bounds("num_images")[1],
         )
-    with gr.Accordion("Advanced", open=False):
+    with gr.Accordion("Advanced", open=False) as advanced:
         with gr.Row():
             seed = gr.Number(
                 value=DiffusionRequest.default("seed"),
@@ -143,7 +145,13 @@ def prompt_settings(
                 maximum=DiffusionRequest.bounds("seed")[1],
                 elem_id=f"{prefix}-seed",
             )
-            random_seed = gr.Button("Random seed", scale=0, min_width=90)
+            random_seed = gr.Button(
+                "Random seed",
+                scale=0,
+                min_width=150,
+                elem_id=f"{prefix}-random-seed",
+                elem_classes=["one-line"],
+            )
         steps = slider(
             DiffusionRequest, "steps", value=defaults.steps, label="Steps", elem_id=f"{prefix}-steps"
         )
@@ -164,16 +172,19 @@ def prompt_settings(
     model.change(apply_model_defaults, [model], [steps, guidance_scale, sampler], **INSTANT_EVENT)
     random_seed.click(lambda: -1, None, [seed], **INSTANT_EVENT)
     return PromptControls(
-        prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler
+        prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler, advanced
     )
 
 
 class ResultPanel:
     """A result grid: each image saved to the history as it arrives and shown with its parameters; the
-    run's job kept for Reroll; the first image selected when the run ends."""
+    run's job kept for Reroll (whose label says what it will run again); the first image selected when the
+    run ends. Progress, refusals and Stop show on a status line under the grid, so the last grid stays in
+    view whatever happens to the next run."""
 
-    def __init__(self, prefix: str, history: History) -> None:
+    def __init__(self, prefix: str, history: History, *, reroll: gr.Button | None = None) -> None:
         self.history = history
+        self.reroll = reroll
         self.gallery = gr.Gallery(
             label="Results",
             format="png",
@@ -184,6 +195,7 @@ class ResultPanel:
             interactive=False,
             elem_id=f"{prefix}-gallery",
         )
+        self.status = StatusLine(elem_id=f"{prefix}-status", elem_classes=["grid-status"])
         self.selected_parameters = gr.Textbox(
             label="Selected image",
             lines=4,
@@ -208,33 +220,52 @@ class ResultPanel:
 
     @property
     def outputs(self) -> list[gr.components.Component]:
-        return [self.gallery, self.parameters, self.job]
+        """What every run of this grid updates (the Reroll button and the status line are not in the API)."""
+        return [self.gallery, self.parameters, self.job, *([self.reroll] if self.reroll else []), self.status]
 
-    def show(self, job: Job, results: Iterator[GeneratedImage]) -> Iterator[tuple[list, list[dict], Job]]:
-        """(gallery items, parameters, job) after each image is saved, and once at the end."""
+    @property
+    def event_options(self) -> dict:
+        """For every event that fills this grid: one GPU job at a time, progress on the status line."""
+        return {**GPU_EVENT, "show_progress_on": [self.status]}
+
+    def show(self, job: Job, results: Iterator[GeneratedImage]) -> Iterator[tuple]:
+        """The outputs after each image is saved, and once at the end. A refusal or a failure is written on
+        the status line and raised again (the API's error); what the grid showed stays."""
         saved: list[tuple[str, GenerationParameters]] = []
-        for result in results:
-            path = self.history.save(result.image, result.parameters)
-            saved.append((str(path), result.parameters))
-            yield gallery_items(saved), [p.to_dict() for _, p in saved], job
-        yield gallery_items(saved), [p.to_dict() for _, p in saved], job
 
-    def connect(
-        self, runner: JobRunner, events: list, stop: gr.Button, reroll: gr.Button | None = None
-    ) -> None:
-        """Reroll runs the last job again with a new seed; Stop ends every run of this grid; each run ends
-        with its first image selected."""
-        if reroll is not None:
+        def shown(status: str) -> tuple:
+            values = [gallery_items(saved), [p.to_dict() for _, p in saved], job]
+            if self.reroll:
+                values.append(gr.Button(value=f"Reroll ({job.action})" if job.action else "Reroll"))
+            return (*values, status)
+
+        def unchanged(status: str) -> tuple:
+            return (*[gr.skip()] * (len(self.outputs) - 1), status)
+
+        try:
+            for result in results:
+                path = self.history.save(result.image, result.parameters)
+                saved.append((str(path), result.parameters))
+                yield shown("")
+        except gr.Error as error:
+            yield unchanged(f"⚠️ {error.message}")
+            raise
+        yield shown("") if saved else unchanged("Stopped before the first image was finished.")
+
+    def connect(self, runner: JobRunner, events: list, stop: gr.Button) -> None:
+        """Reroll runs the last job again with a new seed; Stop ends every run of this grid and says how far
+        it got; each run ends with its first image selected."""
+        if self.reroll is not None:
 
             def reroll_last(job: Job | None, request: gr.Request, progress=gr.Progress()):
                 if not job:
                     raise gr.Error("Nothing to reroll yet: make a grid first.", print_exception=False)
                 yield from self.show(job.rerolled(), runner.run(job.rerolled(), request, progress))
 
-            events = [
-                *events,
-                reroll.click(reroll_last, [self.job], self.outputs, api_visibility="private", **GPU_EVENT),
-            ]
+            reroll = self.reroll.click(
+                reroll_last, [self.job], self.outputs, api_visibility="private", **self.event_options
+            )
+            events = [*events, reroll]
 
         def show_first(params: list[dict] | None):
             return (0, describe_parameters(params[0])) if params else (None, "")
@@ -246,7 +277,7 @@ class ResultPanel:
                 [self.selected_index, self.selected_parameters],
                 **INSTANT_EVENT,
             )
-        runner.stop_button(stop, events)
+        runner.stop_button(stop, events, self.status)
 
     @property
     def selection(self) -> list[gr.components.Component]:
@@ -269,4 +300,7 @@ def selected_result(
 
 
 def gallery_items(results: list[tuple[str, GenerationParameters]]) -> list[tuple[str, str]]:
-    return [(path, f"#{i + 1} · seed {params.seed}") for i, (path, params) in enumerate(results)]
+    return [
+        (path, f"#{i + 1}" + ("" if params.seed is None else f" · seed {params.seed}"))
+        for i, (path, params) in enumerate(results)
+    ]

@@ -68,13 +68,18 @@ def test_same_request_same_seed_same_pixels(client):
     ("values", "message"),
     [
         ({"prompt": ""}, "Type a prompt first"),
-        ({"prompt": "x", "styles": ["Nope"]}, "'Nope'.*not in the list of choices"),
+        ({"prompt": "x", "styles": ["Nope"]}, "^Unknown style 'Nope'. See the style list for names.$"),
+        (
+            {"prompt": "x", "seed": 99999999999},
+            r"^Seed must be between -1 and 4294967295 \(got 99999999999\)\.$",
+        ),
+        ({"prompt": "x", "sampler": "Nope"}, "^Unknown sampler 'Nope'. Choose one of: "),
         ({"prompt": "x", "model": "sdxl"}, "stabilityai/stable-diffusion-xl-base-1.0"),
         ({"prompt": "x", "model": "/no/such/model"}, "does not exist"),
     ],
 )
 def test_bad_requests_answer_with_a_message_and_the_app_keeps_serving(client, values, message):
     with pytest.raises(Exception, match=message):
-        client.predict(**values, api_name="/txt2img")
+        client.predict(**values, api_name="/txt2img")  # the error's text is exactly the message
     images, _ = client.predict(prompt="still alive", steps=2, api_name="/txt2img")
     assert len(images) == 1

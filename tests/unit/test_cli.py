@@ -1,5 +1,6 @@
 """The `studio` command line: the same pipelines, PNGs whose parameters read back, clear errors."""
 
+import os
 import subprocess
 
 import pytest
@@ -8,6 +9,7 @@ from PIL import Image
 
 from studio.cli import main
 from studio.core.metadata import read_parameters
+from studio.core.settings import PROJECT_ROOT
 
 
 def run(capsys, *argv) -> tuple[int, list[str], str]:
@@ -78,3 +80,20 @@ def test_flags_left_out_take_the_request_types_defaults(capsys):
     shown = capsys.readouterr().out
     assert f"(default {UpscaleRequest.default('tile_size')})" in shown
     assert f"(default {UpscaleRequest.default('upscaler')})" in shown
+
+
+def test_the_tiny_model_writer_takes_real_arguments(tmp_path):
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "tests.tiny_models", "--help"], capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )  # fmt: skip
+    assert shown.returncode == 0 and "usage: python -m tests.tiny_models" in shown.stdout
+    assert list(tmp_path.iterdir()) == [], "no model written into a folder named --help"
+    from tests.tiny_models import main as write_tiny_model
+
+    with pytest.raises(SystemExit):
+        write_tiny_model([])  # the folder is required
+    assert write_tiny_model([str(tmp_path / "tiny"), "sd"]) == 0
+    assert (tmp_path / "tiny" / "model_index.json").is_file()

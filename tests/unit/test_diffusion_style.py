@@ -123,7 +123,7 @@ def test_structure_none_is_image_to_image_with_the_style(cache, tiny_presets, ti
         ),
         (
             {"image": "content", "prompt": "ink", "denoising_strength": 0},
-            "denoising_strength must be between 0.05 and 1",
+            "Denoising strength must be between 0.05 and 1",
         ),
         ({"image": "content", "style_image": "huge"}, "The style image is 4000×10"),
     ],

@@ -92,7 +92,7 @@ def test_bad_images_get_clear_messages(image_to_image, tiny_sd, values, message)
 
 
 def test_strength_outside_zero_to_one_is_rejected(tiny_sd):
-    with pytest.raises(InvalidRequest, match="strength must be between 0 and 1"):
+    with pytest.raises(InvalidRequest, match="Strength must be between 0 and 1"):
         img2img_request(tiny_sd, strength=1.5)
 
 

@@ -194,9 +194,9 @@ def test_bad_requests_are_clear(pipeline):
         stylized(pipeline)
     with pytest.raises(InvalidRequest, match="Add an image first"):
         stylized(pipeline, styles=(first,), image=None)
-    with pytest.raises(InvalidRequest, match="style_image Input should be an instance of Image"):
+    with pytest.raises(InvalidRequest, match="Style image: input should be an instance of Image"):
         stylized(pipeline, style_image="painting.jpg")
-    with pytest.raises(InvalidRequest, match="working_size must be between 256 and 2048"):
+    with pytest.raises(InvalidRequest, match="Working size must be between 256 and 2048"):
         parse_request(InstantStyleRequest, {"working_size": 4096})
 
 

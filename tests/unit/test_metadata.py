@@ -113,7 +113,7 @@ def test_a_result_no_model_denoised_writes_no_sampling_settings():
         steps=0,
         sampler="",
         guidance_scale=0,
-        seed=0,
+        seed=None,  # nothing denoised it, and its source had none
         width=320,
         height=240,
         model="",

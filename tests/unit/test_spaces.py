@@ -38,12 +38,26 @@ def test_requirements_install_torch_once():
     assert "." in lines, "the project itself, with its dependencies"
 
 
-def test_cpu_users_are_told_which_models_suit_them():
+def test_cpu_users_are_told_whether_the_chosen_model_suits_them(presets):
+    import dataclasses
+
     import app
     from studio.core.devices import resolve_device
 
     cpu = resolve_device("cpu")
-    assert "SD-Turbo, the default, makes an image in 1–4 steps" in app.cpu_note(cpu, "sd-turbo")
-    assert "SD-Turbo (model sd-turbo) makes an image" in app.cpu_note(cpu, "/models/my-sdxl")
+    assert "the chosen model, sd-turbo, makes an image in 1–4 steps" in app.cpu_note(cpu, presets)
+    chosen = dataclasses.replace(presets, default_model="/models/my-sdxl")
+    note = app.cpu_note(cpu, chosen)
+    assert "the chosen model, /models/my-sdxl, may take minutes" in note and "--model sd-turbo" in note
     gpu = cpu.__class__(torch.device("cuda"), torch.float16, "sdpa")
-    assert app.cpu_note(gpu, "sd-turbo") == "", "nothing to say on a GPU"
+    assert app.cpu_note(gpu, presets) == "", "nothing to say on a GPU"
+
+
+def test_readme_says_how_to_install_the_cpu_build_of_the_same_torch():
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    first = re.search(r"```bash\n(pip install [^\n]+)\n```", text).group(1)
+    pins = re.findall(r"torch(?:vision)?==[\d.]+", first)
+    cpu = re.search(r"`(pip install [^`]+--index-url https://download\.pytorch\.org/whl/cpu)`", text)
+    assert cpu, "the README says how to get the CPU build"
+    assert re.findall(r"torch(?:vision)?==[\d.]+", cpu.group(1)) == pins, "the same pinned versions"
+    assert text.index(first) < cpu.start() < text.index("## Text to Image"), "right after the commands"

@@ -113,10 +113,10 @@ def test_bad_requests_get_clear_messages(text_to_image, tiny_sd, values, message
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"steps": 0}, "steps must be between 1 and 150"),
-        ({"num_images": 5}, "num_images must be between 1 and 4"),
-        ({"guidance_scale": 31}, "guidance_scale must be between 0 and 30"),
-        ({"seed": 2**32}, "seed must be between -1 and 4294967295"),
+        ({"steps": 0}, "Steps must be between 1 and 150"),
+        ({"num_images": 5}, "Images \\(num_images\\) must be between 1 and 4"),
+        ({"guidance_scale": 31}, "Guidance scale must be between 0 and 30"),
+        ({"seed": 2**32}, "Seed must be between -1 and 4294967295"),
         ({"width": 512}, "width is not a known parameter"),
     ],
 )

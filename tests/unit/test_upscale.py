@@ -42,11 +42,11 @@ def test_lanczos_scales_and_targets(upscale):
 def test_limits_and_unknown_upscalers_are_clear(upscale):
     with pytest.raises(InvalidRequest, match="would be 8800×400; the limit is 8192"):
         upscale(request(upscaler=LANCZOS, image=photo().resize((1100, 50)), scale=8))
-    with pytest.raises(InvalidRequest, match="target_width must be between 0 and 8192"):
+    with pytest.raises(InvalidRequest, match="Target width must be between 0 and 8192"):
         request(target_width=8200)
     with pytest.raises(InvalidRequest, match="Unknown upscaler 'Magic'"):
         upscale(request(upscaler="Magic"))
-    with pytest.raises(InvalidRequest, match="scale must be between 1 and 8"):
+    with pytest.raises(InvalidRequest, match="Scale must be between 1 and 8"):
         request(scale=9)
     with pytest.raises(InvalidRequest, match="Add an image first"):
         upscale(request(image=None))

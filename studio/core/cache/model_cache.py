@@ -71,17 +71,19 @@ class ModelCache:
     # -- models for a run --------------------------------------------------------------------------------
 
     @contextmanager
-    def lease(self) -> Iterator[Lease]:
-        """Fetch a run's models through the lease: each stays pinned (never evicted) until the block ends."""
-        lease = Lease(self.placement, self.gpu_lock, offline=self.offline, **self._loaders)
+    def lease(self, *, local_only: bool = False) -> Iterator[Lease]:
+        """Fetch a run's models through the lease: each stays pinned (never evicted) until the block ends.
+        `local_only`: load only what is on this machine, whether or not the hub may be reached."""
+        offline = self.offline or local_only
+        lease = Lease(self.placement, self.gpu_lock, offline=offline, **self._loaders)
         try:
             yield lease
         finally:
             lease.release()
 
-    def base_model(self, source: ModelSource) -> BaseModel:
+    def base_model(self, source: ModelSource, *, local_only: bool = False) -> BaseModel:
         """The base model for `source`, loaded now if needed (to preload it, or to inspect it)."""
-        with self.lease() as lease:
+        with self.lease(local_only=local_only) as lease:
             return lease.base_model(source)
 
     # -- a place to run ----------------------------------------------------------------------------------

@@ -1,0 +1,195 @@
+"""What a newcomer hit in the page: lost grids, silent buttons, stale PNG Info, a missing seed control, a
+silent first start, and a layout that wrapped. Each test would fail without its fix."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.e2e.helpers import GENERATE_TIMEOUT_MS, open_advanced, set_slider, tab_panel, wait_for_images
+
+pytestmark = pytest.mark.e2e
+
+GALLERY = "#txt2img-gallery img"
+SELECTED = "#txt2img-selected textarea"
+
+
+def toast(page: Page, text: str):
+    return page.get_by_test_id("toast-text").filter(has_text=text)
+
+
+def make_grid(page: Page, prompt: str, images: int = 1, steps: int = 2, seed: int | None = None) -> None:
+    panel = tab_panel(page, "#txt2img-generate")
+    page.locator("#txt2img-prompt textarea").fill(prompt)
+    set_slider(panel, "Images", images)
+    open_advanced(panel)
+    set_slider(panel, "Steps", steps)
+    if seed is not None:
+        page.locator("#txt2img-seed input").fill(str(seed))
+    page.locator("#txt2img-generate").click()
+    wait_for_images(page, GALLERY, images)
+    expect(page.locator(SELECTED)).to_have_value(re.compile(r"Seed: \d+"), timeout=GENERATE_TIMEOUT_MS)
+
+
+def test_a_refused_request_leaves_the_last_grid_in_view_with_the_message_beside_it(page: Page) -> None:
+    make_grid(page, "a windmill", images=2)
+    shown = page.locator(GALLERY).first
+    page.locator("#txt2img-seed input").fill("99999999999")
+    page.locator("#txt2img-generate").click()
+    status = page.locator("#txt2img-status")
+    expect(status).to_contain_text("Seed must be between -1 and 4294967295", timeout=GENERATE_TIMEOUT_MS)
+    expect(toast(page, "Seed must be between -1 and 4294967295")).to_be_visible()
+    expect(shown).to_be_visible()
+    expect(page.locator(GALLERY)).to_have_count(2)
+    expect(page.locator(SELECTED)).to_have_value(re.compile(r"^a windmill\n"))
+
+
+def test_stop_says_how_far_the_run_got(page: Page) -> None:
+    panel = tab_panel(page, "#txt2img-generate")
+    page.locator("#txt2img-prompt textarea").fill("a slow river")
+    set_slider(panel, "Images", 4)
+    open_advanced(panel)
+    set_slider(panel, "Steps", 150)
+    page.locator("#txt2img-generate").click()
+    wait_for_images(page, GALLERY, 1)
+    page.locator("#txt2img-stop").click()
+    expect(page.locator("#txt2img-status")).to_have_text(re.compile(r"Stopped after [1-3] of 4 images\."))
+    assert page.locator(GALLERY).count() >= 1, "what was finished stays"
+
+
+def test_use_this_images_seed_puts_the_selected_images_seed_in_the_seed_box(page: Page) -> None:
+    make_grid(page, "two lanterns", images=2, seed=70)
+    page.locator(GALLERY).nth(1).click()
+    expect(page.locator(SELECTED)).to_have_value(re.compile(r"Seed: 71"))
+    page.locator("#txt2img-seed input").fill("-1")
+    page.locator("#txt2img-use-seed").click()
+    expect(page.locator("#txt2img-seed input")).to_have_value("71")
+
+
+def test_reroll_after_a_vary_says_it_runs_the_vary_again(page: Page) -> None:
+    make_grid(page, "a teapot")
+    expect(page.locator("#txt2img-reroll")).to_have_text("Reroll")
+    page.locator("#txt2img-vary-subtle").click()
+    expect(page.locator("#txt2img-reroll")).to_have_text("Reroll (Vary Subtle)", timeout=GENERATE_TIMEOUT_MS)
+
+
+def test_send_to_under_an_empty_grid_says_what_to_do(page: Page) -> None:
+    page.locator("#txt2img-send-img2img").click()
+    expect(toast(page, "Make an image first, then pick one in the results")).to_be_visible()
+    expect(page.get_by_role("tab", name="Text to Image", exact=True)).to_have_attribute(
+        "aria-selected", "true"
+    )
+
+
+def test_png_info_clears_what_it_held_when_a_png_carries_nothing(page: Page, tmp_path) -> None:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters", "a castle in fog\nSteps: 7, Sampler: Euler a, CFG scale: 4.5, Seed: 42, Size: 64x64"
+    )
+    ours, plain = tmp_path / "with-parameters.png", tmp_path / "holiday.png"
+    Image.new("RGB", (32, 32), "gray").save(ours, pnginfo=info)
+    Image.new("RGB", (32, 32), "teal").save(plain)
+
+    page.get_by_role("tab", name="PNG Info", exact=True).click()
+    upload = page.locator("#png-info-image input[type=file]")
+    upload.set_input_files(str(ours))
+    expect(page.locator("#png-info-text textarea")).to_have_value(re.compile(r"^a castle in fog"))
+    page.locator("#png-info-image button[aria-label='Remove Image']").click()
+    page.locator("#png-info-image input[type=file]").set_input_files(str(plain))
+    expect(page.locator("#png-info-note")).to_contain_text("carries no generation parameters")
+    expect(page.locator("#png-info-text textarea")).to_have_value("")
+    expect(page.get_by_test_id("toast-body")).to_have_count(0)  # a calm note, no red error
+
+    page.locator("#png-info-send-txt2img").click()
+    expect(toast(page, "Drop a PNG that carries parameters first")).to_be_visible()
+    expect(page.locator("#txt2img-prompt textarea")).not_to_have_value("a castle in fog")
+
+
+def test_a_fourth_style_preview_says_three_is_the_limit(page: Page) -> None:
+    page.get_by_role("tab", name="Style Transfer", exact=True).click()
+    previews = page.locator("#style-previews button.thumbnail-item")
+    for index in (1, 2, 3):  # the first style is chosen already
+        previews.nth(index).click()
+    expect(toast(page, "Up to 3 styles mix")).to_be_visible()
+    expect(page.locator("#style-neural-styles .token")).to_have_count(3)
+
+
+def test_dropped_images_are_checked_at_once(page: Page, tmp_path) -> None:
+    huge, not_a_picture = tmp_path / "huge.png", tmp_path / "notes.png"
+    Image.new("RGB", (3000, 3000), "white").save(huge)  # the test studio takes up to 2048 pixels a side
+    not_a_picture.write_text("shopping list: eggs, milk")
+    page.get_by_role("tab", name="Image to Image", exact=True).click()
+    page.locator("#img2img-image input[type=file]").set_input_files(str(huge))
+    expect(toast(page, "huge.png is 3000×3000; this studio takes up to 2048 pixels")).to_be_visible()
+    expect(page.locator("#img2img-image img")).to_have_count(0)
+    page.get_by_role("tab", name="Upscale", exact=True).click()
+    page.locator("#upscale-image input[type=file]").set_input_files(str(not_a_picture))
+    expect(toast(page, "notes.png could not be read as an image")).to_be_visible()
+
+
+def test_the_header_says_the_chosen_model_is_ready(page: Page) -> None:
+    expect(page.locator("#model-status")).to_contain_text("is ready", timeout=GENERATE_TIMEOUT_MS)
+
+
+def text_lines(element) -> int:
+    """How many lines an element's text is laid out on."""
+    return element.evaluate(
+        """(element) => { const range = document.createRange(); range.selectNodeContents(element);
+            return new Set([...range.getClientRects()].map((rect) => Math.round(rect.top))).size; }"""
+    )
+
+
+def box(page: Page, selector: str) -> dict:
+    found = page.locator(selector).bounding_box()
+    assert found, selector
+    return found
+
+
+def test_the_layout_keeps_rows_and_labels_on_one_line(page: Page) -> None:
+    generate, reroll, stop = (box(page, f"#txt2img-{name}") for name in ("generate", "reroll", "stop"))
+    assert generate["y"] == reroll["y"] == stop["y"], "Generate, Reroll and Stop on one row"
+    open_advanced(tab_panel(page, "#txt2img-generate"))
+    assert text_lines(page.locator("#txt2img-random-seed")) == 1, '"Random seed" on one line'
+
+    page.get_by_role("tab", name="Image to Image", exact=True).click()
+    prompt = box(page, "#img2img-prompt")
+    for mode, button in (("Re-imagine", "#img2img-generate"), ("Inpaint", "#inpaint-generate"),
+                         ("Zoom out / Pan", "#outpaint-generate")):  # fmt: skip
+        page.get_by_role("tab", name=mode, exact=True).click()
+        assert prompt["y"] < box(page, button)["y"], f"the prompt comes before {mode}'s button"
+
+    page.get_by_role("tab", name="Style Transfer", exact=True).click()
+    captions = page.locator("#style-previews .caption-label")
+    expect(captions.first).to_be_visible()
+    cut = captions.evaluate_all("(labels) => labels.filter((l) => l.scrollWidth > l.clientWidth + 1).length")
+    assert cut == 0, "every style's whole name shows"
+    page.locator("#style-previews button.thumbnail-item", has_text="Pastel Stained Glass").click()  # long
+    label = page.locator("#style-weight-2 [data-testid='block-info']")
+    expect(label).to_have_text("Weight of Pastel Stained Glass")
+    assert text_lines(label) == 1, "a weight slider's label on one line"
+
+
+def test_a_broken_model_file_is_shown_in_the_page(browser, tmp_path) -> None:
+    from studio.core.settings import Settings
+    from tests.conftest import free_port, launch_app
+
+    broken = tmp_path / "my-model.safetensors"
+    broken.write_bytes(b"not a checkpoint at all")
+    settings = Settings(
+        model=str(broken), device="cpu", port=free_port(), outputs=tmp_path / "out", offline=True
+    )
+    running = launch_app(settings)
+    try:
+        page = browser.new_page()
+        page.goto(running.url)
+        expect(page.locator("#model-status")).to_contain_text(
+            "my-model.safetensors could not be read as a .safetensors checkpoint", timeout=GENERATE_TIMEOUT_MS
+        )
+        page.close()
+    finally:
+        running.demo.close()
