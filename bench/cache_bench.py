@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipelines.common import parse_request  # noqa: E402
 from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest  # noqa: E402
 from pipelines.inpaint import InpaintPipeline, InpaintRequest  # noqa: E402
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest  # noqa: E402
@@ -38,6 +37,7 @@ from studio.core.devices import resolve_device  # noqa: E402
 from studio.core.errors import OutOfMemory  # noqa: E402
 from studio.core.memory import MemoryBudget  # noqa: E402
 from studio.core.presets import load_presets  # noqa: E402
+from studio.core.requests import parse_request  # noqa: E402
 from studio.core.settings import DEFAULT_PRESETS_DIR  # noqa: E402
 
 GIB = 1024**3

@@ -20,11 +20,11 @@ import skimage.data  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipelines.common import parse_request  # noqa: E402
 from pipelines.upscale import UpscalePipeline, UpscaleRequest  # noqa: E402
 from studio.core.cache import ModelCache  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
 from studio.core.presets import load_presets  # noqa: E402
+from studio.core.requests import parse_request  # noqa: E402
 from studio.core.settings import DEFAULT_PRESETS_DIR  # noqa: E402
 
 

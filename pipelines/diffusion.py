@@ -29,7 +29,6 @@ from pipelines.common import (
     MAX_SEED,
     IsCancelled,
     Progress,
-    Request,
     StepReporter,
     generator_for,
     image_seed,
@@ -43,6 +42,7 @@ from studio.core.errors import InvalidRequest
 from studio.core.metadata import GenerationParameters  # noqa: F401 (GeneratedImage's field)
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
+from studio.core.requests import Request
 
 MAX_PROMPT_CHARS = 4000
 

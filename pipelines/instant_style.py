@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.common import IsCancelled, Progress, Request, never_cancelled, no_progress
+from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
 from pipelines.images import check_image, resized, to_array, to_image
 from pipelines.recording import derived_parameters
 from pipelines.tiling import run_tiled, tile_grid
@@ -41,6 +41,7 @@ from studio.core.neural_style import (
     stylize,
     transform,
 )
+from studio.core.requests import Request
 from studio.core.settings import DEFAULT_PRESETS_DIR
 
 DEFAULT_STYLES_PATH = DEFAULT_PRESETS_DIR / "neural_styles.json"

@@ -19,10 +19,10 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from pipelines.common import parse_request  # noqa: E402
 from pipelines.instant_style import PREVIEWS_FOLDER, InstantStylePipeline, InstantStyleRequest  # noqa: E402
 from studio.core.cache import ModelCache  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
+from studio.core.requests import parse_request  # noqa: E402
 
 SAMPLE = ROOT / "presets" / "samples" / "sample.jpg"
 SHEET = ROOT / "docs" / "neural_styles.png"

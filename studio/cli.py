@@ -19,7 +19,6 @@ from typing import Any
 
 from PIL import Image
 
-from pipelines.common import Request, parse_request
 from pipelines.diffusion import DiffusionRequest
 from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.instant_style import InstantStylePipeline, InstantStyleRequest
@@ -31,6 +30,7 @@ from studio.core.errors import StudioError
 from studio.core.history import History
 from studio.core.memory import OFFLOAD_CHOICES
 from studio.core.presets import load_presets
+from studio.core.requests import Request, parse_request
 from studio.core.settings import DEFAULT_PRESETS_DIR, Settings
 
 

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import gradio as gr
 from pydantic import Field
 
-from pipelines.common import IsCancelled, Progress, Request, never_cancelled, no_progress
+from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
 from studio.core.errors import RunCancelled
+from studio.core.requests import Request
 from studio.ui.common import GPU_EVENT
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, field, present

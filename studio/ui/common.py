@@ -12,9 +12,9 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from pipelines.common import Request
 from studio.core.errors import StudioError
 from studio.core.metadata import GenerationParameters
+from studio.core.requests import Request
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from pipelines.common import Request
+from studio.core.requests import Request
 from studio.ui.common import checked_by_request
 
 Run = Callable[[dict[str, Any], gr.Request, gr.Progress], Any]

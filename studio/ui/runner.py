@@ -15,9 +15,9 @@ from typing import Any, Protocol
 import gradio as gr
 from PIL import Image
 
-from pipelines.common import Request, parse_request
 from studio.core.downloads import downloads_reported_to
 from studio.core.errors import InvalidRequest, RunCancelled
+from studio.core.requests import Request, parse_request
 from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import gradio as gr
 from PIL import Image
 
-from pipelines.common import parse_request
 from pipelines.diffusion_style import STRUCTURES, DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.instant_style import MAX_MIXED_STYLES, InstantStylePipeline, InstantStyleRequest
+from studio.core.requests import parse_request
 from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present

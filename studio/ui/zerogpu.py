@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pipelines.common import Request
 from studio.core.presets import Presets
+from studio.core.requests import Request
 
 BASE_SECONDS = 8  # moving weights in, building the pipeline, decoding
 SECONDS_PER_STEP_AT_512 = 0.12  # an SD 1.5 step at 512×512 on an H200 slice, with margin

@@ -7,9 +7,9 @@ import types
 import pytest
 from gradio_client import Client
 
-from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImageRequest
 from pipelines.upscale import UpscaleRequest
+from studio.core.requests import parse_request
 from studio.core.settings import Settings
 from studio.ui.zerogpu import MAX_SECONDS, MIN_SECONDS, gpu_seconds
 from tests.conftest import free_port, launch_app

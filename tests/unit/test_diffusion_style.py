@@ -4,13 +4,13 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipelines.common import parse_request
 from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest, canny_map
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.errors import InvalidRequest, ModelUnavailable
 from studio.core.models import resolve_model
+from studio.core.requests import parse_request
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import skimage.data
 from PIL import Image
 
 import pipelines.diffusion
-from pipelines.common import parse_request
 from pipelines.diffusion import effective_steps
 from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
@@ -15,6 +14,7 @@ from pipelines.outpaint import OutpaintPipeline, OutpaintRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.history import History
 from studio.core.metadata import read_parameters
+from studio.core.requests import parse_request
 
 PHOTO = Image.fromarray(skimage.data.astronaut()).resize((64, 48))
 MASK = Image.new("L", (64, 48))

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from pipelines.common import parse_request
 from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest, variation_request
 from pipelines.inpaint import InpaintPipeline, InpaintRequest
 from pipelines.outpaint import OutpaintPipeline, OutpaintRequest, extended_canvas
@@ -10,6 +9,7 @@ from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.errors import InvalidRequest
 from studio.core.metadata import GenerationParameters, save_png
 from studio.core.presets import load_presets
+from studio.core.requests import parse_request
 from studio.core.settings import DEFAULT_PRESETS_DIR
 
 

@@ -13,12 +13,12 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipelines.common import parse_request
 from pipelines.instant_style import DEFAULT_STYLES_PATH, InstantStylePipeline, InstantStyleRequest
 from studio.core.cache import CacheKey
 from studio.core.errors import InvalidRequest, ModelUnavailable, PresetError, RunCancelled
 from studio.core.metadata import GenerationParameters, save_png
 from studio.core.neural_style import NUM_STYLES, load_neural_styles, model_path
+from studio.core.requests import parse_request
 
 STYLE_CHANGE = 20.0  # mean absolute difference in grey levels (0-255); the gentlest style changes ~40
 STYLES_APART = 10.0  # the closest two styles are ~19 apart

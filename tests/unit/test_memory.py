@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.errors import OutOfMemory
 from studio.core.memory import GIB, MemoryBudget, Step, Unit, decode_bytes, plan_room
 from studio.core.models import resolve_model
+from studio.core.requests import parse_request
 
 # -- budget arithmetic with fake units of known sizes ---------------------------------------------------
 

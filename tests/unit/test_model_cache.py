@@ -10,12 +10,12 @@ from diffusers import (
     StableDiffusionXLImg2ImgPipeline,
 )
 
-from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import CacheKey, ModelCache, module_bytes
 from studio.core.devices import resolve_device
 from studio.core.memory import MemoryBudget
 from studio.core.models import resolve_model
+from studio.core.requests import parse_request
 
 
 def weights(pipe) -> dict[str, int]:

@@ -11,7 +11,6 @@ import skimage.data
 import torch
 from PIL import Image
 
-from pipelines.common import parse_request
 from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache, module_bytes
@@ -19,6 +18,7 @@ from studio.core.devices import DeviceConfig, resolve_device
 from studio.core.errors import OutOfMemory
 from studio.core.memory import MemoryBudget, choose_offload, lower_memory_offload
 from studio.core.models import resolve_model
+from studio.core.requests import parse_request
 
 TIB = 1024**4
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.common import parse_request
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.errors import InvalidRequest, ModelUnavailable, RunCancelled
+from studio.core.requests import parse_request
 
 
 def request(model, **values) -> TextToImageRequest:

@@ -4,11 +4,11 @@ import skimage.data
 import torch
 from PIL import Image
 
-from pipelines.common import parse_request
 from pipelines.tiling import tile_grid
 from pipelines.upscale import LANCZOS, UpscalePipeline, UpscaleRequest
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.metadata import GenerationParameters, read_parameters, save_png
+from studio.core.requests import parse_request
 
 
 @pytest.fixture

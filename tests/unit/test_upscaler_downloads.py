@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 from spandrel.architectures.Compact.__arch.SRVGG import SRVGGNetCompact
 
-from pipelines.common import parse_request
 from pipelines.upscale import UpscalePipeline, UpscaleRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.errors import ModelUnavailable
 from studio.core.presets import UpscalerDownload
+from studio.core.requests import parse_request
 
 
 @pytest.fixture(scope="module")
