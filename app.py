@@ -19,6 +19,7 @@ from studio.core.errors import StudioError
 from studio.core.presets import Presets
 from studio.core.settings import Settings, load_settings
 from studio.ui import (
+    history_tab,
     image_to_image_tab,
     memory_panel,
     png_info_tab,
@@ -31,7 +32,7 @@ from studio.ui.theme import CSS, THEME
 
 log = logging.getLogger("studio")
 
-TABS = (text_to_image_tab, image_to_image_tab, style_transfer_tab, upscale_tab, png_info_tab)
+TABS = (text_to_image_tab, image_to_image_tab, style_transfer_tab, upscale_tab, history_tab, png_info_tab)
 
 
 def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Blocks:
@@ -48,7 +49,8 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
         studio.model_check.show()
         with gr.Tabs() as tab_row:
             for tab in tabs:
-                with gr.Tab(tab.TAB.label, id=tab.TAB.id):
+                with gr.Tab(tab.TAB.label, id=tab.TAB.id) as block:
+                    studio.tab_blocks[tab.TAB.id] = block
                     tab.create_tab(studio)
         studio.send_to.wire(tab_row)
         memory_panel.create_panel(studio.cache)
@@ -83,6 +85,10 @@ def launch_options(settings: Settings) -> dict:
         "auth": list(settings.auth) or None,
         "root_path": settings.root_path or None,
         "allowed_paths": [str(settings.outputs.resolve())],
+        # The history's index holds every prompt: never served as a file, whoever asks.
+        "blocked_paths": [
+            str(settings.outputs.resolve() / f".history.sqlite{end}") for end in ("", "-wal", "-shm")
+        ],
         "theme": THEME,
         "css": CSS,
         "footer_links": ["api", "gradio", "settings"],

@@ -238,7 +238,9 @@ def run(argv: list[str]) -> Iterator[Path]:
         raise StudioError("Give the content image: studio style IMAGE --style NAME.")
     pipeline, values = _job(args, cache)
     request = parse_request(pipeline.request_type, values)
-    history = History(Path(args.out).expanduser(), dated=False)
+    out = Path(args.out).expanduser()
+    # Into the studio's own outputs folder, through its index; into any other, plain files only.
+    history = History(out, dated=False, indexed=(out / ".history.sqlite").exists())
     bar = ProgressBar(args.task)
     try:
         for result in pipeline.generate(request, progress=bar):

@@ -1,50 +1,161 @@
-"""Every result is saved to the outputs folder as a PNG with its parameters, and never overwrites a file.
+"""Every result is saved to the outputs folder as a PNG with its parameters, indexed to be found again.
 
-Files go to `<outputs>/<YYYY-MM-DD>/<NNNNN>-<task>-<seed>.png`, or `<NNNNN>-<task>.png` for a result that has
-no seed (straight into `<outputs>` when not `dated`,
-as the command line does). The number is one more than the highest in
-that folder; the file is created exclusively, so two processes sharing a folder still never collide.
+- Files go to `<outputs>/<YYYY-MM-DD>/<NNNNN>-<task>-<seed>.png`, or `<NNNNN>-<task>.png` for a result
+  that has no seed (straight into `<outputs>` when not `dated`, as the command line does); a signed-in
+  user's under `<outputs>/users/<name>/`, so who made them survives an index rebuild.
+- The next number comes from the index (or the last one this process used), never from listing the folder.
+  A file is written under a hidden temporary name and then linked to its own, which fails if that name
+  exists: a save never replaces a file, two processes sharing a folder never collide, and a save killed
+  halfway leaves no truncated PNG under a result's name.
+- A small WebP thumbnail goes to `<outputs>/.thumbs/`, for the History tab's pages.
+- Delete moves a file to `<outputs>/.trash/` (restorable); only emptying the trash destroys files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import re
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from studio.core.history_index import TRASH, HistoryIndex, Viewer
 from studio.core.metadata import GenerationParameters, save_png
 
+log = logging.getLogger(__name__)
+
+THUMBNAILS = ".thumbs"
+THUMBNAIL_SIDE = 256
 _NUMBERED = re.compile(r"^(\d{5,})-")
+_PATH_SAFE = re.compile(r"[^\w.-]+")
 
 
 class History:
-    def __init__(self, outputs: Path, *, dated: bool = True) -> None:
+    def __init__(self, outputs: Path, *, dated: bool = True, indexed: bool = True) -> None:
+        """`indexed=False`: plain files only, no index or thumbnails (the command line, writing into a
+        folder of the user's; the studio's next sync lists them if the folder is its outputs)."""
         self.outputs = Path(outputs)
         self.dated = dated
+        self.index = HistoryIndex(self.outputs) if indexed else None
         self._lock = threading.Lock()
+        self._last_number: dict[Path, int] = {}
 
-    def _next_number(self, folder: Path) -> int:
-        numbers = [int(m.group(1)) for p in folder.glob("*.png") if (m := _NUMBERED.match(p.name))]
-        return max(numbers, default=0) + 1
+    # -- saving ---------------------------------------------------------------------------------------
 
-    def save(self, image: Image.Image, parameters: GenerationParameters) -> Path:
-        folder = self.outputs / dt.date.today().isoformat() if self.dated else self.outputs
+    def folder_for(self, owner: str | None) -> Path:
+        folder = self.outputs
+        if owner and owner.startswith("user:"):
+            folder = folder / "users" / (_PATH_SAFE.sub("_", owner.removeprefix("user:")).strip("._") or "_")
+        return folder / dt.date.today().isoformat() if self.dated else folder
+
+    def save(self, image: Image.Image, parameters: GenerationParameters, owner: str | None = None) -> Path:
+        folder = self.folder_for(owner)
+        seed = "" if parameters.seed is None else f"-{parameters.seed}"
         with self._lock:
             folder.mkdir(parents=True, exist_ok=True)
             number = self._next_number(folder)
-            while True:
-                seed = "" if parameters.seed is None else f"-{parameters.seed}"
-                path = folder / f"{number:05d}-{parameters.task}{seed}.png"
-                try:
-                    save_png(image, path, parameters, exclusive=True)
-                    return path
-                except FileExistsError:
-                    number += 1
+            partial = folder / f".{os.getpid()}-{threading.get_ident()}.partial.png"
+            save_png(image, partial, parameters, exclusive=False)
+            try:
+                while True:
+                    path = folder / f"{number:05d}-{parameters.task}{seed}.png"
+                    try:
+                        _link_exclusively(partial, path)
+                        break
+                    except FileExistsError:  # another process saved under it: take the next number
+                        number += 1
+            finally:
+                partial.unlink(missing_ok=True)
+            self._last_number[folder] = number
+        if self.index is None:
+            return path
+        self._thumbnail(image, path)
+        try:
+            self.index.add(path, parameters, owner)
+        except Exception:  # the PNG is saved, and the next sync lists it: never lose a result to the index
+            log.exception("could not index %s", path)
+        return path
 
-    def recent(self, limit: int = 50) -> list[Path]:
-        """The newest saved results first."""
-        files = sorted(self.outputs.glob("*/*.png"), key=lambda p: (p.parent.name, p.name), reverse=True)
-        return files[:limit]
+    def _next_number(self, folder: Path) -> int:
+        if folder not in self._last_number:
+            try:
+                last = self.index.max_number(folder) if self.index else None
+            except Exception:  # no usable index: the folder itself says
+                log.exception("the history index cannot give the next number; reading the folder")
+                last = None
+            if last is None:
+                numbers = [int(m.group(1)) for p in folder.glob("*.png") if (m := _NUMBERED.match(p.name))]
+                last = max(numbers, default=0)
+            self._last_number[folder] = last
+        return self._last_number[folder] + 1
+
+    # -- thumbnails -----------------------------------------------------------------------------------
+
+    def thumbnail_path(self, relative: str) -> Path:
+        return self.outputs / THUMBNAILS / f"{relative}.webp"
+
+    def thumbnail(self, relative: str, *, trashed: bool = False) -> Path:
+        """The thumbnail of a result, made now if it has none (a file copied in, or an index rebuilt)."""
+        thumb = self.thumbnail_path(relative)
+        if not thumb.is_file():
+            source = self.outputs / (f"{TRASH}/{relative}" if trashed else relative)
+            try:
+                with Image.open(source) as image:
+                    self._thumbnail(image, source, thumb)
+            except (OSError, SyntaxError, ValueError):  # a damaged file: the gallery shows it as it can
+                return source
+        return thumb
+
+    def _thumbnail(self, image: Image.Image, path: Path, thumb: Path | None = None) -> None:
+        thumb = thumb or self.thumbnail_path(self._relative(path))
+        try:
+            thumb.parent.mkdir(parents=True, exist_ok=True)
+            small = image.convert("RGB")
+            small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+            small.save(thumb, format="WEBP", quality=80)
+        except OSError:  # a thumbnail is a convenience: the result itself is what matters
+            log.exception("could not write the thumbnail of %s", path)
+
+    # -- the trash ------------------------------------------------------------------------------------
+
+    def trash(self, relative: str) -> None:
+        """Move a result to the trash, from where `restore` brings it back."""
+        self._move(self.outputs / relative, self.outputs / TRASH / relative)
+        self.index.set_trashed(relative, True)
+
+    def restore(self, relative: str) -> None:
+        self._move(self.outputs / TRASH / relative, self.outputs / relative)
+        self.index.set_trashed(relative, False)
+
+    def empty_trash(self, viewer: Viewer) -> int:
+        """Destroy the trashed results `viewer` may see; returns how many."""
+        paths = self.index.trashed_paths(viewer)
+        for relative in paths:
+            (self.outputs / TRASH / relative).unlink(missing_ok=True)
+            self.thumbnail_path(relative).unlink(missing_ok=True)
+        self.index.forget(paths)
+        return len(paths)
+
+    def _move(self, source: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            raise FileExistsError(f"{target.name} is there already")
+        source.rename(target)
+
+    def _relative(self, path: Path) -> str:
+        return PurePosixPath(path.resolve().relative_to(self.outputs.resolve())).as_posix()
+
+
+def _link_exclusively(source: Path, target: Path) -> None:
+    """Give `source` the name `target`, atomically, failing if `target` exists."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: check, then rename (a narrow race, no data loss)
+        if target.exists():
+            raise FileExistsError(target) from None
+        os.replace(source, target)

@@ -8,15 +8,15 @@ Two chunks go into every PNG:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
+
+from studio.core.peer_metadata import parse_parameters_text, read_peer_parameters
 
 PARAMETERS_CHUNK = "parameters"
 JSON_CHUNK = "studio"
@@ -113,61 +113,10 @@ def save_png(
         image.save(file, format="PNG", pnginfo=png_info(parameters))
 
 
-_SETTING = re.compile(r'\s*([\w][\w \-/+.()]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-
-
-def parse_parameters_text(text: str) -> dict[str, Any]:
-    """Parse the `parameters` layout into a dict.
-
-    Keys: `prompt`, `negative_prompt`, and each `Key: value` setting as written (`Steps`, `Sampler`, ...),
-    plus `width`/`height` from `Size`, `steps`, `seed` and `guidance_scale` as numbers when present.
-    """
-    lines = text.strip().split("\n")
-    settings: dict[str, Any] = {}
-    # The last line holds the settings when it reads as at least three `Key: value` pairs.
-    if lines and len(_SETTING.findall(lines[-1])) >= 3:
-        for key, value in _SETTING.findall(lines.pop()):
-            value = value.strip()
-            if value.startswith('"') and value.endswith('"'):
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError:
-                    value = value[1:-1]
-            settings[key.strip()] = value
-    prompt_lines, negative_lines, in_negative = [], [], False
-    for line in lines:
-        if line.startswith("Negative prompt:"):
-            in_negative = True
-            line = line[len("Negative prompt:") :].strip()
-        (negative_lines if in_negative else prompt_lines).append(line)
-    result: dict[str, Any] = {
-        "prompt": "\n".join(prompt_lines).strip(),
-        "negative_prompt": "\n".join(negative_lines).strip(),
-        **settings,
-    }
-    for key, name, convert in (
-        ("Steps", "steps", int),
-        ("Seed", "seed", int),
-        ("CFG scale", "guidance_scale", float),
-    ):
-        if key in settings:
-            with contextlib.suppress(ValueError):
-                result[name] = convert(settings[key])
-    size = re.fullmatch(r"(\d+)x(\d+)", str(settings.get("Size", "")))
-    if size:
-        result["width"], result["height"] = int(size.group(1)), int(size.group(2))
-    if "Sampler" in settings:
-        result["sampler"] = settings["Sampler"]
-    if "Model" in settings:
-        result["model"] = settings["Model"]
-    return result
-
-
 def read_parameters(image: Image.Image | str | Path) -> GenerationParameters | dict[str, Any] | None:
-    """Parameters carried by a PNG: ours exactly (a `GenerationParameters`), another studio's as a dict.
-
-    Returns None when the image carries no parameters.
-    """
+    """Parameters carried by an image (PNG, JPEG or WebP): ours exactly, from our `studio` chunk first (a
+    `GenerationParameters`); another studio's as fields (studio/core/peer_metadata.py), or parsed from a
+    `parameters` text chunk no studio's reader claims. None when the image carries none."""
     if not isinstance(image, Image.Image):
         with Image.open(image) as opened:
             return read_parameters(opened)
@@ -176,7 +125,10 @@ def read_parameters(image: Image.Image | str | Path) -> GenerationParameters | d
         try:
             return GenerationParameters.from_dict(json.loads(chunks[JSON_CHUNK]))
         except (json.JSONDecodeError, TypeError, ValueError):
-            pass  # fall back to the text chunk
+            pass  # fall back to what other studios read
+    peer = read_peer_parameters(image)
+    if peer is not None:
+        return peer
     if isinstance(chunks.get(PARAMETERS_CHUNK), str):
         return parse_parameters_text(chunks[PARAMETERS_CHUNK])
     return None

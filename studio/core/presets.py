@@ -58,6 +58,8 @@ class SamplerPreset(_Preset):
     name: str = Field(min_length=1)
     scheduler: str  # a diffusers scheduler class name
     options: dict = Field(default_factory=dict)  # passed to the scheduler's from_config
+    # What other studios call it, lower case: "dpmpp_2m karras" is ComfyUI's sampler and scheduler.
+    aliases: tuple[str, ...] = ()
 
     @field_validator("scheduler")
     @classmethod
@@ -148,6 +150,17 @@ class Presets:
         if name not in self.samplers:
             raise InvalidRequest(f"Unknown sampler {name!r}. Choose one of: {', '.join(self.samplers)}.")
         return self.samplers[name]
+
+    def sampler_named(self, name: str | None, schedule: str | None = None) -> str | None:
+        """Ours for another studio's sampler (and schedule type), or None when nothing here is the same."""
+        if not name:
+            return None
+        wanted = [f"{name} {schedule}".lower(), name.lower()] if schedule else [name.lower()]
+        for candidate in wanted:
+            for sampler in self.samplers.values():
+                if candidate == sampler.name.lower() or candidate in sampler.aliases:
+                    return sampler.name
+        return None
 
     def aspect_ratio(self, name: str) -> AspectRatio:
         if name not in self.aspect_ratios:

@@ -37,7 +37,14 @@ class Settings:
     max_images: int = 4  # images per request
     gpu_budget_gib: float | None = None  # None: free GPU memory at start minus a reserve
     ram_budget_gib: float | None = None  # None: three quarters of the RAM
-    offload: str = "auto"  # how a run whose models do not fit the GPU budget runs; see studio/memory.py
+    offload: str = "auto"  # how a run whose models do not fit the GPU budget runs; see studio/core/memory.py
+    public_history: bool = False  # visitors reaching the studio from elsewhere see every result, not theirs
+
+    @property
+    def reachable_by_others(self) -> bool:
+        """Whether anyone but the local user can reach this studio: a share link, logins, or an address
+        other than this machine's own."""
+        return self.share or bool(self.auth) or self.host not in {"127.0.0.1", "localhost", "::1"}
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -170,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: models on the GPU when they fit the budget, else model offload, else sequential; "
         "or force one (env STUDIO_OFFLOAD; default auto)",
     )
+    parser.add_argument(
+        "--public-history",
+        action="store_true",
+        default=_env_flag("public_history"),
+        help="on a studio others can reach without --auth, show every visitor every result in History "
+        "(default: each browser session sees what it made; env STUDIO_PUBLIC_HISTORY=1)",
+    )
     return parser
 
 
@@ -207,4 +221,5 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         gpu_budget_gib=args.gpu_budget,
         ram_budget_gib=args.ram_budget,
         offload=args.offload,
+        public_history=args.public_history,
     )

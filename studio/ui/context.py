@@ -12,12 +12,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import gradio as gr
+
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.history import History
+from studio.core.history_index import Viewer
 from studio.core.presets import Presets, load_presets
 from studio.core.settings import Settings
 from studio.ui import zerogpu
+from studio.ui.common import session_of
 from studio.ui.model_check import ModelCheck
 from studio.ui.runner import JobRunner, Pipeline
 from studio.ui.send_to import SendTo
@@ -39,6 +43,7 @@ class Studio:
     runner: JobRunner
     send_to: SendTo
     model_check: ModelCheck
+    tab_blocks: dict[str, gr.Tab] = dataclasses.field(default_factory=dict)  # by id, as app.py makes them
 
     @classmethod
     def from_settings(cls, settings: Settings, tabs: Sequence[TabInfo]) -> Studio:
@@ -64,6 +69,16 @@ class Studio:
         image_targets = {tab.id: tab.label for tab in tabs if tab.takes_images}
         history = History(settings.outputs)
         return cls(settings, presets, cache, history, runner, SendTo(image_targets), model_check)
+
+    def viewer(self, request: gr.Request | None) -> Viewer:
+        """Who is asking, for the history: with --auth, the signed-in user, who sees their own results;
+        on a studio others can reach, the browser session, which sees what it made (everything with
+        --public-history); on this machine alone, the local user, who sees everything."""
+        if self.settings.auth:
+            return Viewer(f"user:{getattr(request, 'username', None) or 'unknown'}", sees_all=False)
+        if self.settings.reachable_by_others:
+            return Viewer(f"session:{session_of(request)}", sees_all=self.settings.public_history)
+        return Viewer()
 
     @property
     def default_model(self) -> str:

@@ -67,7 +67,7 @@ def wire_vary(actions: GridActions, panel: ResultPanel, studio: Studio, num_imag
             strength = studio.presets.variation(name).strength
             values = variation_request(open_image(path), strength, num_images=int(count))
             job = Job("img2img", values, action=f"Vary {name}")
-            yield from panel.show(job, studio.runner.run(job, request, progress))
+            yield from panel.run(job, request, progress)
 
         return vary_selected
 

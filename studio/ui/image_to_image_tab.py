@@ -118,12 +118,12 @@ def create_tab(studio: Studio) -> ImageToImageTab:
                 "img2img", prompt, presets, studio.default_model, max_images=studio.settings.max_images
             )
         with gr.Column(scale=3, min_width=360):
-            results = ResultPanel("img2img", studio.history, reroll=reroll)
+            results = ResultPanel("img2img", studio, reroll=reroll)
             actions = create_grid_actions("img2img", studio, results, controls)
 
     def run(task: str, values: dict, request: gr.Request, progress: gr.Progress, action: str = ""):
         job = Job(task, present(values), action)
-        yield from results.show(job, studio.runner.run(job, request, progress))
+        yield from results.run(job, request, progress)
 
     def with_image(task: str, action: str = ""):
         """Run `task` on the image file the API or the page sent, opened with its parameters."""
@@ -219,7 +219,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
         )
     ]
     events += wire_vary(actions, results, studio, controls.num_images)
-    results.connect(studio.runner, events, stop)
+    results.connect(events, stop)
 
     def fill_from_image(path: str | None):
         """An image that carries parameters fills the prompt fields; every mode gets the same image."""
@@ -248,11 +248,20 @@ def create_tab(studio: Studio) -> ImageToImageTab:
     )
 
     def fill(sent: Sent) -> tuple:
-        """Every mode gets the image; the prompt fields get what made it."""
-        return sent.path, sent.path, sent.path, sent.prompt, sent.negative_prompt, list(sent.styles)
+        """Every mode gets the image; the prompt fields get what made it; Vary, the variation asked for."""
+        path, styles = sent.path, list(sent.styles)
+        return path, path, path, sent.prompt, sent.negative_prompt, styles, sent.variation or gr.skip()
 
-    studio.send_to.receive(
-        TAB.id, [image, editor, outpaint_image, c.prompt, c.negative_prompt, c.styles], fill
+    fields = [image, editor, outpaint_image, c.prompt, c.negative_prompt, c.styles, variation]
+    studio.send_to.receive(TAB.id, fields, fill)
+    studio.send_to.action(
+        TAB.id,
+        "vary",
+        vary_endpoint.fn,
+        vary_endpoint.inputs,
+        results.outputs,
+        after=results.select_first_after,
+        **results.event_options,
     )
     return ImageToImageTab(image, editor, outpaint_image, controls, results, actions)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio.core.metadata import GenerationParameters, read_parameters
+from studio.core.peer_metadata import describe_peer_parameters
 from studio.ui.common import readable, scrub_paths
 from studio.ui.context import Studio, TabInfo
 from studio.ui.send_to import Sent
@@ -46,7 +47,7 @@ def create_tab(studio: Studio) -> PngInfoTab:
         with gr.Column(scale=2):
             image = readable(
                 gr.Image(
-                    label="Drop a PNG made by this studio or another",
+                    label="Drop an image (PNG, JPEG or WebP) made by this studio or another",
                     type="filepath",
                     image_mode=None,  # the uploaded file itself: a converted copy would lose its text chunks
                     sources=["upload", "clipboard"],
@@ -65,17 +66,19 @@ def create_tab(studio: Studio) -> PngInfoTab:
                 send_to_img2img = gr.Button("Send to Image to Image", elem_id="png-info-send-img2img")
 
     def png_info(image: str | None):
-        """The generation parameters a PNG carries, as text and as fields.
+        """The generation parameters an image carries, as text and as fields; empty when it carries none.
 
         Args:
-            image: a PNG file; ours carry every field, other studios' the `parameters` text chunk.
+            image: a PNG, JPEG or WebP file. Ours give every field; AUTOMATIC1111, Forge, SD.Next, Fooocus,
+                InvokeAI, NovelAI and ComfyUI files give prompt, negative prompt, seed, steps, CFG, sampler,
+                model and size where they wrote them ("generator" names the studio, "settings" the rest).
         """
         fields = png_parameters(image)
         if not fields:  # what the tab held before goes: nothing stale can be sent on
             return "", {}, NO_PARAMETERS if image else ""
         if "task" in fields:
             return GenerationParameters.from_dict(fields).to_text(), fields, ""
-        return _text_of(image), fields, ""
+        return describe_peer_parameters(fields), fields, ""
 
     image.change(png_info, [image], [text, parameters, note], api_name="png_info")
 
@@ -95,10 +98,3 @@ def create_tab(studio: Studio) -> PngInfoTab:
     studio.send_to.send(send_to_txt2img, "txt2img", [image, parameters], parameters_to_send)
     studio.send_to.send(send_to_img2img, "img2img", [image, parameters], image_to_send)
     return PngInfoTab(image, parameters)
-
-
-def _text_of(path: str) -> str:
-    from PIL import Image
-
-    with Image.open(path) as opened:
-        return str(opened.info.get("parameters", ""))

@@ -40,9 +40,14 @@ class Job:
     task: str
     values: dict[str, Any]
     action: str = ""  # what Reroll says it runs again, when not the tab's own action: "Vary Subtle"
+    prompts: tuple[str, ...] = ()  # a batch: the job once per prompt, in order
 
     def rerolled(self) -> Job:
-        return Job(self.task, {**self.values, "seed": -1}, self.action)
+        return Job(self.task, {**self.values, "seed": -1}, self.action, self.prompts)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The request values of each run this job makes."""
+        return [{**self.values, "prompt": prompt} for prompt in self.prompts] or [self.values]
 
 
 @dataclass
@@ -124,35 +129,40 @@ class JobRunner:
                 )
 
     def run(self, job: Job, request: gr.Request | None, progress: gr.Progress) -> Iterator[Any]:
-        """Each result of `job` as soon as it is made. Stop ends the run with a warning saying how far it
-        got; a refused request or a failure raises `gr.Error`."""
+        """Each result of `job` as soon as it is made (a batch: every prompt's, in order; "Prompt 3 of 7"
+        on the progress bar). Stop ends the run, the whole batch, with a warning saying how far it got; a
+        refused request (any line of a batch, before anything runs) or a failure raises `gr.Error`."""
         pipeline = self.tasks[job.task]
         with user_errors():
-            parsed = parse_request(pipeline.request_type, job.values)
-            self.check_limits(parsed)
+            requests = [parse_request(pipeline.request_type, values) for values in job.requests()]
+            for parsed in requests:
+                self.check_limits(parsed)
             session = session_of(request)
-            run = self.runs.begin(session, total=getattr(parsed, "num_images", 1))
+            run = self.runs.begin(session, total=sum(getattr(parsed, "num_images", 1) for parsed in requests))
             progress(0, desc="Preparing the model…")
             try:
-                if self.gpu_runner is not None:
-                    progress(0, desc="Waiting for a GPU…")
-                    results: Iterator[Any] = iter(self.gpu_runner(job.task, parsed))
-                else:
-                    results = showing_downloads(
-                        pipeline.generate(
-                            parsed,
-                            progress=gradio_progress(progress, "Denoising"),
-                            is_cancelled=run.stop.is_set,
-                        ),
-                        progress,
-                    )
-                for result in results:
-                    run.made += 1
-                    yield result
+                for position, parsed in enumerate(requests, start=1):
+                    where = f"Prompt {position} of {len(requests)} · " if len(requests) > 1 else ""
+                    if run.stop.is_set():
+                        raise RunCancelled()
+                    for result in self._results(job.task, pipeline, parsed, run, progress, where):
+                        run.made += 1
+                        yield result
             except RunCancelled:
                 gr.Warning(run.stopped_message())
             finally:
                 self.runs.end(session, run)
+
+    def _results(
+        self, task: str, pipeline: Pipeline, parsed: Request, run: Run, progress: gr.Progress, where: str
+    ) -> Iterator[Any]:
+        if self.gpu_runner is not None:
+            progress(0, desc=f"{where}Waiting for a GPU…")
+            return iter(self.gpu_runner(task, parsed))
+        results = pipeline.generate(
+            parsed, progress=gradio_progress(progress, f"{where}Denoising"), is_cancelled=run.stop.is_set
+        )
+        return showing_downloads(results, progress)
 
     def stop_button(self, button: gr.Button, events: list, status: gr.components.Component) -> None:
         """Stop ends this session's run at the next step and says on `status` how far it got."""

@@ -1,9 +1,11 @@
-"""Send-to: a button under a result grid (or in PNG Info) opens another tab with an image and what made it.
+"""Send-to: a button under a result grid (or in PNG Info, or History) opens another tab with an image and
+what made it, and may start that tab's work on it (History's Vary and Upscale).
 
 Tabs take part without knowing each other: a tab that takes what is sent calls `SendTo.receive` with its
-fields and how to fill them from a `Sent`; a sender calls `SendTo.send` with its button and how to make a
-`Sent` from its inputs. `wire` connects them once every tab is built. The targets under result grids are the
-tabs marked `takes_images` in app.py's tab list, known before any tab is built.
+fields and how to fill them from a `Sent`, and `SendTo.action` for work a sender may start there; a sender
+calls `SendTo.send` with its button and how to make a `Sent` from its inputs. `wire` connects them once
+every tab is built. The targets under result grids are the tabs marked `takes_images` in app.py's tab
+list, known before any tab is built.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ class Sent:
     seed: int | None = None
     steps: int | None = None
     guidance_scale: float | None = None
-    sampler: str | None = None
-    model: str | None = None  # only from our own files: another studio's model names mean nothing here
+    sampler: str | None = None  # as its studio names it
+    scheduler: str | None = None  # another studio's schedule type ("karras"), which with the sampler maps
+    model: str | None = None
     width: int | None = None
     height: int | None = None
+    generator: str | None = None  # the studio that made it, when not this one
+    variation: str | None = None  # for Image to Image's Vary: the variation to run
+    seed_only: bool = False  # "Use seed": only the seed is sent
 
     @classmethod
     def of(cls, path: str | None, fields: dict[str, Any]) -> Sent:
@@ -48,9 +54,11 @@ class Sent:
             steps=fields.get("steps"),
             guidance_scale=fields.get("guidance_scale"),
             sampler=fields.get("sampler"),
-            model=(ours.model or None) if ours else None,
+            scheduler=fields.get("scheduler"),
+            model=(ours.model if ours else fields.get("model")) or None,
             width=fields.get("width"),
             height=fields.get("height"),
+            generator=None if ours else fields.get("generator"),
         )
 
 
@@ -61,11 +69,24 @@ class Receiver:
 
 
 @dataclass(frozen=True)
+class Action:
+    """Work a tab may be asked to start on what it received: an event function with its inputs, outputs
+    and event options."""
+
+    fn: Callable[..., Any]
+    inputs: list[gr.components.Component]
+    outputs: list[gr.components.Component]
+    options: dict[str, Any]
+    after: Callable[[Any], None] | None = None  # given the action's event, to chain what follows a run
+
+
+@dataclass(frozen=True)
 class Sender:
     button: gr.Button
     target: str  # tab id
     inputs: list[gr.components.Component]
     sent: Callable[..., Sent | None]  # from the inputs' values; None: nothing to send (it said why)
+    then: str | None = None  # an action of the target to start once it is filled
 
 
 class SendTo:
@@ -73,6 +94,7 @@ class SendTo:
         """`image_targets`: the tabs that take images (id -> label), in the order of their buttons."""
         self.image_targets = image_targets
         self._receivers: dict[str, Receiver] = {}
+        self._actions: dict[tuple[str, str], Action] = {}
         self._senders: list[Sender] = []
 
     def receive(
@@ -80,14 +102,31 @@ class SendTo:
     ) -> None:
         self._receivers[tab_id] = Receiver(outputs, fill)
 
+    def action(
+        self,
+        tab_id: str,
+        name: str,
+        fn: Callable[..., Any],
+        inputs: list,
+        outputs: list,
+        *,
+        after: Callable[[Any], None] | None = None,
+        **options: Any,
+    ) -> None:
+        self._actions[(tab_id, name)] = Action(fn, inputs, outputs, options, after)
+
     def send(
         self,
         button: gr.Button,
         target: str,
         inputs: list[gr.components.Component],
         sent: Callable[..., Sent | None],
+        *,
+        then: str | None = None,
     ) -> None:
-        self._senders.append(Sender(button, target, inputs, sent))
+        """`then`: an action of the target tab to start once it is filled; `sent` must then raise (not return
+        None) when there is nothing to send, so the action does not start."""
+        self._senders.append(Sender(button, target, inputs, sent, then))
 
     def grid_buttons(self, prefix: str, panel: ResultPanel) -> dict[str, gr.Button]:
         """A Send to button per image-taking tab, sending the grid's selected image (the first if none)."""
@@ -112,4 +151,10 @@ class SendTo:
                     return (gr.skip(),) * (len(receiver.outputs) + 1)
                 return (*receiver.fill(sent), gr.Tabs(selected=sender.target))
 
-            sender.button.click(send, sender.inputs, [*receiver.outputs, tabs], **INSTANT_EVENT)
+            sent_event = sender.button.click(send, sender.inputs, [*receiver.outputs, tabs], **INSTANT_EVENT)
+            if sender.then is not None:
+                action = self._actions[(sender.target, sender.then)]
+                options = {"api_visibility": "private", **action.options}
+                run = sent_event.success(action.fn, action.inputs, action.outputs, **options)
+                if action.after is not None:
+                    action.after(run)

@@ -170,7 +170,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                 generate = gr.Button("Apply style", variant="primary", elem_id="style-generate", scale=2)
                 stop = gr.Button("Stop", variant="stop", elem_id="style-stop", scale=1)
         with gr.Column(scale=3, min_width=360):
-            results = ResultPanel("style", studio.history)
+            results = ResultPanel("style", studio)
             actions = create_grid_actions("style", studio, results, controls, vary=False)
             structure_map = gr.Image(
                 label="Structure map (what the ControlNet follows)",
@@ -212,7 +212,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                 "style_diffusion",
                 present({name: values[name] for name in diffusion_fields} | {"image": content}),
             )
-        yield from results.show(job, studio.runner.run(job, request, progress))
+        yield from results.run(job, request, progress)
 
     def diffusion(name: str, component: gr.components.Component, doc: str) -> Parameter:
         return field(DiffusionStyleRequest, name, component, f"diffusion mode: {doc}")
@@ -284,7 +284,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
     event = generate.click(
         endpoint.fn, endpoint.inputs, results.outputs, api_name="style_transfer", **results.event_options
     )
-    results.connect(studio.runner, [event], stop)
+    results.connect([event], stop)
 
     # -- the controls follow the mode and the chosen styles ---------------------------------------------
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from pipelines.common import MAX_SEED
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.ui.context import Studio, TabInfo
-from studio.ui.endpoints import Endpoint, field, present
+from studio.ui.endpoints import Endpoint, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_vary
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
@@ -33,6 +34,12 @@ def create_tab(studio: Studio) -> TextToImageTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             prompt = prompt_box("txt2img", "A lighthouse on a cliff at dawn, waves crashing…")
+            batch = gr.Checkbox(
+                value=False,
+                label="One prompt per line: a run for each, in turn",
+                elem_id="txt2img-batch",
+                container=False,
+            )
             with gr.Row():  # one row: min_width 0, or Gradio wraps Stop onto a line of its own
                 generate = gr.Button(
                     "Generate", variant="primary", elem_id="txt2img-generate", scale=2, min_width=0
@@ -49,7 +56,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
                 "txt2img", prompt, presets, studio.default_model, max_images=studio.settings.max_images
             )
         with gr.Column(scale=3, min_width=360):
-            results = ResultPanel("txt2img", studio.history, reroll=reroll)
+            results = ResultPanel("txt2img", studio, reroll=reroll)
             actions = create_grid_actions("txt2img", studio, results, controls)
 
     parameters = controls.parameters("what to draw.")
@@ -57,10 +64,18 @@ def create_tab(studio: Studio) -> TextToImageTab:
         TextToImageRequest, "aspect_ratio", aspect_ratio, 'an aspect ratio preset, e.g. "1:1", "16:9".'
     )
     parameters.insert(4, aspect)  # the API's order since it was first published
+    parameters.append(
+        control("batch", batch, bool, "true: each line of the prompt is a prompt of its own, run in turn.")
+    )
 
     def txt2img(values, request, progress):
-        job = Job("txt2img", present(values))
-        yield from results.show(job, studio.runner.run(job, request, progress))
+        values = present(values)
+        lines = tuple(line.strip() for line in values.get("prompt", "").splitlines() if line.strip())
+        if values.pop("batch", False) and len(lines) > 1:
+            job = Job("txt2img", values, f"{len(lines)} prompts", prompts=lines)
+        else:
+            job = Job("txt2img", values)
+        yield from results.run(job, request, progress)
 
     endpoint = Endpoint(
         "Make 1-4 images from a prompt. Returns the PNGs (parameters embedded) and each image's parameters.",
@@ -76,20 +91,36 @@ def create_tab(studio: Studio) -> TextToImageTab:
         ),
     ]
     events += wire_vary(actions, results, studio, controls.num_images)
-    results.connect(studio.runner, events, stop)
+    results.connect(events, stop)
 
     def fill(sent: Sent) -> tuple:
-        """The fields from an image's parameters; what this studio does not know is left as it is."""
+        """The fields from an image's parameters, another studio's mapped to ours; what has no equivalent
+        here is left as it is and named in a note. "Use seed" fills the seed alone."""
+        if sent.seed_only:
+            return (gr.skip(),) * 3 + (sent.seed,) + (gr.skip(),) * 5
+        notes = []
+        sampler = presets.sampler_named(sent.sampler, sent.scheduler)
+        if sent.sampler and sampler is None:
+            named = " ".join(part for part in (sent.sampler, sent.scheduler) if part)
+            notes.append(f"its sampler {named} has no equivalent here, so the current one stays")
+        seed = -1 if sent.seed is None else sent.seed
+        if not -1 <= seed <= MAX_SEED:
+            seed = sent.seed % (MAX_SEED + 1)
+            notes.append(f"its seed {sent.seed} is beyond this studio's 0–{MAX_SEED}, so {seed} is used")
         known_model = sent.model and (sent.model in presets.models or Path(sent.model).exists())
+        if sent.model and not known_model:
+            notes.append(f"its model {sent.model} is not on this studio, so the current one stays")
+        if notes:
+            gr.Info(f"From {sent.generator or 'the image'}: " + "; ".join(notes) + ".")
         has_size = sent.width and sent.height
         return (
             sent.prompt,
             sent.negative_prompt,
             [style for style in sent.styles if style in presets.styles],
-            -1 if sent.seed is None else sent.seed,
+            seed,
             sent.steps or gr.skip(),
             gr.skip() if sent.guidance_scale is None else sent.guidance_scale,
-            sent.sampler if sent.sampler in presets.samplers else gr.skip(),
+            sampler or gr.skip(),
             sent.model if known_model else gr.skip(),
             presets.nearest_aspect_ratio(sent.width, sent.height) if has_size else gr.skip(),
         )

@@ -15,4 +15,7 @@ CSS = """
 }
 .grid-status { min-height: 1.5em; }
 .one-line { white-space: nowrap; }
+/* History: a page is a grid of small thumbnails however few results it has (Gradio narrows it to them) */
+#history-gallery .grid-container { --grid-cols: 8 !important; }
+#history-gallery .thumbnail-item { aspect-ratio: 1; }
 """

@@ -118,9 +118,9 @@ def create_tab(studio: Studio) -> UpscaleTab:
         path = values["image"]
         values = {**values, "image": open_image(path) if path else None, "scale": values["scale"] or None}
         job = Job("upscale", present(values))
-        finished = None
+        finished, owner = None, studio.viewer(request).owner
         for result in studio.runner.run(job, request, progress):
-            finished = studio.history.save(result.image, result.parameters), result.parameters
+            finished = studio.history.save(result.image, result.parameters, owner), result.parameters
         if finished is None:  # stopped before the result was made: what was shown stays
             return gr.skip(), gr.skip(), gr.skip(), "Stopped before the upscale finished."
         saved, parameters = finished
@@ -172,14 +172,13 @@ def create_tab(studio: Studio) -> UpscaleTab:
         upscale_image,
         streams=False,
     )
+    upscale_outputs = [comparison, result_file, parameters_text, status]
+    # Progress on the status line: a failed run leaves the last result in view.
+    upscale_options = {"show_progress_on": [status], **GPU_EVENT}
     event = upscale.click(
-        endpoint.fn,
-        endpoint.inputs,
-        [comparison, result_file, parameters_text, status],
-        api_name="upscale",
-        show_progress_on=[status],  # a failed run leaves the last result in view
-        **GPU_EVENT,
+        endpoint.fn, endpoint.inputs, upscale_outputs, api_name="upscale", **upscale_options
     )
     studio.runner.stop_button(stop, [event], status)
     studio.send_to.receive(TAB.id, [image, controls.prompt], lambda sent: (sent.path, sent.prompt))
+    studio.send_to.action(TAB.id, "upscale", endpoint.fn, endpoint.inputs, upscale_outputs, **upscale_options)
     return UpscaleTab(image, controls)

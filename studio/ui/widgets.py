@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage
-from studio.core.history import History
 from studio.core.metadata import GenerationParameters
 from studio.core.presets import Presets
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider
 from studio.ui.endpoints import Parameter, field
-from studio.ui.runner import Job, JobRunner
+from studio.ui.runner import Job
 from studio.ui.status_line import StatusLine
+
+if TYPE_CHECKING:  # the Studio is built from these widgets' module's neighbours
+    from studio.ui.context import Studio
 
 
 def model_choices(presets: Presets, current: str | None) -> list[tuple[str, str]]:
@@ -182,8 +185,8 @@ class ResultPanel:
     run ends. Progress, refusals and Stop show on a status line under the grid, so the last grid stays in
     view whatever happens to the next run."""
 
-    def __init__(self, prefix: str, history: History, *, reroll: gr.Button | None = None) -> None:
-        self.history = history
+    def __init__(self, prefix: str, studio: Studio, *, reroll: gr.Button | None = None) -> None:
+        self.studio = studio
         self.reroll = reroll
         self.gallery = gr.Gallery(
             label="Results",
@@ -228,9 +231,12 @@ class ResultPanel:
         """For every event that fills this grid: one GPU job at a time, progress on the status line."""
         return {**GPU_EVENT, "show_progress_on": [self.status]}
 
-    def show(self, job: Job, results: Iterator[GeneratedImage]) -> Iterator[tuple]:
-        """The outputs after each image is saved, and once at the end. A refusal or a failure is written on
-        the status line and raised again (the API's error); what the grid showed stays."""
+    def run(self, job: Job, request: gr.Request | None, progress: gr.Progress) -> Iterator[tuple]:
+        """Run `job`: the outputs after each image is saved (as the visitor's, see `Studio.viewer`), and
+        once at the end. A refusal or a failure is written on the status line and raised again (the API's
+        error); what the grid showed stays."""
+        owner = self.studio.viewer(request).owner
+        results: Iterator[GeneratedImage] = self.studio.runner.run(job, request, progress)
         saved: list[tuple[str, GenerationParameters]] = []
 
         def shown(status: str) -> tuple:
@@ -244,7 +250,7 @@ class ResultPanel:
 
         try:
             for result in results:
-                path = self.history.save(result.image, result.parameters)
+                path = self.studio.history.save(result.image, result.parameters, owner)
                 saved.append((str(path), result.parameters))
                 yield shown("")
         except gr.Error as error:
@@ -252,7 +258,7 @@ class ResultPanel:
             raise
         yield shown("") if saved else unchanged("Stopped before the first image was finished.")
 
-    def connect(self, runner: JobRunner, events: list, stop: gr.Button) -> None:
+    def connect(self, events: list, stop: gr.Button) -> None:
         """Reroll runs the last job again with a new seed; Stop ends every run of this grid and says how far
         it got; each run ends with its first image selected."""
         if self.reroll is not None:
@@ -260,24 +266,25 @@ class ResultPanel:
             def reroll_last(job: Job | None, request: gr.Request, progress=gr.Progress()):
                 if not job:
                     raise gr.Error("Nothing to reroll yet: make a grid first.", print_exception=False)
-                yield from self.show(job.rerolled(), runner.run(job.rerolled(), request, progress))
+                yield from self.run(job.rerolled(), request, progress)
 
             reroll = self.reroll.click(
                 reroll_last, [self.job], self.outputs, api_visibility="private", **self.event_options
             )
             events = [*events, reroll]
 
+        for event in events:
+            self.select_first_after(event)
+        self.studio.runner.stop_button(stop, events, self.status)
+
+    def select_first_after(self, event: Any) -> None:
+        """When `event` (a run of this grid) ends, its first image is selected and described."""
+
         def show_first(params: list[dict] | None):
             return (0, describe_parameters(params[0])) if params else (None, "")
 
-        for event in events:
-            event.then(
-                show_first,
-                [self.parameters],
-                [self.selected_index, self.selected_parameters],
-                **INSTANT_EVENT,
-            )
-        runner.stop_button(stop, events, self.status)
+        outputs = [self.selected_index, self.selected_parameters]
+        event.then(show_first, [self.parameters], outputs, **INSTANT_EVENT)
 
     @property
     def selection(self) -> list[gr.components.Component]:

@@ -30,7 +30,7 @@ def test_every_endpoint_has_an_example():
     documented = {endpoint for endpoint, _ in EXAMPLES}
     assert documented == {
         "/txt2img", "/img2img", "/vary", "/inpaint", "/outpaint", "/style_transfer", "/upscale",
-        "/png_info", "/memory",
+        "/png_info", "/memory", "/history",
     }  # fmt: skip
 
 
@@ -42,7 +42,7 @@ def test_the_docs_example_runs(running_app, inputs, capsys, endpoint, code):
     )
     printed = capsys.readouterr().out
     expected = {"/txt2img": " 43\n", "/img2img": "0.6\n", "/vary": "2\n", "/style_transfer": "canny\n",
-                "/png_info": "3\n", "/outpaint": "192\n"}  # fmt: skip
+                "/png_info": "3\n", "/outpaint": "192\n", "/history": "8\n"}  # fmt: skip
     if endpoint in expected:
         assert printed.endswith(expected[endpoint]), printed
 

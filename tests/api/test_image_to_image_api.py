@@ -142,7 +142,7 @@ def test_png_info_reads_ours_and_other_studios(client, tmp_path):
     text, fields = client.predict(image=handle_file(str(other)), api_name="/png_info")
     assert fields["prompt"] == "a red barn" and fields["negative_prompt"] == "people"
     assert (fields["seed"], fields["steps"], fields["width"], fields["height"]) == (99, 20, 512, 768)
-    assert text.startswith("a red barn")
+    assert text.startswith("Made with AUTOMATIC1111\na red barn\n") and "CFG scale: 7, Seed: 99" in text
 
 
 def test_png_info_on_a_plain_image_reads_as_empty(client, tmp_path):
@@ -167,3 +167,10 @@ def test_an_unreadable_image_is_a_message_and_nothing_is_lost(client, tmp_path, 
     assert set(running_app.outputs.glob("*/*.png")) == before
     images, _ = client.predict(prompt="still serving", steps=2, api_name="/txt2img")
     assert len(images) == 1
+
+
+def test_png_info_on_a_broken_file_is_one_clear_message(client, tmp_path):
+    broken = tmp_path / "cut short.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n only the start of a picture")
+    with pytest.raises(Exception, match=r"^cut short\.png could not be read as an image"):
+        client.predict(image=handle_file(str(broken)), api_name="/png_info")

@@ -30,6 +30,7 @@ def test_api_lists_txt2img_with_named_parameters(client):
         "steps",
         "guidance_scale",
         "sampler",
+        "batch",
     ]
     assert len(endpoint["returns"]) == 2, "images and their parameters, nothing internal"
 

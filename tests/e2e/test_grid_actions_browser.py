@@ -111,7 +111,9 @@ def test_png_info_reads_a_dropped_png_and_fills_text_to_image(page: Page, runnin
 
     page.get_by_role("tab", name="PNG Info", exact=True).click()
     page.locator("#png-info-image input[type=file]").set_input_files(str(dropped))
-    expect(page.locator("#png-info-text textarea")).to_have_value(re.compile(r"^a castle in fog"))
+    expect(page.locator("#png-info-text textarea")).to_have_value(
+        re.compile(r"^Made with AUTOMATIC1111\na castle in fog")
+    )
 
     page.locator("#png-info-send-txt2img").click()
     expect(page.get_by_role("tab", name="Text to Image", exact=True)).to_have_attribute(

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from studio.core.history import History
-from studio.core.metadata import GenerationParameters, parse_parameters_text, read_parameters, save_png
+from studio.core.metadata import GenerationParameters, read_parameters, save_png
+from studio.core.peer_metadata import parse_parameters_text
 
 
 def _parameters(**changes) -> GenerationParameters:
@@ -69,8 +69,13 @@ def test_reads_a_parameters_chunk_written_by_another_studio(tmp_path):
     assert (parsed["steps"], parsed["seed"], parsed["guidance_scale"]) == (30, 42, 6.0)
     assert (parsed["width"], parsed["height"]) == (832, 1216)
     assert parsed["model"] == "sd_xl_base_1.0"
-    assert parsed["Lora hashes"] == "detail: abc123, style: def456"
-    assert parsed["Version"] == "v1.10.1"
+    assert (parsed["generator"], parsed["sampler"], parsed["scheduler"]) == (
+        "AUTOMATIC1111",
+        "Euler a",
+        "Karras",
+    )
+    assert parsed["settings"]["Lora hashes"] == "detail: abc123, style: def456"
+    assert parsed["settings"]["Version"] == "v1.10.1"
 
 
 def test_prompt_only_text_has_no_settings():
@@ -88,21 +93,6 @@ def test_save_png_refuses_to_overwrite(tmp_path):
     save_png(Image.new("RGB", (4, 4)), path, _parameters())
     with pytest.raises(FileExistsError):
         save_png(Image.new("RGB", (4, 4)), path, _parameters())
-
-
-def test_history_never_overwrites_and_numbers_on(tmp_path):
-    history = History(tmp_path)
-    first = history.save(Image.new("RGB", (4, 4), "red"), _parameters(seed=5))
-    second = history.save(Image.new("RGB", (4, 4), "blue"), _parameters(seed=5))
-    assert first != second and first.exists() and second.exists()
-    assert first.name.startswith("00001-txt2img-5") and second.name.startswith("00002-")
-    # A new History on the same folder (a restarted studio) continues the numbering.
-    third = History(tmp_path).save(Image.new("RGB", (4, 4), "green"), _parameters(seed=9))
-    assert third.name.startswith("00003-")
-    with Image.open(first) as image:
-        assert image.getpixel((0, 0)) == (255, 0, 0)
-    assert history.recent()[0] == third
-    assert read_parameters(second).seed == 5
 
 
 def test_a_result_no_model_denoised_writes_no_sampling_settings():
