@@ -1,0 +1,136 @@
+"""Prompt weights and long prompts, through compel: the text encoders' embeddings for a diffusion call.
+
+People type A1111's weights, `(word:1.3)`, `((word))` (×1.1 each), `[word]` (÷1.1), and Midjourney's
+multi-prompts, `a castle::2 fog::1`. `to_compel` writes them in compel's syntax, with the prompt's other
+brackets, quotes and `word+` escaped so compel reads them as text; compel then weights the embeddings and,
+for prompts longer than the 77 tokens CLIP sees at once, encodes them in chunks instead of cutting them
+off. SDXL gets both text encoders and the pooled embedding. The prompt is recorded as typed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+A1111_TOKEN = re.compile(r"\\[()\[\]\\]|\(|\[|:\s*([+-]?\d*\.?\d+)\s*\)|\)|\]|[^\\()\[\]:]+|:|\\")
+MULTI_PROMPT = re.compile(r"::\s*([+-]?\d*\.?\d+)?")
+COMPEL_SPECIAL = re.compile(r'([()"])')  # what compel would read as syntax inside plain text
+COMPEL_WEIGHT_SUFFIX = re.compile(r"(?<=[^\s+-])([+-]+)(?=\s|[,.;:!?]|$)")  # `word+`, `word--`
+ROUND = 1.1  # what one pair of brackets multiplies or divides by
+
+
+def weighted_segments(prompt: str) -> list[tuple[str, float]]:
+    """A1111's attention syntax as (text, weight) runs; nested brackets multiply, as A1111 reads them."""
+    segments: list[list] = []
+    opened: list[tuple[int, str]] = []  # (index of the first segment inside, bracket)
+
+    def scale(start: int, factor: float) -> None:
+        for segment in segments[start:]:
+            segment[1] *= factor
+
+    for match in A1111_TOKEN.finditer(prompt):
+        token, weight = match.group(0), match.group(1)
+        if token.startswith("\\") and len(token) == 2:
+            segments.append([token[1], 1.0])
+        elif token in "([" and token:
+            opened.append((len(segments), token))
+        elif weight is not None and opened and opened[-1][1] == "(":
+            scale(opened.pop()[0], float(weight))
+        elif token == ")" and opened and opened[-1][1] == "(":
+            scale(opened.pop()[0], ROUND)
+        elif token == "]" and opened and opened[-1][1] == "[":
+            scale(opened.pop()[0], 1 / ROUND)
+        else:
+            segments.append([token, 1.0])
+    for start, bracket in reversed(opened):  # left open: weighs to the end, as in A1111
+        scale(start, ROUND if bracket == "(" else 1 / ROUND)
+    merged: list[tuple[str, float]] = []
+    for text, weight in segments:
+        if merged and abs(merged[-1][1] - weight) < 1e-9:
+            merged[-1] = (merged[-1][0] + text, weight)
+        else:
+            merged.append((text, weight))
+    return [(text, weight) for text, weight in merged if text]
+
+
+def to_compel(prompt: str) -> str:
+    """The prompt in compel's syntax: weights and multi-prompt conjunctions kept, all else literal."""
+    parts = _multi_prompt_parts(prompt)
+    if len(parts) == 1:
+        return _compel_text(parts[0][0])
+    strongest = max(abs(weight) for _, weight in parts) or 1.0
+    quoted = ", ".join(f'"{_compel_text(text)}"' for text, _ in parts)
+    weights = ", ".join(f"{weight / strongest:g}" for _, weight in parts)  # the strongest part at 1
+    return f"({quoted}).and({weights})"
+
+
+def plain_text(prompt: str) -> str:
+    """The prompt's words without weights or multi-prompt marks: what the pooled embedding is of."""
+    return " ".join(
+        "".join(text for text, _ in weighted_segments(part)) for part, _ in _multi_prompt_parts(prompt)
+    )
+
+
+def _multi_prompt_parts(prompt: str) -> list[tuple[str, float]]:
+    """Midjourney's `a::2 b::1 c`: each part and its weight (1 where none is written)."""
+    if "::" not in prompt:
+        return [(prompt, 1.0)]
+    parts, start = [], 0
+    for match in MULTI_PROMPT.finditer(prompt):
+        text = prompt[start : match.start()].strip()
+        if text:
+            parts.append((text, float(match.group(1)) if match.group(1) else 1.0))
+        start = match.end()
+    if prompt[start:].strip():
+        parts.append((prompt[start:].strip(), 1.0))
+    return parts or [("", 1.0)]
+
+
+def _compel_text(prompt: str) -> str:
+    pieces = []
+    for text, weight in weighted_segments(prompt):
+        # CLIP's tokenizer splits `word-` into `word` and `-` whatever the spacing; compel would weigh it
+        escaped = COMPEL_WEIGHT_SUFFIX.sub(r" \1", COMPEL_SPECIAL.sub(r"\\\1", text))
+        if abs(weight - 1) < 1e-9 or not escaped.strip():
+            pieces.append(escaped)
+        else:  # compel's weights attach to a parenthesised group; the spaces stay outside it
+            stripped = escaped.strip()
+            lead, tail = escaped[: len(escaped) - len(escaped.lstrip())], escaped[len(escaped.rstrip()) :]
+            pieces.append(f"{lead}({stripped}){weight:.4g}{tail}")
+    return "".join(pieces)
+
+
+def prompt_conditioning(pipe: Any, family: str, prompt: str, negative_prompt: str) -> dict[str, Any]:
+    """The embeddings keyword arguments of a diffusers call of `pipe` for these prompts (weighted,
+    chunked past 77 tokens). Run it where the call runs: it uses the text encoders."""
+    from compel import CompelForSD, CompelForSDXL
+
+    device = pipe._execution_device
+    if family == "sdxl":
+        compel = CompelForSDXL(pipe, device=device)
+        conditioning = compel(main_prompt=to_compel(prompt), negative_prompt=to_compel(negative_prompt))
+        # compel pools the text as given to it, weights' brackets and all; the pooled embedding is of the
+        # words alone, as diffusers makes it (CLIP's first 77 tokens)
+        pooled = [  # one at a time, as diffusers does: a batch of two rounds differently
+            compel.compel_2.conditioning_provider.get_pooled_embeddings([plain_text(text)], device=device)
+            for text in (prompt, negative_prompt)
+        ]
+        arguments = {
+            "prompt_embeds": conditioning.embeds,
+            "pooled_prompt_embeds": pooled[0],
+            "negative_prompt_embeds": conditioning.negative_embeds,
+            "negative_pooled_prompt_embeds": pooled[1],
+        }
+        if not negative_prompt.strip() and getattr(pipe.config, "force_zeros_for_empty_prompt", False):
+            # As diffusers does for SDXL: no negative prompt is zeros, not the encoding of "".
+            arguments["negative_prompt_embeds"] = arguments["negative_prompt_embeds"].new_zeros(
+                arguments["negative_prompt_embeds"].shape
+            )
+            arguments["negative_pooled_prompt_embeds"] = arguments["negative_pooled_prompt_embeds"].new_zeros(
+                arguments["negative_pooled_prompt_embeds"].shape
+            )
+        return arguments
+    conditioning = CompelForSD(pipe, device=device)(
+        to_compel(prompt), negative_prompt=to_compel(negative_prompt)
+    )
+    return {"prompt_embeds": conditioning.embeds, "negative_prompt_embeds": conditioning.negative_embeds}
