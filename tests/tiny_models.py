@@ -280,6 +280,29 @@ def write_adapter_presets(folder: Path, adapters: dict[str, tuple[Path, Path, st
     return folder
 
 
+def build_lora(base: Path, path: Path, seed: int = 3, *, text_encoders: bool = False) -> Path:
+    """A LoRA for the tiny model at `base` (its UNet's attention, and with `text_encoders` theirs too), as
+    a single `.safetensors` file in diffusers' LoRA layout. Its weights are random, not zero, so it
+    changes what the model makes."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    sdxl = (base / "text_encoder_2").exists()
+    pipe = (StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline).from_pretrained(base)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v"])
+    pipe.unet.add_adapter(config)
+    layers = {"unet_lora_layers": get_peft_model_state_dict(pipe.unet)}
+    if text_encoders:
+        encoders = ["text_encoder", "text_encoder_2"] if sdxl else ["text_encoder"]
+        for name in encoders:
+            text_config = LoraConfig(r=4, init_lora_weights=False, target_modules=["q_proj", "v_proj"])
+            encoder = inject_adapter_in_model(text_config, getattr(pipe, name))
+            layers[f"{name}_lora_layers"] = get_peft_model_state_dict(encoder)
+    type(pipe).save_lora_weights(path.parent, weight_name=path.name, **layers)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
