@@ -17,13 +17,14 @@ A task module subclasses `DiffusionTask` and writes `check_inputs`, `prepare` an
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Generic, TypeVar
 
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipelines.common import (
     MAX_SEED,
@@ -36,7 +37,12 @@ from pipelines.common import (
     no_progress,
     resolve_seed,
 )
+from pipelines.conditioning import prompt_conditioning
+from pipelines.loras import LoraChoice, Loras, loras_applied
+from pipelines.loras import recorded as recorded_loras
+from pipelines.prompt_parameters import ReadsPromptParameters
 from pipelines.recording import record
+from pipelines.seamless import seamless
 from studio.core.cache import BaseModel, Lease, ModelCache
 from studio.core.errors import InvalidRequest
 from studio.core.metadata import GenerationParameters  # noqa: F401 (GeneratedImage's field)
@@ -69,6 +75,26 @@ class DiffusionRequest(Request):
     steps: int | None = Field(None, ge=1, le=150)  # None: the model preset's
     guidance_scale: float | None = Field(None, ge=0, le=30)  # None: the model preset's
     sampler: str | None = None  # None: the model preset's
+    stylize: int = Field(100, ge=0, le=1000)  # how much the style presets' words weigh; 100: as written
+
+
+class GenerationRequest(DiffusionRequest):
+    """The request of a task on the diffusion scaffold below: with Midjourney's controls and LoRAs."""
+
+    tile: bool = False  # seamless: the image repeats without a seam
+    chaos: int = Field(0, ge=0, le=100, title="Variety (chaos)")  # how much images differ beyond seeds
+    loras: tuple[str, ...] = ()  # "name" or "name:weight": from the LoRA folder, a file or the hub
+    ignored_parameters: tuple[str, ...] = ()  # prompt parameters this task could not honour, recorded
+
+    @field_validator("loras", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """The page's LoRA box (and an API caller) may give them as one string: "detail:0.8, style"."""
+        return (
+            tuple(part.strip() for part in value.split(",") if part.strip())
+            if isinstance(value, str)
+            else value
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,10 @@ class RunSettings:
     guidance_scale: float
     sampler: str
     seed: int  # the first image's; -1 already replaced by a random seed
+    user_prompt: str = ""  # as typed, before styles
+    user_negative_prompt: str = ""
+    styles: tuple[str, ...] = ()
+    stylize: int = 100
 
 
 def check_prompt_side(request: DiffusionRequest, presets: Presets, *, prompt_required: bool) -> ModelSource:
@@ -110,8 +140,9 @@ def resolve_run(
 ) -> RunSettings:
     """The request with the model preset's defaults (or `other_models`') for what it leaves out."""
     defaults = source.preset or presets.other_models
+    user_prompt, user_negative = request.prompt.strip(), request.negative_prompt.strip()
     prompt, negative_prompt = presets.apply_styles(
-        request.prompt.strip(), request.negative_prompt.strip(), list(request.styles)
+        user_prompt, user_negative, list(request.styles), weight=stylize_weight(request.stylize)
     )
     return RunSettings(
         source=source,
@@ -121,7 +152,59 @@ def resolve_run(
         guidance_scale=defaults.guidance_scale if request.guidance_scale is None else request.guidance_scale,
         sampler=request.sampler or defaults.sampler,
         seed=resolve_seed(request.seed),
+        user_prompt=user_prompt,
+        user_negative_prompt=user_negative,
+        styles=tuple(request.styles),
+        stylize=request.stylize,
     )
+
+
+def stylize_weight(stylize: int) -> float:
+    """Midjourney's --stylize (0-1000, 100 as usual) as the weight of the style presets' own words:
+    0.5 at 0, 1 at 100, 2 at 900 and above."""
+    return round(min(2.0, 0.5 + 0.5 * math.sqrt(stylize / 100)), 3)
+
+
+def varied(run: RunSettings, presets: Presets, seed: int, chaos: int) -> RunSettings:
+    """One image's own settings under --chaos: at 0 the run's; higher, more of its guidance, the order of its
+    prompt's phrases and an extra style preset are drawn at random from the image's seed, so each image
+    reproduces alone from what it records."""
+    if chaos == 0:
+        return run
+    amount, draw = chaos / 100, random.Random(seed)
+    phrases = [phrase.strip() for phrase in run.user_prompt.split(",") if phrase.strip()]
+    if len(phrases) > 2 and draw.random() < amount:  # the first phrase, the subject, stays first
+        rest = phrases[1:]
+        draw.shuffle(rest)
+        phrases = [phrases[0], *rest]
+    styles = list(run.styles)
+    unused = [name for name in presets.styles if name not in styles]
+    if unused and draw.random() < amount / 2:
+        styles.append(draw.choice(unused))
+    guidance = run.guidance_scale
+    if guidance > 1:  # turbo models run without guidance; a little of it would change them a lot
+        guidance = round(min(30.0, max(1.0, guidance * (1 + amount * draw.uniform(-0.4, 0.4)))), 2)
+    user_prompt = ", ".join(phrases)
+    prompt, negative_prompt = presets.apply_styles(
+        user_prompt, run.user_negative_prompt, styles, weight=stylize_weight(run.stylize)
+    )
+    return replace(run, prompt=prompt, negative_prompt=negative_prompt, user_prompt=user_prompt,
+                   styles=tuple(styles), guidance_scale=guidance)  # fmt: skip
+
+
+def run_extras(request: DiffusionRequest) -> dict[str, Any]:
+    """What a diffusion run records beyond its sampling settings, when it is not the usual."""
+    extras: dict[str, Any] = {}
+    if request.stylize != DiffusionRequest.default("stylize"):
+        extras["stylize"] = request.stylize
+    if isinstance(request, GenerationRequest):
+        if request.tile:
+            extras["tile"] = True
+        if request.chaos:
+            extras["chaos"] = request.chaos
+        if request.ignored_parameters:
+            extras["ignored_parameters"] = list(request.ignored_parameters)
+    return extras
 
 
 def build_pipeline(
@@ -135,12 +218,14 @@ def build_pipeline(
     return base.build(pipeline_class, base.new_scheduler(presets.sampler(run.sampler)), **replacements)
 
 
-def call_arguments(run: RunSettings, seed: int, reporter: StepReporter) -> dict[str, Any]:
-    """What every denoising call passes; the generator is new on each call, so a retry after
-    out-of-memory starts from the same noise."""
+def call_arguments(
+    pipe: Any, family: str, run: RunSettings, seed: int, reporter: StepReporter
+) -> dict[str, Any]:
+    """What every denoising call passes: the prompts' embeddings (weighted, long ones chunked), the sampling
+    settings, and a generator new on each call, so a retry after out-of-memory starts from the same noise.
+    Run it inside the call: the text encoders run here."""
     return {
-        "prompt": run.prompt,
-        "negative_prompt": run.negative_prompt or None,
+        **prompt_conditioning(pipe, family, run.prompt, run.negative_prompt),
         "num_inference_steps": run.steps,
         "guidance_scale": run.guidance_scale,
         "generator": generator_for(seed),
@@ -159,10 +244,10 @@ class Denoising:
     extras: dict[str, Any] = field(default_factory=dict)  # recorded, known only once the models are
 
 
-RequestT = TypeVar("RequestT", bound=DiffusionRequest)
+RequestT = TypeVar("RequestT", bound=GenerationRequest)
 
 
-class DiffusionTask(Generic[RequestT]):
+class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
     task: ClassVar[str]  # what the PNG records, e.g. "txt2img"
     request_type: ClassVar[type[Request]]
     prompt_required: ClassVar[bool] = False
@@ -170,6 +255,7 @@ class DiffusionTask(Generic[RequestT]):
     def __init__(self, cache: ModelCache, presets: Presets) -> None:
         self.cache = cache
         self.presets = presets
+        self.loras = Loras(cache, cache.lora_folder)
 
     # -- what each task states -----------------------------------------------------------------------
 
@@ -208,9 +294,11 @@ class DiffusionTask(Generic[RequestT]):
         # 1. Check inputs and fill in the model preset's defaults
         inputs = self.check_inputs(request)
         source = check_prompt_side(request, self.presets, prompt_required=self.prompt_required)
+        loras = [LoraChoice.parse(text) for text in request.loras]
+        self.loras.check(loras)
         strength = self.strength(request, inputs)
         run = resolve_run(request, source, self.presets, strength=strength)
-        extras = self.extras(request, inputs)
+        extras = {**self.extras(request, inputs), **run_extras(request)}
         reporter = StepReporter(progress, is_cancelled, request.num_images)
         reporter.check()
 
@@ -219,28 +307,37 @@ class DiffusionTask(Generic[RequestT]):
             for index in range(request.num_images):
                 result = self.finish(inputs.image.copy(), inputs)
                 seed = image_seed(run.seed, index)
-                yield GeneratedImage(result, record(self.task, request, run, seed, result.size, **extras))
+                yield GeneratedImage(result, record(self.task, run, seed, result.size, **extras))
             return
 
         # 3. The models this run needs, pinned until it ends; the task's pipeline and call arguments
         with self.cache.lease() as lease:
             base = lease.base_model(source)
             denoising = self.prepare(lease, base, request, inputs, run)
-            extras.update(denoising.extras)
+            pipe = denoising.pipe
+            adapters = self.loras.adapters(lease, base, pipe, loras)
+            extras.update(denoising.extras, **recorded_loras(adapters))
 
-            # 4. Denoise image by image, image i with seed s+i, one at a time on the GPU
+            # 4. Denoise image by image, image i with seed s+i (and, with --chaos, its own settings)
             for index in range(request.num_images):
                 seed = image_seed(run.seed, index)
+                image_run = varied(run, self.presets, seed, request.chaos)
                 reporter.image_index = index
 
-                def call(seed: int = seed) -> Any:
-                    with denoising.around_call():
-                        return denoising.pipe(**call_arguments(run, seed, reporter), **denoising.arguments)
+                def call(seed: int = seed, image_run: RunSettings = image_run) -> Any:
+                    tiled = (
+                        seamless(pipe.unet, pipe.vae, getattr(pipe, "controlnet", None))
+                        if request.tile
+                        else nullcontext()
+                    )
+                    with denoising.around_call(), tiled, loras_applied(pipe, adapters):
+                        arguments = call_arguments(pipe, base.family, image_run, seed, reporter)
+                        return pipe(**arguments, **denoising.arguments)
 
-                output = self.cache.denoise(base, denoising.size, call, pipe=denoising.pipe)
-                # 5. The result, recorded with the seed it was denoised with
+                output = self.cache.denoise(base, denoising.size, call, pipe=pipe)
+                # 5. The result, recorded with the seed and settings it was denoised with
                 result = self.finish(output.images[0], inputs)
-                yield GeneratedImage(result, record(self.task, request, run, seed, result.size, **extras))
+                yield GeneratedImage(result, record(self.task, image_run, seed, result.size, **extras))
 
 
 def refuse_inpainting_model(base: BaseModel, run: RunSettings, use_instead: str) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from pydantic import ConfigDict, Field, model_validator
 
-from pipelines.diffusion import Denoising, DiffusionRequest, DiffusionTask, RunSettings, build_pipeline
+from pipelines.diffusion import Denoising, DiffusionTask, GenerationRequest, RunSettings, build_pipeline
 from pipelines.images import InputImage, check_image, resized
 from studio.core.cache import BaseModel, CacheKey, Lease
 from studio.core.control_models import (
@@ -39,7 +39,7 @@ STRUCTURES = {  # what the user picks -> what it is called in the UI and in the 
 }
 
 
-class DiffusionStyleRequest(DiffusionRequest):
+class DiffusionStyleRequest(GenerationRequest):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     image: Image.Image | None = None  # the content

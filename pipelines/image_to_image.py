@@ -14,8 +14,8 @@ from pydantic import ConfigDict, Field
 
 from pipelines.diffusion import (
     Denoising,
-    DiffusionRequest,
     DiffusionTask,
+    GenerationRequest,
     RunSettings,
     build_pipeline,
     refuse_inpainting_model,
@@ -25,7 +25,7 @@ from studio.core.cache import BaseModel, Lease
 from studio.core.metadata import GenerationParameters, read_parameters
 
 
-class ImageToImageRequest(DiffusionRequest):
+class ImageToImageRequest(GenerationRequest):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     image: Image.Image | None = None

@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.diffusion import Denoising, DiffusionRequest, DiffusionTask, RunSettings, build_pipeline
+from pipelines.diffusion import Denoising, DiffusionTask, GenerationRequest, RunSettings, build_pipeline
 from pipelines.images import InputImage, blend_outside_mask, check_image, check_mask, resized, working_size
 from studio.core.cache import BaseModel, Lease
 from studio.core.errors import ModelUnavailable
@@ -24,7 +24,7 @@ from studio.core.models import ModelSource, resolve_model
 log = logging.getLogger(__name__)
 
 
-class InpaintRequest(DiffusionRequest):
+class InpaintRequest(GenerationRequest):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     image: Image.Image | None = None
@@ -48,14 +48,14 @@ class InpaintPipeline(DiffusionTask[InpaintRequest]):
         image = check_image(request.image)
         return MaskedImage(image, check_mask(request.mask, image.size), request.strength, request.mask_blur)
 
-    def strength(self, request: DiffusionRequest, inputs: MaskedImage) -> float:
+    def strength(self, request: GenerationRequest, inputs: MaskedImage) -> float:
         return inputs.strength
 
-    def extras(self, request: DiffusionRequest, inputs: MaskedImage) -> dict[str, Any]:
+    def extras(self, request: GenerationRequest, inputs: MaskedImage) -> dict[str, Any]:
         return {"denoising_strength": inputs.strength, "mask_blur": inputs.mask_blur}
 
     def prepare(
-        self, lease: Lease, base: BaseModel, request: DiffusionRequest, inputs: MaskedImage, run: RunSettings
+        self, lease: Lease, base: BaseModel, request: GenerationRequest, inputs: MaskedImage, run: RunSettings
     ) -> Denoising:
         unet, checkpoint = self._unet_for(lease, base, run.source)
         size = working_size(inputs.image.size, base.size_multiple)

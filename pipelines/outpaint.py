@@ -13,7 +13,7 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw, ImageFilter
 from pydantic import ConfigDict, Field
 
-from pipelines.diffusion import DiffusionRequest
+from pipelines.diffusion import GenerationRequest
 from pipelines.images import check_image
 from pipelines.inpaint import InpaintPipeline, MaskedImage
 from studio.core.errors import InvalidRequest
@@ -30,7 +30,7 @@ DIRECTION_LABELS: dict[str, str] = {
 MAX_CANVAS_SIDE = 3072  # denoising a larger canvas takes too long and too much memory
 
 
-class OutpaintRequest(DiffusionRequest):
+class OutpaintRequest(GenerationRequest):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     image: Image.Image | None = None

@@ -16,13 +16,14 @@ from PIL import Image
 from studio.core.metadata import GenerationParameters, read_parameters
 
 if TYPE_CHECKING:
-    from pipelines.diffusion import DiffusionRequest, RunSettings
+    from pipelines.diffusion import RunSettings
 
 
 def record(
-    task: str, request: DiffusionRequest, run: RunSettings, seed: int, size: tuple[int, int], **extras: Any
+    task: str, run: RunSettings, seed: int, size: tuple[int, int], **extras: Any
 ) -> GenerationParameters:
-    """The parameters of one image, `seed` the one it was denoised with: everything to make it again."""
+    """The parameters of one image, `seed` and `run` the ones it was denoised with: everything to make it
+    again."""
     return GenerationParameters(
         task=task,
         prompt=run.prompt,
@@ -34,9 +35,9 @@ def record(
         width=size[0],
         height=size[1],
         model=run.source.name,
-        user_prompt=request.prompt.strip(),
-        user_negative_prompt=request.negative_prompt.strip(),
-        styles=tuple(request.styles),
+        user_prompt=run.user_prompt,
+        user_negative_prompt=run.user_negative_prompt,
+        styles=run.styles,
         extras=extras,
     )
 

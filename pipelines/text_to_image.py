@@ -9,9 +9,9 @@ from __future__ import annotations
 from pipelines.diffusion import (
     MAX_PROMPT_CHARS,
     Denoising,
-    DiffusionRequest,
     DiffusionTask,
     GeneratedImage,
+    GenerationRequest,
     RunSettings,
     build_pipeline,
     refuse_inpainting_model,
@@ -21,7 +21,7 @@ from studio.core.cache import BaseModel, Lease
 __all__ = ["MAX_PROMPT_CHARS", "GeneratedImage", "TextToImagePipeline", "TextToImageRequest"]
 
 
-class TextToImageRequest(DiffusionRequest):
+class TextToImageRequest(GenerationRequest):
     aspect_ratio: str = "1:1"
 
 

@@ -29,8 +29,10 @@ from pipelines.diffusion import (
     call_arguments,
     check_prompt_side,
     resolve_run,
+    run_extras,
 )
 from pipelines.images import check_image, resized, to_array, to_image, working_size
+from pipelines.prompt_parameters import ReadsPromptParameters
 from pipelines.recording import derived_parameters, record, source_extras
 from pipelines.tiling import run_tiled, tile_grid
 from studio.core.cache import CacheKey, Lease, ModelCache
@@ -140,7 +142,7 @@ class Upscalers:
         return lease.model(key, load, module=lambda network: getattr(network, "model", network))
 
 
-class UpscalePipeline:
+class UpscalePipeline(ReadsPromptParameters):
     task = "upscale"
     request_type = UpscaleRequest
 
@@ -203,8 +205,13 @@ class UpscalePipeline:
 
             # 3. The creative pass: low-strength image to image, tile by tile, on the cached base model
             enlarged, run = self._creative_pass(lease, enlarged, request, progress, is_cancelled)
-            extras = {**source_extras(image), **extras, "creative_strength": request.creative_strength}
-            yield GeneratedImage(enlarged, record(self.task, request, run, run.seed, size, **extras))
+            extras = {
+                **source_extras(image),
+                **extras,
+                "creative_strength": request.creative_strength,
+                **run_extras(request),
+            }
+            yield GeneratedImage(enlarged, record(self.task, run, run.seed, size, **extras))
 
     def _super_resolve(
         self,
@@ -282,7 +289,7 @@ class UpscalePipeline:
                 reporter.image_index = next(counter)
                 tile_image = to_image(pixels)
                 work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
-                arguments = call_arguments(run, run.seed, reporter)
+                arguments = call_arguments(pipe, base.family, run, run.seed, reporter)
                 output = pipe(**arguments, image=work, strength=request.creative_strength).images[0]
                 return to_array(resized(output, tile_image.size))
 

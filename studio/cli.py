@@ -19,9 +19,10 @@ from typing import Any
 
 from PIL import Image
 
-from pipelines.diffusion import DiffusionRequest
+from pipelines.diffusion import DiffusionRequest, GenerationRequest
 from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.instant_style import InstantStylePipeline, InstantStyleRequest
+from pipelines.prompt_parameters import apply_prompt_parameters
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from pipelines.upscale import UpscalePipeline, UpscaleRequest
 from studio.core.cache import ModelCache
@@ -29,7 +30,7 @@ from studio.core.devices import resolve_device
 from studio.core.errors import StudioError
 from studio.core.history import History
 from studio.core.memory import OFFLOAD_CHOICES
-from studio.core.presets import load_presets
+from studio.core.presets import Presets, load_presets
 from studio.core.requests import Request, parse_request
 from studio.core.settings import DEFAULT_PRESETS_DIR, Settings
 
@@ -44,7 +45,7 @@ def request_flag(
 ) -> None:
     """A flag for the request field `name`; left out, it is absent and the request's default applies."""
     default = request_type.default(name)
-    shown = "" if default in (None, "", ()) else f" (default {default})"
+    shown = "" if default in (None, "", ()) or isinstance(default, bool) else f" (default {default})"
     if "action" not in options and isinstance(default, int | float) and not isinstance(default, bool):
         options.setdefault("type", type(default))
     parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help + shown, **options)
@@ -78,6 +79,22 @@ def _prompt_options(
         parser, "--guidance", request_type, "guidance_scale", "default: the model preset's", type=float
     )
     request_flag(parser, "--sampler", request_type, "sampler", "default: the model preset's")
+    request_flag(parser, "--stylize", request_type, "stylize", "how much the styles' words weigh, 0-1000")
+
+
+def _generation_options(parser: argparse.ArgumentParser, request_type: type[GenerationRequest]) -> None:
+    request_flag(
+        parser, "--lora", request_type, "loras", "NAME[:WEIGHT] from --loras, a file or the hub (repeat)",
+        action="append", metavar="NAME[:WEIGHT]",
+    )  # fmt: skip
+    request_flag(parser, "--chaos", request_type, "chaos", "0-100: how much the images vary")
+    parser.add_argument(
+        "--loras",
+        dest="lora_folder",
+        metavar="FOLDER",
+        default=str(Settings.loras_dir),
+        help="folder of LoRA .safetensors files",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     request_flag(
         generate, "--aspect-ratio", TextToImageRequest, "aspect_ratio", "an aspect-ratio preset, e.g. 16:9"
     )
+    request_flag(
+        generate, "--tile", TextToImageRequest, "tile", "seamless: the image repeats", action="store_true"
+    )
     _prompt_options(generate, TextToImageRequest, count=True)
+    _generation_options(generate, TextToImageRequest)
     _common(generate)
 
     upscale = tasks.add_parser("upscale", help="super-resolution, optionally with a creative pass")
@@ -153,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     request_flag(style, "--n", DiffusionStyleRequest, "num_images", "number of images (diffusion)")
     request_flag(style, "--seed", DiffusionStyleRequest, "seed", "-1 for random (diffusion)")
     request_flag(style, "--steps", DiffusionStyleRequest, "steps", "default: the model preset's", type=int)
+    _generation_options(style, DiffusionStyleRequest)
     _common(style)
     return parser
 
@@ -195,9 +217,8 @@ def _neural_styles(values: list[str]) -> dict[str, tuple]:
     return {"styles": tuple(names), "style_weights": tuple(weights)} if names else {}
 
 
-def _job(args: argparse.Namespace, cache: ModelCache) -> tuple[Any, dict[str, Any]]:
+def _job(args: argparse.Namespace, cache: ModelCache, presets: Presets) -> tuple[Any, dict[str, Any]]:
     """The pipeline for the task on the command line, and its request values."""
-    presets = load_presets(Path(args.presets))
     given = vars(args)
     if args.task == "generate":
         pipeline: Any = TextToImagePipeline(cache, presets)
@@ -228,7 +249,11 @@ def run(argv: list[str]) -> Iterator[Path]:
     args = build_parser().parse_args(argv)
     device_config = resolve_device(args.device, args.dtype)
     cache = ModelCache.for_machine(
-        device_config, offline=args.offline, gpu_budget_gib=args.gpu_budget, offload=args.offload
+        device_config,
+        offline=args.offline,
+        gpu_budget_gib=args.gpu_budget,
+        offload=args.offload,
+        lora_folder=Path(getattr(args, "lora_folder", Settings.loras_dir)),
     )
     if args.task == "style" and args.list:
         for name in InstantStylePipeline(cache).style_names():
@@ -236,7 +261,11 @@ def run(argv: list[str]) -> Iterator[Path]:
         return
     if args.task == "style" and not args.image:
         raise StudioError("Give the content image: studio style IMAGE --style NAME.")
-    pipeline, values = _job(args, cache)
+    presets = load_presets(Path(args.presets))
+    pipeline, values = _job(args, cache, presets)
+    values, notes = apply_prompt_parameters(values, pipeline.request_type, presets)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     request = parse_request(pipeline.request_type, values)
     out = Path(args.out).expanduser()
     # Into the studio's own outputs folder, through its index; into any other, plain files only.

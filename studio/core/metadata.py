@@ -78,11 +78,13 @@ class GenerationParameters:
         if self.styles:
             fields["Styles"] = ", ".join(self.styles)
         for key, value in self.extras.items():
+            if key == "loras":  # in the prompt, as AUTOMATIC1111 writes them
+                continue
             if isinstance(value, list | tuple):
                 value = ", ".join(str(_number(v) if isinstance(v, float) else v) for v in value)
             fields[key.replace("_", " ").capitalize()] = _number(value) if isinstance(value, float) else value
         settings = ", ".join(f"{key}: {_quote(str(value))}" for key, value in fields.items())
-        lines = [self.prompt]
+        lines = [" ".join([self.prompt, *(f"<lora:{lora}>" for lora in self.extras.get("loras", []))])]
         if self.negative_prompt:
             lines.append(f"Negative prompt: {self.negative_prompt}")
         lines.append(settings)

@@ -199,18 +199,32 @@ class Presets:
                 f"Unknown style {', '.join(map(repr, unknown))}. See the style list for names."
             )
 
-    def apply_styles(self, prompt: str, negative_prompt: str, names: list[str]) -> tuple[str, str]:
-        """Stack styles in order: each template wraps the prompt so far; negative prompts are joined."""
+    def apply_styles(
+        self, prompt: str, negative_prompt: str, names: list[str], weight: float = 1.0
+    ) -> tuple[str, str]:
+        """Stack styles in order: each template wraps the prompt so far; negative prompts are joined.
+        A `weight` other than 1 weighs the templates' own words, `(words:weight)`, as --stylize asks."""
         self.check_styles(names)
         negatives = [negative_prompt.strip()] if negative_prompt.strip() else []
         for name in names:
             style = self.styles[name]
-            prompt = style.prompt.replace("{prompt}", prompt)
+            prompt = weighted_template(style.prompt, weight).replace("{prompt}", prompt)
             for part in style.negative_prompt.split(","):
                 part = part.strip()
                 if part and part not in negatives:
                     negatives.append(part)
         return prompt, ", ".join(negatives)
+
+
+def weighted_template(template: str, weight: float) -> str:
+    """The template's words around `{prompt}` in A1111's `(words:weight)`; as written at weight 1."""
+    if weight == 1:
+        return template
+    pieces = []
+    for piece in template.split("{prompt}"):
+        words = piece.strip(" ,.")
+        pieces.append(piece.replace(words, f"({words}:{weight:g})", 1) if words else piece)
+    return "{prompt}".join(pieces)
 
 
 def read_entries(path: Path, key: str, preset_type: type[BaseModel]) -> tuple[dict, dict]:

@@ -30,6 +30,7 @@ class Settings:
     outputs: Path = Path("outputs")
     presets_dir: Path = DEFAULT_PRESETS_DIR
     upscalers_dir: Path = Path("models/upscalers")
+    loras_dir: Path = Path("models/loras")
     offline: bool = False
     root_path: str = ""  # the URL prefix when served behind a reverse proxy, e.g. /studio
     queue_size: int = 64  # requests waiting at most; more are refused with a message
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of extra upscaler weights, .pth or .safetensors (env STUDIO_UPSCALERS)",
     )
     parser.add_argument(
+        "--loras",
+        default=_env("loras", "models/loras"),
+        help="folder of LoRA .safetensors files, chosen by name (env STUDIO_LORAS; default models/loras)",
+    )
+    parser.add_argument(
         "--offline",
         action="store_true",
         default=_env_flag("offline") or os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"},
@@ -213,6 +219,7 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         outputs=Path(args.outputs).expanduser(),
         presets_dir=Path(args.presets).expanduser(),
         upscalers_dir=Path(args.upscalers).expanduser(),
+        loras_dir=Path(args.loras).expanduser(),
         offline=args.offline,
         root_path=args.root_path,
         queue_size=args.queue_size,

@@ -54,9 +54,11 @@ def input_image(elem_id: str, label: str, max_side: int) -> gr.Image:
 def create_tab(studio: Studio) -> ImageToImageTab:
     presets = studio.presets
     max_side = studio.settings.max_image_side
-    studio.pipeline("img2img", ImageToImagePipeline)
-    studio.pipeline("inpaint", InpaintPipeline)
-    studio.pipeline("outpaint", OutpaintPipeline)
+    pipelines = {
+        "img2img": studio.pipeline("img2img", ImageToImagePipeline),
+        "inpaint": studio.pipeline("inpaint", InpaintPipeline),
+        "outpaint": studio.pipeline("outpaint", OutpaintPipeline),
+    }
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -114,9 +116,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             with gr.Row():
                 reroll = gr.Button("Reroll", elem_id="img2img-reroll", min_width=0)
                 stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop", min_width=0)
-            controls = prompt_settings(
-                "img2img", prompt, presets, studio.default_model, max_images=studio.settings.max_images
-            )
+            controls = prompt_settings("img2img", prompt, studio, loras=pipelines["img2img"].loras)
         with gr.Column(scale=3, min_width=360):
             results = ResultPanel("img2img", studio, reroll=reroll)
             actions = create_grid_actions("img2img", studio, results, controls)
@@ -145,6 +145,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             image_parameter("the input image."),
             *with_steps_doc(controls.parameters("what the image should become (optional)."), steps_doc),
             field(ImageToImageRequest, "strength", strength, "0 returns the input unchanged, 1 ignores it."),
+            *controls.later_parameters(),
         ],
         with_image("img2img"),
     )
@@ -196,6 +197,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
                 "1 repaints from scratch; lower keeps the old colours.",
             ),
             field(InpaintRequest, "mask_blur", mask_blur, "pixels of soft edge around the painted area."),
+            *controls.later_parameters(),
         ],
         inpaint_region,
     )
@@ -206,18 +208,31 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             image_parameter("the image to extend.", outpaint_image),
             field(OutpaintRequest, "direction", direction, f"one of {directions}."),
             *controls.parameters("what the wider scene shows (optional)."),
+            *controls.later_parameters(),
         ],
         with_image("outpaint", "Zoom out / Pan"),
     )
+    # --iw is the image's weight: less change for the input image, or the region's old colours
+    image_weights = {"img2img": {"strength": strength}, "inpaint": {"strength": inpaint_strength}}
     events = [
-        button.click(endpoint.fn, endpoint.inputs, results.outputs, api_name=name, **results.event_options)
+        controls.read_prompt_first(button.click, pipelines[name], image_weights.get(name)).success(
+            endpoint.fn, endpoint.inputs, results.outputs, api_name=name, **results.event_options
+        )
         for button, endpoint, name in (
             (generate, reimagine, "img2img"),
-            (vary, vary_endpoint, "vary"),
             (inpaint, inpaint_endpoint, "inpaint"),
             (extend, outpaint_endpoint, "outpaint"),
         )
     ]
+    events.append(
+        vary.click(
+            vary_endpoint.fn,
+            vary_endpoint.inputs,
+            results.outputs,
+            api_name="vary",
+            **results.event_options,
+        )
+    )
     events += wire_vary(actions, results, studio, controls.num_images)
     results.connect(events, stop)
 

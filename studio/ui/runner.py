@@ -29,6 +29,13 @@ class Pipeline(Protocol):
     def generate(self, request: Any, progress: Any = ..., is_cancelled: Any = ...) -> Iterator[Any]: ...
 
 
+def read_prompt_parameters(pipeline: Pipeline, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The values with the parameters typed in the prompt applied, where the task reads them (those with a
+    prompt do: `--ar 16:9`, `--no trees`...), and the notes on what it could not honour."""
+    read = getattr(pipeline, "read_prompt_parameters", None)
+    return read(values) if read else (values, [])
+
+
 # Runs a whole job in another process (ZeroGPU): results arrive together, without step progress or Stop.
 GpuRunner = Callable[[str, Request], list[Any]]
 
@@ -134,7 +141,10 @@ class JobRunner:
         refused request (any line of a batch, before anything runs) or a failure raises `gr.Error`."""
         pipeline = self.tasks[job.task]
         with user_errors():
-            requests = [parse_request(pipeline.request_type, values) for values in job.requests()]
+            readings = [read_prompt_parameters(pipeline, values) for values in job.requests()]
+            for note in dict.fromkeys(note for _, notes in readings for note in notes):
+                gr.Warning(note[0].upper() + note[1:] + ".")
+            requests = [parse_request(pipeline.request_type, values) for values, _ in readings]
             for parsed in requests:
                 self.check_limits(parsed)
             session = session_of(request)

@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from pipelines.prompt_parameters import parse_prompt_parameters
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT
 from studio.ui.widgets import ResultPanel, selected_result
@@ -40,14 +41,23 @@ class Sent:
     generator: str | None = None  # the studio that made it, when not this one
     variation: str | None = None  # for Image to Image's Vary: the variation to run
     seed_only: bool = False  # "Use seed": only the seed is sent
+    loras: str = ""  # "name:weight, ...": ours as recorded, another studio's from its <lora:…> tags
+    tile: bool = False
+    stylize: int | None = None
 
     @classmethod
     def of(cls, path: str | None, fields: dict[str, Any]) -> Sent:
         """From parameters as `read_parameters` gives them: ours in full, another studio's as parsed."""
         ours = GenerationParameters.from_dict(fields) if "task" in fields else None
+        extras = ours.extras if ours else {}
+        if ours:
+            prompt, loras = ours.typed_prompt, ", ".join(extras.get("loras", []))
+        else:  # AUTOMATIC1111 and its kin write LoRAs into the prompt
+            tagged = parse_prompt_parameters(fields.get("prompt", ""), tags_only=True)
+            prompt, loras = tagged.prompt, ", ".join(tagged.loras)
         return cls(
             path=path,
-            prompt=ours.typed_prompt if ours else fields.get("prompt", ""),
+            prompt=prompt,
             negative_prompt=ours.typed_negative_prompt if ours else fields.get("negative_prompt", ""),
             styles=ours.styles if ours else (),
             seed=fields.get("seed"),
@@ -59,6 +69,9 @@ class Sent:
             width=fields.get("width"),
             height=fields.get("height"),
             generator=None if ours else fields.get("generator"),
+            loras=loras,
+            tile=bool(extras.get("tile")),
+            stylize=extras.get("stylize"),
         )
 
 

@@ -43,7 +43,6 @@ class StyleTransferTab:
 
 
 def create_tab(studio: Studio) -> StyleTransferTab:
-    presets = studio.presets
     max_side = studio.settings.max_image_side
     instant_style = studio.pipeline("style_instant", lambda cache, _: InstantStylePipeline(cache))
     diffusion_style = studio.pipeline("style_diffusion", DiffusionStylePipeline)
@@ -162,9 +161,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                     canny_low = slider(DiffusionStyleRequest, "canny_low", label="Low")
                     canny_high = slider(DiffusionStyleRequest, "canny_high", label="High")
                 prompt = prompt_box("style", "Optional: describe the style, e.g. 'ukiyo-e woodblock print'")
-                controls = prompt_settings(
-                    "style", prompt, presets, studio.default_model, max_images=studio.settings.max_images
-                )
+                controls = prompt_settings("style", prompt, studio, loras=diffusion_style.loras)
 
             with gr.Row():
                 generate = gr.Button("Apply style", variant="primary", elem_id="style-generate", scale=2)
@@ -243,6 +240,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
             "describes the style or the picture (optional with a style image).", mode="diffusion"
         ),
     ]
+    diffusion_parameters += [p.described(f"diffusion mode: {p.doc}") for p in controls.later_parameters()]
     weight_parameters = [
         instant(
             f"weight_{n + 1}",
@@ -281,7 +279,10 @@ def create_tab(studio: Studio) -> StyleTransferTab:
         ],
         style_transfer,
     )
-    event = generate.click(
+    # --iw weighs the style image (an image prompt) against the text
+    event = controls.read_prompt_first(
+        generate.click, diffusion_style, {"style_strength": style_strength}
+    ).success(
         endpoint.fn, endpoint.inputs, results.outputs, api_name="style_transfer", **results.event_options
     )
     results.connect([event], stop)

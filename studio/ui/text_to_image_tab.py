@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.common import MAX_SEED
+from pipelines.diffusion import DiffusionRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, control, field, present
@@ -29,7 +30,7 @@ class TextToImageTab:
 
 def create_tab(studio: Studio) -> TextToImageTab:
     presets = studio.presets
-    studio.pipeline("txt2img", TextToImagePipeline)
+    pipeline = studio.pipeline("txt2img", TextToImagePipeline)
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -52,9 +53,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
                 label="Aspect ratio",
                 elem_id="txt2img-aspect-ratio",
             )
-            controls = prompt_settings(
-                "txt2img", prompt, presets, studio.default_model, max_images=studio.settings.max_images
-            )
+            controls = prompt_settings("txt2img", prompt, studio, loras=pipeline.loras)
         with gr.Column(scale=3, min_width=360):
             results = ResultPanel("txt2img", studio, reroll=reroll)
             actions = create_grid_actions("txt2img", studio, results, controls)
@@ -67,6 +66,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
     parameters.append(
         control("batch", batch, bool, "true: each line of the prompt is a prompt of its own, run in turn.")
     )
+    parameters += controls.later_parameters()
 
     def txt2img(values, request, progress):
         values = present(values)
@@ -82,11 +82,12 @@ def create_tab(studio: Studio) -> TextToImageTab:
         parameters,
         txt2img,
     )
+    shape = {"aspect_ratio": aspect_ratio}
     events = [
-        generate.click(
+        controls.read_prompt_first(generate.click, pipeline, shape).success(
             endpoint.fn, endpoint.inputs, results.outputs, api_name="txt2img", **results.event_options
         ),
-        prompt.submit(
+        controls.read_prompt_first(prompt.submit, pipeline, shape).success(
             endpoint.fn, endpoint.inputs, results.outputs, api_visibility="private", **results.event_options
         ),
     ]
@@ -97,7 +98,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
         """The fields from an image's parameters, another studio's mapped to ours; what has no equivalent
         here is left as it is and named in a note. "Use seed" fills the seed alone."""
         if sent.seed_only:
-            return (gr.skip(),) * 3 + (sent.seed,) + (gr.skip(),) * 5
+            return (gr.skip(),) * 3 + (sent.seed,) + (gr.skip(),) * 9
         notes = []
         sampler = presets.sampler_named(sent.sampler, sent.scheduler)
         if sent.sampler and sampler is None:
@@ -123,9 +124,14 @@ def create_tab(studio: Studio) -> TextToImageTab:
             sampler or gr.skip(),
             sent.model if known_model else gr.skip(),
             presets.nearest_aspect_ratio(sent.width, sent.height) if has_size else gr.skip(),
+            sent.loras,
+            sent.tile,
+            0,  # under --chaos an image records the settings drawn for it: they make it again as they are
+            DiffusionRequest.default("stylize") if sent.stylize is None else sent.stylize,
         )
 
     c = controls
     fields = [c.prompt, c.negative_prompt, c.styles, c.seed, c.steps, c.guidance_scale, c.sampler, c.model]
-    studio.send_to.receive(TAB.id, [*fields, aspect_ratio], fill)
+    midjourney = [c.loras, c.tile, c.chaos, c.stylize]
+    studio.send_to.receive(TAB.id, [*fields, aspect_ratio, *midjourney], fill)
     return TextToImageTab(controls, aspect_ratio, results, actions)

@@ -25,7 +25,6 @@ class UpscaleTab:
 
 
 def create_tab(studio: Studio) -> UpscaleTab:
-    presets = studio.presets
     max_side = studio.settings.max_image_side
     pipeline = studio.pipeline(
         "upscale", lambda cache, presets: UpscalePipeline(cache, presets, studio.settings.upscalers_dir)
@@ -101,9 +100,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
                     info="How much the diffusion pass may change: 0.2-0.4 adds detail, more repaints",
                 )
                 prompt = prompt_box("upscale", "Optional: describe the image to guide the added detail")
-                controls = prompt_settings(
-                    "upscale", prompt, presets, studio.default_model, image_count=False
-                )
+                controls = prompt_settings("upscale", prompt, studio, image_count=False)
         with gr.Column(scale=3, min_width=360):
             comparison = gr.ImageSlider(
                 label="Before / after", type="filepath", format="png", height=520, elem_id="upscale-slider"
@@ -168,6 +165,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
                 "how much the creative pass may change.",
             ),
             *prompt_parameters,
+            *(p.described(f"creative mode: {p.doc}") for p in controls.later_parameters()),
         ],
         upscale_image,
         streams=False,
@@ -175,7 +173,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
     upscale_outputs = [comparison, result_file, parameters_text, status]
     # Progress on the status line: a failed run leaves the last result in view.
     upscale_options = {"show_progress_on": [status], **GPU_EVENT}
-    event = upscale.click(
+    event = controls.read_prompt_first(upscale.click, pipeline).success(
         endpoint.fn, endpoint.inputs, upscale_outputs, api_name="upscale", **upscale_options
     )
     studio.runner.stop_button(stop, [event], status)

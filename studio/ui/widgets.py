@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
+from PIL import Image
 
-from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage
+from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage, GenerationRequest
 from studio.core.metadata import GenerationParameters
 from studio.core.presets import Presets
-from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider
-from studio.ui.endpoints import Parameter, field
+from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider, user_errors
+from studio.ui.endpoints import Parameter, control, field
 from studio.ui.runner import Job
 from studio.ui.status_line import StatusLine
 
 if TYPE_CHECKING:  # the Studio is built from these widgets' module's neighbours
+    from pipelines.loras import Loras
     from studio.ui.context import Studio
 
 
@@ -39,6 +41,27 @@ class PromptControls:
     guidance_scale: gr.Slider
     sampler: gr.Dropdown
     advanced: gr.Accordion  # where the seed is: opened when a result's seed is put there
+    stylize: gr.Slider
+    # Midjourney's controls and LoRAs, for the tasks that generate (not the upscaler's creative pass)
+    chaos: gr.Slider | None = None
+    tile: gr.Checkbox | None = None
+    loras: gr.Textbox | None = None
+
+    @property
+    def fields(self) -> dict[str, gr.components.Component]:
+        """The request fields these controls hold, by name: what the prompt's parameters may set."""
+        named = {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "seed": self.seed,
+            "steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "stylize": self.stylize,
+            "chaos": self.chaos,
+            "tile": self.tile,
+            "loras": self.loras,
+        }
+        return {name: component for name, component in named.items() if component is not None}
 
     def parameters(self, prompt_doc: str, *, mode: str = "") -> list[Parameter]:
         """The API parameters these controls feed, in this order; `mode` prefixes each description with the
@@ -79,6 +102,69 @@ class PromptControls:
             parameters = [p.described(f"{mode} mode: {p.doc}") for p in parameters]
         return parameters
 
+    def later_parameters(self) -> list[Parameter]:
+        """The API parameters added after the first ones were published: every endpoint lists them last,
+        so calls that pass parameters by position keep working."""
+        parameters = [
+            field(
+                DiffusionRequest,
+                "stylize",
+                self.stylize,
+                "0 to 1000: how much the style presets' own words weigh; 100 as written (--stylize).",
+            )
+        ]
+        if self.chaos is not None and self.tile is not None and self.loras is not None:
+            parameters += [
+                field(
+                    GenerationRequest,
+                    "chaos",
+                    self.chaos,
+                    "0 to 100: how much the images of a grid differ beyond their seeds (--chaos).",
+                ),
+                field(GenerationRequest, "tile", self.tile, "true: a seamless image that repeats (--tile)."),
+                control(
+                    "loras",
+                    self.loras,
+                    str,
+                    'LoRAs, comma separated, each "name" or "name:weight" (-4 to 4): a file in the LoRA '
+                    "folder, a .safetensors path or a hub id.",
+                ),
+            ]
+        return parameters
+
+    def read_prompt_first(
+        self,
+        trigger: Callable[..., Any],
+        pipeline: Any,
+        more_fields: dict[str, gr.components.Component] | None = None,
+    ) -> Any:
+        """An event on `trigger` (a button's `click`, a prompt's `submit`) that moves the parameters typed
+        in the prompt (`--ar 16:9 --no trees`, `<lora:x:0.8>`) into the controls before the run, so what
+        the page shows is what runs; what the task cannot honour stays in the prompt for the run to name.
+        Chain the run with `.success(...)`. A prompt of several lines (a batch) is left to the run."""
+        targets = {**self.fields, **(more_fields or {})}
+        names = list(targets)
+
+        def move_parameters(*values: Any) -> tuple:
+            typed = dict(zip(names, values, strict=True))
+            if len([line for line in str(typed["prompt"] or "").splitlines() if line.strip()]) > 1:
+                return (gr.skip(),) * len(names)
+            with user_errors():
+                moved, notes = pipeline.read_prompt_parameters(typed, keep_unhonoured=True, settable=names)
+            for note in notes:
+                gr.Info(note[0].upper() + note[1:] + ".")
+            # A text box someone may still be typing in is left alone when unchanged; any other control
+            # gets its value back, since an update (even a skip) rebuilds it without `checked_by_request`.
+            return tuple(
+                gr.skip()
+                if moved[name] == typed[name] and isinstance(targets[name], gr.Textbox)
+                else moved[name]
+                for name in names
+            )
+
+        components = list(targets.values())
+        return trigger(move_parameters, components, components, **INSTANT_EVENT)
+
 
 def prompt_box(prefix: str, placeholder: str) -> gr.Textbox:
     return gr.Textbox(
@@ -92,15 +178,11 @@ def prompt_box(prefix: str, placeholder: str) -> gr.Textbox:
 
 
 def prompt_settings(
-    prefix: str,
-    prompt: gr.Textbox,
-    presets: Presets,
-    default_model: str,
-    *,
-    image_count: bool = True,
-    max_images: int | None = None,
+    prefix: str, prompt: gr.Textbox, studio: Studio, *, loras: Loras | None = None, image_count: bool = True
 ) -> PromptControls:
-    """Negative prompt, styles, model, image count and the Advanced accordion, wired to model defaults."""
+    """Negative prompt, styles, model, image count and the Advanced accordion, wired to model defaults;
+    for a task that generates (one with `loras`), Midjourney's chaos and tile and the LoRAs."""
+    presets, default_model = studio.presets, studio.default_model
     defaults = presets.defaults_for(default_model)
     negative_prompt = gr.Textbox(
         value="",
@@ -135,7 +217,7 @@ def prompt_settings(
             scale=1,
             elem_id=f"{prefix}-num-images",
             visible=image_count,
-            maximum=max_images or DiffusionRequest.bounds("num_images")[1],
+            maximum=studio.settings.max_images,
         )
     with gr.Accordion("Advanced", open=False) as advanced:
         with gr.Row():
@@ -167,6 +249,37 @@ def prompt_settings(
             info="0 for turbo models; 5-8 for regular ones",
         )
         sampler = gr.Dropdown(choices=list(presets.samplers), value=defaults.sampler, label="Sampler")
+        stylize = slider(
+            DiffusionRequest,
+            "stylize",
+            step=10,
+            label="Stylize",
+            info="How much the styles' own words weigh: 0 barely, 100 as written, 1000 the most",
+            elem_id=f"{prefix}-stylize",
+        )
+        chaos = tile = lora_box = None
+        if loras is not None:
+            chaos = slider(
+                GenerationRequest,
+                "chaos",
+                label="Variety (chaos)",
+                info="0: the images of a grid differ by seed alone; higher: in guidance, word order, style",
+                elem_id=f"{prefix}-chaos",
+            )
+            tile = gr.Checkbox(
+                value=GenerationRequest.default("tile"),
+                label="Tile: a seamless image that repeats (textures, wallpapers)",
+                elem_id=f"{prefix}-tile",
+            )
+            found = ", ".join(loras.names()) or "none yet (put .safetensors files in the LoRA folder)"
+            lora_box = gr.Textbox(
+                value="",
+                label="LoRAs",
+                placeholder="detail:0.8, paper-cut",
+                info="name or name:weight, comma separated, or <lora:name:0.8> in the prompt. "
+                f"Found: {found}",
+                elem_id=f"{prefix}-loras",
+            )
 
     def apply_model_defaults(model_name: str):
         chosen = presets.defaults_for(model_name)
@@ -175,7 +288,20 @@ def prompt_settings(
     model.change(apply_model_defaults, [model], [steps, guidance_scale, sampler], **INSTANT_EVENT)
     random_seed.click(lambda: -1, None, [seed], **INSTANT_EVENT)
     return PromptControls(
-        prompt, negative_prompt, styles, model, num_images, seed, steps, guidance_scale, sampler, advanced
+        prompt,
+        negative_prompt,
+        styles,
+        model,
+        num_images,
+        seed,
+        steps,
+        guidance_scale,
+        sampler,
+        advanced,
+        stylize,
+        chaos,
+        tile,
+        lora_box,
     )
 
 
@@ -208,18 +334,25 @@ class ResultPanel:
             elem_id=f"{prefix}-selected",
         )
         self.selected_index = gr.State(None)
+        self.tiled = gr.Image(
+            label="Tiled 3×3: a seamless image shows no seams",
+            type="pil",
+            format="png",
+            interactive=False,
+            visible=False,
+            height=420,
+            elem_id=f"{prefix}-tiled",
+        )
         with gr.Accordion("All parameters (JSON)", open=False):
             self.parameters = gr.JSON(label="Parameters of each image", elem_id=f"{prefix}-parameters")
         self.job = gr.State(None)  # the last run's Job, for Reroll
 
-        def show_selected(params: list[dict] | None, event: gr.SelectData):
+        def show_selected(gallery_value: list | None, params: list[dict] | None, event: gr.SelectData):
             if not params or event.index is None or event.index >= len(params):
-                return None, ""
-            return event.index, describe_parameters(params[event.index])
+                return None, "", gr.Image(visible=False, value=None)
+            return self.described(gallery_value, params, event.index)
 
-        self.gallery.select(
-            show_selected, [self.parameters], [self.selected_index, self.selected_parameters], **INSTANT_EVENT
-        )
+        self.gallery.select(show_selected, [self.gallery, self.parameters], self._described, **INSTANT_EVENT)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -280,11 +413,23 @@ class ResultPanel:
     def select_first_after(self, event: Any) -> None:
         """When `event` (a run of this grid) ends, its first image is selected and described."""
 
-        def show_first(params: list[dict] | None):
-            return (0, describe_parameters(params[0])) if params else (None, "")
+        def show_first(gallery_value: list | None, params: list[dict] | None):
+            if not params:
+                return None, "", gr.skip()
+            return self.described(gallery_value, params, 0)
 
-        outputs = [self.selected_index, self.selected_parameters]
-        event.then(show_first, [self.parameters], outputs, **INSTANT_EVENT)
+        event.then(show_first, [self.gallery, self.parameters], self._described, **INSTANT_EVENT)
+
+    @property
+    def _described(self) -> list[gr.components.Component]:
+        return [self.selected_index, self.selected_parameters, self.tiled]
+
+    def described(self, gallery_value: list | None, params: list[dict], index: int) -> tuple:
+        """The selected image's index and parameters, and for a seamless one, itself tiled 3×3."""
+        if not params[index].get("extras", {}).get("tile") or not gallery_value:
+            return index, describe_parameters(params[index]), gr.Image(visible=False, value=None)
+        path, _ = selected_result(gallery_value, params, index)
+        return index, describe_parameters(params[index]), gr.Image(visible=True, value=tiled_3x3(path))
 
     @property
     def selection(self) -> list[gr.components.Component]:
@@ -311,3 +456,17 @@ def gallery_items(results: list[tuple[str, GenerationParameters]]) -> list[tuple
         (path, f"#{i + 1}" + ("" if params.seed is None else f" · seed {params.seed}"))
         for i, (path, params) in enumerate(results)
     ]
+
+
+def tiled_3x3(path: str, longest: int = 1536) -> Image.Image:
+    """The image repeated three by three (at most `longest` pixels a side), where a seam would show."""
+    with Image.open(path) as image:
+        tile = image.convert("RGB")
+    scale = min(1.0, longest / (3 * max(tile.size)))
+    if scale < 1:
+        tile = tile.resize((max(1, round(tile.width * scale)), max(1, round(tile.height * scale))))
+    grid = Image.new("RGB", (tile.width * 3, tile.height * 3))
+    for row in range(3):
+        for column in range(3):
+            grid.paste(tile, (column * tile.width, row * tile.height))
+    return grid

@@ -8,6 +8,8 @@ from PIL import Image, PngImagePlugin
 from studio.core.metadata import read_parameters
 
 pytestmark = pytest.mark.api
+# Parameters added after the first ones were published come last, so positional calls keep working.
+ADDED_LATER = ["stylize", "chaos", "tile", "loras"]
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +44,13 @@ def test_endpoints_have_named_parameters(client):
         "guidance_scale",
         "sampler",
         "strength",
+        *ADDED_LATER,
     ]
     assert parameter_names(client, "/vary") == ["image", "variation", "prompt", "num_images", "seed"]
     assert parameter_names(client, "/inpaint")[0] == "image_and_mask"
-    assert parameter_names(client, "/inpaint")[-2:] == ["strength", "mask_blur"]
+    assert parameter_names(client, "/inpaint")[-6:] == ["strength", "mask_blur", *ADDED_LATER]
     assert parameter_names(client, "/outpaint")[:2] == ["image", "direction"]
+    assert parameter_names(client, "/outpaint")[-4:] == ADDED_LATER
     assert parameter_names(client, "/png_info") == ["image"]
 
 

@@ -31,6 +31,10 @@ def test_api_lists_txt2img_with_named_parameters(client):
         "guidance_scale",
         "sampler",
         "batch",
+        "stylize",  # added later, so last: positional calls keep working
+        "chaos",
+        "tile",
+        "loras",
     ]
     assert len(endpoint["returns"]) == 2, "images and their parameters, nothing internal"
 

@@ -10,10 +10,16 @@ from playwright.sync_api import Locator, Page, expect
 LOAD_TIMEOUT_MS = 30_000
 GENERATE_TIMEOUT_MS = 90_000
 SLIDER_ATTEMPTS = 3
+TXT2IMG_GALLERY = "#txt2img-gallery img"  # the images of Text to Image's result grid
+TXT2IMG_SELECTED = "#txt2img-selected textarea"  # the selected image's parameters
 
 
 def saved_pngs(outputs: Path) -> set[Path]:
     return set(outputs.glob("*/*.png"))
+
+
+def toast(page: Page, text: str) -> Locator:
+    return page.get_by_test_id("toast-text").filter(has_text=text)
 
 
 def tab_panel(page: Page, marker: str) -> Locator:

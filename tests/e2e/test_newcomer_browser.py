@@ -9,16 +9,20 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import GENERATE_TIMEOUT_MS, open_advanced, set_slider, tab_panel, wait_for_images
+from tests.e2e.helpers import (
+    GENERATE_TIMEOUT_MS,
+    TXT2IMG_GALLERY,
+    TXT2IMG_SELECTED,
+    open_advanced,
+    set_slider,
+    tab_panel,
+    toast,
+    wait_for_images,
+)
 
 pytestmark = pytest.mark.e2e
 
-GALLERY = "#txt2img-gallery img"
-SELECTED = "#txt2img-selected textarea"
-
-
-def toast(page: Page, text: str):
-    return page.get_by_test_id("toast-text").filter(has_text=text)
+GALLERY, SELECTED = TXT2IMG_GALLERY, TXT2IMG_SELECTED
 
 
 def make_grid(page: Page, prompt: str, images: int = 1, steps: int = 2, seed: int | None = None) -> None:

@@ -33,6 +33,24 @@ def test_generate_writes_pngs_whose_parameters_read_back(capsys, tmp_path, tiny_
     assert status == 0 and len(list(tmp_path.iterdir())) == 3, "nothing is overwritten"
 
 
+def test_generate_takes_midjourneys_parameters_loras_and_says_what_it_left_out(capsys, tmp_path, tiny_sd):
+    from tests.tiny_models import build_lora
+
+    build_lora(tiny_sd, tmp_path / "loras" / "detail.safetensors")
+    status, [path], err = run(
+        capsys, "generate", "a brick wall --ar 16:9 --no moss --weird 1", "--model", str(tiny_sd), "--tile",
+        "--chaos", "30", "--stylize", "200", "--lora", "detail:0.5", "--loras", str(tmp_path / "loras"),
+        "--steps", "2", "--seed", "1", "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert status == 0
+    assert "note: --weird 1 is not something this studio does: it was left out" in err.splitlines()
+    made = read_parameters(path)
+    assert (made.user_prompt, made.width, made.height) == ("a brick wall", 88, 48)
+    assert made.negative_prompt.startswith("moss")  # and a style's, when --chaos drew one
+    assert made.extras["loras"] == ["detail:0.5"] and made.extras["lora_hashes"].startswith("detail: ")
+    assert (made.extras["tile"], made.extras["chaos"], made.extras["stylize"]) == (True, 30, 200)
+
+
 def test_upscale_and_style_on_a_photo(capsys, tmp_path):
     photo = tmp_path / "photo.png"
     Image.fromarray(skimage.data.astronaut()).resize((96, 64)).save(photo)

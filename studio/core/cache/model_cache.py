@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -40,9 +41,11 @@ class ModelCache:
         loader: Callable[..., Any] = load_pipeline,
         unet_loader: Callable[..., Any] = load_unet,
         free_accelerator_bytes: Callable[[], int] | None = None,
+        lora_folder: Path | None = None,
     ) -> None:
         self.device_config = device_config
         self.offline = offline
+        self.lora_folder = lora_folder  # where LoRAs named by file live (--loras)
         # Held around loading, moving and each piece of GPU work (never across a yield).
         self.gpu_lock = threading.RLock()
         self.registry = Registry()
@@ -63,10 +66,11 @@ class ModelCache:
         gpu_budget_gib: float | None = None,
         ram_budget_gib: float | None = None,
         offload: str = "auto",
+        lora_folder: Path | None = None,
     ) -> ModelCache:
         """A cache with the default budget for this machine, or the one given in GiB."""
         budget = default_budget(device_config.device, gpu_budget_gib, ram_budget_gib)
-        return cls(device_config, offline=offline, budget=budget, offload=offload)
+        return cls(device_config, offline=offline, budget=budget, offload=offload, lora_folder=lora_folder)
 
     # -- models for a run --------------------------------------------------------------------------------
 

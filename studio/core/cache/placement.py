@@ -156,19 +156,26 @@ class Lease:
         module: Callable[[Any], Any] = lambda value: value,
         nbytes: int | None = None,
         offloadable: bool = False,
+        part_of: BaseModel | None = None,
+        on_drop: Callable[[Any], None] | None = None,
     ) -> Any:
         """Any other model (an upscaler, an ONNX session, a ControlNet), loaded once under `key`.
 
         `module` picks the torch module inside the value; `nbytes` sizes a value that is not one. An
         `offloadable` model (a pipeline component) may wait in RAM for an offloaded run; any other model
-        always goes to the compute device.
+        always goes to the compute device. `part_of`: it lives inside a base model's components (a LoRA),
+        so it is placed and dropped with it; `on_drop(value)` then takes it out.
         """
         with self.lock:
             entry = self.registry.get(key)
             if entry is None:
                 value = load()
                 self.registry.weight_loads += 1
-                entry = self.registry.add(key, value, unit=key.unit, module=module(value), nbytes=nbytes)
+                unit = part_of.source.location if part_of is not None else key.unit
+                dropped = (lambda value=value: on_drop(value)) if on_drop else None
+                entry = self.registry.add(
+                    key, value, unit=unit, module=module(value), nbytes=nbytes, on_drop=dropped
+                )
             self._hold([entry], offloadable=offloadable)
             return entry.value
 

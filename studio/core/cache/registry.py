@@ -40,6 +40,7 @@ class CacheEntry:
     module: Any = None  # the torch module to move between the GPU and RAM; None: it cannot move
     last_used: float = field(default_factory=time.monotonic)
     pins: int = 0  # runs holding it; a pinned entry is never moved out or dropped
+    on_drop: Any = None  # called when it is dropped (a LoRA taken out of the UNet it was put into)
 
     @property
     def place(self) -> Place:
@@ -76,13 +77,20 @@ class Registry:
         return self._entries.get(key)
 
     def add(
-        self, key: CacheKey, value: Any, *, unit: str, module: Any = None, nbytes: int | None = None
+        self,
+        key: CacheKey,
+        value: Any,
+        *,
+        unit: str,
+        module: Any = None,
+        nbytes: int | None = None,
+        on_drop: Any = None,
     ) -> CacheEntry:
         """Record a loaded value; `module` is the torch module inside it (its bytes and device), `nbytes`
         the size of a value that is not one (an ONNX session: its file size)."""
         size = module_bytes(module) if nbytes is None else nbytes
         movable = module if isinstance(module, torch.nn.Module) and size else None
-        entry = CacheEntry(key, value, unit, size, module_device(module), module=movable)
+        entry = CacheEntry(key, value, unit, size, module_device(module), module=movable, on_drop=on_drop)
         self._entries[key] = entry
         return entry
 
@@ -119,7 +127,13 @@ class Registry:
     def drop(self, unit: str) -> None:
         """Forget a unit; its memory returns once no pipeline refers to it."""
         for key in [key for key, entry in self._entries.items() if entry.unit == unit]:
-            del self._entries[key]
+            self.forget(key)
         base = self.base_models.pop(unit, None)
         if base is not None:
             base.components.clear()  # a pipeline still holding the BaseModel no longer keeps the weights
+
+    def forget(self, key: CacheKey) -> None:
+        """Forget one entry (of a unit that stays, as a LoRA leaves its base model)."""
+        entry = self._entries.pop(key)
+        if entry.on_drop is not None:
+            entry.on_drop()

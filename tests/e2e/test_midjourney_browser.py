@@ -1,0 +1,78 @@
+"""Midjourney's parameters typed in the prompt move into the controls they set, before the run."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.helpers import (
+    GENERATE_TIMEOUT_MS,
+    TXT2IMG_GALLERY,
+    TXT2IMG_SELECTED,
+    open_advanced,
+    set_slider,
+    tab_panel,
+    toast,
+    wait_for_images,
+)
+
+pytestmark = pytest.mark.e2e
+
+GALLERY, SELECTED = TXT2IMG_GALLERY, TXT2IMG_SELECTED
+
+
+def test_typed_parameters_fill_the_controls_and_a_tiled_result_shows_its_3x3_check(page: Page) -> None:
+    panel = tab_panel(page, "#txt2img-generate")
+    open_advanced(panel)
+    set_slider(panel, "Steps", 2)
+    prompt = page.locator("#txt2img-prompt textarea")
+    prompt.fill("a stone wall, moss --ar 16:9 --no trees --seed 5 --tile --chaos 20 --weird 2")
+    page.locator("#txt2img-generate").click()
+
+    expect(page.locator("#txt2img-aspect-ratio input[value='16:9']")).to_be_checked()
+    expect(page.locator("#txt2img-negative textarea")).to_have_value("trees")
+    expect(page.locator("#txt2img-seed input")).to_have_value("5")
+    expect(page.locator("#txt2img-tile input")).to_be_checked()
+    expect(panel.get_by_label("number input for Variety (chaos)", exact=True)).to_have_value("20")
+    expect(prompt).to_have_value("a stone wall, moss --weird 2")  # left for the run to name
+    expect(toast(page, "--weird 2 is not something this studio does")).to_be_visible(
+        timeout=GENERATE_TIMEOUT_MS
+    )
+
+    wait_for_images(page, GALLERY, 1)
+    expect(page.locator(SELECTED)).to_have_value(re.compile(r"Seed: 5,.*Size: 88x48.*Tile: True"))
+    expect(page.locator(SELECTED)).to_have_value(re.compile(r"Ignored parameters: \"--weird 2 is not"))
+    tiled = page.locator("#txt2img-tiled img")
+    expect(tiled).to_be_visible()
+    size = tiled.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+    assert size == [88 * 3, 48 * 3]
+
+    # A result made without --tile hides the check again.
+    prompt.fill("a stone wall")
+    page.locator("#txt2img-tile input").uncheck()
+    page.locator("#txt2img-generate").click()
+    expect(page.locator(SELECTED)).not_to_have_value(re.compile("Tile"), timeout=GENERATE_TIMEOUT_MS)
+    expect(page.locator("#txt2img-tiled img")).to_have_count(0)
+
+
+def test_a_lora_tag_moves_to_the_lora_box_and_an_unknown_one_is_refused_with_the_grid_kept(
+    page: Page,
+) -> None:
+    open_advanced(tab_panel(page, "#txt2img-generate"))
+    page.locator("#txt2img-prompt textarea").fill("a fox <lora:paper-cut:0.6>")
+    page.locator("#txt2img-generate").click()
+    expect(page.locator("#txt2img-loras textarea")).to_have_value("paper-cut:0.6")
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a fox")
+    expect(page.locator("#txt2img-status")).to_contain_text(
+        "Unknown LoRA 'paper-cut'", timeout=GENERATE_TIMEOUT_MS
+    )
+
+
+def test_a_value_that_does_not_read_is_refused_before_anything_runs(page: Page) -> None:
+    page.locator("#txt2img-prompt textarea").fill("a fox --ar wide")
+    page.locator("#txt2img-generate").click()
+    expect(toast(page, "--ar 'wide': give it as width:height, e.g. --ar 16:9")).to_be_visible()
+    expect(page.locator("#txt2img-prompt textarea")).to_have_value("a fox --ar wide")
+    expect(page.locator(GALLERY)).to_have_count(0)
