@@ -52,6 +52,12 @@ class StepReporter:
         self.is_cancelled = is_cancelled
         self.images = images
         self.image_index = 0
+        self.previews: Any = None  # a run's LivePreviews (pipelines/previews.py), when it shows them
+
+    def begin_image(self, index: int) -> None:
+        self.image_index = index
+        if self.previews is not None:
+            self.previews.begin_image()
 
     def check(self) -> None:
         if self.is_cancelled():
@@ -60,6 +66,9 @@ class StepReporter:
     def __call__(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
         # Pipelines set _num_timesteps to the loop's length (image-to-image runs only part of the schedule).
         steps = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps)
-        self.progress(self.image_index * steps + min(step + 1, steps), self.images * steps)
+        done = min(step + 1, steps)
+        self.progress(self.image_index * steps + done, self.images * steps)
         self.check()
+        if self.previews is not None:
+            self.previews.after_step(self.image_index, done, steps, callback_kwargs["latents"])
         return callback_kwargs

@@ -38,14 +38,16 @@ from pipelines.common import (
     resolve_seed,
 )
 from pipelines.conditioning import prompt_conditioning
+from pipelines.decoders import DecoderChoice, decoder_for
 from pipelines.loras import LoraChoice, Loras, loras_applied
 from pipelines.loras import recorded as recorded_loras
+from pipelines.previews import PreviewMode, PreviewSink, live_previews, no_preview
 from pipelines.prompt_parameters import ReadsPromptParameters
 from pipelines.recording import record
 from pipelines.seamless import seamless
 from studio.core.cache import BaseModel, Lease, ModelCache
 from studio.core.errors import InvalidRequest
-from studio.core.metadata import GenerationParameters  # noqa: F401 (GeneratedImage's field)
+from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
 from studio.core.requests import Request
@@ -79,12 +81,15 @@ class DiffusionRequest(Request):
 
 
 class GenerationRequest(DiffusionRequest):
-    """The request of a task on the diffusion scaffold below: with Midjourney's controls and LoRAs."""
+    """The request of a task on the diffusion scaffold below: with Midjourney's controls, LoRAs, live
+    previews and the choice of decoder."""
 
     tile: bool = False  # seamless: the image repeats without a seam
     chaos: int = Field(0, ge=0, le=100, title="Variety (chaos)")  # how much images differ beyond seeds
     loras: tuple[str, ...] = ()  # "name" or "name:weight": from the LoRA folder, a file or the hub
     ignored_parameters: tuple[str, ...] = ()  # prompt parameters this task could not honour, recorded
+    previews: PreviewMode = "taesd"  # live previews while denoising: "taesd" falls back to "approximate"
+    decoder: DecoderChoice = "auto"  # "fast": TAESD, "full": the model's VAE; "auto": fast on a CPU only
 
     @field_validator("loras", mode="before")
     @classmethod
@@ -288,9 +293,14 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
         return list(self.generate(request, progress, is_cancelled))
 
     def generate(
-        self, request: RequestT, progress: Progress = no_progress, is_cancelled: IsCancelled = never_cancelled
+        self,
+        request: RequestT,
+        progress: Progress = no_progress,
+        is_cancelled: IsCancelled = never_cancelled,
+        preview: PreviewSink = no_preview,
     ) -> Iterator[GeneratedImage]:
-        """Yield each image as soon as it is finished; Stop raises `RunCancelled` between steps."""
+        """Yield each image as soon as it is finished, and send unfinished ones to `preview` while they
+        denoise; Stop raises `RunCancelled` between steps."""
         # 1. Check inputs and fill in the model preset's defaults
         inputs = self.check_inputs(request)
         source = check_prompt_side(request, self.presets, prompt_required=self.prompt_required)
@@ -310,19 +320,27 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
                 yield GeneratedImage(result, record(self.task, run, seed, result.size, **extras))
             return
 
-        # 3. The models this run needs, pinned until it ends; the task's pipeline and call arguments
+        # 3. The models this run needs, pinned until it ends; the task's pipeline and call arguments;
+        #    the decoder (the model's VAE, or TAESD) and the live previews
         with self.cache.lease() as lease:
             base = lease.base_model(source)
             denoising = self.prepare(lease, base, request, inputs, run)
             pipe = denoising.pipe
             adapters = self.loras.adapters(lease, base, pipe, loras)
             extras.update(denoising.extras, **recorded_loras(adapters))
+            decoders = self.presets.decoder(base.family)
+            autoencoder, extras["decoder"] = decoder_for(lease, base, decoders, request.decoder)
+            if autoencoder is not None:
+                pipe.vae = autoencoder
+            reporter.previews = live_previews(
+                lease, base, decoders, request.previews, preview, pipe.scheduler, denoising.size
+            )
 
             # 4. Denoise image by image, image i with seed s+i (and, with --chaos, its own settings)
             for index in range(request.num_images):
                 seed = image_seed(run.seed, index)
                 image_run = varied(run, self.presets, seed, request.chaos)
-                reporter.image_index = index
+                reporter.begin_image(index)
 
                 def call(seed: int = seed, image_run: RunSettings = image_run) -> Any:
                     tiled = (
@@ -338,6 +356,36 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
                 # 5. The result, recorded with the seed and settings it was denoised with
                 result = self.finish(output.images[0], inputs)
                 yield GeneratedImage(result, record(self.task, image_run, seed, result.size, **extras))
+
+
+def enhanced_values(values: dict[str, Any], image: GenerationParameters, presets: Presets) -> dict[str, Any]:
+    """Enhance: the request `values` that made `image` (a job's), for that one image again with its own
+    seed and recorded settings, decoded by the full VAE where a fast decoder made it, else re-rendered with
+    its model preset's fuller model (Draft → Enhance); refused when there is neither."""
+    if image.seed is None or not image.steps:
+        raise InvalidRequest("This image was not denoised by a model, so there is nothing to enhance.")
+    again = {
+        **values,
+        # What this image recorded makes it again alone: under --chaos, the settings drawn for it.
+        "prompt": image.typed_prompt,
+        "negative_prompt": image.typed_negative_prompt,
+        "styles": image.styles,
+        "guidance_scale": image.guidance_scale,
+        "chaos": 0,
+        "seed": image.seed,
+        "num_images": 1,
+        "decoder": "full",
+    }
+    if image.extras.get("decoder") == "fast":
+        return again
+    preset = presets.models.get(image.model) or presets.models.get(str(values.get("model") or ""))
+    if preset is None or preset.enhance_model is None:
+        raise InvalidRequest(
+            "This image is already decoded by the full VAE, and its model has no fuller preset to re-render "
+            "it with: nothing to enhance."
+        )
+    fuller = presets.models[preset.enhance_model]
+    return {**again, "model": fuller.name, "steps": None, "guidance_scale": None, "sampler": None}
 
 
 def refuse_inpainting_model(base: BaseModel, run: RunSettings, use_instead: str) -> None:

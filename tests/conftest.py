@@ -25,7 +25,9 @@ from tests.tiny_models import (  # noqa: E402
     build_sd,
     build_sd_inpaint,
     build_sdxl,
+    build_tiny_autoencoder,
     write_adapter_presets,
+    write_decoder_presets,
 )
 
 
@@ -67,6 +69,21 @@ def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.Te
 @pytest.fixture(scope="session")
 def tiny_presets(tiny_presets_dir: Path) -> Presets:
     return load_presets(tiny_presets_dir)
+
+
+@pytest.fixture(scope="session")
+def fast_decoder_presets_dir(tiny_presets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny presets with a tiny TAESD-like autoencoder as the fast decoder (the shipped presets name
+    the hub's TAESD, which is not on this machine)."""
+    folder = tmp_path_factory.mktemp("fast-decoder-presets")
+    shutil.copytree(tiny_presets_dir, folder, dirs_exist_ok=True)
+    autoencoder = build_tiny_autoencoder(tmp_path_factory.mktemp("tiny-taesd"))
+    return write_decoder_presets(folder, autoencoder)
+
+
+@pytest.fixture(scope="session")
+def fast_decoder_presets(fast_decoder_presets_dir: Path) -> Presets:
+    return load_presets(fast_decoder_presets_dir)
 
 
 @pytest.fixture(scope="session")

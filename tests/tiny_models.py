@@ -280,6 +280,30 @@ def write_adapter_presets(folder: Path, adapters: dict[str, tuple[Path, Path, st
     return folder
 
 
+def build_tiny_autoencoder(folder: Path, seed: int = 4) -> Path:
+    """A TAESD-like `AutoencoderTiny` for the tiny models' latents (4 channels, scale 2), in diffusers
+    layout: the fast decoder and the live previews' decoder of the tests."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+    ).save_pretrained(folder)
+    return folder
+
+
+def write_decoder_presets(folder: Path, autoencoder: Path) -> Path:
+    """`folder`'s decoders.json with `autoencoder` as every family's fast decoder."""
+    decoders = json.loads((folder / "decoders.json").read_text())
+    for decoder in decoders["decoders"]:
+        decoder["source"] = str(autoencoder)
+    (folder / "decoders.json").write_text(json.dumps(decoders))
+    return folder
+
+
 def build_lora(base: Path, path: Path, seed: int = 3, *, text_encoders: bool = False) -> Path:
     """A LoRA for the tiny model at `base` (its UNet's attention, and with `text_encoders` theirs too), as
     a single `.safetensors` file in diffusers' LoRA layout. Its weights are random, not zero, so it

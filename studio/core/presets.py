@@ -30,6 +30,7 @@ class ModelPreset(_Preset):
     steps: int = Field(ge=1, le=150)
     guidance_scale: float = Field(ge=0, le=30)
     sampler: str
+    enhance_model: str | None = None  # the fuller preset Enhance re-renders a draft of this model with
     description: str = ""
 
 
@@ -120,6 +121,18 @@ class IPAdapterPreset(_Preset):
     description: str = ""
 
 
+class DecoderPreset(_Preset):
+    """A model family's fast decoder (a tiny autoencoder, TAESD) and the fixed linear map from its latents
+    to RGB that previews an image with no weights at all."""
+
+    name: str = Field(min_length=1)
+    family: Literal["sd", "sdxl"]
+    source: str = Field(min_length=1)  # hub id or local folder of a diffusers AutoencoderTiny
+    latent_rgb_factors: tuple[tuple[float, float, float], ...] = Field(min_length=4, max_length=4)
+    latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    description: str = ""
+
+
 class UpscalerDownload(_Preset):
     """Official upscaler weights fetched into the upscalers folder when first chosen."""
 
@@ -141,6 +154,7 @@ class Presets:
     ip_adapters: dict[str, IPAdapterPreset]
     annotators: str  # hub id or folder of the structure detectors' weights (HED, line art, depth)
     upscaler_downloads: dict[str, UpscalerDownload]
+    decoders: dict[str, DecoderPreset]  # by family
 
     def defaults_for(self, model: str | None) -> ModelDefaults | ModelPreset:
         """The steps, guidance and sampler a model starts with: its preset's, else `other_models`."""
@@ -191,6 +205,9 @@ class Presets:
 
     def ip_adapter(self, architecture: str) -> IPAdapterPreset | None:
         return next((a for a in self.ip_adapters.values() if a.architecture == architecture), None)
+
+    def decoder(self, family: str) -> DecoderPreset:
+        return self.decoders[family]
 
     def check_styles(self, names: list[str]) -> None:
         unknown = [name for name in names if name not in self.styles]
@@ -265,9 +282,11 @@ def load_presets(folder: Path) -> Presets:
     controlnets, controlnets_doc = read_entries(folder / "controlnets.json", "controlnets", ControlNetPreset)
     ip_adapters, _ = read_entries(folder / "ip_adapters.json", "ip_adapters", IPAdapterPreset)
     upscaler_downloads, _ = read_entries(folder / "upscalers.json", "downloads", UpscalerDownload)
+    decoders, _ = read_entries(folder / "decoders.json", "decoders", DecoderPreset)
     for kind, entries, fields in (
         ("controlnets.json", controlnets, ("architecture", "structure")),
         ("ip_adapters.json", ip_adapters, ("architecture",)),
+        ("decoders.json", decoders, ("family",)),
     ):
         seen: dict[tuple, str] = {}
         for entry in entries.values():
@@ -277,6 +296,10 @@ def load_presets(folder: Path) -> Presets:
                     f"{folder / kind}: {entry.name!r} and {seen[what]!r} are both for {'/'.join(what)}."
                 )
             seen[what] = entry.name
+    missing = {"sd", "sdxl"} - {decoder.family for decoder in decoders.values()}
+    if missing:
+        families = ", ".join(sorted(missing))
+        raise PresetError(f"{folder / 'decoders.json'}: no decoder for the {families} family.")
     annotators = controlnets_doc.get("annotators")
     if not isinstance(annotators, str) or not annotators:
         raise PresetError(f"{folder / 'controlnets.json'}: 'annotators' must name the detectors' weights.")
@@ -289,6 +312,11 @@ def load_presets(folder: Path) -> Presets:
         other_models = ModelDefaults.model_validate(models_doc.get("other_models"))
     except ValidationError as error:
         raise PresetError(f"{models_file}: other_models: {error.errors()[0]['msg']}.") from error
+    for model in models.values():
+        if model.enhance_model is not None and model.enhance_model not in models:
+            raise PresetError(
+                f"{models_file}: {model.name!r}: enhance_model {model.enhance_model!r} is not a model here."
+            )
     for model in [*models.values(), other_models]:
         if model.sampler not in samplers:
             raise PresetError(
@@ -307,4 +335,5 @@ def load_presets(folder: Path) -> Presets:
         ip_adapters=ip_adapters,
         annotators=annotators,
         upscaler_downloads=upscaler_downloads,
+        decoders={decoder.family: decoder for decoder in decoders.values()},
     )

@@ -1,7 +1,9 @@
-"""Actions on one image of a result grid: Vary (Subtle/Strong), Use this image's seed, Send to another tab.
+"""Actions on one image of a result grid: Vary (Subtle/Strong), Enhance, Use this image's seed, Send to
+another tab.
 
 The buttons act on the selected image (the first one when none is selected). Vary runs image to image on
-that image with its own parameters, read back from the PNG, and shows the new grid in the same gallery.
+that image with its own parameters, read back from the PNG; Enhance makes that image again with the full
+decoder (or its preset's fuller model); both show their grid in the same gallery.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from dataclasses import dataclass
 import gradio as gr
 from PIL import Image
 
+from pipelines.diffusion import enhanced_values
 from pipelines.image_to_image import ImageToImagePipeline, variation_request
-from studio.ui.common import INSTANT_EVENT
+from studio.core.metadata import GenerationParameters
+from studio.ui.common import INSTANT_EVENT, user_errors
 from studio.ui.context import Studio
 from studio.ui.runner import Job
 from studio.ui.widgets import PromptControls, ResultPanel, selected_result
@@ -21,6 +25,7 @@ from studio.ui.widgets import PromptControls, ResultPanel, selected_result
 @dataclass
 class GridActions:
     vary: dict[str, gr.Button]  # by variation name
+    enhance: gr.Button | None
     use_seed: gr.Button
     send_to: dict[str, gr.Button]  # by target tab id
 
@@ -34,6 +39,7 @@ def create_grid_actions(
             name: gr.Button(f"Vary ({name})", size="sm", elem_id=f"{prefix}-vary-{name.lower()}")
             for name in (studio.presets.variations if vary else ())
         }
+        enhance = gr.Button("Enhance", size="sm", elem_id=f"{prefix}-enhance") if vary else None
         use_seed = gr.Button("Use this image's seed", size="sm", elem_id=f"{prefix}-use-seed")
         send_to = studio.send_to.grid_buttons(prefix, panel)
 
@@ -44,7 +50,7 @@ def create_grid_actions(
         return chosen["seed"], gr.Accordion(open=True)  # the seed box is in Advanced
 
     use_seed.click(seed_of_selected, panel.selection, [controls.seed, controls.advanced], **INSTANT_EVENT)
-    return GridActions(vary_buttons, use_seed, send_to)
+    return GridActions(vary_buttons, enhance, use_seed, send_to)
 
 
 def open_image(path: str) -> Image.Image:
@@ -81,3 +87,29 @@ def wire_vary(actions: GridActions, panel: ResultPanel, studio: Studio, num_imag
         )
         for name, button in actions.vary.items()
     ]
+
+
+def wire_enhance(actions: GridActions, panel: ResultPanel, studio: Studio) -> list:
+    """Enhance makes the selected image again, by the job that made it, with the full VAE (when a fast
+    decoder made it) or its preset's fuller model; returns the events (for Stop)."""
+    if actions.enhance is None:
+        return []
+
+    def enhance_selected(
+        gallery_value, params, index, job: Job | None, request: gr.Request, progress=gr.Progress()
+    ):
+        _, chosen = selected_result(gallery_value, params, index)
+        if job is None:
+            raise gr.Error("Make a grid first, then enhance one of its images.", print_exception=False)
+        with user_errors():
+            values = enhanced_values(job.values, GenerationParameters.from_dict(chosen), studio.presets)
+        yield from panel.run(Job(job.task, values, action="Enhance"), request, progress)
+
+    event = actions.enhance.click(
+        enhance_selected,
+        [*panel.selection, panel.job],
+        panel.outputs,
+        api_visibility="private",
+        **panel.event_options,
+    )
+    return [event]

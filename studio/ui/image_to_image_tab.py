@@ -17,7 +17,7 @@ from studio.core.metadata import GenerationParameters, read_parameters
 from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present
-from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_vary
+from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_enhance, wire_vary
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
 from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
@@ -234,6 +234,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
         )
     )
     events += wire_vary(actions, results, studio, controls.num_images)
+    events += wire_enhance(actions, results, studio)
     results.connect(events, stop)
 
     def fill_from_image(path: str | None):

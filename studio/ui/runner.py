@@ -7,6 +7,9 @@ text). Every failure becomes a message in the UI and the API's error text; the a
 
 from __future__ import annotations
 
+import contextvars
+import inspect
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 import gradio as gr
 from PIL import Image
 
+from pipelines.previews import PreviewImage
 from studio.core.downloads import downloads_reported_to
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.requests import Request, parse_request
@@ -22,11 +26,16 @@ from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_er
 
 
 class Pipeline(Protocol):
-    """What the runner needs of a task: its request type and a stream of results."""
+    """What the runner needs of a task: its request type and a stream of results. A task whose `generate`
+    also takes `preview` sends it unfinished images while it works (`shows_previews`)."""
 
     request_type: type[Request]
 
     def generate(self, request: Any, progress: Any = ..., is_cancelled: Any = ...) -> Iterator[Any]: ...
+
+
+def shows_previews(pipeline: Pipeline) -> bool:
+    return "preview" in inspect.signature(pipeline.generate).parameters
 
 
 def read_prompt_parameters(pipeline: Pipeline, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -169,10 +178,17 @@ class JobRunner:
         if self.gpu_runner is not None:
             progress(0, desc=f"{where}Waiting for a GPU…")
             return iter(self.gpu_runner(task, parsed))
-        results = pipeline.generate(
-            parsed, progress=gradio_progress(progress, f"{where}Denoising"), is_cancelled=run.stop.is_set
-        )
-        return showing_downloads(results, progress)
+
+        def results(preview: Callable[[PreviewImage], None]) -> Iterator[Any]:
+            options = {"preview": preview} if shows_previews(pipeline) else {}
+            return pipeline.generate(
+                parsed,
+                progress=gradio_progress(progress, f"{where}Denoising"),
+                is_cancelled=run.stop.is_set,
+                **options,
+            )
+
+        return in_worker(results, run.stop, progress)
 
     def stop_button(self, button: gr.Button, events: list, status: gr.components.Component) -> None:
         """Stop ends this session's run at the next step and says on `status` how far it got."""
@@ -191,20 +207,69 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
-def showing_downloads(results: Iterator[Any], progress: gr.Progress) -> Iterator[Any]:
-    """`results`, with any model it downloads on first use shown as a progress bar in bytes.
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
-    Each step is run inside its own reporting block: Gradio may resume a generator on another thread.
-    """
+
+_FINISHED = object()
+
+
+def in_worker(
+    results: Callable[[Callable[[PreviewImage], None]], Iterator[Any]],
+    stop: threading.Event,
+    progress: gr.Progress,
+) -> Iterator[Any]:
+    """The task's results and, while each is being made, its previews, with the task run in a worker
+    thread: a preview is made inside a denoising call, which holds its thread until the image is finished.
+
+    The worker makes the next result only when this generator is asked for it, as if it ran here; of the
+    previews waiting, only the latest is handed over. A model downloaded on first use shows as a progress
+    bar in bytes. When this generator is closed (the page cancelled the event), the task stops at its
+    next step."""
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    wanted = threading.Semaphore(0)  # released once for each result asked for
+    closed = threading.Event()
 
     def show(done: int, total: int) -> None:
         progress(
             done / total if total else None, desc=f"Downloading the model: {_size(done)} of {_size(total)}"
         )
 
-    while True:
-        with downloads_reported_to(show):
-            result = next(results, None)
-        if result is None:
-            return
-        yield result
+    def work() -> None:
+        try:
+            with downloads_reported_to(show):
+                stream = results(events.put)
+                try:
+                    while wanted.acquire() and not closed.is_set():
+                        result = next(stream, _FINISHED)
+                        events.put(result)
+                        if result is _FINISHED:
+                            return
+                finally:
+                    stream.close()  # its models' lease ends here, in the thread that took it
+        except BaseException as error:  # handed to the consumer, which raises it in the request's thread
+            events.put(_Failed(error))
+
+    # The worker sees this request's context (Gradio's, the download listener's) as its own.
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+    worker.start()
+    wanted.release()
+    try:
+        while True:
+            event = events.get()
+            if event is _FINISHED:
+                return
+            if isinstance(event, _Failed):
+                raise event.error
+            if isinstance(event, PreviewImage):
+                if events.empty():  # else a newer event is waiting: this preview is out of date
+                    yield event
+                continue
+            yield event
+            wanted.release()
+    finally:
+        if worker.is_alive():
+            closed.set()
+            stop.set()
+            wanted.release()

@@ -12,7 +12,7 @@ from pipelines.diffusion import DiffusionRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, control, field, present
-from studio.ui.grid_actions import GridActions, create_grid_actions, wire_vary
+from studio.ui.grid_actions import GridActions, create_grid_actions, wire_enhance, wire_vary
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
 from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
@@ -92,6 +92,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
         ),
     ]
     events += wire_vary(actions, results, studio, controls.num_images)
+    events += wire_enhance(actions, results, studio)
     results.connect(events, stop)
 
     def fill(sent: Sent) -> tuple:

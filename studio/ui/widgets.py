@@ -10,6 +10,7 @@ import gradio as gr
 from PIL import Image
 
 from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage, GenerationRequest
+from pipelines.previews import PreviewImage
 from studio.core.metadata import GenerationParameters
 from studio.core.presets import Presets
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider, user_errors
@@ -46,6 +47,8 @@ class PromptControls:
     chaos: gr.Slider | None = None
     tile: gr.Checkbox | None = None
     loras: gr.Textbox | None = None
+    previews: gr.Radio | None = None
+    decoder: gr.Radio | None = None
 
     @property
     def fields(self) -> dict[str, gr.components.Component]:
@@ -113,7 +116,7 @@ class PromptControls:
                 "0 to 1000: how much the style presets' own words weigh; 100 as written (--stylize).",
             )
         ]
-        if self.chaos is not None and self.tile is not None and self.loras is not None:
+        if self.loras is not None:  # the controls of the tasks that generate
             parameters += [
                 field(
                     GenerationRequest,
@@ -128,6 +131,20 @@ class PromptControls:
                     str,
                     'LoRAs, comma separated, each "name" or "name:weight" (-4 to 4): a file in the LoRA '
                     "folder, a .safetensors path or a hub id.",
+                ),
+                field(
+                    GenerationRequest,
+                    "previews",
+                    self.previews,
+                    'live previews in the page while denoising: "off", "approximate" (no weights) or '
+                    '"taesd" (the tiny autoencoder, else approximate). Never part of the answer.',
+                ),
+                field(
+                    GenerationRequest,
+                    "decoder",
+                    self.decoder,
+                    '"full": the model\'s VAE; "fast": TAESD, far quicker on a CPU; "auto": fast on a CPU, '
+                    "full on a GPU. Recorded in the PNG.",
                 ),
             ]
         return parameters
@@ -257,7 +274,7 @@ def prompt_settings(
             info="How much the styles' own words weigh: 0 barely, 100 as written, 1000 the most",
             elem_id=f"{prefix}-stylize",
         )
-        chaos = tile = lora_box = None
+        chaos = tile = lora_box = previews = decoder = None
         if loras is not None:
             chaos = slider(
                 GenerationRequest,
@@ -280,6 +297,21 @@ def prompt_settings(
                 f"Found: {found}",
                 elem_id=f"{prefix}-loras",
             )
+            with gr.Row():
+                previews = gr.Radio(
+                    choices=[("Off", "off"), ("Approximate", "approximate"), ("TAESD", "taesd")],
+                    value=GenerationRequest.default("previews"),
+                    label="Live previews",
+                    info="TAESD where its weights are here, else a quick approximation",
+                    elem_id=f"{prefix}-previews",
+                )
+                decoder = gr.Radio(
+                    choices=[("Auto", "auto"), ("Fast (TAESD)", "fast"), ("Full (VAE)", "full")],
+                    value=GenerationRequest.default("decoder"),
+                    label="Decoder",
+                    info="Auto: Fast on a CPU, Full on a GPU. Enhance redoes an image with Full.",
+                    elem_id=f"{prefix}-decoder",
+                )
 
     def apply_model_defaults(model_name: str):
         chosen = presets.defaults_for(model_name)
@@ -302,6 +334,8 @@ def prompt_settings(
         chaos,
         tile,
         lora_box,
+        previews,
+        decoder,
     )
 
 
@@ -378,11 +412,19 @@ class ResultPanel:
                 values.append(gr.Button(value=f"Reroll ({job.action})" if job.action else "Reroll"))
             return (*values, status)
 
+        def previewing(preview: PreviewImage) -> tuple:
+            caption = f"#{len(saved) + 1} · step {preview.step} of {preview.steps}"
+            gallery = [*gallery_items(saved), (preview.image, caption)]
+            return (gallery, [p.to_dict() for _, p in saved], *[gr.skip()] * (len(self.outputs) - 2))
+
         def unchanged(status: str) -> tuple:
             return (*[gr.skip()] * (len(self.outputs) - 1), status)
 
         try:
             for result in results:
+                if isinstance(result, PreviewImage):  # shown in the grid only: never saved or answered
+                    yield previewing(result)
+                    continue
                 path = self.studio.history.save(result.image, result.parameters, owner)
                 saved.append((str(path), result.parameters))
                 yield shown("")

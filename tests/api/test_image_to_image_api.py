@@ -9,7 +9,7 @@ from studio.core.metadata import read_parameters
 
 pytestmark = pytest.mark.api
 # Parameters added after the first ones were published come last, so positional calls keep working.
-ADDED_LATER = ["stylize", "chaos", "tile", "loras"]
+ADDED_LATER = ["stylize", "chaos", "tile", "loras", "previews", "decoder"]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def test_endpoints_have_named_parameters(client):
     ]
     assert parameter_names(client, "/vary") == ["image", "variation", "prompt", "num_images", "seed"]
     assert parameter_names(client, "/inpaint")[0] == "image_and_mask"
-    assert parameter_names(client, "/inpaint")[-6:] == ["strength", "mask_blur", *ADDED_LATER]
+    assert parameter_names(client, "/inpaint")[-8:] == ["strength", "mask_blur", *ADDED_LATER]
     assert parameter_names(client, "/outpaint")[:2] == ["image", "direction"]
-    assert parameter_names(client, "/outpaint")[-4:] == ADDED_LATER
+    assert parameter_names(client, "/outpaint")[-6:] == ADDED_LATER
     assert parameter_names(client, "/png_info") == ["image"]
 
 

@@ -35,6 +35,8 @@ def test_api_lists_txt2img_with_named_parameters(client):
         "chaos",
         "tile",
         "loras",
+        "previews",
+        "decoder",
     ]
     assert len(endpoint["returns"]) == 2, "images and their parameters, nothing internal"
 
@@ -88,3 +90,29 @@ def test_bad_requests_answer_with_a_message_and_the_app_keeps_serving(client, va
         client.predict(**values, api_name="/txt2img")  # the error's text is exactly the message
     images, _ = client.predict(prompt="still alive", steps=2, api_name="/txt2img")
     assert len(images) == 1
+
+
+def test_previews_stream_while_denoising_and_the_answer_holds_only_the_finished_images(client, running_app):
+    before = set(running_app.outputs.rglob("*.png"))
+    job = client.submit(
+        prompt="a lighthouse at dawn",
+        steps=12,
+        num_images=2,
+        seed=4,
+        previews="approximate",
+        api_name="/txt2img",
+    )
+    images, parameters = job.result(timeout=120)
+    outputs = job.outputs()
+    captions = [item.get("caption") or "" for gallery, _ in outputs[:-1] for item in gallery]
+    assert any(" · step " in caption for caption in captions), "previews reached the page as it ran"
+    first_preview = next(
+        i
+        for i, (gallery, _) in enumerate(outputs)
+        if any(" · step " in (item.get("caption") or "") for item in gallery)
+    )
+    assert first_preview < next(i for i, (_, params) in enumerate(outputs) if params), "before image 1"
+    assert [p["seed"] for p in parameters] == [4, 5] and len(images) == 2
+    assert not any(" · step " in (item.get("caption") or "") for item in images), "no preview in the answer"
+    saved = set(running_app.outputs.rglob("*.png")) - before
+    assert len(saved) == 2, "the history holds the two images, no preview"

@@ -1,12 +1,18 @@
-"""The job runner: batches run a prompt per line in turn, and Stop ends the whole batch."""
+"""The job runner: batches run a prompt per line in turn, Stop ends the whole batch, and a task runs in a
+worker thread so its previews reach the page while it denoises."""
 
+import threading
+import time
 from collections.abc import Iterator
 
+import pytest
+from PIL import Image
 from pydantic import Field
 
+from pipelines.previews import PreviewImage
 from studio.core.errors import RunCancelled
 from studio.core.requests import Request
-from studio.ui.runner import Job, JobRunner
+from studio.ui.runner import Job, JobRunner, in_worker
 
 
 class EchoRequest(Request):
@@ -63,3 +69,63 @@ def test_a_bad_line_refuses_the_batch_before_anything_runs():
     with pytest.raises(Error, match=r"Images \(num_images\) must be at most 1 on this studio"):
         list(runner.run(Job("echo", {"num_images": 2}, prompts=("a fox", "a kite")), None, progress))
     assert echo.prompts == []
+
+
+def preview(step: int) -> PreviewImage:
+    return PreviewImage(Image.new("RGB", (8, 8)), 0, step, 10)
+
+
+def test_the_worker_hands_over_results_in_order_with_only_the_latest_of_waiting_previews():
+    def results(send):
+        for step in (1, 2, 3):  # sent together, before anything is read: only step 3 is still news
+            send(preview(step))
+        time.sleep(0.2)
+        yield "image 1"
+        yield "image 2"
+
+    events = list(in_worker(results, threading.Event(), progress))
+    assert events[-2:] == ["image 1", "image 2"]
+    assert [e.step for e in events[:-2]][-1:] == [3], "the latest preview, before the image it leads to"
+
+
+def test_the_worker_makes_the_next_result_only_when_asked_for_it():
+    made = []
+
+    def results(send):
+        for index in range(3):
+            made.append(index)
+            yield index
+
+    stream = in_worker(results, threading.Event(), progress)
+    assert next(stream) == 0
+    time.sleep(0.2)
+    assert made == [0], "nothing ran ahead of the caller"
+    assert list(stream) == [1, 2]
+
+
+def test_a_failure_in_the_worker_is_raised_to_the_caller():
+    def results(send):
+        yield "image 1"
+        raise ValueError("the model broke")
+
+    stream = in_worker(results, threading.Event(), progress)
+    assert next(stream) == "image 1"
+    with pytest.raises(ValueError, match="the model broke"):
+        next(stream)
+
+
+def test_closing_the_stream_stops_the_task_at_its_next_step():
+    stop, steps = threading.Event(), []
+
+    def results(send):
+        while not stop.is_set():  # a task polling Stop between steps, as the step reporter does
+            steps.append(1)
+            send(preview(len(steps)))
+            time.sleep(0.01)
+        raise RunCancelled()
+        yield  # a generator
+
+    stream = in_worker(results, stop, progress)
+    next(stream)
+    stream.close()
+    assert stop.wait(timeout=2), "Stop was set for the task"

@@ -1,0 +1,98 @@
+"""The autoencoders that turn latents into pictures: the model's own VAE (Full), its family's tiny
+autoencoder TAESD (Fast), and a linear map that needs no weights at all (the approximate live preview).
+
+On a CPU the model's VAE decode is about 80 % of a one-step SD-Turbo image; TAESD decodes the same latents
+about 12× faster with a little less fine detail. "auto" is Fast on a CPU and Full on a GPU, and falls back
+to Full where TAESD's weights are neither on this machine nor reachable. Which one decoded an image is
+recorded in its parameters, so Enhance can decode it again with the full VAE.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+from studio.core.cache import BaseModel, CacheKey, Lease
+from studio.core.devices import DeviceConfig
+from studio.core.errors import ModelUnavailable
+from studio.core.models import load_weights, weights_source
+from studio.core.presets import DecoderPreset
+
+log = logging.getLogger(__name__)
+
+DecoderChoice = Literal["auto", "fast", "full"]
+DECODER_CHOICES: tuple[str, ...] = ("auto", "fast", "full")
+
+
+def wanted_decoder(choice: str, device_config: DeviceConfig) -> Literal["fast", "full"]:
+    """The decoder a request asks for: "auto" is Fast on a CPU (where the VAE is most of the time) and
+    Full on a GPU (where it is cheap and the detail is worth it)."""
+    if choice == "auto":
+        return "full" if device_config.is_accelerator else "fast"
+    return "full" if choice == "full" else "fast"
+
+
+def is_tiny(vae: Any) -> bool:
+    """Whether a model's own autoencoder already is a tiny one (SDXS ships TAESD as its VAE)."""
+    return type(vae).__name__ == "AutoencoderTiny"
+
+
+def tiny_autoencoder(lease: Lease, base: BaseModel, preset: DecoderPreset) -> Any:
+    """The family's TAESD from the shared cache, loaded once (on this machine, or from the hub when it may
+    be reached); raises `ModelUnavailable` when it cannot be had."""
+    if is_tiny(base.components["vae"]):
+        return base.components["vae"]
+    device_config = lease.device_config
+    source = weights_source(f"the fast decoder {preset.name}", preset.source)
+
+    def load() -> Any:
+        from diffusers import AutoencoderTiny
+
+        def from_pretrained(local_only: bool) -> Any:
+            options: dict[str, Any] = {"dtype": device_config.dtype}
+            if source.kind == "hub":
+                options["local_files_only"] = local_only
+            return AutoencoderTiny.from_pretrained(source.location, **options)
+
+        return load_weights(source, lease.offline, from_pretrained, hint="or choose the Full decoder.")
+
+    key = CacheKey(source.location, "taesd", device_config.dtype_name)
+    return lease.model(key, load)
+
+
+def decoder_for(
+    lease: Lease, base: BaseModel, preset: DecoderPreset, choice: str
+) -> tuple[Any | None, Literal["fast", "full"]]:
+    """The autoencoder to decode with (None: the model's own) and what to record. "auto" on a CPU takes
+    TAESD when it can be had, else the full VAE; "fast" without TAESD is an error that says why."""
+    wanted = wanted_decoder(choice, lease.device_config)
+    if wanted == "full" or is_tiny(base.components["vae"]):
+        return None, "fast" if is_tiny(base.components["vae"]) else "full"
+    try:
+        return tiny_autoencoder(lease, base, preset), "fast"
+    except ModelUnavailable:
+        if choice == "fast":
+            raise
+        log.info("the fast decoder %s is not available; decoding with the full VAE", preset.source)
+        return None, "full"
+
+
+def approximate_rgb(latents: torch.Tensor, preset: DecoderPreset, size: tuple[int, int]) -> Image.Image:
+    """A picture of `latents` (1×4×h×w, as the UNet sees them) by the family's fixed linear map from latent
+    channels to RGB: no weights, a few milliseconds, at the latents' resolution scaled up to `size`."""
+    factors = torch.tensor(preset.latent_rgb_factors, dtype=torch.float32)
+    bias = torch.tensor(preset.latent_rgb_bias, dtype=torch.float32)
+    rgb = torch.einsum("chw,cr->hwr", latents[0].detach().float().cpu(), factors) + bias
+    pixels = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    return Image.fromarray(pixels, "RGB").resize(size, Image.Resampling.BILINEAR)
+
+
+def decoded_rgb(autoencoder: Any, latents: torch.Tensor) -> Image.Image:
+    """A picture of `latents` decoded by a tiny autoencoder (which takes them unscaled)."""
+    with torch.no_grad():
+        decoded = autoencoder.decode(latents.to(autoencoder.device, autoencoder.dtype), return_dict=False)[0]
+    pixels = ((decoded[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy(), "RGB")
