@@ -16,6 +16,7 @@ A task module subclasses `DiffusionTask` and writes `check_inputs`, `prepare` an
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from PIL import Image
 from pydantic import Field, field_validator
 
+from pipelines.backends import openvino_refusal, use_openvino
 from pipelines.common import (
     MAX_SEED,
     IsCancelled,
@@ -51,6 +53,8 @@ from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
 from studio.core.requests import Request
+
+log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 4000
 
@@ -332,6 +336,13 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
             autoencoder, extras["decoder"] = decoder_for(lease, base, decoders, request.decoder)
             if autoencoder is not None:
                 pipe.vae = autoencoder
+            if self.cache.backend == "openvino":
+                refusal = openvino_refusal(self.task, base, request, pipe)
+                if refusal is None:
+                    use_openvino(lease, base, pipe, self.cache.converted)
+                    extras["backend"] = "openvino"
+                else:
+                    log.info("OpenVINO cannot run this call whole (%s): torch runs it", refusal)
             reporter.previews = live_previews(
                 lease, base, decoders, request.previews, preview, pipe.scheduler, denoising.size
             )

@@ -32,7 +32,7 @@ from studio.core.history import History
 from studio.core.memory import OFFLOAD_CHOICES
 from studio.core.presets import Presets, load_presets
 from studio.core.requests import Request, parse_request
-from studio.core.settings import DEFAULT_PRESETS_DIR, Settings
+from studio.core.settings import DEFAULT_PRESETS_DIR, Settings, add_backend_arguments
 
 
 def request_flag(
@@ -61,6 +61,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offload", choices=OFFLOAD_CHOICES, default=Settings.offload, help="as the studio's"
     )
+    add_backend_arguments(parser)
 
 
 def _prompt_options(
@@ -254,6 +255,8 @@ def run(argv: list[str]) -> Iterator[Path]:
         gpu_budget_gib=args.gpu_budget,
         offload=args.offload,
         lora_folder=Path(getattr(args, "lora_folder", Settings.loras_dir)),
+        backend=args.backend,
+        openvino_folder=Path(args.openvino_cache).expanduser(),
     )
     if args.task == "style" and args.list:
         for name in InstantStylePipeline(cache).style_names():

@@ -14,6 +14,9 @@ import pytest
 # No test may reach a model hub: the machines that run them have no network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Studios the tests launch run on torch, as where the openvino extra is not installed: converted models
+# would otherwise be kept under the project's models/openvino. The backend itself is tested on its own.
+os.environ["STUDIO_BACKEND"] = "torch"
 
 from studio.core.cache import ModelCache  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
@@ -44,6 +47,14 @@ def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd_inpaint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sd_inpaint(tmp_path_factory.mktemp("models") / "tiny-sd-inpaint")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def studios_on_torch() -> Iterator[None]:
+    """Studios built in this process choose torch too (see STUDIO_BACKEND above)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("studio.core.cache.model_cache.openvino_installed", lambda: False)
+        yield
 
 
 @pytest.fixture(scope="session")

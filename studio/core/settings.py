@@ -31,6 +31,8 @@ class Settings:
     presets_dir: Path = DEFAULT_PRESETS_DIR
     upscalers_dir: Path = Path("models/upscalers")
     loras_dir: Path = Path("models/loras")
+    backend: str = "auto"  # "torch", or "openvino" on a CPU where the extra is installed
+    openvino_dir: Path = Path("models/openvino")  # OpenVINO's converted models, one folder each
     offline: bool = False
     root_path: str = ""  # the URL prefix when served behind a reverse proxy, e.g. /studio
     queue_size: int = 64  # requests waiting at most; more are refused with a message
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("loras", "models/loras"),
         help="folder of LoRA .safetensors files, chosen by name (env STUDIO_LORAS; default models/loras)",
     )
+    add_backend_arguments(parser)
     parser.add_argument(
         "--offline",
         action="store_true",
@@ -220,6 +223,8 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         presets_dir=Path(args.presets).expanduser(),
         upscalers_dir=Path(args.upscalers).expanduser(),
         loras_dir=Path(args.loras).expanduser(),
+        backend=args.backend,
+        openvino_dir=Path(args.openvino_cache).expanduser(),
         offline=args.offline,
         root_path=args.root_path,
         queue_size=args.queue_size,
@@ -229,4 +234,20 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         ram_budget_gib=args.ram_budget,
         offload=args.offload,
         public_history=args.public_history,
+    )
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--backend and --openvino-cache, which the studio and the command line share."""
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "torch", "openvino"],
+        default=_env("backend", "auto"),
+        help="what runs the models on a CPU: auto is OpenVINO where the openvino extra is installed "
+        "(env STUDIO_BACKEND)",
+    )
+    parser.add_argument(
+        "--openvino-cache",
+        default=_env("openvino_cache", "models/openvino"),
+        help="folder of the models OpenVINO converted, kept for the next start (env STUDIO_OPENVINO_CACHE)",
     )

@@ -11,6 +11,7 @@ the very same objects (`BaseModel.build`), with a fresh scheduler per request.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,9 @@ from studio.core.cache.registry import CacheEntry, Registry
 from studio.core.devices import DeviceConfig
 from studio.core.memory import MemoryBudget, default_budget
 from studio.core.models import ModelSource, load_pipeline, load_unet
+from studio.core.openvino_backend import ConvertedModels, choose_backend, openvino_installed
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -42,8 +46,12 @@ class ModelCache:
         unet_loader: Callable[..., Any] = load_unet,
         free_accelerator_bytes: Callable[[], int] | None = None,
         lora_folder: Path | None = None,
+        backend: str = "torch",
+        converted: ConvertedModels | None = None,
     ) -> None:
         self.device_config = device_config
+        self.backend = backend  # what runs diffusion calls: "torch" or (on a CPU) "openvino"
+        self.converted = converted  # where OpenVINO's converted models are kept
         self.offline = offline
         self.lora_folder = lora_folder  # where LoRAs named by file live (--loras)
         # Held around loading, moving and each piece of GPU work (never across a yield).
@@ -67,10 +75,24 @@ class ModelCache:
         ram_budget_gib: float | None = None,
         offload: str = "auto",
         lora_folder: Path | None = None,
+        backend: str = "auto",
+        openvino_folder: Path = Path("models/openvino"),
     ) -> ModelCache:
-        """A cache with the default budget for this machine, or the one given in GiB."""
+        """A cache with the default budget for this machine, or the one given in GiB, and the backend
+        `backend` ("auto", "torch", "openvino") comes to here (studio/core/openvino_backend.py)."""
         budget = default_budget(device_config.device, gpu_budget_gib, ram_budget_gib)
-        return cls(device_config, offline=offline, budget=budget, offload=offload, lora_folder=lora_folder)
+        chosen, notice = choose_backend(backend, device_config, installed=openvino_installed())
+        if notice:
+            log.warning(notice)
+        return cls(
+            device_config,
+            offline=offline,
+            budget=budget,
+            offload=offload,
+            lora_folder=lora_folder,
+            backend=chosen,
+            converted=ConvertedModels(openvino_folder) if chosen == "openvino" else None,
+        )
 
     # -- models for a run --------------------------------------------------------------------------------
 

@@ -154,14 +154,15 @@ class Lease:
         load: Callable[[], Any],
         *,
         module: Callable[[Any], Any] = lambda value: value,
-        nbytes: int | None = None,
+        nbytes: int | Callable[[Any], int] | None = None,
         offloadable: bool = False,
         part_of: BaseModel | None = None,
         on_drop: Callable[[Any], None] | None = None,
     ) -> Any:
         """Any other model (an upscaler, an ONNX session, a ControlNet), loaded once under `key`.
 
-        `module` picks the torch module inside the value; `nbytes` sizes a value that is not one. An
+        `module` picks the torch module inside the value; `nbytes` sizes a value that is not one (or
+        is computed from it). An
         `offloadable` model (a pipeline component) may wait in RAM for an offloaded run; any other model
         always goes to the compute device. `part_of`: it lives inside a base model's components (a LoRA),
         so it is placed and dropped with it; `on_drop(value)` then takes it out.
@@ -173,8 +174,9 @@ class Lease:
                 self.registry.weight_loads += 1
                 unit = part_of.source.location if part_of is not None else key.unit
                 dropped = (lambda value=value: on_drop(value)) if on_drop else None
+                size = nbytes(value) if callable(nbytes) else nbytes
                 entry = self.registry.add(
-                    key, value, unit=unit, module=module(value), nbytes=nbytes, on_drop=dropped
+                    key, value, unit=unit, module=module(value), nbytes=size, on_drop=dropped
                 )
             self._hold([entry], offloadable=offloadable)
             return entry.value

@@ -1,0 +1,286 @@
+"""CPU speed: raw diffusers against the studio, each lever on and off, SD-Turbo's shape at 512², 1 step.
+
+    python bench/cpu_bench.py                 # 1 image: warm-up + 3 rounds; 4 images: 3 rounds; peak RSS
+    python bench/cpu_bench.py --rounds 5
+    python bench/cpu_bench.py --tiny          # the same code paths on the test suite's tiny model (seconds)
+
+The models are the real architectures with random weights (../shared/bench/arch.py: SD 2.1, the shape of
+SD-Turbo; diffusers' `AutoencoderTiny()`, the shape of TAESD), saved in diffusers layout and loaded by path
+through the studio's loader: speed does not depend on the weights' values. Every variant runs in this one
+process, interleaved round by round (as ../shared/cpu-measurements.md), so the ratios hold even when the
+machine is busy: each ratio is the median of the per-round ratios. Peak RSS is measured apart, for raw
+diffusers and for the studio's CPU defaults, each in a fresh process that makes one image (the OpenVINO
+files already converted, as on a second start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest  # noqa: E402
+from studio.core.cache import ModelCache  # noqa: E402
+from studio.core.devices import resolve_device  # noqa: E402
+from studio.core.openvino_backend import (  # noqa: E402
+    ConvertedModels,
+    choose_backend,  # noqa: E402
+    openvino_installed,
+)
+from studio.core.presets import load_presets  # noqa: E402
+from studio.core.requests import parse_request  # noqa: E402
+from studio.core.settings import DEFAULT_PRESETS_DIR  # noqa: E402
+
+PROMPT = "a lighthouse on a cliff at dawn, waves crashing"
+SEED = 7
+
+
+def build_models(folder: Path, tiny: bool) -> tuple[Path, Path]:
+    """The base model and a TAESD-shaped autoencoder, saved in diffusers layout under `folder`."""
+    from diffusers import AutoencoderTiny
+
+    model, taesd = folder / "model", folder / "taesd"
+    if tiny:
+        sys.path.insert(0, str(ROOT))
+        from tests.tiny_models import build_sd, build_tiny_autoencoder
+
+        build_sd(model)
+        build_tiny_autoencoder(taesd)
+    else:
+        from arch import sd21
+
+        torch.manual_seed(0)
+        sd21().save_pretrained(model)
+        AutoencoderTiny().save_pretrained(taesd)
+    return model, taesd
+
+
+def build_sdxs(folder: Path) -> Path:
+    """The shape of IDKiro/sdxs-512-dreamshaper: a UNet without its middle block and fewer layers, CLIP-L,
+    and TAESD as its own autoencoder (the UNet's config as far as its weight file's size confirms it)."""
+    from arch import clip_text, tokenizer
+    from diffusers import (
+        AutoencoderTiny,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, block_out_channels=(320, 640, 1280), layers_per_block=1, cross_attention_dim=768,
+        attention_head_dim=8, mid_block_type=None,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    )  # fmt: skip
+    pipe = StableDiffusionPipeline(
+        unet=unet, vae=AutoencoderTiny(), text_encoder=clip_text(768, 12, 12, 3072), tokenizer=tokenizer(),
+        scheduler=EulerDiscreteScheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def presets_with(taesd: Path, folder: Path) -> Path:
+    shutil.copytree(DEFAULT_PRESETS_DIR, folder, dirs_exist_ok=True)
+    decoders = json.loads((folder / "decoders.json").read_text())
+    for decoder in decoders["decoders"]:
+        decoder["source"] = str(taesd)
+    (folder / "decoders.json").write_text(json.dumps(decoders))
+    return folder
+
+
+def studio_run(pipeline: TextToImagePipeline, model: Path, size: int, images: int, **values) -> tuple:
+    previews: list = []
+    request = parse_request(
+        TextToImageRequest,
+        {"prompt": PROMPT, "model": str(model), "steps": 1, "guidance_scale": 0, "sampler": "Euler",
+         "seed": SEED, "num_images": images, "previews": "off", **values},
+    )  # fmt: skip
+    results = list(pipeline.generate(request, preview=previews.append))
+    return [r.image for r in results], len(previews)
+
+
+def raw_pipe(model: Path) -> Callable:
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+
+    def run(size: int, images: int) -> tuple:
+        generator = torch.Generator("cpu").manual_seed(SEED)
+        out = pipe(PROMPT, num_inference_steps=1, guidance_scale=0.0, height=size, width=size,
+                   num_images_per_prompt=images, generator=generator)  # fmt: skip
+        return out.images, 0
+
+    return run
+
+
+def timed(run: Callable[[], tuple]) -> tuple[float, tuple]:
+    started = time.perf_counter()
+    with torch.no_grad():
+        result = run()
+    return time.perf_counter() - started, result
+
+
+def peak_rss(which: str, model: Path, presets: Path, converted: Path, size: int) -> float:
+    """GiB of peak resident memory of a fresh process making one image `which` way."""
+    code = f"""
+import sys, resource; sys.argv = ['cpu_bench']
+sys.path.insert(0, {str(ROOT / "bench")!r})
+import cpu_bench as b
+from pathlib import Path
+b.one_image({which!r}, Path({str(model)!r}), Path({str(presets)!r}), Path({str(converted)!r}), {size})
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(output.stdout.strip().splitlines()[-1]) / 2**20
+
+
+def one_image(which: str, model: Path, presets: Path, converted: Path, size: int) -> None:
+    if which == "raw":
+        raw_pipe(model)(size, 1)
+        return
+    backend, _ = choose_backend("auto", resolve_device("cpu"), installed=openvino_installed())
+    cache = ModelCache(
+        resolve_device("cpu"), offline=True, backend=backend, converted=ConvertedModels(converted)
+    )
+    studio_run(TextToImagePipeline(cache, load_presets(presets)), model, size, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="the tiny test model: checks the code paths")
+    parser.add_argument("--no-four", action="store_true", help="skip the 4-image comparison")
+    parser.add_argument("--sdxs", action="store_true", help="also time the SDXS-512 preset's shape")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    size = 64 if args.tiny else 512
+    work = Path(tempfile.mkdtemp(prefix="cpu-bench-"))
+    print(f"building models in {work} …", flush=True)
+    model, taesd = build_models(work, args.tiny)
+    presets_dir = presets_with(taesd, work / "presets")
+    presets = load_presets(presets_dir)
+    converted = work / "openvino"
+    device = resolve_device("cpu")
+    torch_cache = ModelCache(device, offline=True)
+    on_torch = TextToImagePipeline(torch_cache, presets)
+    have_openvino = openvino_installed()
+    if have_openvino:
+        ov_cache = ModelCache(device, offline=True, backend="openvino", converted=ConvertedModels(converted))
+        on_openvino = TextToImagePipeline(ov_cache, presets)
+    raw = raw_pipe(model)
+
+    def studio(pipeline: TextToImagePipeline, images: int = 1, **values) -> Callable[[], tuple]:
+        return lambda: studio_run(pipeline, model, size, images, **values)
+
+    variants: dict[str, Callable[[], tuple]] = {
+        "raw diffusers (torch, VAE)": lambda: raw(size, 1),
+        "studio, torch, full VAE": studio(on_torch, decoder="full"),
+        "studio, torch, TAESD": studio(on_torch, decoder="fast"),
+        "studio, torch, TAESD, 2 steps, previews off": studio(on_torch, decoder="fast", steps=2),
+        "studio, torch, TAESD, 2 steps, previews TAESD": studio(
+            on_torch, decoder="fast", steps=2, previews="taesd"
+        ),
+        "studio, torch, TAESD, 2 steps, previews approximate": studio(
+            on_torch, decoder="fast", steps=2, previews="approximate"
+        ),
+    }
+    if have_openvino:
+        variants["studio, OpenVINO, full VAE"] = studio(on_openvino, decoder="full")
+        variants["studio, OpenVINO, TAESD (CPU defaults)"] = studio(on_openvino, decoder="fast")
+        started = time.perf_counter()
+        for decoder in ("full", "fast"):
+            studio_run(on_openvino, model, size, 1, decoder=decoder)
+        print(
+            f"OpenVINO conversion and compile, first time: {time.perf_counter() - started:.0f} s", flush=True
+        )
+    defaults = "studio, OpenVINO, TAESD (CPU defaults)" if have_openvino else "studio, torch, TAESD"
+    if args.sdxs and not args.tiny:
+        sdxs = build_sdxs(work / "sdxs")
+        pipeline = on_openvino if have_openvino else on_torch
+        variants["SDXS-512 shape, studio CPU defaults"] = lambda: studio_run(pipeline, sdxs, size, 1)
+        studio_run(pipeline, sdxs, size, 1)  # converted before the rounds
+
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    outputs: dict[str, tuple] = {}
+    for round_ in range(args.rounds + 1):  # round 0 warms up
+        for name, run in variants.items():
+            seconds, outputs[name] = timed(run)
+            if round_:
+                times[name].append(seconds)
+        print(f"round {round_} done", flush=True)
+
+    raw_times = times["raw diffusers (torch, VAE)"]
+    print(
+        f"\n1 image, {size}², 1 step (2 where said), {args.rounds} rounds, {torch.get_num_threads()} threads"
+    )
+    print(f"{'variant':55} {'min s':>7} {'median s':>9} {'× faster than raw':>18} {'previews':>9}")
+    for name, values in times.items():
+        ratio = statistics.median(r / v for r, v in zip(raw_times, values, strict=True))
+        previews = outputs[name][1]
+        print(f"{name:55} {min(values):7.2f} {statistics.median(values):9.2f} {ratio:18.2f} {previews:9}")
+
+    def ratio_of(slower: str, faster: str) -> float:
+        return statistics.median(s / f for s, f in zip(times[slower], times[faster], strict=True))
+
+    full = np.asarray(outputs["studio, torch, full VAE"][0][0], dtype=np.int16)
+    raw_image = np.asarray(outputs["raw diffusers (torch, VAE)"][0][0], dtype=np.int16)
+    same = ratio_of("studio, torch, full VAE", "raw diffusers (torch, VAE)")
+    print(f"\nstudio, full VAE, torch vs raw: {same:.3f}× the time, "
+          f"max pixel difference {int(np.abs(full - raw_image).max())}")  # fmt: skip
+    for previews in ("TAESD", "approximate"):
+        on = f"studio, torch, TAESD, 2 steps, previews {previews}"
+        slower = ratio_of(on, "studio, torch, TAESD, 2 steps, previews off")
+        print(f"previews {previews} vs off (2 steps): {slower:.3f}× the time")
+    if have_openvino:
+        ov = np.asarray(outputs[defaults][0][0], dtype=np.int16)
+        fast = np.asarray(outputs["studio, torch, TAESD"][0][0], dtype=np.int16)
+        print(f"OpenVINO vs torch (TAESD): max pixel difference {int(np.abs(ov - fast).max())}")
+    print(f"CPU defaults ({defaults}) vs raw: {ratio_of('raw diffusers (torch, VAE)', defaults):.2f}× faster")
+
+    if not args.no_four:
+        four = {
+            "raw diffusers, 4 images (one batch)": lambda: raw(size, 4),
+            f"{defaults}, 4 images": studio(on_openvino if have_openvino else on_torch, 4, decoder="fast"),
+        }
+        four_times: dict[str, list[float]] = {name: [] for name in four}
+        for _ in range(args.rounds):
+            for name, run in four.items():
+                four_times[name].append(timed(run)[0])
+        raw4, ours4 = four_times.values()
+        print(f"\n4 images: raw min {min(raw4):.2f} s median {statistics.median(raw4):.2f} s; "
+              f"studio min {min(ours4):.2f} s median {statistics.median(ours4):.2f} s; "
+              f"{statistics.median(r / o for r, o in zip(raw4, ours4, strict=True)):.2f}× faster"
+              )  # fmt: skip
+
+    raw_rss = peak_rss("raw", model, presets_dir, converted, size)
+    studio_rss = peak_rss("studio", model, presets_dir, converted, size)
+    print(f"\npeak RSS, one image in a fresh process: raw {raw_rss:.2f} GiB, "
+          f"studio CPU defaults {studio_rss:.2f} GiB ({studio_rss / raw_rss - 1:+.0%})")  # fmt: skip
+    print(f"this process's peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The OpenVINO CPU backend on the tiny models: the torch path's pixels, IR kept on disk, torch fallback."""
+
+import numpy as np
+import pytest
+
+from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from studio.core.cache import ModelCache
+from studio.core.devices import resolve_device
+from studio.core.openvino_backend import ConvertedModels, choose_backend, openvino_installed
+from studio.core.requests import parse_request
+
+needs_openvino = pytest.mark.skipif(not openvino_installed(), reason="the openvino extra is not installed")
+
+
+def request(model, **values) -> TextToImageRequest:
+    values = {"prompt": "a red fox in the snow", "model": str(model), "steps": 3, "seed": 42, **values}
+    return parse_request(TextToImageRequest, values)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def openvino_cache(folder) -> ModelCache:
+    return ModelCache(
+        resolve_device("cpu"), offline=True, backend="openvino", converted=ConvertedModels(folder)
+    )
+
+
+def test_auto_is_openvino_on_a_cpu_where_it_is_installed_and_torch_elsewhere():
+    cpu = resolve_device("cpu")
+    assert choose_backend("torch", cpu, installed=True) == ("torch", None)
+    assert choose_backend("auto", cpu, installed=True) == ("openvino", None)
+    assert choose_backend("auto", cpu, installed=False) == ("torch", None)
+    backend, notice = choose_backend("openvino", cpu, installed=False)
+    assert backend == "torch" and 'pip install -e ".[openvino]"' in notice
+
+
+@needs_openvino
+def test_openvino_gives_the_torch_paths_pixels_and_a_second_start_reuses_the_converted_files(
+    tiny_sd, fast_decoder_presets, tmp_path
+):
+    torch_cache = ModelCache(resolve_device("cpu"), offline=True)
+    for decoder in ("full", "fast"):
+        on_torch = TextToImagePipeline(torch_cache, fast_decoder_presets)(request(tiny_sd, decoder=decoder))[
+            0
+        ]
+        folder = tmp_path / decoder
+        first = openvino_cache(folder)
+        on_openvino = TextToImagePipeline(first, fast_decoder_presets)(request(tiny_sd, decoder=decoder))[0]
+        assert first.converted.conversions == 3, "text encoder, UNet and decoder converted once"
+        difference = np.abs(pixels(on_openvino.image) - pixels(on_torch.image))
+        assert difference.max() <= 2, f"{decoder}: the same image to fp32 rounding"
+        assert on_openvino.parameters.extras["backend"] == "openvino"
+        assert "backend" not in on_torch.parameters.extras
+
+        again = openvino_cache(folder)  # a new process's cache: the IR on disk is read back
+        second = TextToImagePipeline(again, fast_decoder_presets)(request(tiny_sd, decoder=decoder))[0]
+        assert again.converted.conversions == 0
+        assert np.array_equal(pixels(second.image), pixels(on_openvino.image))
+        torch_cache.clear()
+
+
+@needs_openvino
+def test_what_openvino_cannot_run_whole_runs_on_torch(tiny_sd, presets, tmp_path):
+    cache = openvino_cache(tmp_path)
+    tiled = TextToImagePipeline(cache, presets)(request(tiny_sd, tile=True))[0]
+    assert "backend" not in tiled.parameters.extras and cache.converted.conversions == 0
