@@ -55,6 +55,8 @@ def build_models(folder: Path, tiny: bool) -> tuple[Path, Path]:
     from diffusers import AutoencoderTiny
 
     model, taesd = folder / "model", folder / "taesd"
+    if (model / "model_index.json").exists() and (taesd / "config.json").exists():
+        return model, taesd  # --work: built by an earlier run
     if tiny:
         sys.path.insert(0, str(ROOT))
         from tests.tiny_models import build_sd, build_tiny_autoencoder
@@ -165,6 +167,13 @@ def one_image(which: str, model: Path, presets: Path, converted: Path, size: int
     studio_run(TextToImagePipeline(cache, load_presets(presets)), model, size, 1)
 
 
+def print_peak_rss(model: Path, presets: Path, converted: Path, size: int) -> None:
+    raw_rss = peak_rss("raw", model, presets, converted, size)
+    studio_rss = peak_rss("studio", model, presets, converted, size)
+    print(f"\npeak RSS, one image in a fresh process: raw {raw_rss:.2f} GiB, "
+          f"studio CPU defaults {studio_rss:.2f} GiB ({studio_rss / raw_rss - 1:+.0%})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,15 +182,20 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the tiny test model: checks the code paths")
     parser.add_argument("--no-four", action="store_true", help="skip the 4-image comparison")
     parser.add_argument("--sdxs", action="store_true", help="also time the SDXS-512 preset's shape")
+    parser.add_argument("--work", help="keep the models and converted files in this folder, and reuse them")
+    parser.add_argument("--rss-only", action="store_true", help="only the peak RSS (best with --work)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     size = 64 if args.tiny else 512
-    work = Path(tempfile.mkdtemp(prefix="cpu-bench-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cpu-bench-"))
     print(f"building models in {work} …", flush=True)
     model, taesd = build_models(work, args.tiny)
     presets_dir = presets_with(taesd, work / "presets")
     presets = load_presets(presets_dir)
     converted = work / "openvino"
+    if args.rss_only:
+        print_peak_rss(model, presets_dir, converted, size)
+        return
     device = resolve_device("cpu")
     torch_cache = ModelCache(device, offline=True)
     on_torch = TextToImagePipeline(torch_cache, presets)
@@ -274,12 +288,10 @@ def main() -> None:
               f"{statistics.median(r / o for r, o in zip(raw4, ours4, strict=True)):.2f}× faster"
               )  # fmt: skip
 
-    raw_rss = peak_rss("raw", model, presets_dir, converted, size)
-    studio_rss = peak_rss("studio", model, presets_dir, converted, size)
-    print(f"\npeak RSS, one image in a fresh process: raw {raw_rss:.2f} GiB, "
-          f"studio CPU defaults {studio_rss:.2f} GiB ({studio_rss / raw_rss - 1:+.0%})")  # fmt: skip
+    print_peak_rss(model, presets_dir, converted, size)
     print(f"this process's peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

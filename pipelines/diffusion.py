@@ -327,7 +327,14 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
         # 3. The models this run needs, pinned until it ends; the task's pipeline and call arguments;
         #    the decoder (the model's VAE, or TAESD) and the live previews
         with self.cache.lease() as lease:
-            base = lease.base_model(source)
+            on_openvino = self.cache.backend == "openvino"
+            base = lease.base_model(source, released_ok=on_openvino)
+            refusal = openvino_refusal(self.task, base, request) if on_openvino else None
+            if refusal is not None:
+                log.info("OpenVINO cannot run this call whole (%s): torch runs it", refusal)
+                on_openvino = False
+                if base.released:
+                    lease.read_back_weights(base)
             denoising = self.prepare(lease, base, request, inputs, run)
             pipe = denoising.pipe
             adapters = self.loras.adapters(lease, base, pipe, loras)
@@ -336,13 +343,9 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
             autoencoder, extras["decoder"] = decoder_for(lease, base, decoders, request.decoder)
             if autoencoder is not None:
                 pipe.vae = autoencoder
-            if self.cache.backend == "openvino":
-                refusal = openvino_refusal(self.task, base, request, pipe)
-                if refusal is None:
-                    use_openvino(lease, base, pipe, self.cache.converted)
-                    extras["backend"] = "openvino"
-                else:
-                    log.info("OpenVINO cannot run this call whole (%s): torch runs it", refusal)
+            if on_openvino:
+                use_openvino(lease, base, pipe, self.cache.converted)
+                extras["backend"] = "openvino"
             reporter.previews = live_previews(
                 lease, base, decoders, request.previews, preview, pipe.scheduler, denoising.size
             )

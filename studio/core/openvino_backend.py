@@ -56,28 +56,29 @@ class ConvertedModels:
         self.folder = Path(folder)
         self.conversions = 0  # how many modules this process converted (not read back from disk)
 
-    def compiled(
+    def converted(
         self,
         name: str,
         module: torch.nn.Module,
-        example: dict[str, torch.Tensor],
-        shapes: list[tuple[str, list[int], str]],
+        inputs: dict[str, tuple[torch.Tensor, list[int]]],
         progress: Callable[[str], None] = log.info,
-    ) -> Any:
-        """`module` (a wrapper whose forward takes `example`'s inputs) compiled for the CPU, converted and
-        saved under `name` first when no IR of that name is on disk."""
+    ) -> Path:
+        """The IR of `module` (whose forward takes `inputs`: an example each, and its shape, -1 where any
+        size goes) saved under `name`: converted now when it is not on disk yet."""
         import openvino as ov
 
         path = self.folder / name / "model.xml"
         if not path.exists():
             progress(f"converting {name.rsplit('-', 1)[0]} for OpenVINO (once per model)…")
             started = time.perf_counter()
-            types = {"f32": ov.Type.f32, "i64": ov.Type.i64}
             with torch.no_grad():
                 model = ov.convert_model(
                     module.eval(),
-                    example_input=example,
-                    input=[(key, shape, types[kind]) for key, shape, kind in shapes],
+                    example_input={key: example for key, (example, _) in inputs.items()},
+                    input=[
+                        (key, shape, ov.Type.f32 if example.is_floating_point() else ov.Type.i64)
+                        for key, (example, shape) in inputs.items()
+                    ],
                 )
             for index, output in enumerate(model.outputs):
                 output.get_tensor().set_names({f"output_{index}"})
@@ -89,6 +90,11 @@ class ConvertedModels:
             del model
             self.conversions += 1
             log.info("converted %s for OpenVINO in %.1fs", name, time.perf_counter() - started)
+        return path
+
+    def compile(self, path: Path) -> Any:
+        import openvino as ov
+
         return ov.Core().compile_model(path, "CPU", CPU_CONFIG)
 
     def weight_bytes(self, name: str) -> int:
@@ -130,6 +136,8 @@ class UNetForward(torch.nn.Module):
 
 
 class OpenVinoUNet(_Standing):
+    traced = UNetForward
+
     def forward(self, sample, timestep, encoder_hidden_states, **unused: Any) -> tuple[torch.Tensor]:
         timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(())
         inputs = {"sample": sample, "timestep": timestep, "encoder_hidden_states": encoder_hidden_states}
@@ -148,6 +156,8 @@ class TextEncoderForward(torch.nn.Module):
 
 class OpenVinoTextEncoder(_Standing):
     """The last hidden state and the pooled output, which is what SD 1.x/2.x prompts are encoded to."""
+
+    traced = TextEncoderForward
 
     def forward(self, input_ids, attention_mask=None, *, output_hidden_states=False, return_dict=True, **_):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -171,6 +181,8 @@ class DecoderForward(torch.nn.Module):
 
 class OpenVinoDecoder(_Standing):
     """An autoencoder whose decode OpenVINO runs (its encode, which text to image never calls, stays out)."""
+
+    traced = DecoderForward
 
     def decode(self, latents: torch.Tensor, return_dict: bool = True, **unused: Any) -> Any:
         from diffusers.models.autoencoders.vae import DecoderOutput

@@ -6,6 +6,7 @@ import pytest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
+from studio.core.models import resolve_model
 from studio.core.openvino_backend import ConvertedModels, choose_backend, openvino_installed
 from studio.core.requests import parse_request
 
@@ -66,3 +67,24 @@ def test_what_openvino_cannot_run_whole_runs_on_torch(tiny_sd, presets, tmp_path
     cache = openvino_cache(tmp_path)
     tiled = TextToImagePipeline(cache, presets)(request(tiny_sd, tile=True))[0]
     assert "backend" not in tiled.parameters.extras and cache.converted.conversions == 0
+
+
+@needs_openvino
+def test_the_torch_weights_openvino_stands_for_are_let_go_and_read_back_for_a_torch_run(
+    tiny_sd, presets, tmp_path
+):
+    cache = openvino_cache(tmp_path)
+    pipeline = TextToImagePipeline(cache, presets)
+    pipeline(request(tiny_sd, decoder="full"))
+    base = cache.base_model(resolve_model(str(tiny_sd), presets), released_ok=True)
+    assert base.released == {"unet", "text_encoder"}, "one copy of each in the process: OpenVINO's"
+    assert sum(p.numel() for p in base.components["unet"].parameters()) == 0
+
+    tiled = pipeline(request(tiny_sd, tile=True, decoder="full"))[0]  # torch runs it: read back first
+    assert not base.released and sum(p.numel() for p in base.components["unet"].parameters()) > 0
+    on_torch = TextToImagePipeline(ModelCache(resolve_device("cpu"), offline=True), presets)
+    plain = on_torch(request(tiny_sd, tile=True, decoder="full"))[0]
+    assert np.array_equal(pixels(tiled.image), pixels(plain.image)), "the weights read back are the model's"
+
+    pipeline(request(tiny_sd, decoder="full"))
+    assert base.released == {"unet", "text_encoder"}, "let go again by the next OpenVINO run"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from studio.core.models import ModelSource
 from studio.core.presets import SamplerPreset
@@ -18,6 +20,9 @@ class BaseModel:
     family: str  # "sd" or "sdxl"
     pipeline_class_name: str  # what the checkpoint was saved as, e.g. StableDiffusionInpaintPipeline
     components: dict[str, Any]  # the scheduler among them only as a config holder
+    # Components whose torch weights are let go while another backend (OpenVINO) runs them: read back from
+    # disk (`restore`) before torch runs them again.
+    released: set[str] = field(default_factory=set)
 
     @property
     def unet_config(self) -> Any:
@@ -76,3 +81,32 @@ class BaseModel:
         pipe = pipeline_class(**modules, **options)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+    def can_release(self, name: str) -> bool:
+        """Whether a component's torch weights can be read back after being let go: from a folder or the
+        hub cache, not from inside a single-file checkpoint."""
+        return self.source.kind != "file" and isinstance(self.components.get(name), torch.nn.Module)
+
+    def release(self, name: str) -> None:
+        """Let go of a component's torch weights, keeping the module (its config, its identity for the
+        cache) and its buffers."""
+        for parameter in self.components[name].parameters():
+            parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)
+        self.released.add(name)
+
+    def restore(self) -> None:
+        """Read the released components' weights back into the very same modules, through the library's
+        own loading (weight names, variants), from the folder or the hub cache."""
+        for name in sorted(self.released):
+            module = self.components[name]
+            options: dict[str, Any] = {"subfolder": name, "dtype": _dtype_of(module)}
+            if self.source.kind == "hub":
+                options["local_files_only"] = True  # it was loaded from there: it is in the hub cache
+            fresh = dict(type(module).from_pretrained(self.source.location, **options).named_parameters())
+            for parameter_name, parameter in module.named_parameters():
+                parameter.data = fresh[parameter_name].data.to(parameter.device)
+        self.released.clear()
+
+
+def _dtype_of(module: Any) -> torch.dtype:
+    return next((parameter.dtype for parameter in module.parameters()), torch.float32)

@@ -107,10 +107,13 @@ class ModelCache:
         finally:
             lease.release()
 
-    def base_model(self, source: ModelSource, *, local_only: bool = False) -> BaseModel:
-        """The base model for `source`, loaded now if needed (to preload it, or to inspect it)."""
+    def base_model(
+        self, source: ModelSource, *, local_only: bool = False, released_ok: bool = False
+    ) -> BaseModel:
+        """The base model for `source`, loaded now if needed (to preload it, or to inspect it: with
+        `released_ok`, as it is, torch weights another backend let go left out)."""
         with self.lease(local_only=local_only) as lease:
-            return lease.base_model(source)
+            return lease.base_model(source, released_ok=released_ok)
 
     # -- a place to run ----------------------------------------------------------------------------------
 

@@ -119,8 +119,9 @@ class Lease:
         self._load_unet = load_unet
         self._held: list[CacheEntry] = []
 
-    def base_model(self, source: ModelSource) -> BaseModel:
-        """The base model for `source`, loaded once, shared by every task."""
+    def base_model(self, source: ModelSource, *, released_ok: bool = False) -> BaseModel:
+        """The base model for `source`, loaded once, shared by every task, with all its torch weights
+        (read back where another backend let some go), unless `released_ok`: the run will not use them."""
         with self.lock:
             base = self.registry.base_models.get(source.location)
             if base is None:
@@ -132,7 +133,26 @@ class Lease:
                 base = BaseModel(source, family_of(class_name), class_name, components)
                 self.registry.add_base_model(base, self.device_config.dtype_name)
             self._hold(self.registry.entries(source.location), offloadable=True)
+            if base.released and not released_ok:
+                self.read_back_weights(base)
             return base
+
+    def read_back_weights(self, base: BaseModel) -> None:
+        """Read back the torch weights another backend let go, for a run torch runs."""
+        with self.lock:
+            log.info("reading back the torch weights of %s", ", ".join(sorted(base.released)))
+            base.restore()
+
+    def let_go_weights(self, base: BaseModel, component: str) -> bool:
+        """Let go of a base model component's torch weights while another backend runs it, unless another
+        run holds it too or they could not be read back; returns whether they were let go."""
+        with self.lock:
+            key = CacheKey(base.source.location, component, self.device_config.dtype_name)
+            entry = self.registry.get(key)
+            if entry is None or entry.pins > 1 or not base.can_release(component):
+                return False
+            base.release(component)
+            return True
 
     def inpaint_unet(self, base: BaseModel, source: ModelSource) -> Any:
         """The UNet of a dedicated inpainting checkpoint, placed and evicted with `base`, whose text encoders
