@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
 import subprocess
@@ -119,12 +118,14 @@ def studio_run(pipeline: TextToImagePipeline, model: Path, size: int, images: in
     return [r.image for r in results], len(previews)
 
 
-def raw_pipe(model: Path) -> Callable:
+def raw_pipe(model: Path, *, compiled: bool = False) -> Callable:
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    if compiled:
+        pipe.unet = torch.compile(pipe.unet)
 
     def run(size: int, images: int) -> tuple:
         generator = torch.Generator("cpu").manual_seed(SEED)
@@ -150,10 +151,16 @@ sys.path.insert(0, {str(ROOT / "bench")!r})
 import cpu_bench as b
 from pathlib import Path
 b.one_image({which!r}, Path({str(model)!r}), Path({str(presets)!r}), Path({str(converted)!r}), {size})
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(b.own_peak_kib())
 """
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(output.stdout.strip().splitlines()[-1]) / 2**20
+
+
+def own_peak_kib() -> int:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
 
 
 def one_image(which: str, model: Path, presets: Path, converted: Path, size: int) -> None:
@@ -167,7 +174,28 @@ def one_image(which: str, model: Path, presets: Path, converted: Path, size: int
     studio_run(TextToImagePipeline(cache, load_presets(presets)), model, size, 1)
 
 
+def compile_comparison(model: Path, size: int, rounds: int) -> None:
+    """torch.compile (inductor) on the UNet against eager, in raw diffusers: the lever the studio would
+    pull on a CPU if the figures asked for it."""
+    eager, compiled = raw_pipe(model), raw_pipe(model, compiled=True)
+    started = time.perf_counter()
+    timed(lambda: compiled(size, 1))
+    print(f"torch.compile: first call (compiling) {time.perf_counter() - started:.0f} s", flush=True)
+    timed(lambda: eager(size, 1))
+    times: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for _ in range(rounds):
+        times["eager"].append(timed(lambda: eager(size, 1))[0])
+        times["compiled"].append(timed(lambda: compiled(size, 1))[0])
+    ratio = statistics.median(e / c for e, c in zip(times["eager"], times["compiled"], strict=True))
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"raw diffusers, UNet {name}: min {min(values):.2f} s, median {median:.2f} s")
+    print(f"torch.compile vs eager, end to end: {ratio:.3f}× as fast")
+
+
 def print_peak_rss(model: Path, presets: Path, converted: Path, size: int) -> None:
+    if openvino_installed() and not any((converted / "compiled").glob("*")):
+        peak_rss("studio", model, presets, converted, size)  # converts: the figure is a second start's
     raw_rss = peak_rss("raw", model, presets, converted, size)
     studio_rss = peak_rss("studio", model, presets, converted, size)
     print(f"\npeak RSS, one image in a fresh process: raw {raw_rss:.2f} GiB, "
@@ -184,6 +212,7 @@ def main() -> None:
     parser.add_argument("--sdxs", action="store_true", help="also time the SDXS-512 preset's shape")
     parser.add_argument("--work", help="keep the models and converted files in this folder, and reuse them")
     parser.add_argument("--rss-only", action="store_true", help="only the peak RSS (best with --work)")
+    parser.add_argument("--compile", action="store_true", help="only torch.compile's UNet against eager")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     size = 64 if args.tiny else 512
@@ -195,6 +224,9 @@ def main() -> None:
     converted = work / "openvino"
     if args.rss_only:
         print_peak_rss(model, presets_dir, converted, size)
+        return
+    if args.compile:
+        compile_comparison(model, size, args.rounds)
         return
     device = resolve_device("cpu")
     torch_cache = ModelCache(device, offline=True)
@@ -289,7 +321,7 @@ def main() -> None:
               )  # fmt: skip
 
     print_peak_rss(model, presets_dir, converted, size)
-    print(f"this process's peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    print(f"this process's peak RSS: {own_peak_kib() / 2**20:.2f} GiB")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -93,9 +93,12 @@ class ConvertedModels:
         return path
 
     def compile(self, path: Path) -> Any:
+        """The IR compiled for the CPU. The compiled form is kept too (OpenVINO's model cache): a later
+        start imports it instead of reading the IR and repacking its weights, which holds two copies."""
         import openvino as ov
 
-        return ov.Core().compile_model(path, "CPU", CPU_CONFIG)
+        config = {**CPU_CONFIG, "CACHE_DIR": str(self.folder / "compiled")}
+        return ov.Core().compile_model(path, "CPU", config)
 
     def weight_bytes(self, name: str) -> int:
         weights = self.folder / name / "model.bin"

@@ -255,9 +255,11 @@ def in_worker(
     worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
     worker.start()
     wanted.release()
+    ended = False  # the worker has said its last: finished, or failed
     try:
         while True:
             event = events.get()
+            ended = event is _FINISHED or isinstance(event, _Failed)
             if event is _FINISHED:
                 return
             if isinstance(event, _Failed):
@@ -269,7 +271,7 @@ def in_worker(
             yield event
             wanted.release()
     finally:
-        if worker.is_alive():
+        if not ended:  # closed early: the task stops at its next step (Stop is the run's, so not after)
             closed.set()
             stop.set()
             wanted.release()

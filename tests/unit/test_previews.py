@@ -200,3 +200,23 @@ def test_enhance_re_renders_a_full_draft_with_its_presets_fuller_model(presets):
     plain = GenerationParameters("txt2img", "a fox", "", 25, "Euler", 7.0, 5, 512, 512, "sd-1.5")
     with pytest.raises(InvalidRequest, match="nothing to enhance"):
         enhanced_values({"prompt": "a fox"}, plain, presets)
+
+
+def test_a_model_whose_own_autoencoder_is_tiny_decodes_with_it_and_takes_an_input_image(
+    cache, presets, tiny_sd, tmp_path
+):
+    """SDXS ships TAESD as its VAE: "full" has no fuller decoder to give, and image to image encodes
+    through it."""
+    from diffusers import AutoencoderTiny, StableDiffusionPipeline
+
+    from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
+    from tests.tiny_models import build_tiny_autoencoder
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    pipe.vae = AutoencoderTiny.from_pretrained(build_tiny_autoencoder(tmp_path / "taesd"))
+    pipe.save_pretrained(tmp_path / "sdxs-like")
+    made = TextToImagePipeline(cache, presets)(request(tmp_path / "sdxs-like", decoder="full"))[0]
+    assert made.image.size == (64, 64) and made.parameters.extras["decoder"] == "fast"
+    values = {"image": made.image, "prompt": "a fox", "model": str(tmp_path / "sdxs-like"), "steps": 4}
+    varied = ImageToImagePipeline(cache, presets)(parse_request(ImageToImageRequest, values))[0]
+    assert varied.image.size == (64, 64)

@@ -129,3 +129,25 @@ def test_closing_the_stream_stops_the_task_at_its_next_step():
     next(stream)
     stream.close()
     assert stop.wait(timeout=2), "Stop was set for the task"
+
+
+def test_a_finished_task_still_winding_down_does_not_stop_the_rest_of_the_run():
+    """A batch runs a worker per prompt with the run's one Stop flag: a worker that is still closing its
+    stream when the last result has been read must not set it."""
+    stop = threading.Event()
+
+    class SlowToClose:
+        def __init__(self) -> None:
+            self.items = iter(["image 1"])
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self.items)
+
+        def close(self) -> None:
+            time.sleep(0.3)  # the models' lease ending, say, after the last result is out
+
+    assert list(in_worker(lambda send: SlowToClose(), stop, progress)) == ["image 1"]
+    assert not stop.is_set()
