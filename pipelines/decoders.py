@@ -24,7 +24,6 @@ from studio.core.presets import DecoderPreset
 log = logging.getLogger(__name__)
 
 DecoderChoice = Literal["auto", "fast", "full"]
-DECODER_CHOICES: tuple[str, ...] = ("auto", "fast", "full")
 
 
 def wanted_decoder(choice: str, device_config: DeviceConfig) -> Literal["fast", "full"]:
