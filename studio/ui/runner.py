@@ -165,7 +165,7 @@ class JobRunner:
                     if run.stop.is_set():
                         raise RunCancelled()
                     for result in self._results(job.task, pipeline, parsed, run, progress, where):
-                        run.made += 1
+                        run.made += not isinstance(result, PreviewImage)
                         yield result
             except RunCancelled:
                 gr.Warning(run.stopped_message())

@@ -60,6 +60,36 @@ def test_stop_ends_the_whole_batch_and_says_how_far_it_got():
     assert (run.made, run.total, run.stopped_message()) == (1, 6, "Stopped after 1 of 6 images.")
 
 
+class Sketcher(Echo):
+    """Echo that shows a preview on its way to each image, as a denoising pipeline does, and waits until
+    it has been handed over (so it is not dropped as out of date)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.preview_seen = threading.Event()
+
+    def generate(self, request, progress=None, is_cancelled=lambda: False, preview=None) -> Iterator[str]:
+        for index in range(request.num_images):
+            if is_cancelled():
+                raise RunCancelled()
+            preview(PreviewImage(Image.new("RGB", (8, 8)), index, 1, 2))
+            self.preview_seen.wait(timeout=10)
+            self.preview_seen.clear()
+            yield f"{request.prompt} #{index + 1}"
+
+
+def test_previews_do_not_count_as_images_made():
+    runner, sketcher = JobRunner(), Sketcher()
+    runner.add("sketch", sketcher)
+    results = runner.run(Job("sketch", {"prompt": "a fox", "num_images": 4}), None, progress)
+    assert isinstance(next(results), PreviewImage)
+    sketcher.preview_seen.set()
+    assert next(results) == "a fox #1"
+    run = runner.runs.stop("api")
+    list(results)
+    assert run.stopped_message() == "Stopped after 1 of 4 images."
+
+
 def test_a_bad_line_refuses_the_batch_before_anything_runs():
     import pytest
     from gradio import Error
