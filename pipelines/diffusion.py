@@ -47,6 +47,7 @@ from pipelines.previews import PreviewMode, PreviewSink, live_previews, no_previ
 from pipelines.prompt_parameters import ReadsPromptParameters
 from pipelines.recording import record
 from pipelines.seamless import seamless
+from studio.core.access import Reference
 from studio.core.cache import BaseModel, Lease, ModelCache
 from studio.core.errors import InvalidRequest
 from studio.core.metadata import GenerationParameters
@@ -83,6 +84,9 @@ class DiffusionRequest(Request):
     sampler: str | None = None  # None: the model preset's
     stylize: int = Field(100, ge=0, le=1000)  # how much the style presets' words weigh; 100: as written
 
+    def references(self) -> list[Reference]:
+        return [Reference("Model", self.model)] if self.model else []
+
 
 class GenerationRequest(DiffusionRequest):
     """The request of a task on the diffusion scaffold below: with Midjourney's controls, LoRAs, live
@@ -104,6 +108,10 @@ class GenerationRequest(DiffusionRequest):
             if isinstance(value, str)
             else value
         )
+
+    def references(self) -> list[Reference]:
+        names = [LoraChoice.parse(text).name for text in self.loras]
+        return [*super().references(), *(Reference("LoRA", name, bare_name_in_folder=True) for name in names)]
 
 
 @dataclass(frozen=True)

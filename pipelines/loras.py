@@ -22,6 +22,7 @@ from typing import Any
 
 from huggingface_hub import snapshot_download
 
+from studio.core.access import inside
 from studio.core.cache import BaseModel, CacheKey, Lease, ModelCache
 from studio.core.errors import InvalidRequest
 from studio.core.models import HUB_ID, load_weights, weights_source
@@ -85,7 +86,8 @@ class Loras:
         """(where the LoRA is, its weight file within a hub repository if one is named)."""
         if self.folder:
             for candidate in (self.folder / f"{name}.safetensors", self.folder / name):
-                if candidate.is_file() and candidate.suffix == ".safetensors":
+                in_folder = inside(candidate, [self.folder])  # not "../../elsewhere"
+                if in_folder and candidate.is_file() and candidate.suffix == ".safetensors":
                     return str(candidate.resolve()), None
         path = Path(name).expanduser()
         if path.is_file():

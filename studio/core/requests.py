@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from annotated_types import Ge, Le
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from studio.core.access import Reference
 from studio.core.errors import InvalidRequest
 
 
@@ -36,6 +37,10 @@ class Request(BaseModel):
     @classmethod
     def default(cls, name: str) -> Any:
         return cls.model_fields[name].default
+
+    def references(self) -> list[Reference]:
+        """The models this request names by name or path, which a studio others can reach restricts."""
+        return []
 
 
 RequestT = TypeVar("RequestT", bound=Request)

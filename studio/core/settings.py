@@ -29,8 +29,10 @@ class Settings:
     auth: tuple[tuple[str, str], ...] = ()
     outputs: Path = Path("outputs")
     presets_dir: Path = DEFAULT_PRESETS_DIR
+    models_dir: Path = Path("models")  # model files visitors may name by path (with the two below)
     upscalers_dir: Path = Path("models/upscalers")
     loras_dir: Path = Path("models/loras")
+    allow_any_model_path: bool = False  # requests may name any server path even when others can reach it
     backend: str = "auto"  # "torch", or "openvino" on a CPU where the extra is installed
     openvino_dir: Path = Path("models/openvino")  # OpenVINO's converted models, one folder each
     offline: bool = False
@@ -42,12 +44,22 @@ class Settings:
     ram_budget_gib: float | None = None  # None: three quarters of the RAM
     offload: str = "auto"  # how a run whose models do not fit the GPU budget runs; see studio/core/memory.py
     public_history: bool = False  # visitors reaching the studio from elsewhere see every result, not theirs
+    max_runs_per_minute: int = 0  # per visitor; 0: no limit
 
     @property
     def reachable_by_others(self) -> bool:
         """Whether anyone but the local user can reach this studio: a share link, logins, or an address
         other than this machine's own."""
         return self.share or bool(self.auth) or self.host not in {"127.0.0.1", "localhost", "::1"}
+
+    @property
+    def any_model_path(self) -> bool:
+        """Whether requests may name model files anywhere on this machine, not only in its model folders."""
+        return self.allow_any_model_path or not self.reachable_by_others
+
+    @property
+    def model_folders(self) -> tuple[Path, ...]:
+        return (self.models_dir, self.loras_dir, self.upscalers_dir)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -126,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder holding models.json, styles.json and samplers.json (env STUDIO_PRESETS)",
     )
     parser.add_argument(
+        "--models",
+        default=_env("models", "models"),
+        help="folder of model files (checkpoints, LoRAs, upscalers) that visitors of a studio others can "
+        "reach may name by path (env STUDIO_MODELS; default ./models)",
+    )
+    parser.add_argument(
+        "--allow-any-model-path",
+        action="store_true",
+        default=_env_flag("allow_any_model_path"),
+        help="let requests name any model folder or file on this machine even when others can reach the "
+        "studio (a trusted setup; env STUDIO_ALLOW_ANY_MODEL_PATH=1)",
+    )
+    parser.add_argument(
         "--upscalers",
         default=_env("upscalers", "models/upscalers"),
         help="folder of extra upscaler weights, .pth or .safetensors (env STUDIO_UPSCALERS)",
@@ -193,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a studio others can reach without --auth, show every visitor every result in History "
         "(default: each browser session sees what it made; env STUDIO_PUBLIC_HISTORY=1)",
     )
+    parser.add_argument(
+        "--max-runs-per-minute",
+        type=int,
+        default=int(_env("max_runs_per_minute", "0")),
+        metavar="N",
+        help="at most N runs a minute from each visitor; more are refused with a message "
+        "(env STUDIO_MAX_RUNS_PER_MINUTE; default 0: no limit)",
+    )
     return parser
 
 
@@ -221,7 +254,9 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         auth=parse_auth(args.auth),
         outputs=Path(args.outputs).expanduser(),
         presets_dir=Path(args.presets).expanduser(),
+        models_dir=Path(args.models).expanduser(),
         upscalers_dir=Path(args.upscalers).expanduser(),
+        allow_any_model_path=args.allow_any_model_path,
         loras_dir=Path(args.loras).expanduser(),
         backend=args.backend,
         openvino_dir=Path(args.openvino_cache).expanduser(),
@@ -234,6 +269,7 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         ram_budget_gib=args.ram_budget,
         offload=args.offload,
         public_history=args.public_history,
+        max_runs_per_minute=args.max_runs_per_minute,
     )
 
 

@@ -50,6 +50,22 @@ def session_of(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "api"
 
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def visitor_of(request: gr.Request | None) -> str:
+    """Who is asking, for a per-visitor limit: the signed-in user, else the address they come from. A
+    session is not a visitor (an API client makes a new one each call); behind a proxy or a share
+    tunnel (a loopback peer), the address that proxy saw, the last one it added to X-Forwarded-For."""
+    if getattr(request, "username", None):
+        return f"user:{request.username}"
+    client = getattr(getattr(request, "client", None), "host", None) or "local"
+    forwarded = (getattr(request, "headers", None) or {}).get("x-forwarded-for", "")
+    if client in LOOPBACK and forwarded.strip():
+        return f"address:{forwarded.split(',')[-1].strip()}"
+    return f"address:{client}"
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn failures into a message in the UI (and the API's error text); the app keeps serving."""

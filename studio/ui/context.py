@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio.core.access import ModelAccess, RateLimit
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.history import History
@@ -61,7 +62,16 @@ class Studio:
             # ZeroGPU wants every weight on the GPU from start-up: no offloading there.
             offload="none" if zerogpu.on_zero_gpu() else settings.offload,
         )
-        runner = JobRunner(max_image_side=settings.max_image_side, max_images=settings.max_images)
+        runner = JobRunner(
+            max_image_side=settings.max_image_side,
+            max_images=settings.max_images,
+            access=ModelAccess(
+                names={*presets.models, presets.default_model},
+                folders=settings.model_folders,
+                any_path=settings.any_model_path,
+            ),
+            rate_limit=RateLimit(settings.max_runs_per_minute),
+        )
         model_check = ModelCheck(cache, presets)
         if zerogpu.on_zero_gpu():
             # The platform wants weights on the GPU at start-up; requests then run in spaces.GPU functions.

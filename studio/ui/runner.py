@@ -19,10 +19,11 @@ import gradio as gr
 from PIL import Image
 
 from pipelines.previews import PreviewImage
+from studio.core.access import ModelAccess, RateLimit
 from studio.core.downloads import downloads_reported_to
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.requests import Request, parse_request
-from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors
+from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors, visitor_of
 
 
 class Pipeline(Protocol):
@@ -115,19 +116,24 @@ class JobRunner:
         max_image_side: int | None = None,
         max_images: int | None = None,
         gpu_runner: GpuRunner | None = None,
+        access: ModelAccess | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.tasks: dict[str, Pipeline] = {}
         self.runs = Runs()
         self.max_image_side = max_image_side
         self.max_images = max_images
         self.gpu_runner = gpu_runner
+        self.access = access or ModelAccess()
+        self.rate_limit = rate_limit or RateLimit()
 
     def add(self, name: str, pipeline: Pipeline) -> None:
         self.tasks[name] = pipeline
 
     def check_limits(self, request: Request) -> None:
-        """This server's own limits on image sides and counts, which may be tighter than what the
-        pipelines accept (the page's sliders stop there too)."""
+        """This server's own limits on the models named, image sides and counts, which may be tighter
+        than what the pipelines accept (the page's sliders stop there too)."""
+        self.access.check(request.references())
         count = getattr(request, "num_images", 1)
         if self.max_images and count > self.max_images:
             raise InvalidRequest(
@@ -156,6 +162,7 @@ class JobRunner:
             requests = [parse_request(pipeline.request_type, values) for values, _ in readings]
             for parsed in requests:
                 self.check_limits(parsed)
+            self.rate_limit.check(visitor_of(request))
             session = session_of(request)
             run = self.runs.begin(session, total=sum(getattr(parsed, "num_images", 1) for parsed in requests))
             progress(0, desc="Preparing the model…")
