@@ -21,6 +21,10 @@ class PresetError(StudioError):
     """A preset file is malformed; the message names the file and the entry."""
 
 
+class ResultNotSaved(StudioError):
+    """The outputs folder could not take a result (full, read-only, gone): the result is still shown."""
+
+
 class RunCancelled(StudioError):
     """The user pressed Stop; raised from inside the denoising loop to end it at once."""
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -22,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from studio.core.errors import ResultNotSaved
 from studio.core.history_index import TRASH, HistoryIndex, Viewer
 from studio.core.metadata import GenerationParameters, save_png
 
@@ -52,14 +54,16 @@ class History:
         return folder / dt.date.today().isoformat() if self.dated else folder
 
     def save(self, image: Image.Image, parameters: GenerationParameters, owner: str | None = None) -> Path:
+        """Where `image` was saved; `ResultNotSaved` when the outputs folder cannot take it (full,
+        read-only, gone), saying why in words that name no server folder."""
         folder = self.folder_for(owner)
         seed = "" if parameters.seed is None else f"-{parameters.seed}"
         with self._lock:
-            folder.mkdir(parents=True, exist_ok=True)
-            number = self._next_number(folder)
             partial = folder / f".{os.getpid()}-{threading.get_ident()}.partial.png"
-            save_png(image, partial, parameters, exclusive=False)
             try:
+                folder.mkdir(parents=True, exist_ok=True)
+                number = self._next_number(folder)
+                save_png(image, partial, parameters, exclusive=False)
                 while True:
                     path = folder / f"{number:05d}-{parameters.task}{seed}.png"
                     try:
@@ -67,8 +71,15 @@ class History:
                         break
                     except FileExistsError:  # another process saved under it: take the next number
                         number += 1
+            except OSError as error:
+                reason = error.strerror or type(error).__name__
+                raise ResultNotSaved(
+                    f"The result could not be saved in the outputs folder ({reason}). It is shown here "
+                    "only: download it to keep it."
+                ) from error
             finally:
-                partial.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a save failed halfway (a full disk) leaves nothing
+                    partial.unlink(missing_ok=True)
             self._last_number[folder] = number
         if self.index is None:
             return path
@@ -105,9 +116,9 @@ class History:
             try:
                 with Image.open(source) as image:
                     self._thumbnail(image, source, thumb)
-            except (OSError, SyntaxError, ValueError):  # a damaged file: the gallery shows it as it can
-                return source
-        return thumb
+            except (OSError, SyntaxError, ValueError):
+                pass
+        return thumb if thumb.is_file() else source  # a damaged file: the gallery shows it as it can
 
     def _thumbnail(self, image: Image.Image, path: Path, thumb: Path | None = None) -> None:
         thumb = thumb or self.thumbnail_path(self._relative(path))

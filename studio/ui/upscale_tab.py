@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from pipelines.upscale import UpscalePipeline, UpscaleRequest
+from studio.core.errors import ResultNotSaved
 from studio.ui.common import GPU_EVENT, readable, slider
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
@@ -115,13 +116,17 @@ def create_tab(studio: Studio) -> UpscaleTab:
         path = values["image"]
         values = {**values, "image": open_image(path) if path else None, "scale": values["scale"] or None}
         job = Job("upscale", present(values))
-        finished, owner = None, studio.viewer(request).owner
-        for result in studio.runner.run(job, request, progress):
-            finished = studio.history.save(result.image, result.parameters, owner), result.parameters
-        if finished is None:  # stopped before the result was made: what was shown stays
+        results = list(studio.runner.run(job, request, progress))
+        if not results:  # stopped before the result was made: what was shown stays
             return gr.skip(), gr.skip(), gr.skip(), "Stopped before the upscale finished."
-        saved, parameters = finished
-        return (path, str(saved)), str(saved), parameters.to_text(), ""
+        finished = results[-1]
+        try:
+            owner = studio.viewer(request).owner
+            saved = str(studio.history.save(finished.image, finished.parameters, owner))
+        except ResultNotSaved as error:  # shown all the same, from memory
+            gr.Warning(str(error))
+            return (path, finished.image), None, finished.parameters.to_text(), f"⚠️ {error}"
+        return (path, saved), saved, finished.parameters.to_text(), ""
 
     prompt_parameters = [
         p

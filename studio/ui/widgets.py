@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage, GenerationRequest
 from pipelines.previews import PreviewImage
+from studio.core.errors import ResultNotSaved
 from studio.core.metadata import GenerationParameters
 from studio.core.presets import Presets
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider, user_errors
@@ -404,7 +405,8 @@ class ResultPanel:
         error); what the grid showed stays."""
         owner = self.studio.viewer(request).owner
         results: Iterator[GeneratedImage] = self.studio.runner.run(job, request, progress)
-        saved: list[tuple[str, GenerationParameters]] = []
+        saved: list[tuple[str | Image.Image, GenerationParameters]] = []  # a path, or the image unsaved
+        not_saved: str | None = None
 
         def shown(status: str) -> tuple:
             values = [gallery_items(saved), [p.to_dict() for _, p in saved], job]
@@ -425,13 +427,22 @@ class ResultPanel:
                 if isinstance(result, PreviewImage):  # shown in the grid only: never saved or answered
                     yield previewing(result)
                     continue
-                path = self.studio.history.save(result.image, result.parameters, owner)
-                saved.append((str(path), result.parameters))
-                yield shown("")
+                try:
+                    saved.append((str(self.studio.history.save(result.image, result.parameters, owner)),
+                                  result.parameters))  # fmt: skip
+                except ResultNotSaved as error:  # shown all the same, from memory; said once a run
+                    if not_saved is None:
+                        not_saved = str(error)
+                        gr.Warning(not_saved)
+                    saved.append((result.image, result.parameters))
+                yield shown(f"⚠️ {not_saved}" if not_saved else "")
         except gr.Error as error:
             yield unchanged(f"⚠️ {error.message}")
             raise
-        yield shown("") if saved else unchanged("Stopped before the first image was finished.")
+        if not saved:
+            yield unchanged("Stopped before the first image was finished.")
+        else:
+            yield shown(f"⚠️ {not_saved}" if not_saved else "")
 
     def connect(self, events: list, stop: gr.Button) -> None:
         """Reroll runs the last job again with a new seed; Stop ends every run of this grid and says how far
@@ -493,7 +504,9 @@ def selected_result(
     return str(path), params[index]
 
 
-def gallery_items(results: list[tuple[str, GenerationParameters]]) -> list[tuple[str, str]]:
+def gallery_items(
+    results: list[tuple[str | Image.Image, GenerationParameters]],
+) -> list[tuple[str | Image.Image, str]]:
     return [
         (path, f"#{i + 1}" + ("" if params.seed is None else f" · seed {params.seed}"))
         for i, (path, params) in enumerate(results)
