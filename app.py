@@ -35,10 +35,15 @@ log = logging.getLogger("studio")
 TABS = (text_to_image_tab, image_to_image_tab, style_transfer_tab, upscale_tab, history_tab, png_info_tab)
 
 
+CACHE_SWEEP = (3600, 6 * 3600)  # (every N seconds, files older than M seconds)
+
+
 def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Blocks:
     """The whole studio; `tabs` are modules with `TAB` and `create_tab(studio)`, in the order shown."""
     studio = Studio.from_settings(settings, [tab.TAB for tab in tabs])
-    with gr.Blocks(title="Image Studio", analytics_enabled=False) as demo:
+    # Uploads and the copies of results Gradio serves pile up in its cache: every hour, those older
+    # than six hours go (results stay in the outputs folder and the History tab).
+    with gr.Blocks(title="Image Studio", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown(
             "# Image Studio\n"
             f"<span class='studio-device'>Running on {studio.cache.device_config.describe()}. "
