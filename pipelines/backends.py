@@ -19,7 +19,6 @@ from studio.core.openvino_backend import (
     OpenVinoDecoder,
     OpenVinoTextEncoder,
     OpenVinoUNet,
-    identity,
 )
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def use_openvino(lease: Lease, base: BaseModel, pipe: Any, converted: ConvertedM
 
     def swapped(wrapper: type, module: Any, component: str, source: str, folder: Path, inputs: dict) -> Any:
         """The compiled stand-in for one module, sized in the cache by its IR's weights."""
-        name = identity(source, component, _weight_files(folder))
+        name = converted.identity(source, component, _weight_files(folder))
         key = CacheKey(source, f"openvino {component}", "float32", variant=name)
 
         def load() -> Any:

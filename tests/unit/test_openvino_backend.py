@@ -22,10 +22,9 @@ def pixels(image) -> np.ndarray:
     return np.asarray(image, dtype=np.int16)
 
 
-def openvino_cache(folder) -> ModelCache:
-    return ModelCache(
-        resolve_device("cpu"), offline=True, backend="openvino", converted=ConvertedModels(folder)
-    )
+def openvino_cache(folder, precision: str = "f32") -> ModelCache:
+    converted = ConvertedModels(folder, precision)
+    return ModelCache(resolve_device("cpu"), offline=True, backend="openvino", converted=converted)
 
 
 def test_auto_is_openvino_on_a_cpu_where_it_is_installed_and_torch_elsewhere():
@@ -60,6 +59,21 @@ def test_openvino_gives_the_torch_paths_pixels_and_a_second_start_reuses_the_con
         assert again.converted.conversions == 0
         assert np.array_equal(pixels(second.image), pixels(on_openvino.image))
         torch_cache.clear()
+
+
+@needs_openvino
+def test_at_the_cpus_own_precision_the_image_stays_close_to_the_torch_paths(tiny_sd, presets, tmp_path):
+    on_torch = TextToImagePipeline(ModelCache(resolve_device("cpu"), offline=True), presets)(
+        request(tiny_sd, decoder="full")
+    )[0]
+    cache = openvino_cache(tmp_path, precision="auto")
+    on_openvino = TextToImagePipeline(cache, presets)(request(tiny_sd, decoder="full"))[0]
+    difference = np.abs(pixels(on_openvino.image) - pixels(on_torch.image))
+    assert difference.mean() <= 3 and difference.max() <= 32, "fp16 weights, bf16 where the CPU has it"
+    weights = next(tmp_path.glob("unet-*/model.bin")).stat().st_size
+    exact = openvino_cache(tmp_path / "f32")
+    TextToImagePipeline(exact, presets)(request(tiny_sd, decoder="full"))
+    assert weights < 0.6 * next((tmp_path / "f32").glob("unet-*/model.bin")).stat().st_size, "half the bytes"
 
 
 @needs_openvino
