@@ -1,4 +1,8 @@
-"""Progress of model downloads from the hub, for whoever started them.
+"""Progress of preparing models (downloads from the hub, conversions), for whoever started them.
+
+Long steps without a byte count (converting a model for OpenVINO) say what they do with
+`report_preparation(text)`, which reaches the listener of `preparation_reported_to` in this thread, and
+the log.
 
 diffusers and transformers download through `huggingface_hub`, which draws its byte counts with its own tqdm
 class and offers no callback (diffusers passes no bar class through either). So that class is hooked once:
@@ -10,14 +14,20 @@ Bars are counted here rather than read from tqdm, which stops counting when bars
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 Listener = Callable[[int, int], None]
 
 _listener: contextvars.ContextVar[Listener | None] = contextvars.ContextVar("download_listener", default=None)
+_preparation: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "preparation_listener", default=None
+)
 _hook_lock = threading.Lock()
 
 
@@ -30,6 +40,23 @@ def downloads_reported_to(listener: Listener) -> Iterator[None]:
         yield
     finally:
         _listener.reset(token)
+
+
+@contextmanager
+def preparation_reported_to(listener: Callable[[str], None]) -> Iterator[None]:
+    """Preparation steps started in this thread inside the block tell `listener` what they do."""
+    token = _preparation.set(listener)
+    try:
+        yield
+    finally:
+        _preparation.reset(token)
+
+
+def report_preparation(text: str) -> None:
+    log.info(text)
+    listener = _preparation.get()
+    if listener is not None:
+        listener(text)
 
 
 def _hook_hub_bars() -> None:

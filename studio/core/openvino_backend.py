@@ -23,11 +23,12 @@ import importlib.util
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from studio.core.downloads import report_preparation
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ class ConvertedModels:
         name: str,
         module: torch.nn.Module,
         inputs: dict[str, tuple[torch.Tensor, list[int]]],
-        progress: Callable[[str], None] = log.info,
     ) -> Path:
         """The IR of `module` (whose forward takes `inputs`: an example each, and its shape, -1 where any
         size goes) saved under `name`: converted now when it is not on disk yet."""
@@ -78,7 +78,9 @@ class ConvertedModels:
 
         path = self.folder / name / "model.xml"
         if not path.exists():
-            progress(f"converting {name.rsplit('-', 1)[0]} for OpenVINO (once per model)…")
+            report_preparation(
+                f"Converting the {_component(name)} for OpenVINO (once per model; minutes on a CPU)…"
+            )
             started = time.perf_counter()
             with torch.no_grad():
                 model = ov.convert_model(
@@ -108,11 +110,17 @@ class ConvertedModels:
 
         exact = {"INFERENCE_PRECISION_HINT": "f32"} if self.precision == "f32" else {}
         config = {**CPU_CONFIG, **exact, "CACHE_DIR": str(self.folder / "compiled")}
+        report_preparation(f"Compiling the {_component(path.parent.name)} for the CPU…")
         return ov.Core().compile_model(path, "CPU", config)
 
     def weight_bytes(self, name: str) -> int:
         weights = self.folder / name / "model.bin"
         return weights.stat().st_size if weights.exists() else 0
+
+
+def _component(name: str) -> str:
+    """What a converted folder holds, in words: "unet-1f2e…" is "unet", "text_encoder-…" "text encoder"."""
+    return name.rsplit("-", 1)[0].replace("_", " ")
 
 
 def run(compiled: Any, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipelines.previews import PreviewImage
 from studio.core.access import ModelAccess, RateLimit
-from studio.core.downloads import downloads_reported_to
+from studio.core.downloads import downloads_reported_to, preparation_reported_to
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.requests import Request, parse_request
 from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors, visitor_of
@@ -245,7 +245,7 @@ def in_worker(
 
     def work() -> None:
         try:
-            with downloads_reported_to(show):
+            with downloads_reported_to(show), preparation_reported_to(lambda text: progress(None, desc=text)):
                 stream = results(events.put)
                 try:
                     while wanted.acquire() and not closed.is_set():

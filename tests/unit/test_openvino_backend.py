@@ -6,6 +6,7 @@ import pytest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
+from studio.core.downloads import preparation_reported_to
 from studio.core.models import resolve_model
 from studio.core.openvino_backend import ConvertedModels, choose_backend, openvino_installed
 from studio.core.requests import parse_request
@@ -41,14 +42,18 @@ def test_openvino_gives_the_torch_paths_pixels_and_a_second_start_reuses_the_con
     tiny_sd, fast_decoder_presets, tmp_path
 ):
     torch_cache = ModelCache(resolve_device("cpu"), offline=True)
-    for decoder in ("full", "fast"):
+    for decoder, decoded in (("full", "vae decoder"), ("fast", "taesd decoder")):
         on_torch = TextToImagePipeline(torch_cache, fast_decoder_presets)(request(tiny_sd, decoder=decoder))[
             0
         ]
         folder = tmp_path / decoder
-        first = openvino_cache(folder)
-        on_openvino = TextToImagePipeline(first, fast_decoder_presets)(request(tiny_sd, decoder=decoder))[0]
+        first, said = openvino_cache(folder), []
+        with preparation_reported_to(said.append):
+            on_openvino = TextToImagePipeline(first, fast_decoder_presets)(request(tiny_sd, decoder=decoder))
+        on_openvino = on_openvino[0]
         assert first.converted.conversions == 3, "text encoder, UNet and decoder converted once"
+        converting = [text.split(" for ")[0] for text in said if text.startswith("Converting")]
+        assert converting == [f"Converting the {what}" for what in ("text encoder", "unet", decoded)]
         difference = np.abs(pixels(on_openvino.image) - pixels(on_torch.image))
         assert difference.max() <= 2, f"{decoder}: the same image to fp32 rounding"
         assert on_openvino.parameters.extras["backend"] == "openvino"
