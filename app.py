@@ -19,6 +19,7 @@ from studio.core.errors import StudioError
 from studio.core.presets import Presets
 from studio.core.settings import Settings, load_settings
 from studio.ui import (
+    agent_tools,
     history_tab,
     image_to_image_tab,
     memory_panel,
@@ -83,12 +84,15 @@ def cpu_note(device_config: DeviceConfig, presets: Presets) -> str:
 
 
 def launch_options(settings: Settings) -> dict:
+    if settings.mcp:
+        agent_tools.serve_tools()
     return {
         "server_name": settings.host,
         "server_port": settings.port,
         "share": settings.share,
         "auth": list(settings.auth) or None,
         "root_path": settings.root_path or None,
+        "mcp_server": settings.mcp,
         "allowed_paths": [str(settings.outputs.resolve())],
         # The history's index holds every prompt: never served as a file, whoever asks.
         "blocked_paths": [

@@ -56,9 +56,10 @@ def create_tab(studio: Studio) -> None:  # the tab module's part
         return " ".join(studio.runner.run(Job("shout", present(values)), request, progress))
 
     endpoint = Endpoint(
+        "shout",
         "Say it louder. Returns the text in capitals, as many times as asked.",
         [field(ShoutRequest, "text", text, "what to say."), field(ShoutRequest, "times", times, "1 to 3.")],
         shout,
         streams=False,
     )
-    button.click(endpoint.fn, endpoint.inputs, [answer], api_name="shout", **GPU_EVENT)
+    button.click(endpoint.fn, endpoint.inputs, [answer], api_name=endpoint.name, **GPU_EVENT)

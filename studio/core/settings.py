@@ -45,6 +45,7 @@ class Settings:
     offload: str = "auto"  # how a run whose models do not fit the GPU budget runs; see studio/core/memory.py
     public_history: bool = False  # visitors reaching the studio from elsewhere see every result, not theirs
     max_runs_per_minute: int = 0  # per visitor; 0: no limit
+    mcp: bool = False  # also serve every named endpoint as an MCP tool, at /gradio_api/mcp/
 
     @property
     def reachable_by_others(self) -> bool:
@@ -226,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most N runs a minute from each visitor; more are refused with a message "
         "(env STUDIO_MAX_RUNS_PER_MINUTE; default 0: no limit)",
     )
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        default=_env_flag("mcp"),
+        help="also serve every named endpoint as a tool for AI agents over MCP, at /gradio_api/mcp/ "
+        "(env STUDIO_MCP=1)",
+    )
     return parser
 
 
@@ -270,6 +278,7 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         offload=args.offload,
         public_history=args.public_history,
         max_runs_per_minute=args.max_runs_per_minute,
+        mcp=args.mcp,
     )
 
 

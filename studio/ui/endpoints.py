@@ -70,8 +70,9 @@ class Endpoint:
     """
 
     def __init__(
-        self, summary: str, parameters: Sequence[Parameter], run: Run, *, streams: bool = True
+        self, name: str, summary: str, parameters: Sequence[Parameter], run: Run, *, streams: bool = True
     ) -> None:
+        self.name = name  # the API's name, and the tool's over MCP (which reads the function's name)
         self.parameters = list(parameters)
         self.inputs = [checked_by_request(parameter.component) for parameter in self.parameters]
         count = len(self.parameters)
@@ -111,4 +112,5 @@ class Endpoint:
         fn.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
         fn.__annotations__ = {p.name: p.annotation for p in signature}
         fn.__doc__ = summary + "\n\nArgs:\n" + "\n".join(f"    {p.name}: {p.doc}" for p in self.parameters)
+        fn.__name__ = fn.__qualname__ = name
         self.fn = fn

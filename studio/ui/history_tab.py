@@ -146,6 +146,7 @@ def create_tab(studio: Studio) -> None:
         return items, line, found.page, [e.path for e in found.entries], data
 
     endpoint = Endpoint(
+        "history",
         "List saved results, newest first, each with every word of `text` in its prompts and passing the "
         "filters. Returns the page's thumbnails, which page of how many, and the page as data.",
         [
@@ -166,7 +167,7 @@ def create_tab(studio: Studio) -> None:
         endpoint.fn,
         endpoint.inputs,
         [gallery, page_line, page_data],
-        api_name="history",
+        api_name=endpoint.name,
         concurrency_limit=None,
     )
 

@@ -140,6 +140,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
 
     steps_doc = "denoising steps before strength; left out, the model preset's."
     reimagine = Endpoint(
+        "img2img",
         "Re-imagine an image with a prompt. Returns the PNGs (parameters embedded) and their parameters.",
         [
             image_parameter("the input image."),
@@ -161,6 +162,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
 
     variations = ", ".join(f'"{name}"' for name in presets.variations)
     vary_endpoint = Endpoint(
+        "vary",
         "Variations of an image, Midjourney's Vary: the image's own prompt and settings, a new seed.",
         [
             image_parameter("the image to vary; our PNGs and other studios' bring their parameters along."),
@@ -180,6 +182,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
         yield from run("inpaint", values, request, progress, "Inpaint")
 
     inpaint_endpoint = Endpoint(
+        "inpaint",
         "Repaint only the painted part of an image (Vary Region); pixels away from it stay exactly.",
         [
             Parameter(
@@ -203,6 +206,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
     )
     directions = ", ".join(DIRECTION_LABELS)
     outpaint_endpoint = Endpoint(
+        "outpaint",
         "Zoom out or pan: extend the canvas and paint the new border; the original pixels are kept.",
         [
             image_parameter("the image to extend.", outpaint_image),
@@ -214,22 +218,21 @@ def create_tab(studio: Studio) -> ImageToImageTab:
     )
     # --iw is the image's weight: less change for the input image, or the region's old colours
     image_weights = {"img2img": {"strength": strength}, "inpaint": {"strength": inpaint_strength}}
-    events = [
-        controls.read_prompt_first(button.click, pipelines[name], image_weights.get(name)).success(
-            endpoint.fn, endpoint.inputs, results.outputs, api_name=name, **results.event_options
-        )
-        for button, endpoint, name in (
-            (generate, reimagine, "img2img"),
-            (inpaint, inpaint_endpoint, "inpaint"),
-            (extend, outpaint_endpoint, "outpaint"),
-        )
-    ]
+
+    def read_then_run(button: gr.Button, endpoint: Endpoint):
+        task = endpoint.name
+        read = controls.read_prompt_first(button.click, pipelines[task], image_weights.get(task))
+        options = results.event_options
+        return read.success(endpoint.fn, endpoint.inputs, results.outputs, api_name=task, **options)
+
+    runs = ((generate, reimagine), (inpaint, inpaint_endpoint), (extend, outpaint_endpoint))
+    events = [read_then_run(button, endpoint) for button, endpoint in runs]
     events.append(
         vary.click(
             vary_endpoint.fn,
             vary_endpoint.inputs,
             results.outputs,
-            api_name="vary",
+            api_name=vary_endpoint.name,
             **results.event_options,
         )
     )

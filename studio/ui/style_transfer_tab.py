@@ -252,6 +252,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
     ]
     mode_doc = '"instant" (neural style, offline, fast on a CPU) or "diffusion" (ControlNet + IP-Adapter).'
     endpoint = Endpoint(
+        "style_transfer",
         "Restyle an image. Returns the PNGs (parameters embedded) and their parameters.",
         [
             Parameter("image", image, str | None, REQUIRED, "the content image."),
@@ -282,9 +283,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
     # --iw weighs the style image (an image prompt) against the text
     event = controls.read_prompt_first(
         generate.click, diffusion_style, {"style_strength": style_strength}
-    ).success(
-        endpoint.fn, endpoint.inputs, results.outputs, api_name="style_transfer", **results.event_options
-    )
+    ).success(endpoint.fn, endpoint.inputs, results.outputs, api_name=endpoint.name, **results.event_options)
     results.connect([event], stop)
 
     # -- the controls follow the mode and the chosen styles ---------------------------------------------

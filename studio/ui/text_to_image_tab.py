@@ -78,6 +78,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
         yield from results.run(job, request, progress)
 
     endpoint = Endpoint(
+        "txt2img",
         "Make 1-4 images from a prompt. Returns the PNGs (parameters embedded) and each image's parameters.",
         parameters,
         txt2img,
@@ -85,7 +86,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
     shape = {"aspect_ratio": aspect_ratio}
     events = [
         controls.read_prompt_first(generate.click, pipeline, shape).success(
-            endpoint.fn, endpoint.inputs, results.outputs, api_name="txt2img", **results.event_options
+            endpoint.fn, endpoint.inputs, results.outputs, api_name=endpoint.name, **results.event_options
         ),
         controls.read_prompt_first(prompt.submit, pipeline, shape).success(
             endpoint.fn, endpoint.inputs, results.outputs, api_visibility="private", **results.event_options

@@ -134,6 +134,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
         if p.name != "num_images"
     ]
     endpoint = Endpoint(
+        "upscale",
         "Enlarge an image. Returns (before, after), the lossless PNG, and its parameters.",
         [
             Parameter("image", image, str | None, REQUIRED, "the image to enlarge (up to 2048 px a side)."),
@@ -179,7 +180,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
     # Progress on the status line: a failed run leaves the last result in view.
     upscale_options = {"show_progress_on": [status], **GPU_EVENT}
     event = controls.read_prompt_first(upscale.click, pipeline).success(
-        endpoint.fn, endpoint.inputs, upscale_outputs, api_name="upscale", **upscale_options
+        endpoint.fn, endpoint.inputs, upscale_outputs, api_name=endpoint.name, **upscale_options
     )
     studio.runner.stop_button(stop, [event], status)
     studio.send_to.receive(TAB.id, [image, controls.prompt], lambda sent: (sent.path, sent.prompt))
