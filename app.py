@@ -53,6 +53,9 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
             elem_id="studio-header",
         )
         studio.model_check.show()
+        # A link that reopens the studio as it is now (the grids, the prompts, the settings): Gradio's
+        # deep links, which keep the page's state on the server for a while.
+        gr.DeepLinkButton("Copy a link to this page", copied_value="Link copied", size="sm", scale=0)
         with gr.Tabs() as tab_row:
             for tab in tabs:
                 with gr.Tab(tab.TAB.label, id=tab.TAB.id) as block:

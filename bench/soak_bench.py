@@ -2,6 +2,7 @@
 
     python bench/soak_bench.py            # 300 runs, sampled every 10, warm-up 30
     python bench/soak_bench.py --quick    # 20 runs, sampled every 5, warm-up 5
+    python bench/soak_bench.py --sweep 30 # Gradio's cache swept every 30 s of files older than 30 s
 
 The studio is the real app serving the tests' tiny random model on CPU (bench/tiny_studio.py), called
 with gradio_client in turn: text to image, image to image, instant style transfer, diffusion style
@@ -9,7 +10,8 @@ transfer (ControlNet + IP-Adapter) and Real-ESRGAN upscale. Each run brings its 
 as visitors do. The studio runs in this process, so the RSS and open file descriptors read from /proc are
 the server's (with one client's beside it). Gradio keeps every upload and every result it serves in its
 cache folder (GRADIO_TEMP_DIR) unless `gr.Blocks(delete_cache=...)` is set: its growth is reported, and
-whether the app sets it. Exit status 1 when a run fails.
+whether the app sets it (app.CACHE_SWEEP: hourly, of files older than six hours; `--sweep` shortens it so
+a soak of minutes shows the folder levelling off). Exit status 1 when a run fails.
 """
 
 from __future__ import annotations
@@ -108,12 +110,17 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=10, help="sample every this many runs")
     parser.add_argument("--warmup", type=int, default=30, help="runs before the memory baseline")
     parser.add_argument("--quick", action="store_true", help="20 runs, sampled every 5, warm-up 5")
+    parser.add_argument("--sweep", type=int, help="sweep Gradio's cache every N s of files older than N s")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.every, args.warmup = 20, 5, 5
 
     from gradio_client import Client
 
+    if args.sweep:
+        import app
+
+        app.CACHE_SWEEP = (args.sweep, args.sweep)
     work = work_folder("soak-bench-")
     (work / "inputs").mkdir()
     downloads = work / "downloads"  # the client's copies, outside Gradio's cache folder

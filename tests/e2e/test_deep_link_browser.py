@@ -1,0 +1,46 @@
+"""The link button: a copied link reopens the studio with the same grid."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.helpers import (
+    TXT2IMG_GALLERY,
+    image_sources,
+    open_advanced,
+    set_slider,
+    tab_panel,
+    wait_for_images,
+)
+
+pytestmark = pytest.mark.e2e
+
+GALLERY = TXT2IMG_GALLERY
+
+
+def test_a_copied_link_reopens_the_same_grid(page: Page, running_app) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    panel = tab_panel(page, "#txt2img-generate")
+    page.locator("#txt2img-prompt textarea").fill("a harbour at night")
+    set_slider(panel, "Images", 2)
+    open_advanced(panel)
+    page.locator("#txt2img-seed input").fill("321")
+    page.locator("#txt2img-generate").click()
+    wait_for_images(page, GALLERY, 2)
+    shown = image_sources(page, GALLERY)
+    page.get_by_role("button", name="Copy a link to this page").click()
+    expect(page.get_by_role("button", name="Link copied")).to_be_visible()
+    link = ""
+    for _ in range(100):  # the link reaches the clipboard once the server has stored the page's state
+        link = page.evaluate("navigator.clipboard.readText()")
+        if link:
+            break
+        page.wait_for_timeout(100)
+    assert re.search(r"[?&]deep_link=", link), link
+
+    again = page.context.new_page()
+    again.goto(link)
+    wait_for_images(again, GALLERY, 2)
+    names = [source.rsplit("/", 1)[-1] for source in image_sources(again, GALLERY)]
+    assert names == [source.rsplit("/", 1)[-1] for source in shown]
