@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from studio.core.errors import InvalidRequest
 
@@ -20,11 +20,13 @@ class InputImage:
 
 
 def check_image(image: object, what: str = "image", max_side: int = MAX_INPUT_SIDE) -> Image.Image:
-    """An RGB copy of `image`, or a clear error saying what is wrong with it."""
+    """An RGB copy of `image` as it is shown (upright, an animation's first frame), or a clear error
+    saying what is wrong with it."""
     if image is None:
         raise InvalidRequest(f"Add an {what} first (upload, paste, or send one from a result).")
     if not isinstance(image, Image.Image):
         raise InvalidRequest(f"The {what} could not be read as a picture.")
+    # The size comes from the file's header: a picture too large is refused before it is decoded.
     width, height = image.size
     if width < 8 or height < 8:
         raise InvalidRequest(f"The {what} is {width}×{height}: at least 8×8 pixels are needed.")
@@ -33,10 +35,32 @@ def check_image(image: object, what: str = "image", max_side: int = MAX_INPUT_SI
             f"The {what} is {width}×{height}; the limit is {max_side} pixels on the longer side. "
             "Make it smaller first (the Upscale tab can enlarge the result afterwards)."
         )
-    if image.mode == "RGBA":
-        # Transparent areas become white rather than whatever colour the hidden pixels hold.
+    try:
+        if getattr(image, "is_animated", False):
+            image.seek(0)
+        # Phones store a photo sideways and say how to turn it in its EXIF Orientation tag.
+        return _as_rgb(ImageOps.exif_transpose(image))
+    except (OSError, SyntaxError, EOFError) as error:  # what PIL raises for damaged or cut-short files
+        raise InvalidRequest(
+            f"The {what} could not be read: the file is damaged or cut short ({error})."
+        ) from error
+    except ValueError as error:  # a colour mode PIL cannot convert
+        raise InvalidRequest(
+            f"The {what} is in the {image.mode} colour mode, which cannot be read as RGB."
+        ) from error
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in {"I;16", "I;16L", "I;16B", "I;16N", "I"}:
+        # 16-bit greyscale, scaled to 8 bits: a plain conversion clips every value above 255 to white.
+        levels = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(np.clip(levels + 0.5, 0, 255).astype(np.uint8))
+    if "A" in image.getbands() or "transparency" in image.info:
+        # Transparent areas (an alpha channel, or a palette's or PNG's transparent colour) become white
+        # rather than whatever colour the hidden pixels hold.
+        rgba = image.convert("RGBA")
         flattened = Image.new("RGB", image.size, "white")
-        flattened.paste(image, mask=image.getchannel("A"))
+        flattened.paste(rgba, mask=rgba.getchannel("A"))
         return flattened
     return image.convert("RGB")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,8 +39,12 @@ def checked_by_request(component: gr.components.Component) -> gr.components.Comp
     same on the page, over the API and on the command line ("Seed must be between -1 and 4294967295")."""
     if isinstance(component, gr.Slider | gr.Number):
         precision = getattr(component, "precision", None)
+        # Only numbers are rounded: anything else (a list, a word, NaN) goes on to the request type, whose
+        # message names the field, rather than failing here with Gradio's anonymous error.
         component.preprocess = lambda payload: (  # type: ignore[method-assign]
-            None if payload is None else gr.Number.round_to_precision(payload, precision)
+            gr.Number.round_to_precision(payload, precision)
+            if isinstance(payload, int | float) and math.isfinite(payload)
+            else payload
         )
     elif isinstance(component, gr.Dropdown | gr.Radio) and component.type == "value":
         component.preprocess = lambda payload: payload  # type: ignore[method-assign]
@@ -85,15 +90,23 @@ def user_errors() -> Iterator[None]:
 
 
 def readable(component: gr.components.Component, max_side: int | None = None) -> gr.components.Component:
-    """Make an image input say clearly, as soon as a file is dropped, that it is not a picture (instead of
-    failing inside Gradio), or that it is larger than this studio takes (`max_side`): such an image is
-    taken out again, since every run would refuse it."""
+    """Make an image input say clearly, as soon as a file is dropped, that it is not a picture or has too
+    many pixels to open safely (instead of failing inside Gradio), or that it is larger than this studio
+    takes (`max_side`): such an image is taken out again, since every run would refuse it."""
     preprocess = component.preprocess
+    if isinstance(component, gr.Image) and component.type == "pil":
+        # The picture as stored, which `check_image` turns into RGB: Gradio's own conversion clips 16-bit
+        # greyscale to white and shows the colour hidden under transparent pixels.
+        component.image_mode = None
 
     def checked_preprocess(payload: Any) -> Any:
         name = getattr(payload, "orig_name", None) or "The file"
         try:
-            return preprocess(payload)
+            _refuse_bombs(payload)
+            value = preprocess(payload)
+            if isinstance(value, Image.Image):
+                value.load()  # decoded now, so a damaged file is named here, not where a run first reads it
+            return value
         except Image.DecompressionBombError as error:
             raise gr.Error(f"{name} has too many pixels to open safely.", print_exception=False) from error
         except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for unreadable files
@@ -116,6 +129,16 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
 
         component.upload(check_dropped, [component], [component], **INSTANT_EVENT)
     return component
+
+
+def _refuse_bombs(payload: Any) -> None:
+    """Refuse a file whose header declares more pixels than PIL opens without a warning, before anything
+    decodes it: a few bytes can declare 10000×10000, which a run refuses only after decoding it whole."""
+    file = payload if hasattr(payload, "path") else getattr(payload, "background", None)  # an editor's
+    if getattr(file, "path", None) is not None:
+        with Image.open(file.path) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{image.width}×{image.height}")
 
 
 def _name_and_size(value: Any) -> tuple[str, tuple[int, int] | None]:
