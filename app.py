@@ -28,6 +28,7 @@ from studio.ui import (
     text_to_image_tab,
     upscale_tab,
 )
+from studio.ui.common import INSTANT_EVENT
 from studio.ui.context import Studio
 from studio.ui.theme import CSS, THEME
 
@@ -62,6 +63,8 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
                     studio.tab_blocks[tab.TAB.id] = block
                     tab.create_tab(studio)
         studio.send_to.wire(tab_row)
+        for fn, inputs, outputs in studio.loads:
+            demo.load(fn, inputs, outputs, **INSTANT_EVENT)
         memory_panel.create_panel(studio.cache)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)

@@ -45,6 +45,7 @@ class Studio:
     send_to: SendTo
     model_check: ModelCheck
     tab_blocks: dict[str, gr.Tab] = dataclasses.field(default_factory=dict)  # by id, as app.py makes them
+    loads: list[tuple[Callable, list, list]] = dataclasses.field(default_factory=list)  # app.py's demo.load
 
     @classmethod
     def from_settings(cls, settings: Settings, tabs: Sequence[TabInfo]) -> Studio:
@@ -96,6 +97,10 @@ class Studio:
     @property
     def default_model(self) -> str:
         return self.settings.model or self.presets.default_model
+
+    def when_loaded(self, fn: Callable, inputs: list, outputs: list) -> None:
+        """Run `fn(inputs) -> outputs` when a page opens (app.py wires it once the page is built)."""
+        self.loads.append((fn, inputs, outputs))
 
     def pipeline(self, task: str, build: Callable[[ModelCache, Presets], Any]) -> Pipeline:
         """The pipeline run as `task`, built by `build(cache, presets)` the first time it is asked for."""

@@ -10,12 +10,13 @@ import gradio as gr
 from pipelines.common import MAX_SEED
 from pipelines.diffusion import DiffusionRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from studio.core.metadata import GenerationParameters, read_parameters
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_enhance, wire_vary
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
-from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
+from studio.ui.widgets import PromptControls, ResultPanel, gallery_path, prompt_box, prompt_settings
 
 TAB = TabInfo("txt2img", "Text to Image")
 
@@ -136,4 +137,15 @@ def create_tab(studio: Studio) -> TextToImageTab:
     fields = [c.prompt, c.negative_prompt, c.styles, c.seed, c.steps, c.guidance_scale, c.sampler, c.model]
     midjourney = [c.loras, c.tile, c.chaos, c.stylize]
     studio.send_to.receive(TAB.id, [*fields, aspect_ratio, *midjourney], fill)
+
+    def settings_of_grid(gallery_value: list | None) -> tuple:
+        """A page opened from a link shows its grid again (Gradio's deep links); the fields take the
+        settings its first image carries. A fresh page has no grid, and its fields stay as they are."""
+        recorded = read_parameters(gallery_path(gallery_value[0])) if gallery_value else None
+        if recorded is None:
+            return (gr.skip(),) * (len(fields) + 1 + len(midjourney))
+        values = recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
+        return fill(Sent.of(None, values))
+
+    studio.when_loaded(settings_of_grid, [results.gallery], [*fields, aspect_ratio, *midjourney])
     return TextToImageTab(controls, aspect_ratio, results, actions)

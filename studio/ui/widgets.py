@@ -497,11 +497,15 @@ def selected_result(
     if not gallery_value or not params:
         raise gr.Error("Make an image first, then pick one in the results.", print_exception=False)
     index = index if index is not None and index < len(gallery_value) else 0
-    item = gallery_value[index]
+    return gallery_path(gallery_value[index]), params[index]
+
+
+def gallery_path(item: Any) -> str:
+    """The file of one item of a gallery's value, as the page hands it over."""
     path = item[0] if isinstance(item, list | tuple) else item
     if isinstance(path, dict):  # some Gradio versions hand gallery items over as dicts
         path = path.get("image", {}).get("path") or path.get("path")
-    return str(path), params[index]
+    return str(path)
 
 
 def gallery_items(

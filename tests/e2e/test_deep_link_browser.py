@@ -1,4 +1,4 @@
-"""The link button: a copied link reopens the studio with the same grid."""
+"""The link button: a copied link reopens the studio with the same grid and its settings."""
 
 import re
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 GALLERY = TXT2IMG_GALLERY
 
 
-def test_a_copied_link_reopens_the_same_grid(page: Page, running_app) -> None:
+def test_a_copied_link_reopens_the_same_grid_and_settings(page: Page, running_app) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     panel = tab_panel(page, "#txt2img-generate")
     page.locator("#txt2img-prompt textarea").fill("a harbour at night")
@@ -42,5 +42,8 @@ def test_a_copied_link_reopens_the_same_grid(page: Page, running_app) -> None:
     again = page.context.new_page()
     again.goto(link)
     wait_for_images(again, GALLERY, 2)
+    expect(again.locator("#txt2img-prompt textarea")).to_have_value("a harbour at night")
+    open_advanced(tab_panel(again, "#txt2img-generate"))
+    expect(again.locator("#txt2img-seed input")).to_have_value("321")
     names = [source.rsplit("/", 1)[-1] for source in image_sources(again, GALLERY)]
     assert names == [source.rsplit("/", 1)[-1] for source in shown]
