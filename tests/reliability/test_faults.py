@@ -37,14 +37,18 @@ def test_a_process_killed_while_saving_leaves_no_truncated_png(tmp_path):
         while True:
             history.save(noise, GenerationParameters(**{PARAMETERS!r}))
     """)
-    for delay in (0.3, 0.7, 1.1):
+    for delay in (0.05, 0.2, 0.35):  # after a save has finished: into the next one, at several points
+        saved_before = len(list(tmp_path.glob("[!.]*.png")))
         process = subprocess.Popen([sys.executable, "-c", saver], stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("[!.]*.png"))) == saved_before and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
     results = sorted(tmp_path.glob("[!.]*.png"))
-    assert results, "some saves finished before the kills"
+    assert len(results) >= 3, "each process finished a save before it was killed"
     for path in results:
         with Image.open(path) as image:
             image.load()  # raises on a truncated file
