@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -138,14 +139,16 @@ def create_tab(studio: Studio) -> TextToImageTab:
     midjourney = [c.loras, c.tile, c.chaos, c.stylize]
     studio.send_to.receive(TAB.id, [*fields, aspect_ratio, *midjourney], fill)
 
-    def settings_of_grid(gallery_value: list | None) -> tuple:
+    def settings_of_grid(gallery_value: list | None, *current: Any) -> tuple:
         """A page opened from a link shows its grid again (Gradio's deep links); the fields take the
-        settings its first image carries. A fresh page has no grid, and its fields stay as they are."""
+        settings its first image carries. A fresh page has no grid: its fields get their own values back
+        (an update, even a skip, would rebuild them without `checked_by_request`)."""
         recorded = read_parameters(gallery_path(gallery_value[0])) if gallery_value else None
         if recorded is None:
-            return (gr.skip(),) * (len(fields) + 1 + len(midjourney))
+            return current
         values = recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
         return fill(Sent.of(None, values))
 
-    studio.when_loaded(settings_of_grid, [results.gallery], [*fields, aspect_ratio, *midjourney])
+    restored = [*fields, aspect_ratio, *midjourney]
+    studio.when_loaded(settings_of_grid, [results.gallery, *restored], restored)
     return TextToImageTab(controls, aspect_ratio, results, actions)
