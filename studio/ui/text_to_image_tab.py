@@ -12,6 +12,7 @@ from pipelines.common import MAX_SEED
 from pipelines.diffusion import DiffusionRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.metadata import GenerationParameters, read_parameters
+from studio.ui.common import INSTANT_EVENT
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_enhance, wire_vary
@@ -139,16 +140,19 @@ def create_tab(studio: Studio) -> TextToImageTab:
     midjourney = [c.loras, c.tile, c.chaos, c.stylize]
     studio.send_to.receive(TAB.id, [*fields, aspect_ratio, *midjourney], fill)
 
-    def settings_of_grid(gallery_value: list | None, *current: Any) -> tuple:
-        """A page opened from a link shows its grid again (Gradio's deep links); the fields take the
-        settings its first image carries. A fresh page has no grid: its fields get their own values back
-        (an update, even a skip, would rebuild them without `checked_by_request`)."""
+    def settings_of_grid(gallery_value: list | None) -> Any:
+        """A page opened from a link shows its grid again (Gradio's deep links): the parameters its first
+        image carries. A fresh page has no grid, and nothing changes."""
         recorded = read_parameters(gallery_path(gallery_value[0])) if gallery_value else None
         if recorded is None:
-            return current
-        values = recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
-        return fill(Sent.of(None, values))
+            return gr.skip()
+        return recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
 
+    # Only a page with a grid fills the fields: on a fresh one the state stays unchanged and nothing
+    # fires, so nothing typed meanwhile is overwritten (and no control is rebuilt).
+    grid_settings = gr.State(None)
+    studio.when_loaded(settings_of_grid, [results.gallery], [grid_settings])
     restored = [*fields, aspect_ratio, *midjourney]
-    studio.when_loaded(settings_of_grid, [results.gallery, *restored], restored)
+    fill_from = lambda values: fill(Sent.of(None, values))  # noqa: E731
+    grid_settings.change(fill_from, [grid_settings], restored, **INSTANT_EVENT)
     return TextToImageTab(controls, aspect_ratio, results, actions)
