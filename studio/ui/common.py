@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import re
@@ -55,20 +56,26 @@ def session_of(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "api"
 
 
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
-
 def visitor_of(request: gr.Request | None) -> str:
     """Who is asking, for a per-visitor limit: the signed-in user, else the address they come from. A
-    session is not a visitor (an API client makes a new one each call); behind a proxy or a share
-    tunnel (a loopback peer), the address that proxy saw, the last one it added to X-Forwarded-For."""
+    session is not a visitor (an API client makes a new one each call). Behind a proxy (a share tunnel
+    on this machine, a Space's front end on a private address) it is the address that proxy saw, the
+    last one it added to X-Forwarded-For; a client reaching the studio directly cannot choose it."""
     if getattr(request, "username", None):
         return f"user:{request.username}"
     client = getattr(getattr(request, "client", None), "host", None) or "local"
     forwarded = (getattr(request, "headers", None) or {}).get("x-forwarded-for", "")
-    if client in LOOPBACK and forwarded.strip():
+    if forwarded.strip() and _behind_proxy(client):
         return f"address:{forwarded.split(',')[-1].strip()}"
     return f"address:{client}"
+
+
+def _behind_proxy(peer: str) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer == "localhost"
+    return address.is_loopback or address.is_private
 
 
 @contextmanager

@@ -53,6 +53,22 @@ def test_the_rate_limit_counts_each_visitor_in_a_sliding_minute():
     assert RateLimit(0).wait_needed("ann") == 0, "no limit unless one is set"
 
 
+def test_a_visitor_is_the_user_or_the_address_a_proxy_saw():
+    from types import SimpleNamespace
+
+    from studio.ui.common import visitor_of
+
+    def asking(host, forwarded="", username=None):
+        headers = {"x-forwarded-for": forwarded} if forwarded else {}
+        return SimpleNamespace(username=username, client=SimpleNamespace(host=host), headers=headers)
+
+    assert visitor_of(asking("93.184.216.34", username="ann")) == "user:ann"
+    assert visitor_of(asking("93.184.216.34", "198.51.100.1")) == "address:93.184.216.34", "not chosen by it"
+    assert visitor_of(asking("127.0.0.1", "198.51.100.1, 198.51.100.7")) == "address:198.51.100.7"
+    assert visitor_of(asking("10.0.3.4", "198.51.100.9")) == "address:198.51.100.9", "a Space's front end"
+    assert visitor_of(None) == "address:local"
+
+
 def test_the_flags_set_the_access_settings():
     settings = load_settings(["--share", "--allow-any-model-path", "--max-runs-per-minute", "6"])
     assert settings.any_model_path and settings.max_runs_per_minute == 6
