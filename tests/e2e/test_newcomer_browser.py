@@ -122,10 +122,13 @@ def test_png_info_clears_what_it_held_when_a_png_carries_nothing(page: Page, tmp
 def test_a_fourth_style_preview_says_three_is_the_limit(page: Page) -> None:
     page.get_by_role("tab", name="Style Transfer", exact=True).click()
     previews = page.locator("#style-previews button.thumbnail-item")
-    for index in (1, 2, 3):  # the first style is chosen already
+    chosen = page.locator("#style-neural-styles .token")
+    for index in (1, 2):  # the first style is chosen already; each pick lands before the next
         previews.nth(index).click()
+        expect(chosen).to_have_count(index + 1)
+    previews.nth(3).click()
     expect(toast(page, "Up to 3 styles mix")).to_be_visible()
-    expect(page.locator("#style-neural-styles .token")).to_have_count(3)
+    expect(chosen).to_have_count(3)
 
 
 def test_dropped_images_are_checked_at_once(page: Page, tmp_path) -> None:
