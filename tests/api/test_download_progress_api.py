@@ -48,7 +48,11 @@ def test_a_hub_model_downloads_on_first_use_with_progress_and_then_runs(tiny_sd:
             url = f"http://127.0.0.1:{port}/"
             wait_until_up(url, studio)
             job = Client(url, verbose=False).submit(
-                prompt="a lighthouse", steps=2, seed=9, api_name="/txt2img"
+                prompt="a lighthouse",
+                steps=30,  # long enough for the status polls below to see "Denoising"
+                seed=9,
+                previews="off",  # a preview's update carries no progress, and may be all a poll sees
+                api_name="/txt2img",
             )
             shown = []
             while not job.done():
