@@ -153,6 +153,9 @@ def create_tab(studio: Studio) -> TextToImageTab:
     grid_settings = gr.State(None)
     studio.when_loaded(settings_of_grid, [results.gallery], [grid_settings])
     restored = [*fields, aspect_ratio, *midjourney]
-    fill_from = lambda values: fill(Sent.of(None, values))  # noqa: E731
-    grid_settings.change(fill_from, [grid_settings], restored, **INSTANT_EVENT)
+
+    def fill_from_grid(values: dict) -> tuple:
+        return fill(Sent.of(None, values))
+
+    grid_settings.change(fill_from_grid, [grid_settings], restored, **INSTANT_EVENT)
     return TextToImageTab(controls, aspect_ratio, results, actions)

@@ -408,11 +408,11 @@ class ResultPanel:
         saved: list[tuple[str | Image.Image, GenerationParameters]] = []  # a path, or the image unsaved
         not_saved: str | None = None
 
-        def shown(status: str) -> tuple:
+        def shown() -> tuple:
             values = [gallery_items(saved), [p.to_dict() for _, p in saved], job]
             if self.reroll:
                 values.append(gr.Button(value=f"Reroll ({job.action})" if job.action else "Reroll"))
-            return (*values, status)
+            return (*values, f"⚠️ {not_saved}" if not_saved else "")
 
         def previewing(preview: PreviewImage) -> tuple:
             caption = f"#{len(saved) + 1} · step {preview.step} of {preview.steps}"
@@ -435,14 +435,11 @@ class ResultPanel:
                         not_saved = str(error)
                         gr.Warning(not_saved)
                     saved.append((result.image, result.parameters))
-                yield shown(f"⚠️ {not_saved}" if not_saved else "")
+                yield shown()
         except gr.Error as error:
             yield unchanged(f"⚠️ {error.message}")
             raise
-        if not saved:
-            yield unchanged("Stopped before the first image was finished.")
-        else:
-            yield shown(f"⚠️ {not_saved}" if not_saved else "")
+        yield shown() if saved else unchanged("Stopped before the first image was finished.")
 
     def connect(self, events: list, stop: gr.Button) -> None:
         """Reroll runs the last job again with a new seed; Stop ends every run of this grid and says how far
