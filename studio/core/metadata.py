@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,10 @@ class GenerationParameters:
                 value = ", ".join(str(_number(v) if isinstance(v, float) else v) for v in value)
             fields[key.replace("_", " ").capitalize()] = _number(value) if isinstance(value, float) else value
         settings = ", ".join(f"{key}: {_quote(str(value))}" for key, value in fields.items())
-        lines = [" ".join([self.prompt, *(f"<lora:{lora}>" for lora in self.extras.get("loras", []))])]
+        prompt = " ".join([self.prompt, *(f"<lora:{lora}>" for lora in self.extras.get("loras", []))])
+        # Readers take a line starting "Negative prompt:" as the negative prompt's start: within the
+        # prompt such a line is joined to the one before (the `studio` chunk keeps the prompt exactly).
+        lines = [re.sub(r"\n(?=\s*Negative prompt:)", " ", prompt)]
         if self.negative_prompt:
             lines.append(f"Negative prompt: {self.negative_prompt}")
         lines.append(settings)

@@ -120,3 +120,24 @@ def test_a_result_no_model_denoised_writes_no_sampling_settings():
     assert text == "\n" + settings
     parsed = parse_parameters_text(text)
     assert parsed["Neural styles"] == "Night Swirl, Amber Oil" and "steps" not in parsed
+
+
+def test_a_prompt_line_that_reads_as_the_negative_prompt_does_not_mislead_other_readers(tmp_path):
+    """Readers start the negative prompt at a line beginning "Negative prompt:"; such a line inside the
+    prompt is joined to the one before in the shared chunk, and kept exactly in ours."""
+    written = _parameters(prompt="a fox\nNegative prompt: none of this\n in snow", negative_prompt="blurry")
+    path = tmp_path / "ours.png"
+    save_png(Image.new("RGB", (8, 8)), path, written)
+    assert read_parameters(path) == written
+    with Image.open(path) as saved:
+        text = saved.info["parameters"]
+    shared_only = tmp_path / "shared.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (8, 8)).save(shared_only, pnginfo=info)
+    for parsed in (parse_parameters_text(text), read_parameters(shared_only)):  # ours; sd-parsers'
+        assert parsed["negative_prompt"] == "blurry"
+        assert (
+            parsed["prompt"].startswith("a fox Negative prompt: none of this")
+            and "in snow" in parsed["prompt"]
+        )
