@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pydantic
 from PIL import Image
 
 from studio.core.errors import StudioError
@@ -101,19 +102,22 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
     many pixels to open safely (instead of failing inside Gradio), or that it is larger than this studio
     takes (`max_side`): such an image is taken out again, since every run would refuse it."""
     preprocess = component.preprocess
-    if isinstance(component, gr.Image) and component.type == "pil":
+    if isinstance(component, gr.Image | gr.ImageEditor) and component.type == "pil":
         # The picture as stored, which `check_image` turns into RGB: Gradio's own conversion clips 16-bit
         # greyscale to white and shows the colour hidden under transparent pixels.
         component.image_mode = None
+    component.data_model = _files_only(component.data_model, component.label or "The image")
 
     def checked_preprocess(payload: Any) -> Any:
         name = getattr(payload, "orig_name", None) or "The file"
         try:
-            _refuse_bombs(payload)
+            _refuse_large(payload, name, max_side)
             value = preprocess(payload)
             if isinstance(value, Image.Image):
                 value.load()  # decoded now, so a damaged file is named here, not where a run first reads it
             return value
+        except gr.Error:
+            raise
         except Image.DecompressionBombError as error:
             raise gr.Error(f"{name} has too many pixels to open safely.", print_exception=False) from error
         except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for unreadable files
@@ -127,10 +131,7 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
         def check_dropped(value: Any):
             named, size = _name_and_size(value)
             if size and max(size) > max_side:
-                gr.Warning(
-                    f"{named} is {size[0]}×{size[1]}; this studio takes up to {max_side} pixels on the "
-                    "longer side. Make it smaller first (the Upscale tab can enlarge results afterwards)."
-                )
+                gr.Warning(too_large(named, size, max_side))
                 return None
             return gr.skip()
 
@@ -138,14 +139,44 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
     return component
 
 
-def _refuse_bombs(payload: Any) -> None:
-    """Refuse a file whose header declares more pixels than PIL opens without a warning, before anything
-    decodes it: a few bytes can declare 10000×10000, which a run refuses only after decoding it whole."""
+def _files_only(data_model: type, label: str) -> type:
+    """`data_model` whose validation failure (a bare string or number where the API takes a file) is a
+    message naming the input, not Gradio's general error: Gradio validates before any of our code runs."""
+
+    def model_validate(cls, value: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return data_model.model_validate.__func__(cls, value, *args, **kwargs)
+        except pydantic.ValidationError as error:
+            raise gr.Error(
+                f"{label}: send a file (gradio_client's handle_file(path or URL)), "
+                f"not {type(value).__name__} {str(value)[:60]!r}.",
+                print_exception=False,
+            ) from error
+
+    # The same name, so the API's schema and docs are unchanged.
+    return type(data_model.__name__, (data_model,), {"model_validate": classmethod(model_validate)})
+
+
+def _refuse_large(payload: Any, name: str, max_side: int | None) -> None:
+    """Refuse a file whose header declares more pixels than PIL opens without a warning, or a longer side
+    than this studio takes, before anything decodes it: a few bytes can declare 10000×10000, which a run
+    would refuse only after decoding it whole (or report as cut short)."""
     file = payload if hasattr(payload, "path") else getattr(payload, "background", None)  # an editor's
-    if getattr(file, "path", None) is not None:
-        with Image.open(file.path) as image:
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                raise Image.DecompressionBombError(f"{image.width}×{image.height}")
+    if getattr(file, "path", None) is None:
+        return
+    with Image.open(file.path) as image:
+        width, height = image.size
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        raise Image.DecompressionBombError(f"{width}×{height}")
+    if max_side is not None and max(width, height) > max_side:
+        raise gr.Error(too_large(name, (width, height), max_side), print_exception=False)
+
+
+def too_large(name: str, size: tuple[int, int], max_side: int) -> str:
+    return (
+        f"{name} is {size[0]}×{size[1]}; this studio takes up to {max_side} pixels on the longer side. "
+        "Make it smaller first (the Upscale tab can enlarge results afterwards)."
+    )
 
 
 def _name_and_size(value: Any) -> tuple[str, tuple[int, int] | None]:

@@ -57,5 +57,5 @@ def test_server_limits_on_image_size_and_count(protected_app, tmp_path):
         client.predict(prompt="x", num_images=3, steps=1, api_name="/txt2img")
     wide = tmp_path / "wide.png"
     Image.new("RGB", (300, 40)).save(wide)
-    with pytest.raises(Exception, match="The image is 300×40; this studio accepts up to 256 pixels"):
+    with pytest.raises(Exception, match="^wide.png is 300×40; this studio takes up to 256 pixels"):
         client.predict(image=handle_file(str(wide)), strength=0.5, steps=1, api_name="/img2img")

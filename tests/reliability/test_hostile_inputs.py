@@ -432,9 +432,52 @@ def test_a_missing_image_is_a_message(client, endpoint, values, message):
         client.predict(**values, api_name=endpoint)
 
 
-def test_an_image_that_is_not_a_file_is_refused_and_the_studio_keeps_serving(client):
-    """A plain string where a file belongs (a path without handle_file): Gradio refuses it before any
-    code of the studio runs, with its own general message."""
-    with pytest.raises(AppError):
-        client.predict(image="photo.png", strength=0, api_name="/img2img")
+@pytest.mark.parametrize(
+    ("endpoint", "values", "label"),
+    [
+        ("/img2img", {"image": "photo.png", "strength": 0}, "Input image"),
+        ("/img2img", {"image": 12, "strength": 0}, "Input image"),
+        ("/upscale", {"image": "../../etc/passwd"}, None),
+        ("/inpaint", {"image_and_mask": "photo.png"}, "Paint over what to repaint"),
+        ("/inpaint", {"image_and_mask": {"background": "photo.png", "layers": []}}, None),
+    ],
+)
+def test_an_image_that_is_not_a_file_is_a_message_naming_the_input(client, endpoint, values, label):
+    """A plain string or number where a file belongs (a path sent without handle_file): Gradio checks
+    the value before any code of the studio runs; the message still names the input and the fix."""
+    with pytest.raises(AppError, match=rf"^{label or '.+'}: send a file \(gradio_client's handle_file"):
+        client.predict(**values, api_name=endpoint)
     still_serving(client)
+
+
+def test_a_small_file_declaring_a_picture_over_the_size_limit_is_refused_as_too_large(client, folder):
+    """69 bytes declaring 5000×5000: refused by its header as larger than the studio takes (rather than
+    decoded, then found cut short)."""
+    path = bomb(folder / "large.png", 5000, 5000)
+    with pytest.raises(AppError, match=r"^large.png is 5000×5000; this studio takes up to 2048 pixels"):
+        client.predict(image=handle_file(str(path)), strength=0, api_name="/img2img")
+
+
+def test_a_16_bit_background_is_inpainted_with_its_levels_kept(client, folder):
+    """The editor's background keeps its 16 bits until the studio scales them (Gradio's RGB conversion
+    would clip every level above 255 to white)."""
+    path = folder / "inpaint-16-bit.png"
+    expected = grey_16_bit(path)
+    mask = Image.new("RGBA", (WIDTH, HEIGHT), (0, 0, 0, 0))
+    mask.paste((255, 255, 255, 255), (0, 16, WIDTH, 32))
+    mask.save(folder / "mask-16-bit.png")
+    images, _ = client.predict(
+        image_and_mask={
+            "background": handle_file(str(path)),
+            "layers": [handle_file(str(folder / "mask-16-bit.png"))],
+            "composite": None,
+        },
+        prompt="a band",
+        steps=1,
+        mask_blur=0,
+        api_name="/inpaint",
+    )
+    with Image.open(images[0]["image"]) as result:
+        kept = np.asarray(result.convert("RGB"))
+    assert np.abs(kept[:16].astype(int) - expected[:16]).max() <= 1
+    assert np.abs(kept[32:].astype(int) - expected[32:]).max() <= 1
