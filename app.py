@@ -30,6 +30,7 @@ from studio.ui import (
 )
 from studio.ui.common import INSTANT_EVENT
 from studio.ui.context import Studio
+from studio.ui.i18n import HEAD, say, tr, translations
 from studio.ui.theme import CSS, THEME
 
 log = logging.getLogger("studio")
@@ -46,20 +47,23 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
     # Uploads and the copies of results Gradio serves pile up in its cache: every hour, those older
     # than six hours go (results stay in the outputs folder and the History tab).
     with gr.Blocks(title="Image Studio", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
-        gr.Markdown(
-            "# Image Studio\n"
-            f"<span class='studio-device'>Running on {studio.cache.device_config.describe()}. "
-            f"Results are saved to `{settings.outputs}` with their parameters."
-            f"{cpu_note(studio.cache.device_config, studio.presets)}</span>",
-            elem_id="studio-header",
-        )
+        gr.Markdown(tr("# Image Studio"), elem_id="studio-title")
+        # Says where it runs and where results go, in the visitor's language (values inside).
+        note = gr.Markdown(header_note(studio), elem_id="studio-header")
+
+        def note_in_their_language(request: gr.Request) -> str:
+            return header_note(studio, request)
+
+        studio.when_loaded(note_in_their_language, [], [note])
         studio.model_check.show()
         # A link that reopens the studio as it is now (the grids, the prompts, the settings): Gradio's
         # deep links, which keep the page's state on the server for a while.
-        gr.DeepLinkButton("Copy a link to this page", copied_value="Link copied", size="sm", scale=0)
+        # (The copied label goes into a script's double-quoted string: its quotes are escaped.)
+        copied = str(tr("Link copied")).replace('"', '\\"')
+        gr.DeepLinkButton(tr("Copy a link to this page"), copied_value=copied, size="sm", scale=0)
         with gr.Tabs() as tab_row:
             for tab in tabs:
-                with gr.Tab(tab.TAB.label, id=tab.TAB.id) as block:
+                with gr.Tab(tr(tab.TAB.label), id=tab.TAB.id) as block:
                     studio.tab_blocks[tab.TAB.id] = block
                     tab.create_tab(studio)
         studio.send_to.wire(tab_row)
@@ -69,24 +73,37 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     demo.studio_cache = studio.cache  # for tests and benchmarks that inspect what was loaded
+    demo.studio_presets = studio.presets
     return demo
+
+
+def header_note(studio: Studio, request: gr.Request | None = None) -> str:
+    sentences = [
+        f"Running on {studio.cache.device_config.describe()}.",
+        f"Results are saved to `{studio.settings.outputs}` with their parameters.",
+        *cpu_note(studio.cache.device_config, studio.presets),
+    ]
+    return f"<span class='studio-device'>{' '.join(say(sentence, request) for sentence in sentences)}</span>"
 
 
 CPU_MODEL = "sd-turbo"  # the preset that makes an image in reasonable time on a CPU
 
 
-def cpu_note(device_config: DeviceConfig, presets: Presets) -> str:
+def cpu_note(device_config: DeviceConfig, presets: Presets) -> list[str]:
     """For CPU users: whether the model chosen (a preset, or --model) suits them, and which one does."""
     if device_config.is_accelerator:
-        return ""
+        return []
     chosen = presets.default_model
     if chosen == CPU_MODEL:
-        fit = f"the chosen model, {chosen}, makes an image in 1–4 steps and suits a CPU"
+        fit = [f"No GPU here: the chosen model, {chosen}, makes an image in 1–4 steps and suits a CPU."]
+    elif CPU_MODEL in presets.models:
+        fit = [
+            f"No GPU here: the chosen model, {chosen}, may take minutes per image; {CPU_MODEL} makes one "
+            f"in 1–4 steps (pick it under Model, or --model {CPU_MODEL})."
+        ]
     else:
-        fit = f"the chosen model, {chosen}, may take minutes per image"
-        if CPU_MODEL in presets.models:
-            fit += f"; {CPU_MODEL} makes one in 1–4 steps (pick it under Model, or --model {CPU_MODEL})"
-    return f" No GPU here: {fit}. Instant style transfer and Real-ESRGAN upscaling run well on a CPU."
+        fit = [f"No GPU here: the chosen model, {chosen}, may take minutes per image."]
+    return [*fit, "Instant style transfer and Real-ESRGAN upscaling run well on a CPU."]
 
 
 def launch_options(settings: Settings) -> dict:
@@ -106,6 +123,8 @@ def launch_options(settings: Settings) -> dict:
         ],
         "theme": THEME,
         "css": CSS,
+        "head": HEAD,  # keeps the page's language where the server reads it, for messages
+        "i18n": translations(),
         "footer_links": ["api", "gradio", "settings"],
     }
 

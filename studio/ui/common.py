@@ -18,6 +18,7 @@ from PIL import Image
 from studio.core.errors import StudioError
 from studio.core.metadata import GenerationParameters
 from studio.core.requests import Request
+from studio.ui.i18n import plain, say
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +89,14 @@ def user_errors() -> Iterator[None]:
         error.message = scrub_paths(str(error.message))
         raise
     except StudioError as error:
-        raise gr.Error(scrub_paths(str(error)), print_exception=False) from error
+        raise gr.Error(say(scrub_paths(str(error))), print_exception=False) from error
     except Exception as error:
         log.exception("unexpected failure")
         what = scrub_paths(f"{type(error).__name__}: {error}")
-        raise gr.Error(
+        message = (
             f"Unexpected error ({what}). Nothing already made was lost; the details are in the server log."
-        ) from error
+        )
+        raise gr.Error(say(message)) from error
 
 
 def readable(component: gr.components.Component, max_side: int | None = None) -> gr.components.Component:
@@ -106,7 +108,7 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
         # The picture as stored, which `check_image` turns into RGB: Gradio's own conversion clips 16-bit
         # greyscale to white and shows the colour hidden under transparent pixels.
         component.image_mode = None
-    component.data_model = _files_only(component.data_model, component.label or "The image")
+    component.data_model = _files_only(component.data_model, plain(component.label or "The image"))
 
     def checked_preprocess(payload: Any) -> Any:
         name = getattr(payload, "orig_name", None) or "The file"
@@ -119,10 +121,12 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
         except gr.Error:
             raise
         except Image.DecompressionBombError as error:
-            raise gr.Error(f"{name} has too many pixels to open safely.", print_exception=False) from error
+            raise gr.Error(
+                say(f"{name} has too many pixels to open safely."), print_exception=False
+            ) from error
         except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for unreadable files
             raise gr.Error(
-                scrub_paths(f"{name} could not be read as an image ({error})."), print_exception=False
+                say(scrub_paths(f"{name} could not be read as an image ({error}).")), print_exception=False
             ) from error
 
     component.preprocess = checked_preprocess  # type: ignore[method-assign]
@@ -131,7 +135,7 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
         def check_dropped(value: Any):
             named, size = _name_and_size(value)
             if size and max(size) > max_side:
-                gr.Warning(too_large(named, size, max_side))
+                gr.Warning(say(too_large(named, size, max_side)))
                 return None
             return gr.skip()
 
@@ -148,8 +152,10 @@ def _files_only(data_model: type, label: str) -> type:
             return data_model.model_validate.__func__(cls, value, *args, **kwargs)
         except pydantic.ValidationError as error:
             raise gr.Error(
-                f"{label}: send a file (gradio_client's handle_file(path or URL)), "
-                f"not {type(value).__name__} {str(value)[:60]!r}.",
+                say(
+                    f"{label}: send a file (gradio_client's handle_file(path or URL)), "
+                    f"not {type(value).__name__} {str(value)[:60]!r}."
+                ),
                 print_exception=False,
             ) from error
 
@@ -169,7 +175,7 @@ def _refuse_large(payload: Any, name: str, max_side: int | None) -> None:
     if width * height > Image.MAX_IMAGE_PIXELS:
         raise Image.DecompressionBombError(f"{width}×{height}")
     if max_side is not None and max(width, height) > max_side:
-        raise gr.Error(too_large(name, (width, height), max_side), print_exception=False)
+        raise gr.Error(say(too_large(name, (width, height), max_side)), print_exception=False)
 
 
 def too_large(name: str, size: tuple[int, int], max_side: int) -> str:
@@ -200,9 +206,12 @@ def slider(request_type: type[Request], name: str, *, step: float = 1, **options
     return gr.Slider(minimum=low, maximum=high, step=step, value=options.pop("value", default), **options)
 
 
-def gradio_progress(progress: gr.Progress, desc: str) -> Callable[[int, int], None]:
+def gradio_progress(progress: gr.Progress, desc: str, where: str = "") -> Callable[[int, int], None]:
+    """Steps on the progress bar, as "`where``desc`" in the visitor's language."""
+    translated = where + say(desc)
+
     def report(step: int, total: int) -> None:
-        progress((step, total), desc=desc, unit="steps")
+        progress((step, total), desc=translated, unit="steps")
 
     return report
 

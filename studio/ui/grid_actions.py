@@ -18,6 +18,7 @@ from pipelines.image_to_image import ImageToImagePipeline, variation_request
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT, user_errors
 from studio.ui.context import Studio
+from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.widgets import PromptControls, ResultPanel, selected_result
 
@@ -36,17 +37,17 @@ def create_grid_actions(
     """Buttons under a result grid; `vary=False` for results that are not diffusion images."""
     with gr.Row(elem_classes=["grid-actions"]):
         vary_buttons = {
-            name: gr.Button(f"Vary ({name})", size="sm", elem_id=f"{prefix}-vary-{name.lower()}")
+            name: gr.Button(tr(f"Vary ({name})"), size="sm", elem_id=f"{prefix}-vary-{name.lower()}")
             for name in (studio.presets.variations if vary else ())
         }
-        enhance = gr.Button("Enhance", size="sm", elem_id=f"{prefix}-enhance") if vary else None
-        use_seed = gr.Button("Use this image's seed", size="sm", elem_id=f"{prefix}-use-seed")
+        enhance = gr.Button(tr("Enhance"), size="sm", elem_id=f"{prefix}-enhance") if vary else None
+        use_seed = gr.Button(tr("Use this image's seed"), size="sm", elem_id=f"{prefix}-use-seed")
         send_to = studio.send_to.grid_buttons(prefix, panel)
 
     def seed_of_selected(gallery_value, params, index):
         _, chosen = selected_result(gallery_value, params, index)
         if chosen.get("seed") is None:
-            raise gr.Error("This image has no seed: nothing denoised it.", print_exception=False)
+            raise gr.Error(say("This image has no seed: nothing denoised it."), print_exception=False)
         return chosen["seed"], gr.Accordion(open=True)  # the seed box is in Advanced
 
     use_seed.click(seed_of_selected, panel.selection, [controls.seed, controls.advanced], **INSTANT_EVENT)
@@ -60,7 +61,7 @@ def open_image(path: str) -> Image.Image:
             image.load()
             return image.copy()
     except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for unreadable or damaged files
-        raise gr.Error(f"The image could not be read ({error}).", print_exception=False) from error
+        raise gr.Error(say(f"The image could not be read ({error})."), print_exception=False) from error
 
 
 def wire_vary(actions: GridActions, panel: ResultPanel, studio: Studio, num_images: gr.Slider) -> list:
@@ -100,7 +101,7 @@ def wire_enhance(actions: GridActions, panel: ResultPanel, studio: Studio) -> li
     ):
         _, chosen = selected_result(gallery_value, params, index)
         if job is None:
-            raise gr.Error("Make a grid first, then enhance one of its images.", print_exception=False)
+            raise gr.Error(say("Make a grid first, then enhance one of its images."), print_exception=False)
         with user_errors():
             values = enhanced_values(job.values, GenerationParameters.from_dict(chosen), studio.presets)
         yield from panel.run(Job(job.task, values, action="Enhance"), request, progress)

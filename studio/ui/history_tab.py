@@ -22,6 +22,7 @@ from studio.core.requests import Request, parse_request
 from studio.ui.common import INSTANT_EVENT, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, field
+from studio.ui.i18n import say, tr
 from studio.ui.send_to import Sent
 from studio.ui.status_line import StatusLine
 
@@ -51,8 +52,8 @@ def create_tab(studio: Studio) -> None:
     with gr.Row(equal_height=True):
         text = gr.Textbox(
             value=HistoryRequest.default("text"),
-            label="Search the prompts",
-            placeholder="fox snow",
+            label=tr("Search the prompts"),
+            placeholder=tr("fox snow"),
             scale=3,
             elem_id="history-search",
         )
@@ -60,17 +61,17 @@ def create_tab(studio: Studio) -> None:
             gr.Dropdown(
                 [(label, ANY)],
                 value=ANY,
-                label=name.capitalize(),
+                label=tr(name.capitalize()),
                 scale=2 if name == "model" else 1,
                 elem_id=f"history-{name}",
             )  # fmt: skip
             for name, label in FILTER_LABELS.items()
         )
         with gr.Column(scale=1, min_width=120):
-            trashed = gr.Checkbox(value=False, label="Show trash", elem_id="history-trashed")
-            refresh = gr.Button("Refresh", size="sm", elem_id="history-refresh")
+            trashed = gr.Checkbox(value=False, label=tr("Show trash"), elem_id="history-trashed")
+            refresh = gr.Button(tr("Refresh"), size="sm", elem_id="history-refresh")
     gallery = gr.Gallery(
-        label="Results, newest first",
+        label=tr("Results, newest first"),
         columns=8,
         height=460,
         allow_preview=False,
@@ -79,44 +80,44 @@ def create_tab(studio: Studio) -> None:
         elem_id="history-gallery",
     )
     with gr.Row():
-        newer = gr.Button("◀ Newer", size="sm", scale=0, min_width=110, elem_id="history-previous")
+        newer = gr.Button(tr("◀ Newer"), size="sm", scale=0, min_width=110, elem_id="history-previous")
         page_line = gr.Markdown(elem_id="history-page")
-        older = gr.Button("Older ▶", size="sm", scale=0, min_width=110, elem_id="history-next")
+        older = gr.Button(tr("Older ▶"), size="sm", scale=0, min_width=110, elem_id="history-next")
     page = gr.Number(value=HistoryRequest.default("page"), precision=0, visible=False)
     listed = gr.State([])  # the paths shown, in order
     selected = gr.State(None)  # the selected result's path
     with gr.Row(equal_height=False):
         image = gr.Image(
-            label="Selected", type="filepath", interactive=False, height=360, elem_id="history-image"
+            label=tr("Selected"), type="filepath", interactive=False, height=360, elem_id="history-image"
         )
         with gr.Column():
             described = gr.Textbox(
-                label="Parameters", lines=5, interactive=False, elem_id="history-parameters"
+                label=tr("Parameters"), lines=5, interactive=False, elem_id="history-parameters"
             )
-            with gr.Accordion("As fields", open=False):
+            with gr.Accordion(tr("As fields"), open=False):
                 fields = gr.JSON(elem_id="history-fields")
             with gr.Row(elem_classes=["grid-actions"]):
                 targets = {"txt2img": "Text to Image", **studio.send_to.image_targets}
                 send = {
-                    target: gr.Button(f"Send to {label}", size="sm", elem_id=f"history-send-{target}")
+                    target: gr.Button(tr(f"Send to {label}"), size="sm", elem_id=f"history-send-{target}")
                     for target, label in targets.items()
                 }
             with gr.Row(elem_classes=["grid-actions"]):
                 vary = {
-                    name: gr.Button(f"Vary ({name})", size="sm", elem_id=f"history-vary-{name.lower()}")
+                    name: gr.Button(tr(f"Vary ({name})"), size="sm", elem_id=f"history-vary-{name.lower()}")
                     for name in studio.presets.variations
                 }
-                upscale = gr.Button("Upscale", size="sm", elem_id="history-upscale")
-                use_seed = gr.Button("Use seed", size="sm", elem_id="history-use-seed")
+                upscale = gr.Button(tr("Upscale"), size="sm", elem_id="history-upscale")
+                use_seed = gr.Button(tr("Use seed"), size="sm", elem_id="history-use-seed")
             with gr.Row(elem_classes=["grid-actions"]):
-                delete = gr.Button("Delete", size="sm", variant="stop", elem_id="history-delete")
-                restore = gr.Button("Restore", size="sm", visible=False, elem_id="history-restore")
-                empty = gr.Button("Empty trash…", size="sm", visible=False, elem_id="history-empty")
+                delete = gr.Button(tr("Delete"), size="sm", variant="stop", elem_id="history-delete")
+                restore = gr.Button(tr("Restore"), size="sm", visible=False, elem_id="history-restore")
+                empty = gr.Button(tr("Empty trash…"), size="sm", visible=False, elem_id="history-empty")
                 confirm = gr.Button(
-                    "Destroy them", size="sm", variant="stop", visible=False, elem_id="history-confirm"
+                    tr("Destroy them"), size="sm", variant="stop", visible=False, elem_id="history-confirm"
                 )
             note = StatusLine(elem_id="history-note")
-    with gr.Accordion("This page as data", open=False):
+    with gr.Accordion(tr("This page as data"), open=False):
         page_data = gr.JSON(elem_id="history-page-data")
 
     # -- listing -------------------------------------------------------------------------------------------
@@ -126,7 +127,9 @@ def create_tab(studio: Studio) -> None:
         with user_errors():
             checked = parse_request(HistoryRequest, {**values, "page": int(values.get("page") or 1)})
             if not synced:  # files other processes wrote since the last start; a rebuild, if it was lost
-                history.index.sync(lambda done, total: progress((done, total), desc="Reading the results"))
+                history.index.sync(
+                    lambda done, total: progress((done, total), desc=say("Reading the results"))
+                )
                 synced.append(True)
             viewer = studio.viewer(request)
             found = history.index.search(Query(**checked.model_dump(), per_page=PER_PAGE), viewer)
@@ -139,8 +142,11 @@ def create_tab(studio: Studio) -> None:
 
     def page_of(found: Page) -> tuple:
         items = [(str(history.thumbnail(e.path, trashed=e.trashed)), caption(e)) for e in found.entries]
-        counted = f"{found.total} result{'s' if found.total != 1 else ''}"
-        line = f"Page {found.page} of {found.pages} · {counted}" if found.total else "Nothing here yet."
+        if found.total:
+            counted = say(f"{found.total} result" if found.total == 1 else f"{found.total} results")
+            line = say(f"Page {found.page} of {found.pages}") + f" · {counted}"
+        else:
+            line = say("Nothing here yet.")
         data = {"total": found.total, "page": found.page, "pages": found.pages}
         data["results"] = [summary(entry) for entry in found.entries]
         return items, line, found.page, [e.path for e in found.entries], data
@@ -206,7 +212,7 @@ def create_tab(studio: Studio) -> None:
         viewer = Viewer() if vetted else studio.viewer(request)
         found = history.index.entry(path, viewer) if path else None
         if found is None:
-            raise gr.Error("Pick a result in the gallery first.", print_exception=False)
+            raise gr.Error(say("Pick a result in the gallery first."), print_exception=False)
         return found
 
     def file_of(found: Entry) -> str:
@@ -245,7 +251,7 @@ def create_tab(studio: Studio) -> None:
     def seed_of(path: str | None) -> Sent:
         sent = sent_of(path)
         if sent.seed is None:
-            raise gr.Error("This result has no seed: nothing denoised it.", print_exception=False)
+            raise gr.Error(say("This result has no seed: nothing denoised it."), print_exception=False)
         return replace(sent, seed_only=True)
 
     for target, button in send.items():

@@ -18,6 +18,7 @@ from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_enhance, wire_vary
+from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
 from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
@@ -39,7 +40,7 @@ class ImageToImageTab:
 def input_image(elem_id: str, label: str, max_side: int) -> gr.Image:
     return readable(
         gr.Image(
-            label=label,
+            label=tr(label),
             type="filepath",  # the uploaded file itself, so a PNG's parameters stay readable
             image_mode=None,
             format="png",
@@ -65,29 +66,29 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             # The prompt first: every mode's main button comes after what it will use.
             prompt = prompt_box("img2img", "Optional: what the image should become")
             with gr.Tabs():
-                with gr.Tab("Re-imagine", id="reimagine"):
+                with gr.Tab(tr("Re-imagine"), id="reimagine"):
                     image = input_image("img2img-image", "Input image", max_side)
                     strength = slider(
                         ImageToImageRequest,
                         "strength",
                         step=0.05,
-                        label="Strength",
-                        info="How far to move from the input: 0 keeps it, 1 ignores it",
+                        label=tr("Strength"),
+                        info=tr("How far to move from the input: 0 keeps it, 1 ignores it"),
                         elem_id="img2img-strength",
                     )
-                    generate = gr.Button("Generate", variant="primary", elem_id="img2img-generate")
+                    generate = gr.Button(tr("Generate"), variant="primary", elem_id="img2img-generate")
                     with gr.Row():
                         variation = gr.Radio(
                             choices=list(presets.variations),
                             value=next(iter(presets.variations)),
-                            label="Variation",
+                            label=tr("Variation"),
                             scale=2,
                         )
-                        vary = gr.Button("Vary this image", elem_id="img2img-vary", scale=1)
-                with gr.Tab("Inpaint", id="inpaint"):
+                        vary = gr.Button(tr("Vary this image"), elem_id="img2img-vary", scale=1)
+                with gr.Tab(tr("Inpaint"), id="inpaint"):
                     editor = readable(
                         gr.ImageEditor(
-                            label="Paint over what to repaint",
+                            label=tr("Paint over what to repaint"),
                             type="pil",
                             image_mode="RGB",
                             sources=["upload", "clipboard"],
@@ -101,21 +102,21 @@ def create_tab(studio: Studio) -> ImageToImageTab:
                         max_side,
                     )
                     with gr.Row():
-                        inpaint_strength = slider(InpaintRequest, "strength", step=0.05, label="Strength")
-                        mask_blur = slider(InpaintRequest, "mask_blur", label="Soft edge (px)")
-                    inpaint = gr.Button("Repaint region", variant="primary", elem_id="inpaint-generate")
-                with gr.Tab("Zoom out / Pan", id="outpaint"):
+                        inpaint_strength = slider(InpaintRequest, "strength", step=0.05, label=tr("Strength"))
+                        mask_blur = slider(InpaintRequest, "mask_blur", label=tr("Soft edge (px)"))
+                    inpaint = gr.Button(tr("Repaint region"), variant="primary", elem_id="inpaint-generate")
+                with gr.Tab(tr("Zoom out / Pan"), id="outpaint"):
                     outpaint_image = input_image("outpaint-image", "Image to extend", max_side)
                     direction = gr.Radio(
                         choices=[(label, name) for name, label in DIRECTION_LABELS.items()],
                         value=OutpaintRequest.default("direction"),
-                        label="Extend",
+                        label=tr("Extend"),
                         elem_id="outpaint-direction",
                     )
-                    extend = gr.Button("Extend canvas", variant="primary", elem_id="outpaint-generate")
+                    extend = gr.Button(tr("Extend canvas"), variant="primary", elem_id="outpaint-generate")
             with gr.Row():
-                reroll = gr.Button("Reroll", elem_id="img2img-reroll", min_width=0)
-                stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop", min_width=0)
+                reroll = gr.Button(tr("Reroll"), elem_id="img2img-reroll", min_width=0)
+                stop = gr.Button(tr("Stop"), variant="stop", elem_id="img2img-stop", min_width=0)
             controls = prompt_settings("img2img", prompt, studio, loras=pipelines["img2img"].loras)
         with gr.Column(scale=3, min_width=360):
             results = ResultPanel("img2img", studio, reroll=reroll)
@@ -153,7 +154,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
 
     def vary_image(values: dict, request: gr.Request, progress: gr.Progress):
         if not values["image"]:
-            raise gr.Error("Add an image to vary first.", print_exception=False)
+            raise gr.Error(say("Add an image to vary first."), print_exception=False)
         with user_errors():
             strength = presets.variation(values["variation"]).strength
             chosen = variation_request(open_image(values["image"]), strength, prompt=values["prompt"] or "")

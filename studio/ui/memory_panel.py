@@ -8,6 +8,7 @@ import gradio as gr
 
 from studio.core.cache import ModelCache
 from studio.ui.common import INSTANT_EVENT
+from studio.ui.i18n import tr
 
 MIB = 1024**2
 
@@ -38,7 +39,7 @@ def table(report: dict[str, Any]) -> list[list[str]]:
 
 
 def create_panel(cache: ModelCache) -> None:
-    with gr.Accordion("Memory", open=False, elem_id="memory-panel") as panel:
+    with gr.Accordion(tr("Memory"), open=False, elem_id="memory-panel") as panel:
         overview = gr.Markdown(elem_id="memory-summary")
         models = gr.Dataframe(
             headers=["Model", "Where", "Size", "In use"],
@@ -47,9 +48,9 @@ def create_panel(cache: ModelCache) -> None:
             elem_id="memory-models",
         )
         with gr.Row():
-            refresh = gr.Button("Refresh", size="sm", elem_id="memory-refresh")
-            free = gr.Button("Free memory", size="sm", variant="stop", elem_id="memory-free")
-        details = gr.JSON(label="Details", visible=False)
+            refresh = gr.Button(tr("Refresh"), size="sm", elem_id="memory-refresh")
+            free = gr.Button(tr("Free memory"), size="sm", variant="stop", elem_id="memory-free")
+        details = gr.JSON(label=tr("Details"), visible=False)
 
     def memory() -> dict[str, Any]:
         """What the model cache holds: each model with where it lives (GPU or RAM), its size in bytes and

@@ -18,6 +18,7 @@ from studio.core.cache import ModelCache
 from studio.core.errors import ModelUnavailable, StudioError
 from studio.core.models import hub_reachable, resolve_model
 from studio.core.presets import Presets
+from studio.ui.i18n import say
 
 log = logging.getLogger("studio")
 
@@ -67,6 +68,6 @@ class ModelCheck:
         timer = gr.Timer(1.0)
 
         def follow():
-            return self.message, gr.Timer(active=not self.done.is_set())
+            return say(self.message), gr.Timer(active=not self.done.is_set())
 
         timer.tick(follow, None, [line, timer], concurrency_limit=None, api_visibility="private")

@@ -11,6 +11,7 @@ from studio.core.metadata import GenerationParameters, read_parameters
 from studio.core.peer_metadata import describe_peer_parameters
 from studio.ui.common import readable, scrub_paths
 from studio.ui.context import Studio, TabInfo
+from studio.ui.i18n import say, tr
 from studio.ui.send_to import Sent
 from studio.ui.status_line import StatusLine
 
@@ -35,7 +36,8 @@ def png_parameters(path: str | None) -> dict:
         carried = read_parameters(path)
     except OSError as error:
         raise gr.Error(
-            scrub_paths(f"{Path(path).name} could not be read as an image ({error})."), print_exception=False
+            say(scrub_paths(f"{Path(path).name} could not be read as an image ({error}).")),
+            print_exception=False,
         ) from error
     if carried is None:
         return {}
@@ -47,7 +49,7 @@ def create_tab(studio: Studio) -> PngInfoTab:
         with gr.Column(scale=2):
             image = readable(
                 gr.Image(
-                    label="Drop an image (PNG, JPEG or WebP) made by this studio or another",
+                    label=tr("Drop an image (PNG, JPEG or WebP) made by this studio or another"),
                     type="filepath",
                     image_mode=None,  # the uploaded file itself: a converted copy would lose its text chunks
                     sources=["upload", "clipboard"],
@@ -57,13 +59,13 @@ def create_tab(studio: Studio) -> PngInfoTab:
             )
         with gr.Column(scale=3):
             text = gr.Textbox(
-                label="Parameters", lines=8, interactive=False, buttons=["copy"], elem_id="png-info-text"
+                label=tr("Parameters"), lines=8, interactive=False, buttons=["copy"], elem_id="png-info-text"
             )
             note = StatusLine(elem_id="png-info-note")
-            parameters = gr.JSON(label="As fields", elem_id="png-info-parameters")
+            parameters = gr.JSON(label=tr("As fields"), elem_id="png-info-parameters")
             with gr.Row():
-                send_to_txt2img = gr.Button("Send to Text to Image", elem_id="png-info-send-txt2img")
-                send_to_img2img = gr.Button("Send to Image to Image", elem_id="png-info-send-img2img")
+                send_to_txt2img = gr.Button(tr("Send to Text to Image"), elem_id="png-info-send-txt2img")
+                send_to_img2img = gr.Button(tr("Send to Image to Image"), elem_id="png-info-send-img2img")
 
     def png_info(image: str | None):
         """The generation parameters an image carries, as text and as fields; empty when it carries none.
@@ -84,14 +86,14 @@ def create_tab(studio: Studio) -> PngInfoTab:
 
     def parameters_to_send(path: str | None, fields: dict | None) -> Sent | None:
         if not fields:
-            gr.Warning("Drop a PNG that carries parameters first: this tab has none to send.")
+            gr.Warning(say("Drop a PNG that carries parameters first: this tab has none to send."))
             return None
         return Sent.of(path, fields)
 
     def image_to_send(path: str | None, fields: dict | None) -> Sent | None:
         """Any picture can be re-imagined: a plain photo goes with an empty prompt."""
         if not path:
-            gr.Warning("Drop an image first.")
+            gr.Warning(say("Drop an image first."))
             return None
         return Sent.of(path, fields or {})
 

@@ -24,6 +24,7 @@ from studio.core.downloads import downloads_reported_to, preparation_reported_to
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.requests import Request, parse_request
 from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors, visitor_of
+from studio.ui.i18n import say, say_phrases
 
 
 class Pipeline(Protocol):
@@ -77,10 +78,10 @@ class Run:
 
     def stopped_message(self) -> str:
         if self.total == 1:
-            return (
+            return say(
                 "Stopped: the image was finished." if self.made else "Stopped before the image was finished."
             )
-        return f"Stopped after {self.made} of {self.total} images."
+        return say(f"Stopped after {self.made} of {self.total} images.")
 
 
 class Runs:
@@ -158,17 +159,17 @@ class JobRunner:
         with user_errors():
             readings = [read_prompt_parameters(pipeline, values) for values in job.requests()]
             for note in dict.fromkeys(note for _, notes in readings for note in notes):
-                gr.Warning(note[0].upper() + note[1:] + ".")
+                gr.Warning(say_phrases([note]))
             requests = [parse_request(pipeline.request_type, values) for values, _ in readings]
             for parsed in requests:
                 self.check_limits(parsed)
             self.rate_limit.check(visitor_of(request))
             session = session_of(request)
             run = self.runs.begin(session, total=sum(getattr(parsed, "num_images", 1) for parsed in requests))
-            progress(0, desc="Preparing the model…")
+            progress(0, desc=say("Preparing the model…"))
             try:
                 for position, parsed in enumerate(requests, start=1):
-                    where = f"Prompt {position} of {len(requests)} · " if len(requests) > 1 else ""
+                    where = say(f"Prompt {position} of {len(requests)}") + " · " if len(requests) > 1 else ""
                     if run.stop.is_set():
                         raise RunCancelled()
                     for result in self._results(job.task, pipeline, parsed, run, progress, where):
@@ -183,14 +184,14 @@ class JobRunner:
         self, task: str, pipeline: Pipeline, parsed: Request, run: Run, progress: gr.Progress, where: str
     ) -> Iterator[Any]:
         if self.gpu_runner is not None:
-            progress(0, desc=f"{where}Waiting for a GPU…")
+            progress(0, desc=where + say("Waiting for a GPU…"))
             return iter(self.gpu_runner(task, parsed))
 
         def results(preview: Callable[[PreviewImage], None]) -> Iterator[Any]:
             options = {"preview": preview} if shows_previews(pipeline) else {}
             return pipeline.generate(
                 parsed,
-                progress=gradio_progress(progress, f"{where}Denoising"),
+                progress=gradio_progress(progress, "Denoising", where),
                 is_cancelled=run.stop.is_set,
                 **options,
             )
@@ -240,12 +241,16 @@ def in_worker(
 
     def show(done: int, total: int) -> None:
         progress(
-            done / total if total else None, desc=f"Downloading the model: {_size(done)} of {_size(total)}"
+            done / total if total else None,
+            desc=say(f"Downloading the model: {_size(done)} of {_size(total)}"),
         )
 
     def work() -> None:
         try:
-            with downloads_reported_to(show), preparation_reported_to(lambda text: progress(None, desc=text)):
+            with (
+                downloads_reported_to(show),
+                preparation_reported_to(lambda text: progress(None, desc=say(text))),
+            ):
                 stream = results(events.put)
                 try:
                     while wanted.acquire() and not closed.is_set():

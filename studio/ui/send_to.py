@@ -19,6 +19,7 @@ import gradio as gr
 from pipelines.prompt_parameters import parse_prompt_parameters
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT
+from studio.ui.i18n import tr
 from studio.ui.widgets import ResultPanel, selected_result
 
 
@@ -149,7 +150,7 @@ class SendTo:
 
         buttons = {}
         for tab_id, label in self.image_targets.items():
-            buttons[tab_id] = gr.Button(f"Send to {label}", size="sm", elem_id=f"{prefix}-send-{tab_id}")
+            buttons[tab_id] = gr.Button(tr(f"Send to {label}"), size="sm", elem_id=f"{prefix}-send-{tab_id}")
             self.send(buttons[tab_id], tab_id, panel.selection, sent)
         return buttons
 

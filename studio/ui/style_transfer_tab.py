@@ -21,6 +21,7 @@ from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image
+from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
 
@@ -54,7 +55,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
             with gr.Row():
                 image = readable(
                     gr.Image(
-                        label="Content image",
+                        label=tr("Content image"),
                         type="filepath",
                         image_mode=None,
                         format="png",
@@ -66,7 +67,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                 )
                 style_image = readable(
                     gr.Image(
-                        label="Style image (any painting)",
+                        label=tr("Style image (any painting)"),
                         type="pil",
                         image_mode="RGB",
                         sources=["upload", "clipboard"],
@@ -75,15 +76,15 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                     ),
                     max_side,
                 )
-            mode = gr.Radio(choices=MODES, value="instant", label="Mode", elem_id="style-mode")
+            mode = gr.Radio(choices=MODES, value="instant", label=tr("Mode"), elem_id="style-mode")
 
             with gr.Group(visible=True) as instant_controls:
                 style_source = gr.Radio(
-                    choices=STYLE_SOURCES, value="builtin", label="Style from", elem_id="style-source"
+                    choices=STYLE_SOURCES, value="builtin", label=tr("Style from"), elem_id="style-source"
                 )
                 previews = gr.Gallery(
                     value=[(str(path), name) for name, path in neural_styles],
-                    label="Built-in styles: click to add one (up to three)",
+                    label=tr("Built-in styles: click to add one (up to three)"),
                     columns=4,
                     height=360,
                     allow_preview=False,
@@ -97,7 +98,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                     value=style_names[:1],
                     multiselect=True,
                     max_choices=MAX_MIXED_STYLES,
-                    label="Styles to mix",
+                    label=tr("Styles to mix"),
                     elem_id="style-neural-styles",
                 )
                 with gr.Column():  # stacked: a style's name fits on its slider's label line
@@ -107,7 +108,7 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                             1,
                             value=InstantStyleRequest.default("style_weights")[0],
                             step=0.05,
-                            label=f"Weight of style {n + 1}",
+                            label=tr(f"Weight of style {n + 1}"),
                             visible=n == 0,
                             elem_id=f"style-weight-{n + 1}",
                         )
@@ -118,59 +119,59 @@ def create_tab(studio: Studio) -> StyleTransferTab:
                         InstantStyleRequest,
                         "strength",
                         step=0.05,
-                        label="Strength",
-                        info="0 keeps the photo, 1 is the full style",
+                        label=tr("Strength"),
+                        info=tr("0 keeps the photo, 1 is the full style"),
                         elem_id="style-strength",
                     )
                     working_size = slider(
                         InstantStyleRequest,
                         "working_size",
                         step=64,
-                        label="Working size",
-                        info="Larger: finer brush strokes; the result keeps the photo's size",
+                        label=tr("Working size"),
+                        info=tr("Larger: finer brush strokes; the result keeps the photo's size"),
                     )
-                preserve_colors = gr.Checkbox(label="Keep the photo's colours", value=False)
+                preserve_colors = gr.Checkbox(label=tr("Keep the photo's colours"), value=False)
 
             with gr.Group(visible=False) as diffusion_controls:
                 with gr.Row():
                     structure = gr.Dropdown(
                         choices=[(label, name) for name, label in STRUCTURES.items()],
                         value=DiffusionStyleRequest.default("structure"),
-                        label="Structure held by",
+                        label=tr("Structure held by"),
                         elem_id="style-structure",
                     )
                     structure_strength = slider(
-                        DiffusionStyleRequest, "structure_strength", step=0.05, label="Structure strength"
+                        DiffusionStyleRequest, "structure_strength", step=0.05, label=tr("Structure strength")
                     )
                 with gr.Row():
                     style_strength = slider(
                         DiffusionStyleRequest,
                         "style_strength",
                         step=0.05,
-                        label="Style image strength",
-                        info="How strongly the style image's look is applied (IP-Adapter)",
+                        label=tr("Style image strength"),
+                        info=tr("How strongly the style image's look is applied (IP-Adapter)"),
                     )
                     denoising_strength = slider(
                         DiffusionStyleRequest,
                         "denoising_strength",
                         step=0.05,
-                        label="Denoising strength",
-                        info="Lower keeps more of the content's colours",
+                        label=tr("Denoising strength"),
+                        info=tr("Lower keeps more of the content's colours"),
                     )
-                with gr.Accordion("Edge thresholds (Canny)", open=False), gr.Row():
-                    canny_low = slider(DiffusionStyleRequest, "canny_low", label="Low")
-                    canny_high = slider(DiffusionStyleRequest, "canny_high", label="High")
+                with gr.Accordion(tr("Edge thresholds (Canny)"), open=False), gr.Row():
+                    canny_low = slider(DiffusionStyleRequest, "canny_low", label=tr("Low"))
+                    canny_high = slider(DiffusionStyleRequest, "canny_high", label=tr("High"))
                 prompt = prompt_box("style", "Optional: describe the style, e.g. 'ukiyo-e woodblock print'")
                 controls = prompt_settings("style", prompt, studio, loras=diffusion_style.loras)
 
             with gr.Row():
-                generate = gr.Button("Apply style", variant="primary", elem_id="style-generate", scale=2)
-                stop = gr.Button("Stop", variant="stop", elem_id="style-stop", scale=1)
+                generate = gr.Button(tr("Apply style"), variant="primary", elem_id="style-generate", scale=2)
+                stop = gr.Button(tr("Stop"), variant="stop", elem_id="style-stop", scale=1)
         with gr.Column(scale=3, min_width=360):
             results = ResultPanel("style", studio)
             actions = create_grid_actions("style", studio, results, controls, vary=False)
             structure_map = gr.Image(
-                label="Structure map (what the ControlNet follows)",
+                label=tr("Structure map (what the ControlNet follows)"),
                 type="pil",
                 format="png",
                 interactive=False,
@@ -183,14 +184,14 @@ def create_tab(studio: Studio) -> StyleTransferTab:
         for name, choices in (("mode", MODES), ("style_source", STYLE_SOURCES)):
             if values[name] not in [value for _, value in choices]:
                 known = " or ".join(f'"{value}"' for _, value in choices)
-                raise gr.Error(f"{name} must be {known} (got {values[name]!r}).", print_exception=False)
+                raise gr.Error(say(f"{name} must be {known} (got {values[name]!r})."), print_exception=False)
         content = open_image(values["image"]) if values["image"] else None
         if values["mode"] == "instant":
             chosen = list(values["neural_styles"] or [])
             weights = [values[f"weight_{n + 1}"] for n in range(MAX_MIXED_STYLES)]
             by_image = values["style_source"] == "image"
             if by_image and values["style_image"] is None:
-                raise gr.Error("Add a style image, or choose built-in styles.", print_exception=False)
+                raise gr.Error(say("Add a style image, or choose built-in styles."), print_exception=False)
             job = Job(
                 "style_instant",
                 present(
@@ -297,7 +298,9 @@ def create_tab(studio: Studio) -> StyleTransferTab:
     def label_weights(chosen: list[str] | None):
         chosen = list(chosen or [])
         return [
-            gr.Slider(visible=n < len(chosen), label=f"Weight of {chosen[n]}" if n < len(chosen) else None)
+            gr.Slider(
+                visible=n < len(chosen), label=say(f"Weight of {chosen[n]}") if n < len(chosen) else None
+            )
             for n in range(MAX_MIXED_STYLES)
         ]
 
@@ -307,7 +310,9 @@ def create_tab(studio: Studio) -> StyleTransferTab:
         chosen = list(chosen or [])
         picked = style_names[event.index]
         if picked not in chosen and len(chosen) >= MAX_MIXED_STYLES:
-            gr.Warning(f"Up to {MAX_MIXED_STYLES} styles mix: remove one from Styles to mix to add {picked}.")
+            gr.Warning(
+                say(f"Up to {MAX_MIXED_STYLES} styles mix: remove one from Styles to mix to add {picked}.")
+            )
             return gr.skip(), "builtin"
         return (chosen if picked in chosen else [*chosen, picked]), "builtin"
 

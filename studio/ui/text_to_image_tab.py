@@ -16,6 +16,7 @@ from studio.ui.common import INSTANT_EVENT
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_enhance, wire_vary
+from studio.ui.i18n import say, say_phrases, tr
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
 from studio.ui.widgets import PromptControls, ResultPanel, gallery_path, prompt_box, prompt_settings
@@ -40,20 +41,20 @@ def create_tab(studio: Studio) -> TextToImageTab:
             prompt = prompt_box("txt2img", "A lighthouse on a cliff at dawn, waves crashing…")
             batch = gr.Checkbox(
                 value=False,
-                label="One prompt per line: a run for each, in turn",
+                label=tr("One prompt per line: a run for each, in turn"),
                 elem_id="txt2img-batch",
                 container=False,
             )
             with gr.Row():  # one row: min_width 0, or Gradio wraps Stop onto a line of its own
                 generate = gr.Button(
-                    "Generate", variant="primary", elem_id="txt2img-generate", scale=2, min_width=0
+                    tr("Generate"), variant="primary", elem_id="txt2img-generate", scale=2, min_width=0
                 )
-                reroll = gr.Button("Reroll", elem_id="txt2img-reroll", scale=1, min_width=0)
-                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop", scale=1, min_width=0)
+                reroll = gr.Button(tr("Reroll"), elem_id="txt2img-reroll", scale=1, min_width=0)
+                stop = gr.Button(tr("Stop"), variant="stop", elem_id="txt2img-stop", scale=1, min_width=0)
             aspect_ratio = gr.Radio(
                 choices=list(presets.aspect_ratios),
                 value=TextToImageRequest.default("aspect_ratio"),
-                label="Aspect ratio",
+                label=tr("Aspect ratio"),
                 elem_id="txt2img-aspect-ratio",
             )
             controls = prompt_settings("txt2img", prompt, studio, loras=pipeline.loras)
@@ -117,7 +118,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
         if sent.model and not known_model:
             notes.append(f"its model {sent.model} is not on this studio, so the current one stays")
         if notes:
-            gr.Info(f"From {sent.generator or 'the image'}: " + "; ".join(notes) + ".")
+            gr.Info(say(f"From {sent.generator or 'the image'}:") + " " + say_phrases(notes))
         has_size = sent.width and sent.height
         return (
             sent.prompt,

@@ -12,6 +12,7 @@ from studio.ui.common import GPU_EVENT, readable, slider
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import open_image
+from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.status_line import StatusLine
 from studio.ui.widgets import PromptControls, prompt_box, prompt_settings
@@ -36,7 +37,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
         with gr.Column(scale=2, min_width=320):
             image = readable(
                 gr.Image(
-                    label="Image to enlarge",
+                    label=tr("Image to enlarge"),
                     type="filepath",
                     image_mode=None,  # the uploaded file itself, so its parameters carry over
                     format="png",
@@ -50,66 +51,72 @@ def create_tab(studio: Studio) -> UpscaleTab:
                 choices=upscaler_names,
                 value=default_upscaler if default_upscaler in upscaler_names else upscaler_names[-1],
                 allow_custom_value=True,  # weights added to the folder later work without a restart
-                label="Upscaler",
-                info="x4plus for photos, anime models for drawings; .pth names download official weights "
-                "on first use; your own weights go in the upscalers folder",
+                label=tr("Upscaler"),
+                info=tr(
+                    "x4plus for photos, anime models for drawings; .pth names download official weights "
+                    "on first use; your own weights go in the upscalers folder"
+                ),
                 elem_id="upscale-upscaler",
             )
             with gr.Row():
                 scale = gr.Radio(
                     choices=[2, 3, 4, 8],
                     value=UpscaleRequest.default("scale"),
-                    label="Scale",
+                    label=tr("Scale"),
                     elem_id="upscale-scale",
                 )
                 mode = gr.Radio(
                     choices=[("Fast", "fast"), ("Creative (adds detail)", "creative")],
                     value=UpscaleRequest.default("mode"),
-                    label="Mode",
+                    label=tr("Mode"),
                     elem_id="upscale-mode",
                 )
-            with gr.Accordion("Exact size and tiles", open=False):
+            with gr.Accordion(tr("Exact size and tiles"), open=False):
                 with gr.Row():
                     target_width = gr.Number(
                         value=UpscaleRequest.default("target_width"),
                         precision=0,
-                        label="Width (0: from scale)",
+                        label=tr("Width (0: from scale)"),
                         minimum=0,
                     )
                     target_height = gr.Number(
                         value=UpscaleRequest.default("target_height"),
                         precision=0,
-                        label="Height (0: from scale)",
+                        label=tr("Height (0: from scale)"),
                         minimum=0,
                     )
                 tile_size = slider(
                     UpscaleRequest,
                     "tile_size",
                     step=32,
-                    label="Tile size",
-                    info="Smaller tiles use less memory; the result is the same",
+                    label=tr("Tile size"),
+                    info=tr("Smaller tiles use less memory; the result is the same"),
                 )
             with gr.Row():
-                upscale = gr.Button("Upscale", variant="primary", elem_id="upscale-generate", scale=2)
-                stop = gr.Button("Stop", variant="stop", elem_id="upscale-stop", scale=1)
-            with gr.Accordion("Creative pass", open=False):
+                upscale = gr.Button(tr("Upscale"), variant="primary", elem_id="upscale-generate", scale=2)
+                stop = gr.Button(tr("Stop"), variant="stop", elem_id="upscale-stop", scale=1)
+            with gr.Accordion(tr("Creative pass"), open=False):
                 creative_strength = slider(
                     UpscaleRequest,
                     "creative_strength",
                     step=0.05,
-                    label="Detail strength",
-                    info="How much the diffusion pass may change: 0.2-0.4 adds detail, more repaints",
+                    label=tr("Detail strength"),
+                    info=tr("How much the diffusion pass may change: 0.2-0.4 adds detail, more repaints"),
                 )
                 prompt = prompt_box("upscale", "Optional: describe the image to guide the added detail")
                 controls = prompt_settings("upscale", prompt, studio, image_count=False)
         with gr.Column(scale=3, min_width=360):
             comparison = gr.ImageSlider(
-                label="Before / after", type="filepath", format="png", height=520, elem_id="upscale-slider"
+                label=tr("Before / after"),
+                type="filepath",
+                format="png",
+                height=520,
+                elem_id="upscale-slider",
             )
-            result_file = gr.File(label="Result (lossless PNG with parameters)", elem_id="upscale-file")
+            result_file = gr.File(label=tr("Result (lossless PNG with parameters)"), elem_id="upscale-file")
             status = StatusLine(elem_id="upscale-status", elem_classes=["grid-status"])
             parameters_text = gr.Textbox(
-                label="Parameters", lines=3, interactive=False, elem_id="upscale-parameters"
+                label=tr("Parameters"), lines=3, interactive=False, elem_id="upscale-parameters"
             )
 
     def upscale_image(values: dict, request: gr.Request, progress: gr.Progress):
@@ -124,7 +131,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
             owner = studio.viewer(request).owner
             saved = str(studio.history.save(finished.image, finished.parameters, owner))
         except ResultNotSaved as error:  # shown all the same, from memory
-            gr.Warning(str(error))
+            gr.Warning(say(str(error)))
             return (path, finished.image), None, finished.parameters.to_text(), f"⚠️ {error}"
         return (path, saved), saved, finished.parameters.to_text(), ""
 

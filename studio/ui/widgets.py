@@ -16,6 +16,7 @@ from studio.core.metadata import GenerationParameters
 from studio.core.presets import Presets
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider, user_errors
 from studio.ui.endpoints import Parameter, control, field
+from studio.ui.i18n import say, say_phrases, tr
 from studio.ui.runner import Job
 from studio.ui.status_line import StatusLine
 
@@ -170,7 +171,7 @@ class PromptControls:
             with user_errors():
                 moved, notes = pipeline.read_prompt_parameters(typed, keep_unhonoured=True, settable=names)
             for note in notes:
-                gr.Info(note[0].upper() + note[1:] + ".")
+                gr.Info(say_phrases([note]))
             # A text box someone may still be typing in is left alone when unchanged; any other control
             # gets its value back, since an update (even a skip) rebuilds it without `checked_by_request`.
             return tuple(
@@ -187,8 +188,8 @@ class PromptControls:
 def prompt_box(prefix: str, placeholder: str) -> gr.Textbox:
     return gr.Textbox(
         value="",
-        label="Prompt",
-        placeholder=placeholder,
+        label=tr("Prompt"),
+        placeholder=tr(placeholder),
         lines=3,
         max_length=MAX_PROMPT_CHARS,
         elem_id=f"{prefix}-prompt",
@@ -204,8 +205,8 @@ def prompt_settings(
     defaults = presets.defaults_for(default_model)
     negative_prompt = gr.Textbox(
         value="",
-        label="Negative prompt",
-        placeholder="What to keep out of the image",
+        label=tr("Negative prompt"),
+        placeholder=tr("What to keep out of the image"),
         lines=1,
         max_length=MAX_PROMPT_CHARS,
         elem_id=f"{prefix}-negative",
@@ -214,8 +215,8 @@ def prompt_settings(
         choices=list(presets.styles),
         value=[],
         multiselect=True,
-        label="Styles",
-        info="Stack several: each wraps the prompt of the one before.",
+        label=tr("Styles"),
+        info=tr("Stack several: each wraps the prompt of the one before."),
         elem_id=f"{prefix}-styles",
     )
     with gr.Row():
@@ -223,56 +224,56 @@ def prompt_settings(
             choices=model_choices(presets, default_model),
             value=default_model,
             allow_custom_value=True,
-            label="Model",
-            info="A preset, or type a hub id, a local folder or a .safetensors path.",
+            label=tr("Model"),
+            info=tr("A preset, or type a hub id, a local folder or a .safetensors path."),
             scale=2,
             elem_id=f"{prefix}-model",
         )
         num_images = slider(
             DiffusionRequest,
             "num_images",
-            label="Images",
+            label=tr("Images"),
             scale=1,
             elem_id=f"{prefix}-num-images",
             visible=image_count,
             maximum=studio.settings.max_images,
         )
-    with gr.Accordion("Advanced", open=False) as advanced:
+    with gr.Accordion(tr("Advanced"), open=False) as advanced:
         with gr.Row():
             seed = gr.Number(
                 value=DiffusionRequest.default("seed"),
                 precision=0,
-                label="Seed",
-                info="-1 picks a new random seed each run",
+                label=tr("Seed"),
+                info=tr("-1 picks a new random seed each run"),
                 minimum=-1,
                 maximum=DiffusionRequest.bounds("seed")[1],
                 elem_id=f"{prefix}-seed",
             )
             random_seed = gr.Button(
-                "Random seed",
+                tr("Random seed"),
                 scale=0,
                 min_width=150,
                 elem_id=f"{prefix}-random-seed",
                 elem_classes=["one-line"],
             )
         steps = slider(
-            DiffusionRequest, "steps", value=defaults.steps, label="Steps", elem_id=f"{prefix}-steps"
+            DiffusionRequest, "steps", value=defaults.steps, label=tr("Steps"), elem_id=f"{prefix}-steps"
         )
         guidance_scale = slider(
             DiffusionRequest,
             "guidance_scale",
             step=0.5,
             value=defaults.guidance_scale,
-            label="Guidance (CFG scale)",
-            info="0 for turbo models; 5-8 for regular ones",
+            label=tr("Guidance (CFG scale)"),
+            info=tr("0 for turbo models; 5-8 for regular ones"),
         )
-        sampler = gr.Dropdown(choices=list(presets.samplers), value=defaults.sampler, label="Sampler")
+        sampler = gr.Dropdown(choices=list(presets.samplers), value=defaults.sampler, label=tr("Sampler"))
         stylize = slider(
             DiffusionRequest,
             "stylize",
             step=10,
-            label="Stylize",
-            info="How much the styles' own words weigh: 0 barely, 100 as written, 1000 the most",
+            label=tr("Stylize"),
+            info=tr("How much the styles' own words weigh: 0 barely, 100 as written, 1000 the most"),
             elem_id=f"{prefix}-stylize",
         )
         chaos = tile = lora_box = previews = decoder = None
@@ -280,37 +281,42 @@ def prompt_settings(
             chaos = slider(
                 GenerationRequest,
                 "chaos",
-                label="Variety (chaos)",
-                info="0: the images of a grid differ by seed alone; higher: in guidance, word order, style",
+                label=tr("Variety (chaos)"),
+                info=tr(
+                    "0: the images of a grid differ by seed alone; higher: in guidance, word order, style"
+                ),
                 elem_id=f"{prefix}-chaos",
             )
             tile = gr.Checkbox(
                 value=GenerationRequest.default("tile"),
-                label="Tile: a seamless image that repeats (textures, wallpapers)",
+                label=tr("Tile: a seamless image that repeats (textures, wallpapers)"),
                 elem_id=f"{prefix}-tile",
             )
-            found = ", ".join(loras.names()) or "none yet (put .safetensors files in the LoRA folder)"
+            how = "name or name:weight, comma separated, or <lora:name:0.8> in the prompt. Found:"
+            # The page translates the words; the names found are file names and stay as they are.
+            found = ", ".join(loras.names())
             lora_box = gr.Textbox(
                 value="",
-                label="LoRAs",
-                placeholder="detail:0.8, paper-cut",
-                info="name or name:weight, comma separated, or <lora:name:0.8> in the prompt. "
-                f"Found: {found}",
+                label=tr("LoRAs"),
+                placeholder=tr("detail:0.8, paper-cut"),
+                info=f"{tr(how)} {found}"
+                if found
+                else tr(f"{how} none yet (put .safetensors files in the LoRA folder)"),
                 elem_id=f"{prefix}-loras",
             )
             with gr.Row():
                 previews = gr.Radio(
                     choices=[("Off", "off"), ("Approximate", "approximate"), ("TAESD", "taesd")],
                     value=GenerationRequest.default("previews"),
-                    label="Live previews",
-                    info="TAESD where its weights are here, else a quick approximation",
+                    label=tr("Live previews"),
+                    info=tr("TAESD where its weights are here, else a quick approximation"),
                     elem_id=f"{prefix}-previews",
                 )
                 decoder = gr.Radio(
                     choices=[("Auto", "auto"), ("Fast (TAESD)", "fast"), ("Full (VAE)", "full")],
                     value=GenerationRequest.default("decoder"),
-                    label="Decoder",
-                    info="Auto: Fast on a CPU, Full on a GPU. Enhance redoes an image with Full.",
+                    label=tr("Decoder"),
+                    info=tr("Auto: Fast on a CPU, Full on a GPU. Enhance redoes an image with Full."),
                     elem_id=f"{prefix}-decoder",
                 )
 
@@ -350,7 +356,7 @@ class ResultPanel:
         self.studio = studio
         self.reroll = reroll
         self.gallery = gr.Gallery(
-            label="Results",
+            label=tr("Results"),
             format="png",
             columns=2,
             object_fit="contain",
@@ -361,16 +367,16 @@ class ResultPanel:
         )
         self.status = StatusLine(elem_id=f"{prefix}-status", elem_classes=["grid-status"])
         self.selected_parameters = gr.Textbox(
-            label="Selected image",
+            label=tr("Selected image"),
             lines=4,
             interactive=False,
             buttons=["copy"],
-            placeholder="Click an image to see how it was made.",
+            placeholder=tr("Click an image to see how it was made."),
             elem_id=f"{prefix}-selected",
         )
         self.selected_index = gr.State(None)
         self.tiled = gr.Image(
-            label="Tiled 3×3: a seamless image shows no seams",
+            label=tr("Tiled 3×3: a seamless image shows no seams"),
             type="pil",
             format="png",
             interactive=False,
@@ -378,8 +384,8 @@ class ResultPanel:
             height=420,
             elem_id=f"{prefix}-tiled",
         )
-        with gr.Accordion("All parameters (JSON)", open=False):
-            self.parameters = gr.JSON(label="Parameters of each image", elem_id=f"{prefix}-parameters")
+        with gr.Accordion(tr("All parameters (JSON)"), open=False):
+            self.parameters = gr.JSON(label=tr("Parameters of each image"), elem_id=f"{prefix}-parameters")
         self.job = gr.State(None)  # the last run's Job, for Reroll
 
         def show_selected(gallery_value: list | None, params: list[dict] | None, event: gr.SelectData):
@@ -411,11 +417,11 @@ class ResultPanel:
         def shown() -> tuple:
             values = [gallery_items(saved), [p.to_dict() for _, p in saved], job]
             if self.reroll:
-                values.append(gr.Button(value=f"Reroll ({job.action})" if job.action else "Reroll"))
-            return (*values, f"⚠️ {not_saved}" if not_saved else "")
+                values.append(gr.Button(value=say(f"Reroll ({job.action})" if job.action else "Reroll")))
+            return (*values, f"⚠️ {say(not_saved)}" if not_saved else "")
 
         def previewing(preview: PreviewImage) -> tuple:
-            caption = f"#{len(saved) + 1} · step {preview.step} of {preview.steps}"
+            caption = f"#{len(saved) + 1} · " + say(f"step {preview.step} of {preview.steps}")
             gallery = [*gallery_items(saved), (preview.image, caption)]
             return (gallery, [p.to_dict() for _, p in saved], *[gr.skip()] * (len(self.outputs) - 2))
 
@@ -433,13 +439,13 @@ class ResultPanel:
                 except ResultNotSaved as error:  # shown all the same, from memory; said once a run
                     if not_saved is None:
                         not_saved = str(error)
-                        gr.Warning(not_saved)
+                        gr.Warning(say(not_saved))
                     saved.append((result.image, result.parameters))
                 yield shown()
         except gr.Error as error:
             yield unchanged(f"⚠️ {error.message}")
             raise
-        yield shown() if saved else unchanged("Stopped before the first image was finished.")
+        yield shown() if saved else unchanged(say("Stopped before the first image was finished."))
 
     def connect(self, events: list, stop: gr.Button) -> None:
         """Reroll runs the last job again with a new seed; Stop ends every run of this grid and says how far
@@ -448,7 +454,7 @@ class ResultPanel:
 
             def reroll_last(job: Job | None, request: gr.Request, progress=gr.Progress()):
                 if not job:
-                    raise gr.Error("Nothing to reroll yet: make a grid first.", print_exception=False)
+                    raise gr.Error(say("Nothing to reroll yet: make a grid first."), print_exception=False)
                 yield from self.run(job.rerolled(), request, progress)
 
             reroll = self.reroll.click(
@@ -492,7 +498,7 @@ def selected_result(
 ) -> tuple[str, dict]:
     """The file and parameters of the selected image of a result gallery (the first when none is)."""
     if not gallery_value or not params:
-        raise gr.Error("Make an image first, then pick one in the results.", print_exception=False)
+        raise gr.Error(say("Make an image first, then pick one in the results."), print_exception=False)
     index = index if index is not None and index < len(gallery_value) else 0
     return gallery_path(gallery_value[index]), params[index]
 

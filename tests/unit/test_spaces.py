@@ -45,12 +45,12 @@ def test_cpu_users_are_told_whether_the_chosen_model_suits_them(presets):
     from studio.core.devices import resolve_device
 
     cpu = resolve_device("cpu")
-    assert "the chosen model, sd-turbo, makes an image in 1–4 steps" in app.cpu_note(cpu, presets)
+    assert "the chosen model, sd-turbo, makes an image in 1–4 steps" in " ".join(app.cpu_note(cpu, presets))
     chosen = dataclasses.replace(presets, default_model="/models/my-sdxl")
-    note = app.cpu_note(cpu, chosen)
+    note = " ".join(app.cpu_note(cpu, chosen))
     assert "the chosen model, /models/my-sdxl, may take minutes" in note and "--model sd-turbo" in note
     gpu = cpu.__class__(torch.device("cuda"), torch.float16, "sdpa")
-    assert app.cpu_note(gpu, presets) == "", "nothing to say on a GPU"
+    assert app.cpu_note(gpu, presets) == [], "nothing to say on a GPU"
 
 
 def test_readme_says_how_to_install_the_cpu_build_of_the_same_torch():
