@@ -4,6 +4,7 @@ Two chunks go into every PNG:
 - `parameters`: the layout most studios write and read (a prompt line, `Negative prompt: ...`, then
   `Steps: N, Sampler: ..., CFG scale: ..., Seed: ..., Size: WxH, Model: ...`), so other tools read our files;
 - `studio`: the same parameters as JSON, lossless, so our own files come back exactly.
+A result made with a style reference also carries `studio-style`, its embedding (studio/core/style_codes.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,19 +106,30 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False) if any(c in value for c in ',:"\n') else value
 
 
-def png_info(parameters: GenerationParameters) -> PngImagePlugin.PngInfo:
+def png_info(
+    parameters: GenerationParameters, extra_chunks: Mapping[str, str] | None = None
+) -> PngImagePlugin.PngInfo:
+    """Both parameter chunks, then `extra_chunks` (ASCII text, such as a style embedding in base64)."""
     info = PngImagePlugin.PngInfo()
     info.add_itxt(PARAMETERS_CHUNK, parameters.to_text())
     info.add_itxt(JSON_CHUNK, json.dumps(parameters.to_dict(), ensure_ascii=False))
+    for key, text in (extra_chunks or {}).items():
+        info.add_text(key, text)
     return info
 
 
 def save_png(
-    image: Image.Image, path: Path, parameters: GenerationParameters, *, exclusive: bool = True
+    image: Image.Image,
+    path: Path,
+    parameters: GenerationParameters,
+    *,
+    exclusive: bool = True,
+    extra_chunks: Mapping[str, str] | None = None,
 ) -> None:
-    """Write a lossless PNG carrying both chunks; `exclusive` refuses to replace an existing file."""
+    """Write a lossless PNG carrying both chunks (and `extra_chunks`); `exclusive` refuses to replace an
+    existing file."""
     with open(path, "xb" if exclusive else "wb") as file:
-        image.save(file, format="PNG", pnginfo=png_info(parameters))
+        image.save(file, format="PNG", pnginfo=png_info(parameters, extra_chunks))
 
 
 def read_parameters(image: Image.Image | str | Path) -> GenerationParameters | dict[str, Any] | None:

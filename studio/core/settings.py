@@ -32,6 +32,7 @@ class Settings:
     models_dir: Path = Path("models")  # model files visitors may name by path (with the two below)
     upscalers_dir: Path = Path("models/upscalers")
     loras_dir: Path = Path("models/loras")
+    styles_dir: Path | None = None  # style codes and moodboards; None: `styles` in the outputs folder
     allow_any_model_path: bool = False  # requests may name any server path even when others can reach it
     backend: str = "auto"  # "torch", or "openvino" on a CPU where the extra is installed
     openvino_dir: Path = Path("models/openvino")  # OpenVINO's converted models, one folder each
@@ -57,6 +58,11 @@ class Settings:
     def any_model_path(self) -> bool:
         """Whether requests may name model files anywhere on this machine, not only in its model folders."""
         return self.allow_any_model_path or not self.reachable_by_others
+
+    @property
+    def styles_folder(self) -> Path:
+        """Where style codes are saved: `styles_dir`, or beside the results they were made for."""
+        return self.styles_dir if self.styles_dir is not None else self.outputs / "styles"
 
     @property
     def model_folders(self) -> tuple[Path, ...]:
@@ -160,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--loras",
         default=_env("loras", "models/loras"),
         help="folder of LoRA .safetensors files, chosen by name (env STUDIO_LORAS; default models/loras)",
+    )
+    parser.add_argument(
+        "--style-codes",
+        default=_env("style_codes"),
+        metavar="FOLDER",
+        help="folder of saved style codes and moodboards (env STUDIO_STYLE_CODES; default: styles in the "
+        "outputs folder)",
     )
     add_backend_arguments(parser)
     parser.add_argument(
@@ -266,6 +279,7 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         upscalers_dir=Path(args.upscalers).expanduser(),
         allow_any_model_path=args.allow_any_model_path,
         loras_dir=Path(args.loras).expanduser(),
+        styles_dir=Path(args.style_codes).expanduser() if args.style_codes else None,
         backend=args.backend,
         openvino_dir=Path(args.openvino_cache).expanduser(),
         offline=args.offline,

@@ -102,3 +102,11 @@ def test_server_settings_for_a_reverse_proxy_and_the_queue(monkeypatch):
     import app
 
     assert app.launch_options(settings)["root_path"] == "/studio"
+
+
+def test_style_codes_live_in_the_outputs_folder_unless_given_a_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("STUDIO_STYLE_CODES", raising=False)
+    assert load_settings(["--outputs", str(tmp_path)]).styles_folder == tmp_path / "styles"
+    monkeypatch.setenv("STUDIO_STYLE_CODES", str(tmp_path / "env-codes"))
+    assert load_settings([]).styles_folder == tmp_path / "env-codes"
+    assert load_settings(["--style-codes", str(tmp_path / "codes")]).styles_folder == tmp_path / "codes"
