@@ -1,4 +1,5 @@
-"""Tiny random Stable Diffusion models in diffusers layout, built offline.
+"""Tiny random Stable Diffusion models in diffusers layout, and the models beside them (ControlNets,
+IP-Adapters, a BLIP captioner), built offline.
 
 The tests load these back by path through the studio's real loading code. Weights are random but seeded, so
 a model built twice is the same model. Run `python -m tests.tiny_models FOLDER [sd|sdxl]` to write one for
@@ -301,6 +302,77 @@ def write_decoder_presets(folder: Path, autoencoder: Path) -> Path:
     for decoder in decoders["decoders"]:
         decoder["source"] = str(autoencoder)
     (folder / "decoders.json").write_text(json.dumps(decoders))
+    return folder
+
+
+# Whole words, so the tiny captioner's random captions decode to words; [DEC] starts BLIP's decoder.
+CAPTIONER_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+# fmt: off
+CAPTIONER_WORDS = [
+    "a", "an", "the", "of", "in", "on", "with", "and", "at", "by", "near", "under",
+    "photograph", "painting", "illustration", "close", "-", "up", "drawing",
+    "cat", "dog", "man", "woman", "child", "tree", "house", "car", "boat",
+    "red", "blue", "green", "yellow", "sitting", "standing", "walking",
+    "street", "sky", "water", "table", "window", "field", "mountain", "sunset",
+]
+# fmt: on
+
+
+def build_captioner(folder: Path, seed: int = 5) -> Path:
+    """A tiny BLIP captioner (vision and text), random weights, with a processor whose word-level BERT
+    tokenizer is written here from a hand-made vocabulary (no hub download), laid out as
+    Salesforce/blip-image-captioning-* is: `BlipForConditionalGeneration` and `BlipProcessor` files."""
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = CAPTIONER_SPECIAL_TOKENS + CAPTIONER_WORDS
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab=str(vocab_file), bos_token="[DEC]")
+    image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
+    BlipProcessor(image_processor, tokenizer).save_pretrained(folder)
+
+    torch.manual_seed(seed)
+    text = dict(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=96,
+        # The real checkpoints' roles: [DEC] begins a caption, [SEP] ends it, [PAD] pads.
+        bos_token_id=vocab.index("[DEC]"),
+        sep_token_id=vocab.index("[SEP]"),
+        eos_token_id=vocab.index("[SEP]"),
+        pad_token_id=vocab.index("[PAD]"),
+    )
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
+    model = BlipForConditionalGeneration(
+        BlipConfig(text_config=text, vision_config=vision, projection_dim=32)
+    )
+    model.save_pretrained(folder)
+    return folder
+
+
+def write_captioner_presets(folder: Path, captioner: Path) -> Path:
+    """`folder`'s captioners.json with `captioner` as the source of every captioner preset."""
+    captioners = json.loads((folder / "captioners.json").read_text())
+    for preset in captioners["captioners"]:
+        preset["source"] = str(captioner)
+    (folder / "captioners.json").write_text(json.dumps(captioners))
     return folder
 
 

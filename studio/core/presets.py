@@ -1,4 +1,5 @@
-"""Presets are data: models, styles, samplers, aspect ratios, ControlNets, IP-Adapters; JSON, validated.
+"""Presets are data: models, styles, samplers, aspect ratios, ControlNets, IP-Adapters, captioners; JSON,
+validated.
 
 A malformed file fails at start-up with a message naming the file and the entry, never later in a run.
 """
@@ -141,6 +142,16 @@ class UpscalerDownload(_Preset):
     description: str = ""
 
 
+class CaptionerPreset(_Preset):
+    """An image-captioning model (BLIP, run through transformers) that Describe turns into prompts."""
+
+    name: str = Field(min_length=1)
+    source: str = Field(min_length=1)  # hub id, or a folder of its model and processor (save_pretrained)
+    # Openings the captioner is asked to continue, one suggestion each: steer the four toward different media.
+    prefixes: tuple[str, ...] = Field(min_length=1)
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class Presets:
     models: dict[str, ModelPreset]
@@ -155,6 +166,8 @@ class Presets:
     annotators: str  # hub id or folder of the structure detectors' weights (HED, line art, depth)
     upscaler_downloads: dict[str, UpscalerDownload]
     decoders: dict[str, DecoderPreset]  # by family
+    captioners: dict[str, CaptionerPreset]
+    default_captioner: str
 
     def defaults_for(self, model: str | None) -> ModelDefaults | ModelPreset:
         """The steps, guidance and sampler a model starts with: its preset's, else `other_models`."""
@@ -283,6 +296,12 @@ def load_presets(folder: Path) -> Presets:
     ip_adapters, _ = read_entries(folder / "ip_adapters.json", "ip_adapters", IPAdapterPreset)
     upscaler_downloads, _ = read_entries(folder / "upscalers.json", "downloads", UpscalerDownload)
     decoders, _ = read_entries(folder / "decoders.json", "decoders", DecoderPreset)
+    captioners, captioners_doc = read_entries(folder / "captioners.json", "captioners", CaptionerPreset)
+    default_captioner = captioners_doc.get("default", next(iter(captioners)))
+    if default_captioner not in captioners:
+        raise PresetError(
+            f"{folder / 'captioners.json'}: default {default_captioner!r} is not one of the captioners."
+        )
     for kind, entries, fields in (
         ("controlnets.json", controlnets, ("architecture", "structure")),
         ("ip_adapters.json", ip_adapters, ("architecture",)),
@@ -336,4 +355,6 @@ def load_presets(folder: Path) -> Presets:
         annotators=annotators,
         upscaler_downloads=upscaler_downloads,
         decoders={decoder.family: decoder for decoder in decoders.values()},
+        captioners=captioners,
+        default_captioner=default_captioner,
     )
