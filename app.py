@@ -20,6 +20,7 @@ from studio.core.presets import Presets
 from studio.core.settings import Settings, load_settings
 from studio.ui import (
     agent_tools,
+    describe_tab,
     history_tab,
     image_to_image_tab,
     memory_panel,
@@ -35,7 +36,15 @@ from studio.ui.theme import CSS, THEME
 
 log = logging.getLogger("studio")
 
-TABS = (text_to_image_tab, image_to_image_tab, style_transfer_tab, upscale_tab, history_tab, png_info_tab)
+TABS = (
+    text_to_image_tab,
+    image_to_image_tab,
+    style_transfer_tab,
+    upscale_tab,
+    describe_tab,
+    history_tab,
+    png_info_tab,
+)
 
 
 CACHE_SWEEP = (3600, 6 * 3600)  # (every N seconds, files older than M seconds)

@@ -124,6 +124,7 @@ class _StopWhenCancelled(StoppingCriteria):
 class DescribePipeline:
     task = "describe"
     request_type = DescribeRequest
+    progress_label = "Describing"  # what the progress bar says, counting suggestions
 
     def __init__(self, cache: ModelCache, presets: Presets) -> None:
         self.cache = cache

@@ -23,6 +23,7 @@ from studio.core.devices import resolve_device  # noqa: E402
 from studio.core.presets import Presets, load_presets  # noqa: E402
 from studio.core.settings import DEFAULT_PRESETS_DIR, Settings  # noqa: E402
 from tests.tiny_models import (  # noqa: E402
+    build_captioner,
     build_controlnet,
     build_ip_adapter,
     build_sd,
@@ -30,6 +31,7 @@ from tests.tiny_models import (  # noqa: E402
     build_sdxl,
     build_tiny_autoencoder,
     write_adapter_presets,
+    write_captioner_presets,
     write_decoder_presets,
 )
 
@@ -64,7 +66,8 @@ def presets() -> Presets:
 
 @pytest.fixture(scope="session")
 def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped presets, with tiny Canny ControlNets and IP-Adapters for the tiny models."""
+    """The shipped presets, with tiny Canny ControlNets and IP-Adapters for the tiny models and a tiny
+    captioner."""
     models = tmp_path_factory.mktemp("adapters")
     adapters = {
         architecture: (
@@ -74,7 +77,8 @@ def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.Te
         )
         for architecture, base in (("sd1", tiny_sd), ("sdxl", tiny_sdxl))
     }
-    return write_adapter_presets(tmp_path_factory.mktemp("presets"), adapters)
+    presets = write_adapter_presets(tmp_path_factory.mktemp("presets"), adapters)
+    return write_captioner_presets(presets, build_captioner(models / "captioner"))
 
 
 @pytest.fixture(scope="session")

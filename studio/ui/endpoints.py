@@ -20,6 +20,7 @@ from studio.core.requests import Request
 from studio.ui.common import checked_by_request
 
 Run = Callable[[dict[str, Any], gr.Request, gr.Progress], Any]
+IMAGE_FILE = str | None  # what an image parameter is in the API: a file
 REQUIRED = inspect.Parameter.empty  # the default of a parameter every call must give (an endpoint's image)
 
 

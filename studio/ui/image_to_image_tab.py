@@ -16,7 +16,7 @@ from pipelines.outpaint import DIRECTION_LABELS, OutpaintPipeline, OutpaintReque
 from studio.core.metadata import GenerationParameters, read_parameters
 from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
-from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, present
+from studio.ui.endpoints import IMAGE_FILE, REQUIRED, Endpoint, Parameter, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_enhance, wire_vary
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
@@ -24,7 +24,6 @@ from studio.ui.send_to import Sent
 from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
 
 TAB = TabInfo("img2img", "Image to Image", takes_images=True)
-IMAGE_FILE = str | None  # what an image parameter is in the API: a file
 
 
 @dataclass

@@ -191,7 +191,7 @@ class JobRunner:
             options = {"preview": preview} if shows_previews(pipeline) else {}
             return pipeline.generate(
                 parsed,
-                progress=gradio_progress(progress, "Denoising", where),
+                progress=gradio_progress(progress, getattr(pipeline, "progress_label", "Denoising"), where),
                 is_cancelled=run.stop.is_set,
                 **options,
             )

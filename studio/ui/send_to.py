@@ -42,6 +42,7 @@ class Sent:
     generator: str | None = None  # the studio that made it, when not this one
     variation: str | None = None  # for Image to Image's Vary: the variation to run
     seed_only: bool = False  # "Use seed": only the seed is sent
+    prompt_only: bool = False  # Describe's "Use this prompt": only the prompt is sent
     loras: str = ""  # "name:weight, ...": ours as recorded, another studio's from its <lora:…> tags
     tile: bool = False
     stylize: int | None = None

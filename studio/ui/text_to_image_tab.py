@@ -105,6 +105,8 @@ def create_tab(studio: Studio) -> TextToImageTab:
         here is left as it is and named in a note. "Use seed" fills the seed alone."""
         if sent.seed_only:
             return (gr.skip(),) * 3 + (sent.seed,) + (gr.skip(),) * 9
+        if sent.prompt_only:
+            return (sent.prompt,) + (gr.skip(),) * 12
         notes = []
         sampler = presets.sampler_named(sent.sampler, sent.scheduler)
         if sent.sampler and sampler is None:

@@ -125,7 +125,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
         job = Job("upscale", present(values))
         results = list(studio.runner.run(job, request, progress))
         if not results:  # stopped before the result was made: what was shown stays
-            return gr.skip(), gr.skip(), gr.skip(), "Stopped before the upscale finished."
+            return gr.skip(), gr.skip(), gr.skip(), say("Stopped before the upscale finished.")
         finished = results[-1]
         try:
             owner = studio.viewer(request).owner
