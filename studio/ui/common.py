@@ -133,13 +133,19 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
     if max_side is not None:
 
         def check_dropped(value: Any):
-            named, size = _name_and_size(value)
+            try:
+                named, size = _name_and_size(value)
+            except (OSError, SyntaxError, ValueError) as error:  # not a picture: taken out, and said so
+                name = (value or {}).get("orig_name") if isinstance(value, dict) else None
+                gr.Warning(say(scrub_paths(f"{name or 'The file'} could not be read as an image ({error}).")))
+                return None
             if size and max(size) > max_side:
                 gr.Warning(say(too_large(named, size, max_side)))
                 return None
             return gr.skip()
 
-        component.upload(check_dropped, [component], [component], **INSTANT_EVENT)
+        # Unprocessed: the file as the page sent it (a processed value would be refused before this runs).
+        component.upload(check_dropped, [component], [component], preprocess=False, **INSTANT_EVENT)
     return component
 
 
@@ -185,16 +191,15 @@ def too_large(name: str, size: tuple[int, int], max_side: int) -> str:
     )
 
 
-def _name_and_size(value: Any) -> tuple[str, tuple[int, int] | None]:
-    """What a dropped image is called and how big it is (a file path, a picture, or an editor's layers)."""
-    if isinstance(value, dict):
-        value = value.get("background")
-    if isinstance(value, str | Path):
-        with Image.open(value) as image:
-            return Path(value).name, image.size
-    if isinstance(value, Image.Image):
-        return "The image", value.size
-    return "The image", None
+def _name_and_size(payload: Any) -> tuple[str, tuple[int, int] | None]:
+    """What a dropped image is called and how big it is, from the file the page sent (an image's, or an
+    editor's background), read from its header."""
+    if isinstance(payload, dict) and "background" in payload:
+        payload = payload["background"]
+    if not (isinstance(payload, dict) and payload.get("path")):
+        return "The image", None
+    with Image.open(payload["path"]) as image:
+        return payload.get("orig_name") or Path(payload["path"]).name, image.size
 
 
 def slider(request_type: type[Request], name: str, *, step: float = 1, **options: Any) -> gr.Slider:

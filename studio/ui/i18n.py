@@ -94,12 +94,13 @@ def say(message: str, request: gr.Request | None = None) -> str:
     return translate(message, CHINESE) if is_chinese(locale_of(request)) else message
 
 
-def say_phrases(phrases: list[str], request: gr.Request | None = None) -> str:
-    """Notes written as lowercase phrases ("its seed … is used"), translated and made one sentence."""
+def say_phrases(phrases: list[str], request: gr.Request | None = None, *, opens: bool = True) -> str:
+    """Notes written as lowercase phrases ("its seed … is used"), translated and made one sentence
+    (`opens`: it starts a sentence, so in English its first letter is a capital)."""
     said = [say(phrase, request) for phrase in phrases]
     if all(a == b for a, b in zip(said, phrases, strict=True)):  # English
         sentence = "; ".join(phrases)
-        return sentence[:1].upper() + sentence[1:] + "."
+        return (sentence[:1].upper() if opens else sentence[:1]) + sentence[1:] + "."
     return "；".join(said) + "。"
 
 

@@ -120,7 +120,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
         if sent.model and not known_model:
             notes.append(f"its model {sent.model} is not on this studio, so the current one stays")
         if notes:
-            gr.Info(say(f"From {sent.generator or 'the image'}:") + " " + say_phrases(notes))
+            gr.Info(say(f"From {sent.generator or 'the image'}:") + " " + say_phrases(notes, opens=False))
         has_size = sent.width and sent.height
         return (
             sent.prompt,

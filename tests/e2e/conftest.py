@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.helpers import LOAD_TIMEOUT_MS
+from tests.e2e.helpers import open_studio
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -38,13 +38,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, running_app) -> Iterator[Page]:
     """A fresh browser session on the studio, loaded and ready; fails the test on uncaught page errors."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
+    page = open_studio(browser, running_app.url)
     page_errors: list[str] = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
-    page.set_default_timeout(LOAD_TIMEOUT_MS)
-    page.goto(running_app.url)
-    page.wait_for_selector("#txt2img-generate")
     yield page
-    context.close()
+    page.context.close()
     assert not page_errors, f"uncaught errors in the page: {page_errors}"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 LOAD_TIMEOUT_MS = 30_000
 GENERATE_TIMEOUT_MS = 90_000
@@ -15,7 +16,8 @@ TXT2IMG_SELECTED = "#txt2img-selected textarea"  # the selected image's paramete
 
 
 def saved_pngs(outputs: Path) -> set[Path]:
-    return set(outputs.glob("*/*.png"))
+    """The results saved so far (not a save in progress, which writes a hidden file first)."""
+    return {path for path in outputs.glob("*/*.png") if not path.name.startswith(".")}
 
 
 def toast(page: Page, text: str) -> Locator:
@@ -69,3 +71,12 @@ def wait_for_images(page: Page, selector: str, count: int) -> None:
 
 def image_sources(page: Page, selector: str) -> list[str]:
     return page.evaluate("(s) => [...document.querySelectorAll(s)].map((img) => img.src)", selector)
+
+
+def open_studio(browser: Browser, url: str, timeout_ms: int = LOAD_TIMEOUT_MS, **context: Any) -> Page:
+    """The studio in a fresh browser context (`context`: its viewport, locale, touch...), loaded and ready."""
+    page = browser.new_context(**{"viewport": {"width": 1400, "height": 1000}, **context}).new_page()
+    page.set_default_timeout(timeout_ms)
+    page.goto(url)
+    page.wait_for_selector("#txt2img-generate")
+    return page

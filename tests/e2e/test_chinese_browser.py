@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from studio.ui.i18n import catalogue, translate
-from tests.e2e.helpers import TXT2IMG_GALLERY, toast, wait_for_images
+from tests.e2e.helpers import TXT2IMG_GALLERY, open_studio, toast, wait_for_images
 
 pytestmark = pytest.mark.e2e
 
@@ -16,13 +16,9 @@ NO_GRID_YET = "Make an image first, then pick one in the results."
 
 @pytest.fixture
 def chinese(browser: Browser, running_app) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(running_app.url)
-    page.wait_for_selector("#txt2img-generate")
+    page = open_studio(browser, running_app.url, 60_000, locale="zh-CN")
     yield page
-    context.close()
+    page.context.close()
 
 
 def test_a_chinese_browser_sees_chinese_labels_tabs_and_messages(chinese: Page) -> None:

@@ -88,7 +88,9 @@ def test_send_a_result_to_style_transfer(page: Page) -> None:
     wait_for_images(page, "#txt2img-gallery img", 1)
     page.locator("#txt2img-send-style").click()
     expect(page.get_by_role("tab", name="Style Transfer", exact=True)).to_have_attribute(
-        "aria-selected", "true"
+        "aria-selected",
+        "true",
+        timeout=30_000,  # a quick event, but it queues behind a busy machine
     )
     expect(page.locator("#style-image img")).to_have_count(1)
     page.get_by_label("Diffusion (keeps structure, any style)").check()  # the prompt is a diffusion control

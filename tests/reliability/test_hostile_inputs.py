@@ -218,25 +218,28 @@ def test_a_phone_photo_is_upscaled_upright(client, folder):
         assert np.abs(enlarged[y, x].astype(int) - SHOWN[6][y, x]).max() < 10, (x, y)
 
 
-def test_a_phone_photo_is_inpainted_upright_with_a_mask_painted_on_what_is_shown(client, folder):
-    path = folder / "inpaint-phone.png"
-    shown = phone_photo(6, ".png")(path)
-    mask = Image.new("RGBA", (HEIGHT, WIDTH), (0, 0, 0, 0))  # the photo is shown 48 wide, 64 high
-    mask.paste((255, 255, 255, 255), (0, 24, HEIGHT, 40))
-    mask.save(folder / "mask.png")
+def inpainted_band(client: Client, path: Path, size: tuple[int, int], rows: tuple[int, int]) -> np.ndarray:
+    """The RGB result of inpainting the picture at `path` (shown `size`) under a mask over `rows`."""
+    mask = Image.new("RGBA", size, (0, 0, 0, 0))
+    mask.paste((255, 255, 255, 255), (0, rows[0], size[0], rows[1]))
+    mask_path = path.with_name(f"{path.stem}-mask.png")
+    mask.save(mask_path)
+    background, layer = handle_file(str(path)), handle_file(str(mask_path))
     images, _ = client.predict(
-        image_and_mask={
-            "background": handle_file(str(path)),
-            "layers": [handle_file(str(folder / "mask.png"))],
-            "composite": None,
-        },
-        prompt="a door",
+        image_and_mask={"background": background, "layers": [layer], "composite": None},
+        prompt="a band",
         steps=1,
         mask_blur=0,
         api_name="/inpaint",
     )
     with Image.open(images[0]["image"]) as result:
-        kept = np.asarray(result.convert("RGB"))
+        return np.asarray(result.convert("RGB"))
+
+
+def test_a_phone_photo_is_inpainted_upright_with_a_mask_painted_on_what_is_shown(client, folder):
+    path = folder / "inpaint-phone.png"
+    shown = phone_photo(6, ".png")(path)
+    kept = inpainted_band(client, path, (HEIGHT, WIDTH), (24, 40))  # shown 48 wide, 64 high
     assert kept.shape == shown.shape
     assert np.array_equal(kept[:24], shown[:24]) and np.array_equal(kept[40:], shown[40:])
 
@@ -463,21 +466,6 @@ def test_a_16_bit_background_is_inpainted_with_its_levels_kept(client, folder):
     would clip every level above 255 to white)."""
     path = folder / "inpaint-16-bit.png"
     expected = grey_16_bit(path)
-    mask = Image.new("RGBA", (WIDTH, HEIGHT), (0, 0, 0, 0))
-    mask.paste((255, 255, 255, 255), (0, 16, WIDTH, 32))
-    mask.save(folder / "mask-16-bit.png")
-    images, _ = client.predict(
-        image_and_mask={
-            "background": handle_file(str(path)),
-            "layers": [handle_file(str(folder / "mask-16-bit.png"))],
-            "composite": None,
-        },
-        prompt="a band",
-        steps=1,
-        mask_blur=0,
-        api_name="/inpaint",
-    )
-    with Image.open(images[0]["image"]) as result:
-        kept = np.asarray(result.convert("RGB"))
+    kept = inpainted_band(client, path, (WIDTH, HEIGHT), (16, 32))
     assert np.abs(kept[:16].astype(int) - expected[:16]).max() <= 1
     assert np.abs(kept[32:].astype(int) - expected[32:]).max() <= 1

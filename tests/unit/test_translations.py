@@ -112,6 +112,8 @@ def template(node: ast.AST) -> str | None:
             part.value if isinstance(part, ast.Constant) else "{" + ast.unparse(part.value) + "}"
             for part in node.values
         )
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "scrub_paths" and node.args:
+        return template(node.args[0])  # the message with server folders left out
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = template(node.left), template(node.right)
         return None if left is None or right is None else left + right
