@@ -11,7 +11,14 @@ import skimage.data
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import GENERATE_TIMEOUT_MS, open_advanced, set_slider, tab_panel, wait_for_images
+from tests.e2e.helpers import (
+    GENERATE_TIMEOUT_MS,
+    open_advanced,
+    saved_pngs,
+    set_slider,
+    tab_panel,
+    wait_for_images,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -79,13 +86,19 @@ def test_diffusion_mode_previews_the_structure_and_runs(page: Page, photo: str) 
     )
 
 
-def test_send_a_result_to_style_transfer(page: Page) -> None:
+def test_send_a_result_to_style_transfer(page: Page, running_app) -> None:
     panel = tab_panel(page, "#txt2img-generate")
     page.locator("#txt2img-prompt textarea").fill("a lighthouse")
     open_advanced(panel)
     set_slider(panel, "Steps", 2)
+    before = saved_pngs(running_app.outputs)
     page.locator("#txt2img-generate").click()
     wait_for_images(page, "#txt2img-gallery img", 1)
+    for _ in range(GENERATE_TIMEOUT_MS // 250):  # the grid's first picture may be a live preview
+        if saved_pngs(running_app.outputs) - before:
+            break
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(500)  # the saved image replaces the preview in the grid
     page.locator("#txt2img-send-style").click()
     expect(page.get_by_role("tab", name="Style Transfer", exact=True)).to_have_attribute(
         "aria-selected",
