@@ -20,6 +20,14 @@ def saved_pngs(outputs: Path) -> set[Path]:
     return {path for path in outputs.glob("*/*.png") if not path.name.startswith(".")}
 
 
+def wait_for_saved(page: Page, outputs: Path, before: set[Path]) -> None:
+    """Until a result is saved beyond `before` (a grid shows live previews before its first image)."""
+    for _ in range(GENERATE_TIMEOUT_MS // 100):
+        if saved_pngs(outputs) - before:
+            return
+        page.wait_for_timeout(100)
+
+
 def toast(page: Page, text: str) -> Locator:
     return page.get_by_test_id("toast-text").filter(has_text=text)
 

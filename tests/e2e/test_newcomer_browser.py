@@ -19,6 +19,7 @@ from tests.e2e.helpers import (
     tab_panel,
     toast,
     wait_for_images,
+    wait_for_saved,
 )
 
 pytestmark = pytest.mark.e2e
@@ -58,12 +59,9 @@ def test_stop_says_how_far_the_run_got(page: Page, running_app) -> None:
     set_slider(panel, "Images", 4)
     open_advanced(panel)
     set_slider(panel, "Steps", 150)
-    before = len(saved_pngs(running_app.outputs))
+    before = saved_pngs(running_app.outputs)
     page.locator("#txt2img-generate").click()
-    for _ in range(GENERATE_TIMEOUT_MS // 100):  # the first image finished (previews show before it)
-        if len(saved_pngs(running_app.outputs)) > before:
-            break
-        page.wait_for_timeout(100)
+    wait_for_saved(page, running_app.outputs, before)  # the first image finished
     page.locator("#txt2img-stop").click()
     expect(page.locator("#txt2img-status")).to_have_text(re.compile(r"Stopped after [1-3] of 4 images\."))
     assert page.locator(GALLERY).count() >= 1, "what was finished stays"

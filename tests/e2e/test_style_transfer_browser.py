@@ -18,6 +18,7 @@ from tests.e2e.helpers import (
     set_slider,
     tab_panel,
     wait_for_images,
+    wait_for_saved,
 )
 
 pytestmark = pytest.mark.e2e
@@ -94,10 +95,7 @@ def test_send_a_result_to_style_transfer(page: Page, running_app) -> None:
     before = saved_pngs(running_app.outputs)
     page.locator("#txt2img-generate").click()
     wait_for_images(page, "#txt2img-gallery img", 1)
-    for _ in range(GENERATE_TIMEOUT_MS // 250):  # the grid's first picture may be a live preview
-        if saved_pngs(running_app.outputs) - before:
-            break
-        page.wait_for_timeout(250)
+    wait_for_saved(page, running_app.outputs, before)  # a live preview cannot be sent
     page.wait_for_timeout(500)  # the saved image replaces the preview in the grid
     page.locator("#txt2img-send-style").click()
     expect(page.get_by_role("tab", name="Style Transfer", exact=True)).to_have_attribute(
