@@ -26,12 +26,14 @@ log = logging.getLogger(__name__)
 RELEASED = ("text_encoder", "unet")  # the base model's components OpenVINO stands for (the VAE encodes)
 
 
-def openvino_refusal(task: str, base: BaseModel, request: Any) -> str | None:
+def openvino_refusal(task: str, base: BaseModel, request: Any, image_prompts: bool = False) -> str | None:
     """Why OpenVINO cannot run this call whole (None: it can)."""
     if base.family != "sd":
         return "SDXL's added conditioning is not converted"
     if task != "txt2img":
         return f"{task} is not converted (text to image is)"
+    if image_prompts:
+        return "image prompts swap IP-Adapters into the UNet"
     if request.loras:
         return "LoRAs change the UNet's weights"
     if request.tile:

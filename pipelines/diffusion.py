@@ -11,7 +11,7 @@ styles, a model, a seed and the sampling settings, and run the same steps (`Diff
    recorded with the very seed the image was denoised with.
 
 A task module subclasses `DiffusionTask` and writes `check_inputs`, `prepare` and, where it needs them,
-`strength`, `extras` and `finish`.
+`strength`, `extras`, `image_prompts` and `finish`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -41,6 +41,7 @@ from pipelines.common import (
 )
 from pipelines.conditioning import prompt_conditioning
 from pipelines.decoders import DecoderChoice, decoder_for
+from pipelines.image_prompts import ImagePrompt, ImagePromptAdapters, guided
 from pipelines.loras import LoraChoice, Loras, loras_applied
 from pipelines.loras import recorded as recorded_loras
 from pipelines.previews import PreviewMode, PreviewSink, live_previews, no_preview
@@ -54,6 +55,7 @@ from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
 from studio.core.requests import Request
+from studio.core.style_codes import StyleCodes
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class GenerationRequest(DiffusionRequest):
 class GeneratedImage:
     image: Image.Image
     parameters: GenerationParameters
+    png_chunks: dict[str, str] = field(default_factory=dict)  # saved with it beyond its parameters
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,6 @@ class Denoising:
     pipe: Any  # the diffusers pipeline, built around the shared components
     size: tuple[int, int]  # the size the model works at, for the decode-memory estimate
     arguments: dict[str, Any] = field(default_factory=dict)  # the task's own call arguments
-    around_call: Callable[[], AbstractContextManager] = nullcontext  # e.g. an adapter swapped in
     extras: dict[str, Any] = field(default_factory=dict)  # recorded, known only once the models are
 
 
@@ -269,10 +271,11 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
     request_type: ClassVar[type[Request]]
     prompt_required: ClassVar[bool] = False
 
-    def __init__(self, cache: ModelCache, presets: Presets) -> None:
+    def __init__(self, cache: ModelCache, presets: Presets, style_codes: StyleCodes | None = None) -> None:
         self.cache = cache
         self.presets = presets
         self.loras = Loras(cache, cache.lora_folder)
+        self.adapters = ImagePromptAdapters(cache, presets, style_codes)
 
     # -- what each task states -----------------------------------------------------------------------
 
@@ -287,6 +290,10 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
     def extras(self, request: RequestT, inputs: Any) -> dict[str, Any]:
         """Task-specific values to record in every image's parameters."""
         return {}
+
+    def image_prompts(self, request: RequestT, inputs: Any) -> list[ImagePrompt]:
+        """The run's image prompts (style references, a blend's images...), through IP-Adapters."""
+        return []
 
     def prepare(
         self, lease: Lease, base: BaseModel, request: RequestT, inputs: Any, run: RunSettings
@@ -321,6 +328,7 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
         strength = self.strength(request, inputs)
         run = resolve_run(request, source, self.presets, strength=strength)
         extras = {**self.extras(request, inputs), **run_extras(request)}
+        prompts = [prompt for prompt in self.image_prompts(request, inputs) if prompt.images or prompt.codes]
         reporter = StepReporter(progress, is_cancelled, request.num_images)
         reporter.check()
 
@@ -337,7 +345,7 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
         with self.cache.lease() as lease:
             on_openvino = self.cache.backend == "openvino"
             base = lease.base_model(source, released_ok=on_openvino)
-            refusal = openvino_refusal(self.task, base, request) if on_openvino else None
+            refusal = openvino_refusal(self.task, base, request, bool(prompts)) if on_openvino else None
             if refusal is not None:
                 log.info("OpenVINO cannot run this call whole (%s): torch runs it", refusal)
                 on_openvino = False
@@ -345,6 +353,10 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
                     lease.read_back_weights(base)
             denoising = self.prepare(lease, base, request, inputs, run)
             pipe = denoising.pipe
+            image_prompts = self.adapters.attach(lease, base, prompts, run.seed)
+            chunks = {} if image_prompts is None else image_prompts.png_chunks
+            if image_prompts is not None:
+                extras.update(image_prompts.extras)
             adapters = self.loras.adapters(lease, base, pipe, loras)
             extras.update(denoising.extras, **recorded_loras(adapters))
             decoders = self.presets.decoder(base.family)
@@ -370,14 +382,22 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
                         if request.tile
                         else nullcontext()
                     )
-                    with denoising.around_call(), tiled, loras_applied(pipe, adapters):
+                    attached = (
+                        nullcontext()
+                        if image_prompts is None
+                        else image_prompts.applied(pipe.unet, pipe._execution_device)
+                    )
+                    with attached, tiled, loras_applied(pipe, adapters):
                         arguments = call_arguments(pipe, base.family, image_run, seed, reporter)
+                        if image_prompts is not None:
+                            arguments |= image_prompts.arguments(guided(pipe, image_run.guidance_scale))
                         return pipe(**arguments, **denoising.arguments)
 
                 output = self.cache.denoise(base, denoising.size, call, pipe=pipe)
                 # 5. The result, recorded with the seed and settings it was denoised with
                 result = self.finish(output.images[0], inputs)
-                yield GeneratedImage(result, record(self.task, image_run, seed, result.size, **extras))
+                parameters = record(self.task, image_run, seed, result.size, **extras)
+                yield GeneratedImage(result, parameters, chunks)
 
 
 def enhanced_values(values: dict[str, Any], image: GenerationParameters, presets: Presets) -> dict[str, Any]:

@@ -18,16 +18,10 @@ from PIL import Image
 from pydantic import ConfigDict, Field, model_validator
 
 from pipelines.diffusion import Denoising, DiffusionTask, GenerationRequest, RunSettings, build_pipeline
+from pipelines.image_prompts import ImagePrompt
 from pipelines.images import InputImage, check_image, resized
 from studio.core.cache import BaseModel, CacheKey, Lease
-from studio.core.control_models import (
-    controlnet_aux_class,
-    detector_module,
-    ip_adapter_applied,
-    load_controlnet,
-    load_detector,
-    load_ip_adapter,
-)
+from studio.core.control_models import controlnet_aux_class, detector_module, load_controlnet, load_detector
 from studio.core.errors import InvalidRequest
 
 STRUCTURES = {  # what the user picks -> what it is called in the UI and in the PNG
@@ -112,6 +106,11 @@ class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
             extras["style_strength"] = request.style_strength
         return extras
 
+    def image_prompts(self, request: DiffusionStyleRequest, inputs: StyleInputs) -> list[ImagePrompt]:
+        if inputs.style_image is None:
+            return []
+        return [ImagePrompt("style", (inputs.style_image,), scale=request.style_strength)]
+
     def prepare(
         self,
         lease: Lease,
@@ -120,15 +119,10 @@ class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
         inputs: StyleInputs,
         run: RunSettings,
     ) -> Denoising:
-        # The ControlNet and the IP-Adapter this request needs, from the cache
+        # The ControlNet this request needs, from the cache (the IP-Adapter comes with `image_prompts`)
         replacements: dict[str, Any] = {}
         if request.structure != "none":
             replacements["controlnet"] = self.controlnet(lease, base, request.structure)
-        adapter = None if inputs.style_image is None else self.ip_adapter(lease, base)
-        if adapter is not None:
-            replacements.update(
-                image_encoder=adapter.image_encoder, feature_extractor=adapter.feature_extractor
-            )
 
         # The content at about the model's native area, and its structure map at the same size
         content = resized(
@@ -142,20 +136,7 @@ class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
             arguments.update(
                 control_image=control_image, controlnet_conditioning_scale=request.structure_strength
             )
-        if adapter is None:
-            return Denoising(pipe, content.size, arguments)
-
-        # The IP-Adapter is swapped into the shared UNet for each call only
-        arguments["ip_adapter_image"] = inputs.style_image
-        unet = base.components["unet"]
-        return Denoising(
-            pipe,
-            content.size,
-            arguments,
-            around_call=lambda: ip_adapter_applied(
-                unet, adapter, request.style_strength, pipe._execution_device
-            ),
-        )
+        return Denoising(pipe, content.size, arguments)
 
     def finish(self, image: Image.Image, inputs: StyleInputs) -> Image.Image:
         return resized(image, inputs.image.size)
@@ -177,23 +158,6 @@ class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
         device_config, offline = self.cache.device_config, self.cache.offline
         return lease.model(
             key, lambda: load_controlnet(preset, device_config, offline=offline), offloadable=True
-        )
-
-    def ip_adapter(self, lease: Lease, base: BaseModel) -> Any:
-        preset = self.presets.ip_adapter(base.architecture)
-        if preset is None:
-            raise InvalidRequest(
-                f"There is no IP-Adapter for {base.architecture.upper()} models, so a style image cannot be "
-                "used with this model: describe the style with presets and the prompt, or pick an SD 1.5 or "
-                "SDXL model."
-            )
-        key = CacheKey(f"{preset.source}/{preset.weight}", "ip_adapter", self.cache.device_config.dtype_name)
-        unet, device_config, offline = base.components["unet"], self.cache.device_config, self.cache.offline
-        return lease.model(
-            key,
-            lambda: load_ip_adapter(preset, unet, device_config, offline=offline),
-            module=lambda a: a.weights,
-            offloadable=True,
         )
 
     def structure_map(self, image: Image.Image, request: DiffusionStyleRequest) -> Image.Image | None:

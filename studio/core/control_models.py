@@ -1,14 +1,14 @@
 """The extra models of diffusion style transfer: ControlNets, IP-Adapters and structure detectors.
 
 They load through the same offline-aware path as base models (`load_weights`) and live in the shared cache
-as entries of their own. An IP-Adapter is never installed into the shared UNet for good: `ip_adapter_applied`
-swaps its attention processors in for one denoising call, under the GPU lock, and restores the UNet after,
-so every other task keeps seeing the plain model.
+as entries of their own. An IP-Adapter is never installed into the shared UNet for good:
+`ip_adapters_applied` swaps its attention processors in for one denoising call, under the GPU lock, and
+restores the UNet after, so every other task keeps seeing the plain model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +50,36 @@ class IPAdapter:
     image_encoder: Any  # CLIPVisionModelWithProjection
     feature_extractor: Any  # CLIPImageProcessor at the encoder's input size
     weights: torch.nn.ModuleList  # every module above that holds weights, for sizes and devices
+
+    @property
+    def reads_patch_features(self) -> bool:
+        """IP-Adapter Plus reads the encoder's patch features (its penultimate hidden states); the plain one
+        its projected image embedding."""
+        from diffusers.models.embeddings import ImageProjection
+
+        return not isinstance(self.projection.image_projection_layers[0], ImageProjection)
+
+    @torch.inference_mode()
+    def embed(self, image: Any) -> torch.Tensor:
+        """What the adapter reads of `image`, as diffusers' pipelines make it: 1×D for a plain adapter,
+        1×T×H for Plus. Call under the GPU lock; it runs where the encoder is."""
+        return self._encoded(self.feature_extractor(image, return_tensors="pt").pixel_values)
+
+    @torch.inference_mode()
+    def unconditional(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The embedding classifier-free guidance moves away from: zeros, or for Plus the patch features of
+        a blank input, as diffusers makes them."""
+        if not self.reads_patch_features:
+            return torch.zeros_like(embedding)
+        size = self.feature_extractor.crop_size
+        return self._encoded(torch.zeros(1, 3, size["height"], size["width"]))
+
+    def _encoded(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        parameter = next(self.image_encoder.parameters())
+        pixels = pixel_values.to(parameter.device, parameter.dtype)
+        if self.reads_patch_features:
+            return self.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
+        return self.image_encoder(pixels).image_embeds
 
 
 def _split_state_dict(path: Path) -> dict[str, dict[str, torch.Tensor]]:
@@ -112,29 +142,45 @@ def load_ip_adapter(
     )
 
 
+@dataclass(frozen=True)
+class AdapterUse:
+    """One IP-Adapter's part in a denoising call: its scale, and the attention blocks it reaches."""
+
+    adapter: IPAdapter
+    scale: float
+    blocks: tuple[str, ...] | None = None  # processor name prefixes; None: every block (a blend, an --oref)
+
+    def scale_at(self, processor_name: str) -> float:
+        reaches = self.blocks is None or processor_name.startswith(self.blocks)
+        return self.scale if reaches else 0.0
+
+
 @contextmanager
-def ip_adapter_applied(
-    unet: Any, adapter: IPAdapter, style_scale: float, device: torch.device | None = None
+def ip_adapters_applied(
+    unet: Any, uses: Sequence[AdapterUse], device: torch.device | None = None
 ) -> Iterator[None]:
-    """`unet` with `adapter` installed, the reference image reaching its style blocks only, then restored.
+    """`unet` with the adapters of `uses` installed side by side (their image embeddings passed in the same
+    order), each reaching its own blocks, then restored.
 
     Call under the GPU lock: the UNet is shared with every other task. `device` is where the UNet computes:
-    the adapter's layers go there, since offload hooks put on the UNet earlier do not move them.
+    the adapters' layers go there, since offload hooks put on the UNet earlier do not move them.
     """
     if device is not None:
-        adapter.projection.to(device)
-        for processor in adapter.processors.values():
-            if isinstance(processor, torch.nn.Module):
-                processor.to(device)
+        for use in uses:
+            use.adapter.projection.to(device)
+            for processor in use.adapter.processors.values():
+                if isinstance(processor, torch.nn.Module):
+                    processor.to(device)
     original_processors = unet.attn_processors
     original_projection = unet.encoder_hid_proj
     original_hid_type = unet.config.encoder_hid_dim_type
-    for name, processor in adapter.processors.items():
-        if hasattr(processor, "scale"):
-            in_style_block = name.startswith(adapter.preset.style_blocks)
-            processor.scale = [style_scale if in_style_block else 0.0]
-    unet.set_attn_processor(dict(adapter.processors))  # set_attn_processor empties the dict it is given
-    unet.encoder_hid_proj = adapter.projection
+    installed = {name: _processor_for(name, uses) for name in uses[0].adapter.processors}
+    unet.set_attn_processor(installed)  # set_attn_processor empties the dict it is given
+    from diffusers.models.embeddings import MultiIPAdapterImageProjection
+
+    unet.encoder_hid_proj = MultiIPAdapterImageProjection(
+        [layer for use in uses for layer in use.adapter.projection.image_projection_layers]
+    )
     unet.config.encoder_hid_dim_type = "ip_image_proj"
     try:
         yield
@@ -142,6 +188,29 @@ def ip_adapter_applied(
         unet.set_attn_processor(original_processors)
         unet.encoder_hid_proj = original_projection
         unet.config.encoder_hid_dim_type = original_hid_type
+
+
+def _processor_for(name: str, uses: Sequence[AdapterUse]) -> Any:
+    """The attention processor `name` with every adapter of `uses`: the adapter's own for one (its scale
+    set), else one that attends to each adapter's tokens with that adapter's layers, shared, not copied."""
+    processors = [use.adapter.processors[name] for use in uses]
+    first = processors[0]
+    if not hasattr(first, "scale"):  # self-attention: no image tokens reach it
+        return first
+    scales = [use.scale_at(name) for use in uses]
+    if len(uses) == 1:
+        first.scale = scales
+        return first
+    with torch.device("meta"):  # its own layers are replaced at once: make them without memory
+        combined = type(first)(
+            hidden_size=first.hidden_size,
+            cross_attention_dim=first.cross_attention_dim,
+            num_tokens=[tokens for processor in processors for tokens in processor.num_tokens],
+            scale=scales,
+        )
+    combined.to_k_ip = torch.nn.ModuleList(layer for processor in processors for layer in processor.to_k_ip)
+    combined.to_v_ip = torch.nn.ModuleList(layer for processor in processors for layer in processor.to_v_ip)
+    return combined
 
 
 # -- structure detectors -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from studio.core.errors import InvalidRequest, PresetError
 
@@ -111,15 +111,26 @@ class ControlNetPreset(_Preset):
 
 
 class IPAdapterPreset(_Preset):
-    """An IP-Adapter and its image encoder; the reference image reaches `style_blocks` only (InstantStyle)."""
+    """An IP-Adapter and its image encoder.
+
+    A "style" adapter (one per architecture) takes style references, which reach `style_blocks` only
+    (InstantStyle), and blends, which reach every block; an "object" adapter (IP-Adapter Plus, optional)
+    takes a character or object reference (`--oref`), which reaches every block."""
 
     name: str = Field(min_length=1)
     architecture: Architecture
+    purpose: Literal["style", "object"] = "style"
     source: str = Field(min_length=1)  # hub id or local folder holding `weight` and `image_encoder`
     weight: str = Field(pattern=r"\.safetensors$")  # pickles are not loaded
     image_encoder: str = Field(min_length=1)  # folder of a CLIPVisionModelWithProjection, within source
-    style_blocks: tuple[str, ...] = Field(min_length=1)  # attention-processor name prefixes
+    style_blocks: tuple[str, ...] = ()  # attention-processor name prefixes; a style adapter names some
     description: str = ""
+
+    @model_validator(mode="after")
+    def _style_adapter_names_its_blocks(self) -> IPAdapterPreset:
+        if self.purpose == "style" and not self.style_blocks:
+            raise ValueError("a style IP-Adapter names its style_blocks")
+        return self
 
 
 class DecoderPreset(_Preset):
@@ -216,8 +227,11 @@ class Presets:
             None,
         )
 
-    def ip_adapter(self, architecture: str) -> IPAdapterPreset | None:
-        return next((a for a in self.ip_adapters.values() if a.architecture == architecture), None)
+    def ip_adapter(self, architecture: str, purpose: str = "style") -> IPAdapterPreset | None:
+        return next(
+            (a for a in self.ip_adapters.values() if (a.architecture, a.purpose) == (architecture, purpose)),
+            None,
+        )
 
     def decoder(self, family: str) -> DecoderPreset:
         return self.decoders[family]
@@ -304,7 +318,7 @@ def load_presets(folder: Path) -> Presets:
         )
     for kind, entries, fields in (
         ("controlnets.json", controlnets, ("architecture", "structure")),
-        ("ip_adapters.json", ip_adapters, ("architecture",)),
+        ("ip_adapters.json", ip_adapters, ("architecture", "purpose")),
         ("decoders.json", decoders, ("family",)),
     ):
         seen: dict[tuple, str] = {}

@@ -1,0 +1,194 @@
+"""Image prompts: style references and style codes (`--sref`, `--sw`), blends, and a character or object
+reference (`--oref`, `--ow`), each through an IP-Adapter from the shared cache, attached for one call only.
+
+1. each prompt's images go through its adapter's image encoder (under the GPU lock), and style codes are
+   read from the styles folder (`--sref random` picks one, drawn from the run's seed);
+2. the embeddings are mixed by weight into one per prompt (`mix_embeddings`): several references, a
+   moodboard's images or a blend's become one image prompt, as a style code holds one;
+3. the denoising call gets them as `ip_adapter_image_embeds`, with the unconditional embedding guidance
+   moves away from, while `ip_adapters_applied` swaps the adapters into the shared UNet: a style reaches
+   the style blocks only (InstantStyle), a blend and an object reference every block;
+4. a style's embedding is recorded with the result (its code in the parameters, its bytes in a PNG chunk),
+   so whoever gets the PNG can save the style as a code of their own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+from studio.core.cache import BaseModel, CacheKey, Lease, ModelCache
+from studio.core.control_models import AdapterUse, IPAdapter, ip_adapters_applied, load_ip_adapter
+from studio.core.errors import InvalidRequest
+from studio.core.presets import IPAdapterPreset, Presets
+from studio.core.style_codes import (
+    CODE_LENGTH,
+    StyleCodes,
+    StyleEmbedding,
+    content_digest,
+    encoder_name,
+    mix_embeddings,
+    style_png_chunks,
+)
+
+Purpose = Literal["style", "object", "blend"]
+RANDOM_CODE = "random"  # `--sref random`: a saved code, drawn from the run's seed
+ADAPTER_PURPOSE = {"style": "style", "blend": "style", "object": "object"}  # which preset serves which
+WHAT = {"style": "a style reference", "blend": "a blend", "object": "a character or object reference"}
+
+
+@dataclass(frozen=True, eq=False)
+class ImagePrompt:
+    """One image prompt of a run: its images and style codes, their weights, and the adapter's scale."""
+
+    purpose: Purpose
+    images: tuple[Image.Image, ...] = ()
+    codes: tuple[str, ...] = ()  # style codes, or "random"
+    weights: tuple[float, ...] = ()  # one per image, then one per code; empty: all equal
+    scale: float = 1.0
+
+
+@dataclass
+class AttachedImagePrompts:
+    """What the image prompts of a run add to each denoising call."""
+
+    uses: list[AdapterUse]
+    embeddings: list[tuple[torch.Tensor, torch.Tensor]]  # (unconditional, conditional), in `uses`' order
+    extras: dict[str, Any] = field(default_factory=dict)  # recorded in every image's parameters
+    png_chunks: dict[str, str] = field(default_factory=dict)  # the style embedding, for the PNG
+
+    def arguments(self, guided: bool) -> dict[str, Any]:
+        """The call's `ip_adapter_image_embeds`; with guidance, unconditional first, as diffusers reads."""
+        return {
+            "ip_adapter_image_embeds": [
+                torch.cat([negative[None], positive[None]]) if guided else positive[None]
+                for negative, positive in self.embeddings
+            ]
+        }
+
+    def applied(self, unet: Any, device: torch.device) -> AbstractContextManager:
+        return ip_adapters_applied(unet, self.uses, device)
+
+
+def style_scale(style_weight: int) -> float:
+    """Midjourney's --sw (0-1000, 100 as usual) as the IP-Adapter's scale on the style blocks: 0.8 at 100,
+    as Style Transfer's default, growing with the square root up to 1.5."""
+    return round(min(1.5, 0.8 * (style_weight / 100) ** 0.5), 3)
+
+
+def object_scale(object_weight: int) -> float:
+    """--ow (0-1000, 100 as usual) as the object adapter's scale on every block: 0.6 at 100 leaves the
+    prompt room to place the character; up to 1.2."""
+    return round(min(1.2, 0.6 * (object_weight / 100) ** 0.5), 3)
+
+
+class ImagePromptAdapters:
+    """Loads the adapters image prompts need into the shared cache, and makes their embeddings."""
+
+    def __init__(self, cache: ModelCache, presets: Presets, codes: StyleCodes | None) -> None:
+        self.cache = cache
+        self.presets = presets
+        self.codes = codes  # None: this studio keeps no style codes
+
+    # 1-4. The adapters, embeddings and records of a run's image prompts
+    def attach(
+        self,
+        lease: Lease,
+        base: BaseModel,
+        prompts: Sequence[ImagePrompt],
+        seed: int,
+    ) -> AttachedImagePrompts | None:
+        prompts = [prompt for prompt in prompts if prompt.images or prompt.codes]
+        if not prompts:
+            return None
+        attached = AttachedImagePrompts([], [])
+        for prompt in prompts:
+            preset = self.preset(base, prompt.purpose)
+            adapter = self.adapter(lease, base, preset)
+            embedding, codes = self.embedding(adapter, prompt, seed)
+            dtype = next(adapter.image_encoder.parameters()).dtype
+            conditional = embedding.to(dtype)
+            with self.cache.gpu_lock:
+                unconditional = adapter.unconditional(conditional).to("cpu", dtype)
+            blocks = preset.style_blocks if prompt.purpose == "style" else None
+            attached.uses.append(AdapterUse(adapter, prompt.scale, blocks))
+            attached.embeddings.append((unconditional, conditional))
+            if prompt.purpose == "style":
+                style = StyleEmbedding(
+                    content_digest(embedding, encoder_name(preset))[:CODE_LENGTH],
+                    embedding,
+                    encoder_name(preset),
+                    sources=max(1, len(prompt.images) + len(prompt.codes)),
+                )
+                attached.extras["style_code"] = style.code
+                if codes:
+                    attached.extras["style_codes"] = codes
+                attached.png_chunks.update(style_png_chunks(style))
+        return attached
+
+    def embedding(self, adapter: IPAdapter, prompt: ImagePrompt, seed: int) -> tuple[torch.Tensor, list[str]]:
+        """The prompt's images and codes as one embedding (float32, CPU), and the codes it used."""
+        encoder = encoder_name(adapter.preset)
+        embeddings = []
+        for image in prompt.images:
+            with self.cache.gpu_lock:
+                embeddings.append(adapter.embed(image.convert("RGB")).to("cpu", torch.float32))
+        codes = self.resolved_codes(prompt.codes, encoder, seed)
+        for code in codes:
+            embeddings.append(self.style_codes().load(code, encoder=encoder).tensor)
+        return mix_embeddings(embeddings, prompt.weights or None), codes
+
+    def resolved_codes(self, typed: Sequence[str], encoder: str, seed: int) -> list[str]:
+        """The codes as typed, each `random` replaced by a saved code drawn from the seed (so the seed makes
+        the same picks again)."""
+        draw = random.Random(seed)
+        return [
+            self.style_codes().random_code(draw, encoder=encoder)
+            if code.strip().lower() == RANDOM_CODE
+            else code
+            for code in typed
+        ]
+
+    def style_codes(self) -> StyleCodes:
+        if self.codes is None:
+            raise InvalidRequest("This studio keeps no style codes: give the style as an image instead.")
+        return self.codes
+
+    # -- the adapters, from the cache ------------------------------------------------------------------
+
+    def preset(self, base: BaseModel, purpose: Purpose) -> IPAdapterPreset:
+        preset = self.presets.ip_adapter(base.architecture, ADAPTER_PURPOSE[purpose])
+        if preset is not None:
+            return preset
+        model = base.architecture.upper()
+        if purpose == "object":
+            raise InvalidRequest(
+                f"There are no IP-Adapter Plus weights for {model} models, so a character or object "
+                "reference cannot be used with this model: add them to presets/ip_adapters.json (purpose "
+                '"object"), or leave the reference out.'
+            )
+        raise InvalidRequest(
+            f"There is no IP-Adapter for {model} models, so {WHAT[purpose]} cannot be used with this model: "
+            "describe the style with presets and the prompt, or pick an SD 1.5 or SDXL model."
+        )
+
+    def adapter(self, lease: Lease, base: BaseModel, preset: IPAdapterPreset) -> IPAdapter:
+        key = CacheKey(f"{preset.source}/{preset.weight}", "ip_adapter", self.cache.device_config.dtype_name)
+        unet, device_config, offline = base.components["unet"], self.cache.device_config, self.cache.offline
+        return lease.model(
+            key,
+            lambda: load_ip_adapter(preset, unet, device_config, offline=offline),
+            module=lambda a: a.weights,
+            offloadable=True,
+        )
+
+
+def guided(pipe: Any, guidance_scale: float) -> bool:
+    """Whether a diffusers call of `pipe` runs classifier-free guidance (so it takes negative embeddings)."""
+    return guidance_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
