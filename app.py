@@ -20,12 +20,14 @@ from studio.core.presets import Presets
 from studio.core.settings import Settings, load_settings
 from studio.ui import (
     agent_tools,
+    blend_tab,
     describe_tab,
     history_tab,
     image_to_image_tab,
     memory_panel,
     png_info_tab,
     style_transfer_tab,
+    styles_tab,
     text_to_image_tab,
     upscale_tab,
 )
@@ -39,9 +41,11 @@ log = logging.getLogger("studio")
 TABS = (
     text_to_image_tab,
     image_to_image_tab,
+    blend_tab,
     style_transfer_tab,
     upscale_tab,
     describe_tab,
+    styles_tab,
     history_tab,
     png_info_tab,
 )
@@ -83,6 +87,7 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     demo.studio_cache = studio.cache  # for tests and benchmarks that inspect what was loaded
     demo.studio_presets = studio.presets
+    demo.studio_style_codes = studio.style_codes
     return demo
 
 

@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from PIL import Image
 
 from studio.core.errors import RunCancelled
+from studio.core.metadata import GenerationParameters
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """A result of any task: the image, what made it, and what its PNG carries beside (a style)."""
+
+    image: Image.Image
+    parameters: GenerationParameters
+    png_chunks: dict[str, str] = field(default_factory=dict)
+
 
 Progress = Callable[[int, int], None]
 IsCancelled = Callable[[], bool]

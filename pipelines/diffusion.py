@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 from pipelines.backends import openvino_refusal, use_openvino
 from pipelines.common import (
     MAX_SEED,
+    GeneratedImage,
     IsCancelled,
     Progress,
     StepReporter,
@@ -114,13 +115,6 @@ class GenerationRequest(DiffusionRequest):
     def references(self) -> list[Reference]:
         names = [LoraChoice.parse(text).name for text in self.loras]
         return [*super().references(), *(Reference("LoRA", name, bare_name_in_folder=True) for name in names)]
-
-
-@dataclass(frozen=True)
-class GeneratedImage:
-    image: Image.Image
-    parameters: GenerationParameters
-    png_chunks: dict[str, str] = field(default_factory=dict)  # saved with it beyond its parameters
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ means finer strokes) and Lanczos brings the result back.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.common import GeneratedImage, IsCancelled, Progress, never_cancelled, no_progress
 from pipelines.images import check_image, resized, to_array, to_image
 from pipelines.recording import derived_parameters
 from pipelines.tiling import run_tiled, tile_grid
@@ -75,12 +74,6 @@ class InstantStyleRequest(Request):
     strength: float = Field(1.0, ge=0, le=1)  # 0 returns the photo itself
     preserve_colors: bool = False  # the stylized brightness with the photo's own colours
     working_size: int = Field(1024, ge=256, le=2048)  # longer side the networks see; bigger: finer strokes
-
-
-@dataclass(frozen=True)
-class InstantStyleResult:
-    image: Image.Image
-    parameters: GenerationParameters
 
 
 class CheckedStyle(NamedTuple):
@@ -162,7 +155,7 @@ class InstantStylePipeline:
         request: InstantStyleRequest,
         progress: Progress = no_progress,
         is_cancelled: IsCancelled = never_cancelled,
-    ) -> InstantStyleResult:
+    ) -> GeneratedImage:
         # 1. Check inputs: the photo, and the style (a mix of built-in styles or a painting)
         image, weights, painting = self.check_inputs(request)
         if is_cancelled():
@@ -171,7 +164,7 @@ class InstantStylePipeline:
         # 2. Strength 0 asks for no change: the photo comes back untouched, with no network run at all.
         if request.strength == 0:
             progress(1, 1)
-            return InstantStyleResult(image, self._parameters(request, image, painting))
+            return GeneratedImage(image, self._parameters(request, image, painting))
 
         # 3. The photo at the working size, stylized by the built-in network or by a painting's style
         work = to_array(resized(image, network_size(image.size, request.working_size)))
@@ -190,14 +183,14 @@ class InstantStylePipeline:
             result = keep_colors(result, image)
         if request.strength < 1:
             result = to_image(request.strength * to_array(result) + (1 - request.strength) * to_array(image))
-        return InstantStyleResult(result, self._parameters(request, image, painting))
+        return GeneratedImage(result, self._parameters(request, image, painting))
 
     def generate(
         self,
         request: InstantStyleRequest,
         progress: Progress = no_progress,
         is_cancelled: IsCancelled = never_cancelled,
-    ) -> Iterator[InstantStyleResult]:
+    ) -> Iterator[GeneratedImage]:
         """The one result as a stream: the shape the studio's job runner takes from every task."""
         yield self(request, progress, is_cancelled)
 

@@ -5,8 +5,9 @@
 `apply_prompt_parameters` takes them out of the prompt and sets the request's own fields: `--ar W:H`
 (the nearest of the aspect-ratio presets), `--seed N`, `--no a, b` (joined to the negative prompt),
 `--chaos 0-100`, `--tile`, `--stylize`/`--s 0-1000`, `--iw` (image weight, where there is an image
-prompt), `--steps N`, `--cfg N`, and LoRA tags. Whatever a task cannot honour is named, never silently
-dropped: the notes come back to be shown, and are recorded in each image's parameters.
+prompt), `--steps N`, `--cfg N`, `--sref CODE [CODE::2 random]` (saved style codes), `--sw 0-1000`
+(style weight), `--ow 0-1000` (object weight), and LoRA tags. Whatever a task cannot honour is named,
+never silently dropped: the notes come back to be shown, and are recorded in each image's parameters.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from studio.core.requests import Request
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::\s*([-+]?\d*\.?\d+))?\s*>", re.IGNORECASE)
 FLAG = re.compile(r"(?:^|\s)--([a-zA-Z][\w-]*)")
 ALIASES = {"s": "stylize", "c": "chaos", "aspect": "ar", "guidance": "cfg", "image-weight": "iw"}
+STYLE_CODE_VALUE = re.compile(r"^(?:[a-z2-7]{8,52}|random)(?:::\d*\.?\d+)?$", re.IGNORECASE)
+SEVERAL_VALUES = {"sref": STYLE_CODE_VALUE}  # flags taking every leading value that reads as theirs
 
 
 @dataclass(frozen=True)
@@ -83,14 +86,14 @@ def apply_prompt_parameters(
         (kept if keep_unhonoured else notes).append(typed if keep_unhonoured else f"{typed} {why}")
 
     for flag, value in parsed.flags:
-        if flag != "no":  # one value at most: words after it are prompt text typed after the flags
-            value, _, rest = ("", "", value) if flag == "tile" else value.partition(" ")
+        if flag != "no":  # its own value(s) only: words after them are prompt text typed after the flags
+            value, rest = _own_values(flag, value)
             if rest.strip():
                 result["prompt"] = _tidy(f"{result['prompt']} {rest}")
         typed = f"--{flag} {value}".strip()
         setter = SETTERS.get(flag)
         if setter is None:
-            unused(typed, "is not something this studio does: it was left out")
+            unused(typed, ELSEWHERE.get(flag, "is not something this studio does: it was left out"))
             continue
         target, convert = setter
         if not _applies(target, fields):
@@ -113,6 +116,19 @@ def apply_prompt_parameters(
     if notes and "ignored_parameters" in fields:
         result["ignored_parameters"] = (*tuple(result.get("ignored_parameters") or ()), *notes)
     return result, notes + approximations
+
+
+def _own_values(flag: str, value: str) -> tuple[str, str]:
+    """A flag's value as typed, and the words after it, which belong to the prompt."""
+    if flag == "tile":
+        return "", value
+    pattern = SEVERAL_VALUES.get(flag)
+    if pattern is None:
+        first, _, rest = value.partition(" ")
+        return first, rest
+    words = value.split()
+    count = next((i for i, word in enumerate(words) if not pattern.match(word)), len(words))
+    return " ".join(words[: max(count, 1)]), " ".join(words[max(count, 1) :])
 
 
 def _applies(target: str, fields: dict) -> bool:
@@ -194,6 +210,13 @@ def _image_weight(values: dict, value: str, presets: Presets, fields: dict, note
         values["strength"] = round(min(1.0, max(0.05, 1 - 0.4 * weight)), 3)
 
 
+def _style_codes(values: dict, value: str, presets: Presets, fields: dict, notes: list[str]) -> None:
+    codes = value.split()
+    if not codes or not all(STYLE_CODE_VALUE.match(code) for code in codes):
+        raise ValueError(value)
+    values["style_codes"] = (*tuple(values.get("style_codes") or ()), *(code.lower() for code in codes))
+
+
 SETTERS = {
     "ar": ("aspect_ratio", _aspect),
     "seed": ("seed", _integer("seed")),
@@ -204,10 +227,19 @@ SETTERS = {
     "iw": ("image_prompt", _image_weight),
     "steps": ("steps", _integer("steps")),
     "cfg": ("guidance_scale", _number("guidance_scale")),
+    "sref": ("style_codes", _style_codes),
+    "sw": ("style_weight", _integer("style_weight")),
+    "ow": ("object_weight", _integer("object_weight")),
+}
+ELSEWHERE = {  # flags whose value is an image: what to do instead of typing it
+    "oref": "takes an image here: put it under Character or object reference; it was left out",
 }
 WHY_NOT = {  # why a flag does nothing in a task whose request lacks its field
     "aspect_ratio": "an input image keeps its own shape",
     "image_prompt": "there is no image prompt",
+    "style_codes": "this task takes no style references",
+    "style_weight": "this task takes no style references",
+    "object_weight": "this task takes no object reference",
 }
 EXPECTED = {
     "ar": "give it as width:height, e.g. --ar 16:9",
@@ -219,6 +251,9 @@ EXPECTED = {
     "iw": "give a number from 0 to 3",
     "steps": "give a whole number of steps",
     "cfg": "give a number, e.g. --cfg 6.5",
+    "sref": "give saved style codes or random, e.g. --sref k3vq7m2a (style images go under Style references)",
+    "sw": "give a whole number from 0 to 1000",
+    "ow": "give a whole number from 0 to 1000",
 }
 
 

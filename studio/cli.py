@@ -276,7 +276,7 @@ def run(argv: list[str]) -> Iterator[Path]:
     bar = ProgressBar(args.task)
     try:
         for result in pipeline.generate(request, progress=bar):
-            yield history.save(result.image, result.parameters)
+            yield history.save(result.image, result.parameters, png_chunks=result.png_chunks)
     finally:
         bar.close()
 

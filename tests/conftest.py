@@ -26,6 +26,7 @@ from tests.tiny_models import (  # noqa: E402
     build_captioner,
     build_controlnet,
     build_ip_adapter,
+    build_ip_adapter_plus,
     build_sd,
     build_sd_inpaint,
     build_sdxl,
@@ -66,8 +67,8 @@ def presets() -> Presets:
 
 @pytest.fixture(scope="session")
 def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped presets, with tiny Canny ControlNets and IP-Adapters for the tiny models and a tiny
-    captioner."""
+    """The shipped presets, with tiny Canny ControlNets and IP-Adapters for the tiny models, an IP-Adapter
+    Plus for the tiny SD model, and a tiny captioner."""
     models = tmp_path_factory.mktemp("adapters")
     adapters = {
         architecture: (
@@ -77,7 +78,8 @@ def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.Te
         )
         for architecture, base in (("sd1", tiny_sd), ("sdxl", tiny_sdxl))
     }
-    presets = write_adapter_presets(tmp_path_factory.mktemp("presets"), adapters)
+    plus = {"sd1": build_ip_adapter_plus(tiny_sd, models / "ip-adapter-plus-sd1")}  # SDXL has none: refused
+    presets = write_adapter_presets(tmp_path_factory.mktemp("presets"), adapters, plus)
     return write_captioner_presets(presets, build_captioner(models / "captioner"))
 
 

@@ -247,9 +247,61 @@ def build_ip_adapter(
     return folder
 
 
-def write_adapter_presets(folder: Path, adapters: dict[str, tuple[Path, Path, str]]) -> Path:
+def build_ip_adapter_plus(base: Path, folder: Path, seed: int = 6) -> Path:
+    """An IP-Adapter Plus for the model at `base` (a Resampler over the image encoder's patch features),
+    in h94/IP-Adapter's file layout: diffusers' projection, its keys written back the way the original
+    files name them, which diffusers' converter reads."""
+    from diffusers.models.embeddings import IPAdapterPlusImageProjection
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    cross_dim = unet.config.cross_attention_dim
+    projection = IPAdapterPlusImageProjection(
+        embed_dims=TINY_IMAGE_ENCODER.hidden_size,
+        output_dims=cross_dim,
+        hidden_dims=64,
+        heads=1,
+        num_queries=4,
+    )
+    original = {}
+    for name, value in projection.state_dict().items():
+        if ".attn.to_k." in name:  # the original keeps keys and values in one layer
+            value = torch.cat([value, projection.state_dict()[name.replace("to_k", "to_v")]])
+            name = name.replace("attn.to_k", "0.to_kv")
+        elif ".attn.to_v." in name:
+            continue
+        for diffusers_name, original_name in PLUS_KEYS:
+            name = name.replace(diffusers_name, original_name)
+        original[f"image_proj.{name}"] = value.contiguous()
+    cross_attention = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    for position, name in enumerate(cross_attention):
+        hidden = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
+        original[f"ip_adapter.{2 * position + 1}.to_k_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
+        original[f"ip_adapter.{2 * position + 1}.to_v_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    save_file(original, str(folder / "models" / "ip-adapter-plus.safetensors"))
+    CLIPVisionModelWithProjection(TINY_IMAGE_ENCODER).save_pretrained(folder / "models" / "image_encoder")
+    return folder
+
+
+PLUS_KEYS = [  # diffusers' names of a Resampler's layers -> the original file's
+    (".ln0.", ".0.norm1."),
+    (".ln1.", ".0.norm2."),
+    (".attn.to_q.", ".0.to_q."),
+    (".attn.to_out.0.", ".0.to_out."),
+    (".ff.0.", ".1.0."),
+    (".ff.1.net.0.proj.", ".1.1."),
+    (".ff.1.net.2.", ".1.3."),
+]
+
+
+def write_adapter_presets(
+    folder: Path, adapters: dict[str, tuple[Path, Path, str]], plus: dict[str, Path] | None = None
+) -> Path:
     """The shipped presets in `folder`, with a Canny ControlNet and an IP-Adapter per architecture
-    (`adapters`: architecture -> (ControlNet folder, IP-Adapter folder, style block))."""
+    (`adapters`: architecture -> (ControlNet folder, IP-Adapter folder, style block)), and IP-Adapter
+    Plus folders for the architectures in `plus`."""
     from studio.core.settings import DEFAULT_PRESETS_DIR
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -273,6 +325,17 @@ def write_adapter_presets(folder: Path, adapters: dict[str, tuple[Path, Path, st
                 "weight": "models/ip-adapter.safetensors",
                 "image_encoder": "models/image_encoder",
                 "style_blocks": [style_block],
+            }
+        )
+    for architecture, adapter in (plus or {}).items():
+        ip_adapters.append(
+            {
+                "name": f"ip-adapter-plus-{architecture}",
+                "architecture": architecture,
+                "purpose": "object",
+                "source": str(adapter),
+                "weight": "models/ip-adapter-plus.safetensors",
+                "image_encoder": "models/image_encoder",
             }
         )
     shipped = json.loads((DEFAULT_PRESETS_DIR / "controlnets.json").read_text())

@@ -184,10 +184,10 @@ def ip_adapters_applied(
     unet.config.encoder_hid_dim_type = "ip_image_proj"
     try:
         yield
-    finally:
-        unet.set_attn_processor(original_processors)
+    finally:  # the projection first: IP-Adapter Plus's has attention layers of its own, which would count
         unet.encoder_hid_proj = original_projection
         unet.config.encoder_hid_dim_type = original_hid_type
+        unet.set_attn_processor(original_processors)
 
 
 def _processor_for(name: str, uses: Sequence[AdapterUse]) -> Any:

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
@@ -53,9 +54,16 @@ class History:
             folder = folder / "users" / (_PATH_SAFE.sub("_", owner.removeprefix("user:")).strip("._") or "_")
         return folder / dt.date.today().isoformat() if self.dated else folder
 
-    def save(self, image: Image.Image, parameters: GenerationParameters, owner: str | None = None) -> Path:
-        """Where `image` was saved; `ResultNotSaved` when the outputs folder cannot take it (full,
-        read-only, gone), saying why in words that name no server folder."""
+    def save(
+        self,
+        image: Image.Image,
+        parameters: GenerationParameters,
+        owner: str | None = None,
+        png_chunks: Mapping[str, str] | None = None,
+    ) -> Path:
+        """Where `image` was saved (with `png_chunks` beside its parameters: a style it carries);
+        `ResultNotSaved` when the outputs folder cannot take it (full, read-only, gone), saying why in
+        words that name no server folder."""
         folder = self.folder_for(owner)
         seed = "" if parameters.seed is None else f"-{parameters.seed}"
         with self._lock:
@@ -63,7 +71,7 @@ class History:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 number = self._next_number(folder)
-                save_png(image, partial, parameters, exclusive=False)
+                save_png(image, partial, parameters, exclusive=False, extra_chunks=png_chunks)
                 while True:
                     path = folder / f"{number:05d}-{parameters.task}{seed}.png"
                     try:

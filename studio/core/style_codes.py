@@ -210,19 +210,25 @@ def decode_style_chunk(text: object) -> StyleEmbedding:
     return parse_style(data, what)
 
 
-def read_style(image: Image.Image | str | Path) -> StyleEmbedding | None:
-    """The style a PNG carries (ours, maybe made elsewhere), or None when it carries none or a damaged one
-    (logged): PNG Info then simply offers no style to save."""
+def style_chunk(image: Image.Image | str | Path) -> str | None:
+    """The text of the `studio-style` chunk a PNG has (unchecked), or None."""
     if not isinstance(image, Image.Image):
         try:
             with Image.open(image) as opened:
-                return read_style(opened)
+                return style_chunk(opened)
         except (OSError, SyntaxError, ValueError):  # Pillow's errors for unreadable or hostile files
             return None
     try:
         text = {**getattr(image, "text", {}), **image.info}.get(STYLE_CHUNK)  # `text` reads the whole file
     except (OSError, SyntaxError, ValueError):
         return None
+    return text if isinstance(text, str) else None
+
+
+def read_style(image: Image.Image | str | Path) -> StyleEmbedding | None:
+    """The style a PNG carries (ours, maybe made elsewhere), or None when it carries none or a damaged one
+    (logged): PNG Info then simply offers no style to save."""
+    text = style_chunk(image)
     if text is None:
         return None
     try:

@@ -21,6 +21,7 @@ from studio.core.history import History
 from studio.core.history_index import Viewer
 from studio.core.presets import Presets, load_presets
 from studio.core.settings import Settings
+from studio.core.style_codes import StyleCodes
 from studio.ui import zerogpu
 from studio.ui.common import session_of
 from studio.ui.model_check import ModelCheck
@@ -44,6 +45,7 @@ class Studio:
     runner: JobRunner
     send_to: SendTo
     model_check: ModelCheck
+    style_codes: StyleCodes  # saved styles (`--sref CODE`), in the styles folder
     tab_blocks: dict[str, gr.Tab] = dataclasses.field(default_factory=dict)  # by id, as app.py makes them
     loads: list[tuple[Callable, list, list]] = dataclasses.field(default_factory=list)  # app.py's demo.load
 
@@ -82,7 +84,8 @@ class Studio:
             model_check.start()
         image_targets = {tab.id: tab.label for tab in tabs if tab.takes_images}
         history = History(settings.outputs)
-        return cls(settings, presets, cache, history, runner, SendTo(image_targets), model_check)
+        style_codes = StyleCodes(settings.styles_folder)
+        return cls(settings, presets, cache, history, runner, SendTo(image_targets), model_check, style_codes)
 
     def viewer(self, request: gr.Request | None) -> Viewer:
         """Who is asking, for the history: with --auth, the signed-in user, who sees their own results;
@@ -102,8 +105,10 @@ class Studio:
         """Run `fn(inputs) -> outputs` when a page opens (app.py wires it once the page is built)."""
         self.loads.append((fn, inputs, outputs))
 
-    def pipeline(self, task: str, build: Callable[[ModelCache, Presets], Any]) -> Pipeline:
-        """The pipeline run as `task`, built by `build(cache, presets)` the first time it is asked for."""
+    def pipeline(self, task: str, build: Callable[..., Any], *, style_codes: bool = False) -> Pipeline:
+        """The pipeline run as `task`, built by `build(cache, presets)` the first time it is asked for
+        (`build(cache, presets, style_codes)` for a task that reads or saves style codes)."""
         if task not in self.runner.tasks:
-            self.runner.add(task, build(self.cache, self.presets))
+            extra = (self.style_codes,) if style_codes else ()
+            self.runner.add(task, build(self.cache, self.presets, *extra))
         return self.runner.tasks[task]

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from pipelines.style_code import StyleCodePipeline
 from studio.core.metadata import GenerationParameters, read_parameters
 from studio.core.peer_metadata import describe_peer_parameters
+from studio.core.style_codes import read_style, style_chunk
 from studio.ui.common import readable, scrub_paths
 from studio.ui.context import Studio, TabInfo
 from studio.ui.i18n import say, tr
+from studio.ui.runner import Job
 from studio.ui.send_to import Sent
 from studio.ui.status_line import StatusLine
 
@@ -66,6 +69,15 @@ def create_tab(studio: Studio) -> PngInfoTab:
             with gr.Row():
                 send_to_txt2img = gr.Button(tr("Send to Text to Image"), elem_id="png-info-send-txt2img")
                 send_to_img2img = gr.Button(tr("Send to Image to Image"), elem_id="png-info-send-img2img")
+            with gr.Group(visible=False, elem_id="png-info-style") as style_group:
+                style_note = gr.Markdown(elem_id="png-info-style-note")
+                with gr.Row(equal_height=True):
+                    style_name = gr.Textbox(
+                        label=tr("Style name (optional)"), max_lines=1, scale=2, elem_id="png-info-style-name"
+                    )
+                    save_style = gr.Button(
+                        tr("Save its style as a code"), scale=1, elem_id="png-info-save-style"
+                    )
 
     def png_info(image: str | None):
         """The generation parameters an image carries, as text and as fields; empty when it carries none.
@@ -83,6 +95,34 @@ def create_tab(studio: Studio) -> PngInfoTab:
         return describe_peer_parameters(fields), fields, ""
 
     image.change(png_info, [image], [text, parameters, note], api_name="png_info")
+
+    def carried_style(image: str | None):
+        style = read_style(image) if image else None
+        if style is None:
+            return gr.Group(visible=False), ""
+        made_of = (
+            say(f"made from {style.sources} images") if style.sources > 1 else say("made from one image")
+        )
+        return gr.Group(visible=True), say(f"This image carries its style ({style.code}, {made_of}).")
+
+    image.change(carried_style, [image], [style_group, style_note], api_visibility="private")
+    studio.pipeline("style_code", StyleCodePipeline, style_codes=True)
+
+    def save_carried_style(image: str | None, name: str, request: gr.Request, progress=gr.Progress()):
+        """Save the style a PNG carries (a result made with style references) as a style code here.
+
+        Args:
+            image: a PNG made by this studio with style references.
+            name: a name for the style (optional; the PNG's own name when it has one).
+        """
+        chunk = style_chunk(image) if image else None
+        if chunk is None:
+            raise gr.Error(say("This image carries no style to save."), print_exception=False)
+        values = {"style_chunk": chunk, "name": name or ""}
+        [result] = list(studio.runner.run(Job("style_code", values), request, progress))
+        return say(f"Saved as style code {result.code}: type --sref {result.code} in a prompt to use it.")
+
+    save_style.click(save_carried_style, [image, style_name], [style_note], api_name="save_png_style")
 
     def parameters_to_send(path: str | None, fields: dict | None) -> Sent | None:
         if not fields:

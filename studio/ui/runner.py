@@ -141,15 +141,17 @@ class JobRunner:
                 f"Images (num_images) must be at most {self.max_images} on this studio (got {count})."
             )
         for name, value in request:
-            if (
-                isinstance(value, Image.Image)
-                and self.max_image_side
-                and max(value.size) > self.max_image_side
-            ):
-                raise InvalidRequest(
-                    f"The {name.replace('_', ' ')} is {value.width}×{value.height}; this studio accepts "
-                    f"up to {self.max_image_side} pixels on the longer side."
-                )
+            images = value if isinstance(value, tuple) else (value,)  # style references come several
+            for image in images:
+                if (
+                    isinstance(image, Image.Image)
+                    and self.max_image_side
+                    and max(image.size) > self.max_image_side
+                ):
+                    raise InvalidRequest(
+                        f"The {name.replace('_', ' ')} is {image.width}×{image.height}; this studio accepts "
+                        f"up to {self.max_image_side} pixels on the longer side."
+                    )
 
     def run(self, job: Job, request: gr.Request | None, progress: gr.Progress) -> Iterator[Any]:
         """Each result of `job` as soon as it is made (a batch: every prompt's, in order; "Prompt 3 of 7"

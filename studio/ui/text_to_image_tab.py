@@ -17,6 +17,7 @@ from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_enhance, wire_vary
 from studio.ui.i18n import say, say_phrases, tr
+from studio.ui.image_prompt_panel import create_image_prompt_panel
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
 from studio.ui.widgets import PromptControls, ResultPanel, gallery_path, prompt_box, prompt_settings
@@ -34,7 +35,7 @@ class TextToImageTab:
 
 def create_tab(studio: Studio) -> TextToImageTab:
     presets = studio.presets
-    pipeline = studio.pipeline("txt2img", TextToImagePipeline)
+    pipeline = studio.pipeline("txt2img", TextToImagePipeline, style_codes=True)
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -58,6 +59,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
                 elem_id="txt2img-aspect-ratio",
             )
             controls = prompt_settings("txt2img", prompt, studio, loras=pipeline.loras)
+            image_prompts = create_image_prompt_panel("txt2img", studio, prompt, controls.model)
         with gr.Column(scale=3, min_width=360):
             results = ResultPanel("txt2img", studio, reroll=reroll)
             actions = create_grid_actions("txt2img", studio, results, controls)
@@ -71,9 +73,10 @@ def create_tab(studio: Studio) -> TextToImageTab:
         control("batch", batch, bool, "true: each line of the prompt is a prompt of its own, run in turn.")
     )
     parameters += controls.later_parameters()
+    parameters += image_prompts.parameters()
 
     def txt2img(values, request, progress):
-        values = present(values)
+        values = image_prompts.gathered(present(values))
         lines = tuple(line.strip() for line in values.get("prompt", "").splitlines() if line.strip())
         if values.pop("batch", False) and len(lines) > 1:
             job = Job("txt2img", values, f"{len(lines)} prompts", prompts=lines)
@@ -87,7 +90,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
         parameters,
         txt2img,
     )
-    shape = {"aspect_ratio": aspect_ratio}
+    shape = {"aspect_ratio": aspect_ratio, **image_prompts.settable}
     events = [
         controls.read_prompt_first(generate.click, pipeline, shape).success(
             endpoint.fn, endpoint.inputs, results.outputs, api_name=endpoint.name, **results.event_options

@@ -434,8 +434,8 @@ class ResultPanel:
                     yield previewing(result)
                     continue
                 try:
-                    saved.append((str(self.studio.history.save(result.image, result.parameters, owner)),
-                                  result.parameters))  # fmt: skip
+                    path = self.studio.history.save(result.image, result.parameters, owner, result.png_chunks)
+                    saved.append((str(path), result.parameters))
                 except ResultNotSaved as error:  # shown all the same, from memory; said once a run
                     if not_saved is None:
                         not_saved = str(error)
