@@ -18,7 +18,7 @@ from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.widgets import model_choices
 
-TAB = TabInfo("styles", "Styles")
+TAB = TabInfo("styles", "Style codes")
 COLUMNS = ["Code", "Name", "Images", "Image encoder", "Saved"]
 
 
