@@ -51,7 +51,7 @@ def test_server_limits_on_image_size_and_count(protected_app, tmp_path):
 
     blocks = protected_app.demo.blocks.values()
     sliders = [b for b in blocks if (b.elem_id or "").endswith("-num-images") and b.visible]
-    assert len(sliders) == 3 and all(s.maximum == 2 for s in sliders), "the Images sliders follow the limit"
+    assert len(sliders) == 4 and all(s.maximum == 2 for s in sliders), "the Images sliders follow the limit"
     client = Client(protected_app.url, auth=("bo", "other"), verbose=False)
     with pytest.raises(Exception, match=r"Images \(num_images\) must be at most 2 on this studio \(got 3\)"):
         client.predict(prompt="x", num_images=3, steps=1, api_name="/txt2img")

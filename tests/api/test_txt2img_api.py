@@ -37,6 +37,15 @@ def test_api_lists_txt2img_with_named_parameters(client):
         "loras",
         "previews",
         "decoder",
+        "style_image_1",  # image prompts, added after those
+        "style_image_2",
+        "style_image_3",
+        "style_image_weight_1",
+        "style_image_weight_2",
+        "style_image_weight_3",
+        "style_weight",
+        "object_image",
+        "object_weight",
     ]
     assert len(endpoint["returns"]) == 2, "images and their parameters, nothing internal"
 

@@ -79,7 +79,7 @@ def test_when_the_outputs_folder_cannot_take_results_they_are_still_shown(
 ):
     running, client, _ = studio_on_disk
 
-    def failing_save(image, path, parameters, *, exclusive=True):
+    def failing_save(image, path, parameters, *, exclusive=True, extra_chunks=None):
         path.write_bytes(b"\x89PNG half")  # a disk that fills up halfway
         raise OSError(code, reason)
 
