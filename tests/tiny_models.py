@@ -211,6 +211,19 @@ TINY_IMAGE_ENCODER = CLIPVisionConfig(
 )
 
 
+def _image_attention_weights(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
+    """An IP-Adapter's keys and values for the image tokens, one pair per cross-attention layer, numbered
+    1, 3, 5, ... in the order of `attn_processors`, as diffusers reads them."""
+    cross_dim = unet.config.cross_attention_dim
+    cross_attention = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    weights = {}
+    for position, name in enumerate(cross_attention):
+        hidden = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
+        weights[f"ip_adapter.{2 * position + 1}.to_k_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
+        weights[f"ip_adapter.{2 * position + 1}.to_v_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
+    return weights
+
+
 def build_ip_adapter(
     base: Path,
     folder: Path,
@@ -234,12 +247,7 @@ def build_ip_adapter(
         "image_proj.norm.weight": torch.ones(cross_dim),
         "image_proj.norm.bias": torch.zeros(cross_dim),
     }
-    # diffusers numbers the cross-attention layers 1, 3, 5, ... in the order of `attn_processors`.
-    cross_attention = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
-    for position, name in enumerate(cross_attention):
-        hidden = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
-        weights[f"ip_adapter.{2 * position + 1}.to_k_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
-        weights[f"ip_adapter.{2 * position + 1}.to_v_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
+    weights |= _image_attention_weights(unet)
     (folder / "models").mkdir(parents=True, exist_ok=True)
     save_file({k: v.to(dtype) for k, v in weights.items()}, str(folder / "models" / "ip-adapter.safetensors"))
     encoder = CLIPVisionModelWithProjection(encoder_config).to(dtype)
@@ -274,11 +282,7 @@ def build_ip_adapter_plus(base: Path, folder: Path, seed: int = 6) -> Path:
         for diffusers_name, original_name in PLUS_KEYS:
             name = name.replace(diffusers_name, original_name)
         original[f"image_proj.{name}"] = value.contiguous()
-    cross_attention = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
-    for position, name in enumerate(cross_attention):
-        hidden = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
-        original[f"ip_adapter.{2 * position + 1}.to_k_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
-        original[f"ip_adapter.{2 * position + 1}.to_v_ip.weight"] = torch.randn(hidden, cross_dim) * 0.2
+    original |= _image_attention_weights(unet)
     (folder / "models").mkdir(parents=True, exist_ok=True)
     save_file(original, str(folder / "models" / "ip-adapter-plus.safetensors"))
     CLIPVisionModelWithProjection(TINY_IMAGE_ENCODER).save_pretrained(folder / "models" / "image_encoder")

@@ -10,11 +10,12 @@ import gradio as gr
 from pipelines.blend import MAX_BLEND_IMAGES, BlendPipeline, BlendRequest
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, field, present
-from studio.ui.grid_actions import create_grid_actions, wire_enhance, wire_vary
+from studio.ui.grid_actions import create_grid_actions, wire_generation
 from studio.ui.i18n import tr
 from studio.ui.reference_images import ReferenceSlots, reference_slots
 from studio.ui.runner import Job
-from studio.ui.widgets import ResultPanel, prompt_box, prompt_settings
+from studio.ui.send_to import Sent
+from studio.ui.widgets import ResultPanel, prompt_box, prompt_settings, shaped_outputs, shaped_values
 
 TAB = TabInfo("blend", "Blend")
 
@@ -82,15 +83,11 @@ def create_tab(studio: Studio) -> BlendTab:
         blend,
     )
     shape = {"aspect_ratio": aspect_ratio}
-    events = [
-        controls.read_prompt_first(generate.click, pipeline, shape).success(
-            endpoint.fn, endpoint.inputs, results.outputs, api_name=endpoint.name, **results.event_options
-        ),
-        controls.read_prompt_first(prompt.submit, pipeline, shape).success(
-            endpoint.fn, endpoint.inputs, results.outputs, api_visibility="private", **results.event_options
-        ),
-    ]
-    events += wire_vary(actions, results, studio, controls.num_images)
-    events += wire_enhance(actions, results, studio)
-    results.connect(events, stop)
+    wire_generation(
+        studio, endpoint, pipeline, controls, results, actions, generate=generate, stop=stop, shape=shape
+    )
+    results.restore_on_open(
+        shaped_outputs(controls, aspect_ratio),
+        lambda values: shaped_values(controls, Sent.of(None, values), studio.presets),
+    )
     return BlendTab(images, results)

@@ -9,6 +9,7 @@ decoder (or its preset's fuller model); both show their grid in the same gallery
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 from PIL import Image
@@ -18,6 +19,7 @@ from pipelines.image_to_image import ImageToImagePipeline, variation_request
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT, user_errors
 from studio.ui.context import Studio
+from studio.ui.endpoints import Endpoint
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.widgets import PromptControls, ResultPanel, selected_result
@@ -114,3 +116,30 @@ def wire_enhance(actions: GridActions, panel: ResultPanel, studio: Studio) -> li
         **panel.event_options,
     )
     return [event]
+
+
+def wire_generation(
+    studio: Studio,
+    endpoint: Endpoint,
+    pipeline: Any,
+    controls: PromptControls,
+    results: ResultPanel,
+    actions: GridActions,
+    *,
+    generate: gr.Button,
+    stop: gr.Button,
+    shape: dict[str, gr.components.Component],
+) -> None:
+    """Generate (and Enter in the prompt) runs `endpoint` once the prompt's parameters have moved into the
+    controls (and `shape`'s); Vary and Enhance work on its grid; Stop ends any of them."""
+    events = [
+        controls.read_prompt_first(generate.click, pipeline, shape).success(
+            endpoint.fn, endpoint.inputs, results.outputs, api_name=endpoint.name, **results.event_options
+        ),
+        controls.read_prompt_first(controls.prompt.submit, pipeline, shape).success(
+            endpoint.fn, endpoint.inputs, results.outputs, api_visibility="private", **results.event_options
+        ),
+    ]
+    events += wire_vary(actions, results, studio, controls.num_images)
+    events += wire_enhance(actions, results, studio)
+    results.connect(events, stop)

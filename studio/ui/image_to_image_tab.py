@@ -273,6 +273,10 @@ def create_tab(studio: Studio) -> ImageToImageTab:
 
     fields = [image, editor, outpaint_image, c.prompt, c.negative_prompt, c.styles, variation]
     studio.send_to.receive(TAB.id, fields, fill)
+    # A page opened from a link gets the settings of its grid back (the input image is not recorded)
+    results.restore_on_open(
+        c.received_outputs, lambda values: c.received(Sent.of(None, values), studio.presets)
+    )
     studio.send_to.action(
         TAB.id,
         "vary",

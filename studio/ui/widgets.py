@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
 
+from pipelines.common import MAX_SEED
 from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedImage, GenerationRequest
 from pipelines.previews import PreviewImage
 from studio.core.errors import ResultNotSaved
-from studio.core.metadata import GenerationParameters
+from studio.core.metadata import GenerationParameters, read_parameters
 from studio.core.presets import Presets
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider, user_errors
 from studio.ui.endpoints import Parameter, control, field
@@ -23,6 +25,7 @@ from studio.ui.status_line import StatusLine
 if TYPE_CHECKING:  # the Studio is built from these widgets' module's neighbours
     from pipelines.loras import Loras
     from studio.ui.context import Studio
+    from studio.ui.send_to import Sent
 
 
 def model_choices(presets: Presets, current: str | None) -> list[tuple[str, str]]:
@@ -51,6 +54,54 @@ class PromptControls:
     loras: gr.Textbox | None = None
     previews: gr.Radio | None = None
     decoder: gr.Radio | None = None
+
+    @property
+    def received_outputs(self) -> list[gr.components.Component]:
+        """What `received` fills: the prompt fields, then (for a task that generates) Midjourney's."""
+        c = self
+        fields = [
+            c.prompt,
+            c.negative_prompt,
+            c.styles,
+            c.seed,
+            c.steps,
+            c.guidance_scale,
+            c.sampler,
+            c.model,
+        ]
+        return fields + [c.loras, c.tile, c.chaos, c.stylize]
+
+    def received(self, sent: Sent, presets: Presets) -> tuple:
+        """The values of `received_outputs` from an image's parameters, another studio's mapped to ours;
+        what has no equivalent here is left as it is and named in a note."""
+        notes = []
+        sampler = presets.sampler_named(sent.sampler, sent.scheduler)
+        if sent.sampler and sampler is None:
+            named = " ".join(part for part in (sent.sampler, sent.scheduler) if part)
+            notes.append(f"its sampler {named} has no equivalent here, so the current one stays")
+        seed = -1 if sent.seed is None else sent.seed
+        if not -1 <= seed <= MAX_SEED:
+            seed = sent.seed % (MAX_SEED + 1)
+            notes.append(f"its seed {sent.seed} is beyond this studio's 0–{MAX_SEED}, so {seed} is used")
+        known_model = sent.model and (sent.model in presets.models or Path(sent.model).exists())
+        if sent.model and not known_model:
+            notes.append(f"its model {sent.model} is not on this studio, so the current one stays")
+        if notes:
+            gr.Info(say(f"From {sent.generator or 'the image'}:") + " " + say_phrases(notes, opens=False))
+        return (
+            sent.prompt,
+            sent.negative_prompt,
+            [style for style in sent.styles if style in presets.styles],
+            seed,
+            sent.steps or gr.skip(),
+            gr.skip() if sent.guidance_scale is None else sent.guidance_scale,
+            sampler or gr.skip(),
+            sent.model if known_model else gr.skip(),
+            sent.loras,
+            sent.tile,
+            0,  # under --chaos an image records the settings drawn for it: they make it again as they are
+            DiffusionRequest.default("stylize") if sent.stylize is None else sent.stylize,
+        )
 
     @property
     def fields(self) -> dict[str, gr.components.Component]:
@@ -346,6 +397,21 @@ def prompt_settings(
     )
 
 
+def shaped_outputs(controls: PromptControls, aspect_ratio: gr.Radio) -> list[gr.components.Component]:
+    """`received_outputs` with the aspect ratio, for a task that makes a new picture (in the order Text
+    to Image published first)."""
+    received = controls.received_outputs
+    return [*received[:8], aspect_ratio, *received[8:]]
+
+
+def shaped_values(controls: PromptControls, sent: Sent, presets: Presets) -> tuple:
+    """The values of `shaped_outputs`: the settings received, and the aspect ratio nearest the image's."""
+    values = controls.received(sent, presets)
+    has_size = sent.width and sent.height
+    shape = presets.nearest_aspect_ratio(sent.width, sent.height) if has_size else gr.skip()
+    return (*values[:8], shape, *values[8:])
+
+
 class ResultPanel:
     """A result grid: each image saved to the history as it arrives and shown with its parameters; the
     run's job kept for Reroll (whose label says what it will run again); the first image selected when the
@@ -394,6 +460,21 @@ class ResultPanel:
             return self.described(gallery_value, params, event.index)
 
         self.gallery.select(show_selected, [self.gallery, self.parameters], self._described, **INSTANT_EVENT)
+
+    def restore_on_open(self, outputs: list[gr.components.Component], fill: Callable[[dict], tuple]) -> None:
+        """A page opened from a link shows its grid again (Gradio's deep links); `fill(parameters)` gives
+        `outputs` the settings its first image carries. A fresh page has no grid: the state stays
+        unchanged and nothing fires, so nothing typed meanwhile is overwritten (no control is rebuilt)."""
+
+        def settings_of_grid(gallery_value: list | None) -> Any:
+            recorded = read_parameters(gallery_path(gallery_value[0])) if gallery_value else None
+            if recorded is None:
+                return gr.skip()
+            return recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
+
+        grid_settings = gr.State(None)
+        self.studio.when_loaded(settings_of_grid, [self.gallery], [grid_settings])
+        grid_settings.change(fill, [grid_settings], outputs, **INSTANT_EVENT)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
