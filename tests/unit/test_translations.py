@@ -192,3 +192,16 @@ def test_english_pages_and_api_clients_get_the_messages_as_written():
     assert say("Stopped after 2 of 4 images.", FakeRequest()) == "Stopped after 2 of 4 images."
     chinese = say("Stopped after 2 of 4 images.", FakeRequest(cookie="studio-locale=zh-CN"))
     assert "2" in chinese and "4" in chinese and "Stopped" not in chinese
+
+
+def test_the_model_not_on_this_machine_message_is_translated_with_its_values():
+    """The header's model check says it in the page's language: the offline message is built at run time,
+    from the model and the way to supply it."""
+    from studio.core.models import MODEL_HINT, ModelSource, _offline_message
+
+    source = ModelSource(name="sd-turbo", location="stabilityai/sd-turbo", kind="hub")
+    message = _offline_message(source, MODEL_HINT)
+    chinese = translate(message)
+    assert chinese != message and "不在本机上" in chinese
+    assert "hf download stabilityai/sd-turbo" in chinese and "--model /path/to/model" in chinese
+    assert "或用 --model" in chinese, "the way to supply it is translated too"
