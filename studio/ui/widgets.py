@@ -472,9 +472,12 @@ class ResultPanel:
                 return gr.skip()
             return recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
 
+        def filled(values: dict | None) -> tuple:
+            return fill(values) if values else tuple(gr.skip() for _ in outputs)
+
         grid_settings = gr.State(None)
         self.studio.when_loaded(settings_of_grid, [self.gallery], [grid_settings])
-        grid_settings.change(fill, [grid_settings], outputs, **INSTANT_EVENT)
+        grid_settings.change(filled, [grid_settings], outputs, **INSTANT_EVENT)
 
     @property
     def outputs(self) -> list[gr.components.Component]:

@@ -77,6 +77,12 @@ def wait_for_images(page: Page, selector: str, count: int) -> None:
     )
 
 
+def wait_for_results(page: Page, selector: str, task: str, count: int = 1) -> None:
+    """Until the grid `selector` shows `count` saved results of `task` (files named "00012-blend-77.png"),
+    not the live preview a grid shows while the first one denoises."""
+    expect(page.locator(f"{selector}[src*='-{task}-']")).to_have_count(count, timeout=GENERATE_TIMEOUT_MS)
+
+
 def image_sources(page: Page, selector: str) -> list[str]:
     return page.evaluate("(s) => [...document.querySelectorAll(s)].map((img) => img.src)", selector)
 

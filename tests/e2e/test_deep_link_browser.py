@@ -14,6 +14,7 @@ from tests.e2e.helpers import (
     set_slider,
     tab_panel,
     wait_for_images,
+    wait_for_results,
 )
 
 pytestmark = pytest.mark.e2e
@@ -69,13 +70,13 @@ def test_a_link_to_a_blend_reopens_its_grid_and_settings(page: Page, tmp_path) -
     open_advanced(panel)
     page.locator("#blend-seed input").fill("77")
     page.locator("#blend-generate").click()
-    wait_for_images(page, "#blend-gallery img", 1)
+    wait_for_results(page, "#blend-gallery img", "blend")
     link = copied_link(page)
 
     again = page.context.new_page()
     again.goto(link)
     again.get_by_role("tab", name="Blend", exact=True).click()
-    wait_for_images(again, "#blend-gallery img", 1)
+    wait_for_results(again, "#blend-gallery img", "blend")
     expect(again.locator("#blend-prompt textarea")).to_have_value("a meadow")
     open_advanced(tab_panel(again, "#blend-generate"))
     expect(again.locator("#blend-seed input")).to_have_value("77")
