@@ -127,24 +127,23 @@ def create_image_prompt_panel(
             info=tr("Pick one to add --sref CODE to the prompt."),
             elem_id=f"{prefix}-style-codes",
         )
-        with gr.Row(equal_height=False):
-            object_image = readable(
-                gr.Image(
-                    label=tr("Character or object reference (--oref)"),
-                    type="pil",
-                    sources=["upload", "clipboard"],
-                    height=150,
-                    elem_id=f"{prefix}-object-image",
-                ),
-                max_side,
-            )
-            object_weight = slider(
-                TextToImageRequest,
-                "object_weight",
-                step=10,
-                label=tr("Object weight (--ow)"),
-                elem_id=f"{prefix}-object-weight",
-            )
+        object_image = readable(
+            gr.Image(
+                label=tr("Character or object reference (--oref)"),
+                type="pil",
+                sources=["upload", "clipboard"],
+                height=150,
+                elem_id=f"{prefix}-object-image",
+            ),
+            max_side,
+        )
+        object_weight = slider(
+            TextToImageRequest,
+            "object_weight",
+            step=10,
+            label=tr("Object weight (--ow)"),
+            elem_id=f"{prefix}-object-weight",
+        )
     panel = ImagePromptPanel(style, style_weight, object_image, object_weight, saved_codes)
 
     def save_style(values: dict, request: gr.Request, progress: gr.Progress):
