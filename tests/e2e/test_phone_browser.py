@@ -10,7 +10,10 @@ from tests.e2e.helpers import TXT2IMG_GALLERY, open_studio, wait_for_images
 
 pytestmark = pytest.mark.e2e
 
-TABS = ["Text to Image", "Image to Image", "Style Transfer", "Upscale", "History", "PNG Info"]
+TABS = [
+    *("Text to Image", "Image to Image", "Blend", "Style Transfer", "Upscale", "Describe", "Style codes"),
+    *("History", "PNG Info"),
+]
 
 
 @pytest.fixture
