@@ -13,7 +13,13 @@ from pydantic import Field
 
 from pipelines.image_prompts import ImagePrompt
 from pipelines.images import check_image
-from pipelines.text_to_image import ReferenceImages, ReferenceWeight, TextToImagePipeline, TextToImageRequest
+from pipelines.text_to_image import (
+    ReferenceImages,
+    ReferenceWeight,
+    TextToImagePipeline,
+    TextToImageRequest,
+    check_weights,
+)
 from studio.core.errors import InvalidRequest
 
 MIN_BLEND_IMAGES, MAX_BLEND_IMAGES = 2, 5
@@ -35,11 +41,7 @@ class BlendPipeline(TextToImagePipeline):
             raise InvalidRequest(
                 f"Give {MIN_BLEND_IMAGES} to {MAX_BLEND_IMAGES} images to blend (got {len(request.images)})."
             )
-        if request.image_weights and len(request.image_weights) != len(request.images):
-            raise InvalidRequest(
-                f"Give one weight per image: {len(request.images)} images but "
-                f"{len(request.image_weights)} weights."
-            )
+        check_weights(request.image_weights, len(request.images), "image")
         images = tuple(check_image(image, f"image {n} to blend") for n, image in enumerate(request.images, 1))
         return replace(super().check_inputs(request), blend=images)
 

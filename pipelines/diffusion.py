@@ -348,9 +348,7 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
             denoising = self.prepare(lease, base, request, inputs, run)
             pipe = denoising.pipe
             image_prompts = self.adapters.attach(lease, base, prompts, run.seed)
-            chunks = {} if image_prompts is None else image_prompts.png_chunks
-            if image_prompts is not None:
-                extras.update(image_prompts.extras)
+            extras.update(image_prompts.extras)
             adapters = self.loras.adapters(lease, base, pipe, loras)
             extras.update(denoising.extras, **recorded_loras(adapters))
             decoders = self.presets.decoder(base.family)
@@ -376,22 +374,17 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
                         if request.tile
                         else nullcontext()
                     )
-                    attached = (
-                        nullcontext()
-                        if image_prompts is None
-                        else image_prompts.applied(pipe.unet, pipe._execution_device)
-                    )
+                    attached = image_prompts.applied(pipe.unet, pipe._execution_device)
                     with attached, tiled, loras_applied(pipe, adapters):
                         arguments = call_arguments(pipe, base.family, image_run, seed, reporter)
-                        if image_prompts is not None:
-                            arguments |= image_prompts.arguments(guided(pipe, image_run.guidance_scale))
+                        arguments |= image_prompts.arguments(guided(pipe, image_run.guidance_scale))
                         return pipe(**arguments, **denoising.arguments)
 
                 output = self.cache.denoise(base, denoising.size, call, pipe=pipe)
                 # 5. The result, recorded with the seed and settings it was denoised with
                 result = self.finish(output.images[0], inputs)
                 parameters = record(self.task, image_run, seed, result.size, **extras)
-                yield GeneratedImage(result, parameters, chunks)
+                yield GeneratedImage(result, parameters, image_prompts.png_chunks)
 
 
 def enhanced_values(values: dict[str, Any], image: GenerationParameters, presets: Presets) -> dict[str, Any]:

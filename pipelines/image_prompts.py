@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,7 +64,10 @@ class AttachedImagePrompts:
     png_chunks: dict[str, str] = field(default_factory=dict)  # the style embedding, for the PNG
 
     def arguments(self, guided: bool) -> dict[str, Any]:
-        """The call's `ip_adapter_image_embeds`; with guidance, unconditional first, as diffusers reads."""
+        """The call's `ip_adapter_image_embeds` (none without image prompts); with guidance, unconditional
+        first, as diffusers reads them."""
+        if not self.embeddings:
+            return {}
         return {
             "ip_adapter_image_embeds": [
                 torch.cat([negative[None], positive[None]]) if guided else positive[None]
@@ -73,7 +76,8 @@ class AttachedImagePrompts:
         }
 
     def applied(self, unet: Any, device: torch.device) -> AbstractContextManager:
-        return ip_adapters_applied(unet, self.uses, device)
+        """The adapters swapped into `unet` for one call; the UNet untouched without image prompts."""
+        return ip_adapters_applied(unet, self.uses, device) if self.uses else nullcontext()
 
 
 def style_scale(style_weight: int) -> float:
@@ -103,10 +107,8 @@ class ImagePromptAdapters:
         base: BaseModel,
         prompts: Sequence[ImagePrompt],
         seed: int,
-    ) -> AttachedImagePrompts | None:
-        prompts = [prompt for prompt in prompts if prompt.images or prompt.codes]
-        if not prompts:
-            return None
+    ) -> AttachedImagePrompts:
+        """What `prompts` (each with images or codes) add to the run's calls: nothing when there are none."""
         attached = AttachedImagePrompts([], [])
         for prompt in prompts:
             preset = self.preset(base, prompt.purpose)
@@ -120,10 +122,11 @@ class ImagePromptAdapters:
             attached.uses.append(AdapterUse(adapter, prompt.scale, blocks))
             attached.embeddings.append((unconditional, conditional))
             if prompt.purpose == "style":
+                encoder = encoder_name(preset)
                 style = StyleEmbedding(
-                    content_digest(embedding, encoder_name(preset))[:CODE_LENGTH],
+                    content_digest(embedding, encoder)[:CODE_LENGTH],
                     embedding,
-                    encoder_name(preset),
+                    encoder,
                     sources=max(1, len(prompt.images) + len(prompt.codes)),
                 )
                 attached.extras["style_code"] = style.code

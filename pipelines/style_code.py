@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field
 from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
 from pipelines.image_prompts import ImagePrompt, ImagePromptAdapters
 from pipelines.images import check_image
-from pipelines.text_to_image import ReferenceWeight
+from pipelines.text_to_image import ReferenceWeight, check_weights
 from studio.core.access import Reference
 from studio.core.cache import ModelCache
 from studio.core.errors import InvalidRequest
@@ -66,10 +66,7 @@ class StyleCodePipeline:
             return ()
         if not request.images:
             raise InvalidRequest("Add at least one style image to save as a code.")
-        if request.weights and len(request.weights) != len(request.images):
-            raise InvalidRequest(
-                f"Give one weight per image: {len(request.images)} images but {len(request.weights)} weights."
-            )
+        check_weights(request.weights, len(request.images), "image")
         return tuple(check_image(image, f"style image {n}") for n, image in enumerate(request.images, 1))
 
     def __call__(

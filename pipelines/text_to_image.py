@@ -50,6 +50,12 @@ class TextToImageRequest(GenerationRequest):
     object_weight: int = Field(100, ge=0, le=1000, title="Object weight (--ow)")
 
 
+def check_weights(weights: tuple[float, ...], count: int, what: str) -> None:
+    """Weights are given for every image or for none (then all weigh the same)."""
+    if weights and len(weights) != count:
+        raise InvalidRequest(f"Give one weight per {what}: {count} images but {len(weights)} weights.")
+
+
 @dataclass(frozen=True)
 class ReferenceImages:
     """The image prompts' pictures, checked (upright RGB)."""
@@ -84,11 +90,7 @@ class TextToImagePipeline(DiffusionTask[TextToImageRequest]):
                 f"Give at most {MAX_STYLE_REFERENCES} style references, images and codes together "
                 f"(got {count})."
             )
-        if request.style_image_weights and len(request.style_image_weights) != len(request.style_images):
-            raise InvalidRequest(
-                f"Give one weight per style image: {len(request.style_images)} images but "
-                f"{len(request.style_image_weights)} weights."
-            )
+        check_weights(request.style_image_weights, len(request.style_images), "style image")
         for code in request.style_codes:
             code_and_weight(code)
         return ReferenceImages(
