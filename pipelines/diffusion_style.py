@@ -101,6 +101,8 @@ class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
         }
         if request.structure != "none":
             extras["structure_strength"] = request.structure_strength
+        if request.structure == "canny":  # the edges the ControlNet followed
+            extras.update(canny_low=request.canny_low, canny_high=request.canny_high)
         if inputs.style_image is not None:
             extras["style_image"] = f"{inputs.style_image.width}x{inputs.style_image.height}"
             extras["style_strength"] = request.style_strength

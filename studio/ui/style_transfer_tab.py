@@ -23,6 +23,7 @@ from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, control, field, p
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
+from studio.ui.send_to import Sent
 from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
 
 TAB = TabInfo("style", "Style Transfer", takes_images=True)
@@ -336,4 +337,52 @@ def create_tab(studio: Studio) -> StyleTransferTab:
         trigger(preview_structure, preview_inputs, [structure_map], **PREVIEW_EVENT)
 
     studio.send_to.receive(TAB.id, [image, controls.prompt], lambda sent: (sent.path, sent.prompt))
+
+    # A page opened from a link gets the settings of its grid back (the content and style images are not
+    # recorded): the mode's own controls; the other mode's stay as they are.
+    instant_settings = [style_source, neural_style_names, *weights, strength, working_size, preserve_colors]
+    diffusion_settings = [
+        structure,
+        structure_strength,
+        style_strength,
+        denoising_strength,
+        canny_low,
+        canny_high,
+    ]
+    diffusion_settings += controls.received_outputs
+
+    def restored(values: dict) -> tuple:
+        extras = values.get("extras") or {}
+        mode_recorded = extras.get("mode") if values.get("task") == "style_transfer" else None
+        unchanged_instant = [gr.skip()] * len(instant_settings)
+        unchanged_diffusion = [gr.skip()] * len(diffusion_settings)
+        if mode_recorded == "instant":
+            return ("instant", *instant_values(extras), *unchanged_diffusion)
+        if mode_recorded == "diffusion":
+            received = controls.received(Sent.of(None, values), studio.presets)
+            return ("diffusion", *unchanged_instant, *diffusion_values(extras), *received)
+        return (gr.skip(), *unchanged_instant, *unchanged_diffusion)
+
+    def instant_values(extras: dict) -> list:
+        mixed = zip(extras.get("neural_styles", []), extras.get("style_weights", []), strict=False)
+        chosen = [(name, weight) for name, weight in mixed if name in style_names]
+        unused_weights = [gr.skip()] * (MAX_MIXED_STYLES - len(chosen))
+        return [
+            "image" if "style_image" in extras else "builtin",
+            [name for name, _ in chosen] if chosen else gr.skip(),
+            *(weight for _, weight in chosen),
+            *unused_weights,
+            *recorded(extras, "style_strength", "working_size", "preserve_colors"),
+        ]
+
+    def diffusion_values(extras: dict) -> list:
+        names = ("structure", "structure_strength", "style_strength", "denoising_strength")
+        return recorded(extras, *names, "canny_low", "canny_high")
+
+    results.restore_on_open([mode, *instant_settings, *diffusion_settings], restored)
     return StyleTransferTab(image, controls, results, actions)
+
+
+def recorded(extras: dict, *names: str) -> list:
+    """The values `extras` recorded under `names`; what it did not record stays as it is on the page."""
+    return [extras.get(name, gr.skip()) for name in names]

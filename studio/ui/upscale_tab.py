@@ -14,10 +14,12 @@ from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import open_image
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
+from studio.ui.send_to import Sent
 from studio.ui.status_line import StatusLine
-from studio.ui.widgets import PromptControls, prompt_box, prompt_settings
+from studio.ui.widgets import PromptControls, prompt_box, prompt_settings, restore_on_open
 
 TAB = TabInfo("upscale", "Upscale", takes_images=True)
+SCALES = (2, 3, 4, 8)
 
 
 @dataclass
@@ -60,7 +62,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
             )
             with gr.Row():
                 scale = gr.Radio(
-                    choices=[2, 3, 4, 8],
+                    choices=list(SCALES),
                     value=UpscaleRequest.default("scale"),
                     label=tr("Scale"),
                     elem_id="upscale-scale",
@@ -192,4 +194,37 @@ def create_tab(studio: Studio) -> UpscaleTab:
     studio.runner.stop_button(stop, [event], status)
     studio.send_to.receive(TAB.id, [image, controls.prompt], lambda sent: (sent.path, sent.prompt))
     studio.send_to.action(TAB.id, "upscale", endpoint.fn, endpoint.inputs, upscale_outputs, **upscale_options)
+
+    # A page opened from a link gets the settings of its result back (the image enlarged is not recorded)
+    settings = [upscaler, scale, target_width, target_height, mode, creative_strength]
+    settings += controls.received_outputs
+
+    def restored(values: dict) -> tuple:
+        extras = values.get("extras") or {}
+        if values.get("task") != "upscale" or "upscale" not in extras:
+            return tuple(gr.skip() for _ in settings)
+        creative = "creative_strength" in extras
+        received = controls.received(Sent.of(None, values), studio.presets) if creative else None
+        return (
+            extras.get("upscaler", gr.skip()),
+            *size_settings(extras["upscale"]),
+            "creative" if creative else "fast",
+            extras.get("creative_strength", gr.skip()),
+            *(received or [gr.skip()] * len(controls.received_outputs)),
+        )
+
+    restore_on_open(studio, result_file, lambda path: path, settings, restored)
     return UpscaleTab(image, controls)
+
+
+def size_settings(upscale: str) -> tuple:
+    """Scale, target width and target height that remake a recorded "64x48->256x192": one of the scales
+    when it gives that size, else the exact size."""
+    try:
+        before, after = ([int(side) for side in size.split("x")] for size in upscale.split("->"))
+    except ValueError:
+        return gr.skip(), gr.skip(), gr.skip()
+    for factor in SCALES:
+        if after == [round(side * factor) for side in before]:
+            return factor, 0, 0
+    return gr.skip(), *after

@@ -56,8 +56,9 @@ class PromptControls:
     decoder: gr.Radio | None = None
 
     @property
-    def received_outputs(self) -> list[gr.components.Component]:
-        """What `received` fills: the prompt fields, then (for a task that generates) Midjourney's."""
+    def _receivers(self) -> list[gr.components.Component | None]:
+        """What `received` fills, in its order: the prompt fields, then Midjourney's (None where this
+        task has no such control)."""
         c = self
         fields = [
             c.prompt,
@@ -70,6 +71,11 @@ class PromptControls:
             c.model,
         ]
         return fields + [c.loras, c.tile, c.chaos, c.stylize]
+
+    @property
+    def received_outputs(self) -> list[gr.components.Component]:
+        """What `received` fills: the controls this task has."""
+        return [component for component in self._receivers if component is not None]
 
     def received(self, sent: Sent, presets: Presets) -> tuple:
         """The values of `received_outputs` from an image's parameters, another studio's mapped to ours;
@@ -88,7 +94,7 @@ class PromptControls:
             notes.append(f"its model {sent.model} is not on this studio, so the current one stays")
         if notes:
             gr.Info(say(f"From {sent.generator or 'the image'}:") + " " + say_phrases(notes, opens=False))
-        return (
+        values = (
             sent.prompt,
             sent.negative_prompt,
             [style for style in sent.styles if style in presets.styles],
@@ -101,6 +107,9 @@ class PromptControls:
             sent.tile,
             0,  # under --chaos an image records the settings drawn for it: they make it again as they are
             DiffusionRequest.default("stylize") if sent.stylize is None else sent.stylize,
+        )
+        return tuple(
+            value for component, value in zip(self._receivers, values, strict=True) if component is not None
         )
 
     @property
@@ -462,22 +471,12 @@ class ResultPanel:
         self.gallery.select(show_selected, [self.gallery, self.parameters], self._described, **INSTANT_EVENT)
 
     def restore_on_open(self, outputs: list[gr.components.Component], fill: Callable[[dict], tuple]) -> None:
-        """A page opened from a link shows its grid again (Gradio's deep links); `fill(parameters)` gives
-        `outputs` the settings its first image carries. A fresh page has no grid: the state stays
-        unchanged and nothing fires, so nothing typed meanwhile is overwritten (no control is rebuilt)."""
+        """A page opened from a link shows its grid again; `outputs` get the settings of its first image."""
 
-        def settings_of_grid(gallery_value: list | None) -> Any:
-            recorded = read_parameters(gallery_path(gallery_value[0])) if gallery_value else None
-            if recorded is None:
-                return gr.skip()
-            return recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
+        def first_image(value: list | None) -> str | None:
+            return gallery_path(value[0]) if value else None
 
-        def filled(values: dict | None) -> tuple:
-            return fill(values) if values else tuple(gr.skip() for _ in outputs)
-
-        grid_settings = gr.State(None)
-        self.studio.when_loaded(settings_of_grid, [self.gallery], [grid_settings])
-        grid_settings.change(filled, [grid_settings], outputs, **INSTANT_EVENT)
+        restore_on_open(self.studio, self.gallery, first_image, outputs, fill)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -585,6 +584,33 @@ def selected_result(
         raise gr.Error(say("Make an image first, then pick one in the results."), print_exception=False)
     index = index if index is not None and index < len(gallery_value) else 0
     return gallery_path(gallery_value[index]), params[index]
+
+
+def restore_on_open(
+    studio: Studio,
+    shown: gr.components.Component,
+    result_file: Callable[[Any], str | None],
+    outputs: list[gr.components.Component],
+    fill: Callable[[dict], tuple],
+) -> None:
+    """A page opened from a link shows its results again (Gradio's deep links keep what events set, not
+    what was typed); `fill(parameters)` gives `outputs` the settings recorded in `result_file(shown's
+    value)`. A fresh page shows no result: the state stays unchanged and nothing fires, so nothing typed
+    meanwhile is overwritten (no control is rebuilt)."""
+
+    def recorded_settings(value: Any) -> Any:
+        path = result_file(value)
+        recorded = read_parameters(path) if path else None
+        if recorded is None:
+            return gr.skip()
+        return recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
+
+    def filled(values: dict | None) -> tuple:
+        return fill(values) if values else tuple(gr.skip() for _ in outputs)
+
+    settings = gr.State(None)
+    studio.when_loaded(recorded_settings, [shown], [settings])
+    settings.change(filled, [settings], outputs, **INSTANT_EVENT)
 
 
 def gallery_path(item: Any) -> str:

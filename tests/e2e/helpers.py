@@ -37,7 +37,7 @@ def tab_panel(page: Page, marker: str) -> Locator:
     return page.locator('[role="tabpanel"]').filter(has=page.locator(marker)).first
 
 
-def set_slider(panel: Locator, label: str, value: int) -> None:
+def set_slider(panel: Locator, label: str, value: float) -> None:
     """Type into a slider's number box; the range handle following proves Gradio took the value.
 
     Typed again if it did not take: right after the Advanced accordion opens, the slider sometimes puts its
@@ -78,9 +78,11 @@ def wait_for_images(page: Page, selector: str, count: int) -> None:
 
 
 def wait_for_results(page: Page, selector: str, task: str, count: int = 1) -> None:
-    """Until the grid `selector` shows `count` saved results of `task` (files named "00012-blend-77.png"),
-    not the live preview a grid shows while the first one denoises."""
-    expect(page.locator(f"{selector}[src*='-{task}-']")).to_have_count(count, timeout=GENERATE_TIMEOUT_MS)
+    """Until the grid `selector` shows `count` saved results of `task` (files named "00012-blend-77.png",
+    or "00013-style_transfer.png" when nothing was seeded), not the live preview a grid shows while the
+    first one denoises."""
+    saved = f"{selector}:is([src*='-{task}-'], [src*='-{task}.png'])"
+    expect(page.locator(saved)).to_have_count(count, timeout=GENERATE_TIMEOUT_MS)
 
 
 def image_sources(page: Page, selector: str) -> list[str]:

@@ -45,6 +45,8 @@ def test_a_copied_link_reopens_the_same_grid_and_settings(page: Page, running_ap
 def copied_link(page: Page) -> str:
     """The link the button copies, once the server has stored the page's state."""
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    # The browser's clipboard outlives a context: an earlier test's link must not pass for this one
+    page.evaluate("navigator.clipboard.writeText('')")
     page.get_by_role("button", name="Copy a link to this page").click()
     expect(page.get_by_role("button", name="Link copied")).to_be_visible()
     link = ""
@@ -61,10 +63,9 @@ def test_a_link_to_a_blend_reopens_its_grid_and_settings(page: Page, tmp_path) -
     page.get_by_role("tab", name="Blend", exact=True).click()
     panel = tab_panel(page, "#blend-generate")
     for number in (1, 2):
-        picture = tmp_path / f"picture-{number}.png"
-        noise = np.random.default_rng(number).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        Image.fromarray(noise).save(picture)
-        page.locator(f"#blend-image-{number} input[type=file]").set_input_files(str(picture))
+        page.locator(f"#blend-image-{number} input[type=file]").set_input_files(
+            noise_picture(tmp_path, number)
+        )
         expect(page.locator(f"#blend-image-{number} img")).to_be_visible()
     page.locator("#blend-prompt textarea").fill("a meadow")
     open_advanced(panel)
@@ -80,3 +81,78 @@ def test_a_link_to_a_blend_reopens_its_grid_and_settings(page: Page, tmp_path) -
     expect(again.locator("#blend-prompt textarea")).to_have_value("a meadow")
     open_advanced(tab_panel(again, "#blend-generate"))
     expect(again.locator("#blend-seed input")).to_have_value("77")
+
+
+def noise_picture(tmp_path, number: int, size: tuple[int, int] = (64, 64)) -> str:
+    picture = tmp_path / f"picture-{number}.png"
+    noise = np.random.default_rng(number).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(noise).save(picture)
+    return str(picture)
+
+
+def test_a_link_to_a_style_transfer_reopens_its_grid_and_styles(page: Page, tmp_path) -> None:
+    page.get_by_role("tab", name="Style Transfer", exact=True).click()
+    panel = tab_panel(page, "#style-generate")
+    page.locator("#style-image input[type=file]").set_input_files(noise_picture(tmp_path, 3, (96, 64)))
+    expect(page.locator("#style-image img")).to_have_count(1)
+    page.locator("#style-previews img").nth(19).click()  # Night Swirl, beside the default style
+    expect(page.locator("#style-neural-styles .token")).to_have_count(2)
+    set_slider(panel, "Weight of Night Swirl", 0.4)
+    set_slider(panel, "Strength", 0.65)
+    page.locator("#style-generate").click()
+    wait_for_results(page, "#style-gallery img", "style_transfer")
+    link = copied_link(page)
+
+    again = page.context.new_page()
+    again.goto(link)
+    again.get_by_role("tab", name="Style Transfer", exact=True).click()
+    wait_for_results(again, "#style-gallery img", "style_transfer")
+    expect(again.locator("#style-neural-styles .token")).to_have_count(2)
+    expect(again.locator("#style-neural-styles .token").nth(1)).to_contain_text("Night Swirl")
+    restored = tab_panel(again, "#style-generate")
+    expect(restored.get_by_label("number input for Weight of Night Swirl", exact=True)).to_have_value("0.4")
+    expect(restored.get_by_label("number input for Strength", exact=True)).to_have_value("0.65")
+
+
+def test_a_link_to_an_upscale_reopens_its_result_and_settings(page: Page, tmp_path) -> None:
+    page.get_by_role("tab", name="Upscale", exact=True).click()
+    page.locator("#upscale-image input[type=file]").set_input_files(noise_picture(tmp_path, 4, (48, 32)))
+    expect(page.locator("#upscale-image img")).to_have_count(1)
+    page.locator("#upscale-upscaler input").fill("Lanczos (no model)")
+    page.locator("#upscale-upscaler input").press("Enter")
+    page.locator("#upscale-scale").get_by_label("3", exact=True).check()
+    page.locator("#upscale-generate").click()
+    wait_for_images(page, "#upscale-slider img", 2)
+    link = copied_link(page)
+
+    again = page.context.new_page()
+    again.goto(link)
+    again.get_by_role("tab", name="Upscale", exact=True).click()
+    wait_for_images(again, "#upscale-slider img", 2)
+    expect(again.locator("#upscale-upscaler input")).to_have_value("Lanczos (no model)")
+    expect(again.locator("#upscale-scale").get_by_label("3", exact=True)).to_be_checked()
+    expect(again.locator("#upscale-parameters textarea")).to_have_value(re.compile(r"48x32->144x96"))
+
+
+def test_a_link_to_a_diffusion_style_transfer_reopens_its_mode_and_prompt(page: Page, tmp_path) -> None:
+    page.get_by_role("tab", name="Style Transfer", exact=True).click()
+    panel = tab_panel(page, "#style-generate")
+    page.locator("#style-image input[type=file]").set_input_files(noise_picture(tmp_path, 5, (64, 64)))
+    expect(page.locator("#style-image img")).to_have_count(1)
+    page.get_by_label("Diffusion (keeps structure, any style)").check()
+    page.locator("#style-prompt textarea").fill("woodcut print")
+    set_slider(panel, "Denoising strength", 0.6)
+    open_advanced(panel)
+    set_slider(panel, "Steps", 2)
+    page.locator("#style-generate").click()
+    wait_for_results(page, "#style-gallery img", "style_transfer")
+    link = copied_link(page)
+
+    again = page.context.new_page()
+    again.goto(link)
+    again.get_by_role("tab", name="Style Transfer", exact=True).click()
+    wait_for_results(again, "#style-gallery img", "style_transfer")
+    expect(again.get_by_label("Diffusion (keeps structure, any style)")).to_be_checked()
+    expect(again.locator("#style-prompt textarea")).to_have_value("woodcut print")
+    restored = tab_panel(again, "#style-generate")
+    expect(restored.get_by_label("number input for Denoising strength", exact=True)).to_have_value("0.6")

@@ -53,6 +53,7 @@ def test_style_transfer_runs_with_controlnet_and_ip_adapter(
     assert first.image.size == second.image.size == content.size
     assert first.parameters.seed == 5 and second.parameters.seed == 6
     assert first.parameters.extras["structure"] == "canny"
+    assert (first.parameters.extras["canny_low"], first.parameters.extras["canny_high"]) == (100, 200)
     assert first.parameters.extras["style_image"] == "96x64"
     again = pipeline(style_request(model, **{**values, "seed": 6, "num_images": 1}))[0]
     assert np.array_equal(pixels(again.image), pixels(second.image)), (

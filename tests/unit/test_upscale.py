@@ -1,3 +1,4 @@
+import gradio as gr
 import numpy as np
 import pytest
 import skimage.data
@@ -9,6 +10,7 @@ from pipelines.upscale import LANCZOS, UpscalePipeline, UpscaleRequest
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.metadata import GenerationParameters, read_parameters, save_png
 from studio.core.requests import parse_request
+from studio.ui.upscale_tab import size_settings
 
 
 @pytest.fixture
@@ -37,6 +39,13 @@ def test_lanczos_scales_and_targets(upscale):
     assert wide.image.size == (240, 120), "one target side keeps the aspect ratio"
     [exact] = upscale(request(upscaler=LANCZOS, target_width=100, target_height=50))
     assert exact.image.size == (100, 50)
+
+
+def test_a_recorded_size_gives_back_the_settings_that_remake_it():
+    assert size_settings("48x32->144x96") == (3, 0, 0), "a scale of the tab's"
+    assert size_settings("60x30->240x120") == (4, 0, 0)
+    assert size_settings("60x30->100x50") == (gr.skip(), 100, 50), "else the exact size"
+    assert size_settings("not a size") == (gr.skip(), gr.skip(), gr.skip()), "a damaged record: nothing"
 
 
 def test_limits_and_unknown_upscalers_are_clear(upscale):
