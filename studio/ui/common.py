@@ -145,7 +145,10 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
             return gr.skip()
 
         # Unprocessed: the file as the page sent it (a processed value would be refused before this runs).
-        component.upload(check_dropped, [component], [component], preprocess=False, **INSTANT_EVENT)
+        # No spinner: it would cover the picture, and swallow the first strokes painted on an editor's.
+        component.upload(
+            check_dropped, [component], [component], preprocess=False, show_progress="hidden", **INSTANT_EVENT
+        )
     return component
 
 

@@ -1,12 +1,15 @@
-"""A phone (390×844, touch): the prompt, Generate and the grid work without sideways scrolling, and every
-tab is reachable."""
+"""A phone (390×844, touch): the prompt, Generate and the grid work without sideways scrolling, every tab
+is reachable, and a finger paints an inpaint mask."""
 
+import re
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.helpers import TXT2IMG_GALLERY, open_studio, wait_for_images
+from tests.e2e.helpers import TXT2IMG_GALLERY, open_studio, saved_pngs, wait_for_images, wait_for_saved
 
 pytestmark = pytest.mark.e2e
 
@@ -57,3 +60,49 @@ def test_on_a_phone_every_tab_is_reachable_and_fits(phone: Page) -> None:
             "aria-selected", "true"
         )
         assert sideways_overflow(phone) == 0, label
+
+
+def swipe(page: Page, start: tuple[float, float], end: tuple[float, float], moves: int = 12) -> None:
+    """A finger drawn from `start` to `end` as the browser's touch events (Playwright's own touch emulation
+    only taps)."""
+    touch = page.context.new_cdp_session(page)
+    points = [
+        (start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)
+        for t in np.linspace(0, 1, moves)
+    ]
+    touch.send(
+        "Input.dispatchTouchEvent",
+        {"type": "touchStart", "touchPoints": [{"x": points[0][0], "y": points[0][1]}]},
+    )
+    for x, y in points[1:]:
+        touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        page.wait_for_timeout(30)
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def test_on_a_phone_a_finger_paints_the_region_inpaint_repaints(phone: Page, running_app, tmp_path) -> None:
+    picture = tmp_path / "noise.png"
+    original = np.random.default_rng(7).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    Image.fromarray(original).save(picture)
+    open_tab(phone, "Image to Image")
+    phone.get_by_role("tab", name="Inpaint", exact=True).tap()
+    phone.locator("#img2img-prompt textarea").fill("a red door")
+    editor = phone.locator("#inpaint-editor")
+    editor.locator("input[type=file]").set_input_files(str(picture))
+    expect(editor.get_by_text("Upload an image")).to_be_hidden()
+    # An upload selects the brush, so the first stroke paints.
+    expect(editor.locator("button[aria-label='Brush']")).to_have_class(re.compile("highlight"))
+    canvas = editor.locator("canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, "the editor fits the screen"
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # the picture's centre too
+    swipe(phone, (middle[0] - 50, middle[1]), (middle[0] + 50, middle[1]))  # across the middle
+    before = saved_pngs(running_app.outputs)
+    phone.locator("#inpaint-generate").tap()
+    wait_for_saved(phone, running_app.outputs, before)
+    [result] = saved_pngs(running_app.outputs) - before
+    changed = np.abs(np.asarray(Image.open(result).convert("RGB"), dtype=int) - original).max(axis=2) > 0
+    assert changed[120:136, 100:156].all(), "where the finger went is repainted"
+    assert not changed[:40].any() and not changed[-40:].any(), "above and below the stroke stays"
+    assert not changed[:, :12].any() and not changed[:, -12:].any(), "beside its ends stays"
