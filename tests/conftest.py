@@ -138,6 +138,13 @@ class RunningApp:
         self.outputs = outputs
 
 
+def studio_settings(model: Path, outputs: Path, **overrides) -> Settings:
+    """Settings for a studio the tests launch: `model` on the CPU, offline, on a free port."""
+    return Settings(
+        model=str(model), device="cpu", port=free_port(), outputs=outputs, offline=True, **overrides
+    )
+
+
 def launch_app(settings: Settings) -> RunningApp:
     import app as studio_app
 
@@ -154,14 +161,6 @@ def running_app(
 ) -> Iterator[RunningApp]:
     """The whole studio on a free port, serving the tiny SD model as its default model."""
     outputs = tmp_path_factory.mktemp("outputs")
-    settings = Settings(
-        model=str(tiny_sd),
-        device="cpu",
-        port=free_port(),
-        outputs=outputs,
-        offline=True,
-        presets_dir=tiny_presets_dir,
-    )
-    running = launch_app(settings)
+    running = launch_app(studio_settings(tiny_sd, outputs, presets_dir=tiny_presets_dir))
     yield running
     running.demo.close()

@@ -3,20 +3,16 @@
 import pytest
 from gradio_client import Client
 
-from studio.core.settings import Settings
-from tests.conftest import free_port, launch_app
+from tests.conftest import launch_app, studio_settings
 
 pytestmark = pytest.mark.api
 
 
 @pytest.fixture(scope="module")
 def protected_app(tiny_sd, tmp_path_factory):
-    settings = Settings(
-        model=str(tiny_sd),
-        device="cpu",
-        port=free_port(),
-        outputs=tmp_path_factory.mktemp("outputs"),
-        offline=True,
+    settings = studio_settings(
+        tiny_sd,
+        tmp_path_factory.mktemp("outputs"),
         auth=(("ann", "s3cret:pass"), ("bo", "other")),
         queue_size=5,
         max_image_side=256,

@@ -4,8 +4,7 @@ user, and each browser session on a shared studio, sees their own; batch prompts
 import pytest
 from gradio_client import Client
 
-from studio.core.settings import Settings
-from tests.conftest import free_port, launch_app
+from tests.conftest import launch_app, studio_settings
 
 pytestmark = pytest.mark.api
 
@@ -44,10 +43,9 @@ def test_a_batch_runs_a_prompt_per_line_and_each_lands_in_the_history(running_ap
 
 @pytest.fixture(scope="module")
 def shared_app(tiny_sd, tmp_path_factory):
-    settings = Settings(
-        model=str(tiny_sd), device="cpu", port=free_port(), outputs=tmp_path_factory.mktemp("outputs"),
-        offline=True, auth=(("ann", "a-pass"), ("bo", "b-pass")),
-    )  # fmt: skip
+    settings = studio_settings(
+        tiny_sd, tmp_path_factory.mktemp("outputs"), auth=(("ann", "a-pass"), ("bo", "b-pass"))
+    )
     running = launch_app(settings)
     yield running
     running.demo.close()
@@ -66,8 +64,7 @@ def test_with_logins_each_user_sees_only_their_own(shared_app):
 
 
 def test_through_a_shared_address_each_session_sees_only_what_it_made(tiny_sd, tmp_path):
-    settings = Settings(model=str(tiny_sd), device="cpu", host="0.0.0.0", port=free_port(), outputs=tmp_path,
-                        offline=True)  # fmt: skip
+    settings = studio_settings(tiny_sd, tmp_path, host="0.0.0.0")
     running = launch_app(settings)
     try:
         url = f"http://127.0.0.1:{settings.port}/"

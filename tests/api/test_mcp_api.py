@@ -7,16 +7,15 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
 from studio.core.metadata import read_parameters
-from studio.core.settings import Settings, load_settings
-from tests.conftest import free_port, launch_app
+from studio.core.settings import load_settings
+from tests.conftest import launch_app, studio_settings
 
 pytestmark = pytest.mark.api
 
 
 @pytest.fixture(scope="module")
 def agent_app(tiny_sd, tmp_path_factory):
-    settings = Settings(model=str(tiny_sd), device="cpu", port=free_port(), offline=True, mcp=True,
-                        outputs=tmp_path_factory.mktemp("outputs"))  # fmt: skip
+    settings = studio_settings(tiny_sd, tmp_path_factory.mktemp("outputs"), mcp=True)
     running = launch_app(settings)
     yield running
     running.demo.close()

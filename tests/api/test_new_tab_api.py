@@ -4,22 +4,15 @@ import pytest
 from gradio_client import Client
 
 import app
-from studio.core.settings import Settings
 from tests import example_tab
-from tests.conftest import free_port
+from tests.conftest import studio_settings
 
 pytestmark = pytest.mark.api
 
 
 @pytest.fixture(scope="module")
 def client(tiny_sd, tmp_path_factory):
-    settings = Settings(
-        model=str(tiny_sd),
-        device="cpu",
-        port=free_port(),
-        outputs=tmp_path_factory.mktemp("out"),
-        offline=True,
-    )
+    settings = studio_settings(tiny_sd, tmp_path_factory.mktemp("out"))
     demo = app.build_app(settings, tabs=(*app.TABS, example_tab))
     options = app.launch_options(settings)
     options.update(prevent_thread_lock=True, quiet=True)

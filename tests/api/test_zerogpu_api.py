@@ -10,9 +10,8 @@ from gradio_client import Client
 from pipelines.text_to_image import TextToImageRequest
 from pipelines.upscale import UpscaleRequest
 from studio.core.requests import parse_request
-from studio.core.settings import Settings
 from studio.ui.zerogpu import MAX_SECONDS, MIN_SECONDS, gpu_seconds
-from tests.conftest import free_port, launch_app
+from tests.conftest import launch_app, studio_settings
 
 pytestmark = pytest.mark.api
 
@@ -45,13 +44,7 @@ def zero_gpu_app(tiny_sd, tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setitem(sys.modules, "spaces", spaces)
     patch.setenv("SPACES_ZERO_GPU", "true")
-    settings = Settings(
-        model=str(tiny_sd),
-        device="cpu",
-        port=free_port(),
-        outputs=tmp_path_factory.mktemp("out"),
-        offline=True,
-    )
+    settings = studio_settings(tiny_sd, tmp_path_factory.mktemp("out"))
     running = launch_app(settings)
     yield running, spaces
     running.demo.close()

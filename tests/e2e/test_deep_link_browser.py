@@ -31,9 +31,7 @@ def test_a_copied_link_reopens_the_same_grid_and_settings(page: Page, running_ap
     page.locator("#txt2img-generate").click()
     wait_for_images(page, GALLERY, 2)
     shown = image_sources(page, GALLERY)
-    link = copied_link(page)
-    again = page.context.new_page()
-    again.goto(link)
+    again = reopened(page)
     wait_for_images(again, GALLERY, 2)
     expect(again.locator("#txt2img-prompt textarea")).to_have_value("a harbour at night")
     open_advanced(tab_panel(again, "#txt2img-generate"))
@@ -59,6 +57,15 @@ def copied_link(page: Page) -> str:
     return link
 
 
+def reopened(page: Page, tab: str | None = None) -> Page:
+    """A new page opened from the link `page` copies, on `tab`."""
+    again = page.context.new_page()
+    again.goto(copied_link(page))
+    if tab:
+        again.get_by_role("tab", name=tab, exact=True).click()
+    return again
+
+
 def test_a_link_to_a_blend_reopens_its_grid_and_settings(page: Page, tmp_path) -> None:
     page.get_by_role("tab", name="Blend", exact=True).click()
     panel = tab_panel(page, "#blend-generate")
@@ -72,11 +79,7 @@ def test_a_link_to_a_blend_reopens_its_grid_and_settings(page: Page, tmp_path) -
     page.locator("#blend-seed input").fill("77")
     page.locator("#blend-generate").click()
     wait_for_results(page, "#blend-gallery img", "blend")
-    link = copied_link(page)
-
-    again = page.context.new_page()
-    again.goto(link)
-    again.get_by_role("tab", name="Blend", exact=True).click()
+    again = reopened(page, "Blend")
     wait_for_results(again, "#blend-gallery img", "blend")
     expect(again.locator("#blend-prompt textarea")).to_have_value("a meadow")
     open_advanced(tab_panel(again, "#blend-generate"))
@@ -101,11 +104,7 @@ def test_a_link_to_a_style_transfer_reopens_its_grid_and_styles(page: Page, tmp_
     set_slider(panel, "Strength", 0.65)
     page.locator("#style-generate").click()
     wait_for_results(page, "#style-gallery img", "style_transfer")
-    link = copied_link(page)
-
-    again = page.context.new_page()
-    again.goto(link)
-    again.get_by_role("tab", name="Style Transfer", exact=True).click()
+    again = reopened(page, "Style Transfer")
     wait_for_results(again, "#style-gallery img", "style_transfer")
     expect(again.locator("#style-neural-styles .token")).to_have_count(2)
     expect(again.locator("#style-neural-styles .token").nth(1)).to_contain_text("Night Swirl")
@@ -123,11 +122,7 @@ def test_a_link_to_an_upscale_reopens_its_result_and_settings(page: Page, tmp_pa
     page.locator("#upscale-scale").get_by_label("3", exact=True).check()
     page.locator("#upscale-generate").click()
     wait_for_images(page, "#upscale-slider img", 2)
-    link = copied_link(page)
-
-    again = page.context.new_page()
-    again.goto(link)
-    again.get_by_role("tab", name="Upscale", exact=True).click()
+    again = reopened(page, "Upscale")
     wait_for_images(again, "#upscale-slider img", 2)
     expect(again.locator("#upscale-upscaler input")).to_have_value("Lanczos (no model)")
     expect(again.locator("#upscale-scale").get_by_label("3", exact=True)).to_be_checked()
@@ -146,11 +141,7 @@ def test_a_link_to_a_diffusion_style_transfer_reopens_its_mode_and_prompt(page: 
     set_slider(panel, "Steps", 2)
     page.locator("#style-generate").click()
     wait_for_results(page, "#style-gallery img", "style_transfer")
-    link = copied_link(page)
-
-    again = page.context.new_page()
-    again.goto(link)
-    again.get_by_role("tab", name="Style Transfer", exact=True).click()
+    again = reopened(page, "Style Transfer")
     wait_for_results(again, "#style-gallery img", "style_transfer")
     expect(again.get_by_label("Diffusion (keeps structure, any style)")).to_be_checked()
     expect(again.locator("#style-prompt textarea")).to_have_value("woodcut print")

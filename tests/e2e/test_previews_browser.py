@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from studio.core.settings import Settings
-from tests.conftest import RunningApp, free_port, launch_app
+from tests.conftest import RunningApp, launch_app, studio_settings
 from tests.e2e.helpers import (
     GENERATE_TIMEOUT_MS,
     TXT2IMG_GALLERY,
@@ -30,13 +29,8 @@ def running_app(
     tiny_sd: Path, fast_decoder_presets_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningApp]:
     """The studio on the tiny model, with a tiny TAESD as its fast decoder."""
-    settings = Settings(
-        model=str(tiny_sd),
-        device="cpu",
-        port=free_port(),
-        outputs=tmp_path_factory.mktemp("outputs"),
-        offline=True,
-        presets_dir=fast_decoder_presets_dir,
+    settings = studio_settings(
+        tiny_sd, tmp_path_factory.mktemp("outputs"), presets_dir=fast_decoder_presets_dir
     )
     running = launch_app(settings)
     yield running

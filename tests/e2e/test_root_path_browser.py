@@ -17,8 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from studio.core.settings import Settings
-from tests.conftest import RunningApp, free_port, launch_app
+from tests.conftest import RunningApp, free_port, launch_app, studio_settings
 from tests.e2e.helpers import TXT2IMG_GALLERY, open_studio, wait_for_results
 from tests.e2e.test_deep_link_browser import copied_link
 
@@ -60,14 +59,8 @@ def prefix_proxy(upstream: str) -> Starlette:
 
 @pytest.fixture(scope="module")
 def proxied(tiny_sd, tiny_presets_dir, tmp_path_factory) -> Iterator[tuple[RunningApp, str]]:
-    settings = Settings(
-        model=str(tiny_sd),
-        device="cpu",
-        port=free_port(),
-        outputs=tmp_path_factory.mktemp("outputs"),
-        offline=True,
-        presets_dir=tiny_presets_dir,
-        root_path=PREFIX,
+    settings = studio_settings(
+        tiny_sd, tmp_path_factory.mktemp("outputs"), presets_dir=tiny_presets_dir, root_path=PREFIX
     )
     studio = launch_app(settings)
     port = free_port()

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, expect
 
-from studio.core.settings import Settings
-from tests.conftest import RunningApp, free_port, launch_app
+from tests.conftest import RunningApp, launch_app, studio_settings
 from tests.e2e.helpers import TXT2IMG_GALLERY, open_studio, wait_for_results
 from tests.e2e.test_deep_link_browser import copied_link
 
@@ -23,14 +22,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def on_a_space(tiny_sd, tiny_presets_dir, tmp_path_factory) -> Iterator[RunningApp]:
-    settings = Settings(
-        model=str(tiny_sd),
-        device="cpu",
-        port=free_port(),
-        outputs=tmp_path_factory.mktemp("outputs"),
-        offline=True,
-        presets_dir=tiny_presets_dir,
-    )
+    settings = studio_settings(tiny_sd, tmp_path_factory.mktemp("outputs"), presets_dir=tiny_presets_dir)
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("SYSTEM", "spaces")
         environment.setenv("SPACE_ID", "someone/image-studio")

@@ -9,8 +9,8 @@ from gradio_client import Client
 
 from studio.core.access import ModelAccess, RateLimit, Reference
 from studio.core.errors import InvalidRequest
-from studio.core.settings import Settings, load_settings
-from tests.conftest import free_port, launch_app
+from studio.core.settings import load_settings
+from tests.conftest import launch_app, studio_settings
 
 REFUSED = "is not one this studio offers: choose one of its presets, or a file in its model folders."
 
@@ -84,9 +84,8 @@ def reachable(tiny_sd, tiny_presets_dir, tmp_path_factory):
     """A studio on every interface, whose model folder holds a copy of the tiny model."""
     root = tmp_path_factory.mktemp("reachable")
     shutil.copytree(tiny_sd, root / "models" / "tiny-copy")
-    settings = Settings(
-        model=str(tiny_sd), device="cpu", host="0.0.0.0", port=free_port(), outputs=root / "outputs",
-        offline=True, presets_dir=tiny_presets_dir, models_dir=root / "models",
+    settings = studio_settings(
+        tiny_sd, root / "outputs", host="0.0.0.0", presets_dir=tiny_presets_dir, models_dir=root / "models",
         loras_dir=root / "models" / "loras", upscalers_dir=root / "models" / "upscalers",
         max_runs_per_minute=30,
     )  # fmt: skip
@@ -148,8 +147,7 @@ def test_only_results_and_uploads_are_served_as_files(reachable):
 
 
 def test_a_visitor_over_the_rate_limit_is_told_when_to_come_back(tiny_sd, tmp_path):
-    settings = Settings(model=str(tiny_sd), device="cpu", port=free_port(), outputs=tmp_path, offline=True,
-                        max_runs_per_minute=2)  # fmt: skip
+    settings = studio_settings(tiny_sd, tmp_path, max_runs_per_minute=2)
     running = launch_app(settings)
     try:
         client = Client(running.url, verbose=False)

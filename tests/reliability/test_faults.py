@@ -14,8 +14,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import studio.core.history as history_module
-from studio.core.settings import Settings
-from tests.conftest import free_port, launch_app
+from tests.conftest import launch_app, studio_settings
 
 PROJECT = history_module.Path(__file__).resolve().parents[2]
 PARAMETERS = dict(task="txt2img", prompt="noise", negative_prompt="", steps=1, sampler="Euler",
@@ -64,8 +63,7 @@ def studio_on_disk(tiny_sd, tiny_presets_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     model = root / "models" / "loaded-then-deleted"
     shutil.copytree(tiny_sd, model)
-    settings = Settings(model=str(tiny_sd), device="cpu", port=free_port(), outputs=root / "outputs",
-                        offline=True, presets_dir=tiny_presets_dir)  # fmt: skip
+    settings = studio_settings(tiny_sd, root / "outputs", presets_dir=tiny_presets_dir)
     running = launch_app(settings)
     yield running, Client(running.url, verbose=False), model
     running.demo.close()

@@ -17,8 +17,9 @@ import pytest
 from gradio.i18n import I18nData
 
 from studio.core.neural_style import load_neural_styles
-from studio.core.settings import DEFAULT_PRESETS_DIR, Settings
+from studio.core.settings import DEFAULT_PRESETS_DIR
 from studio.ui.i18n import catalogue, is_chinese, locale_of, say, translate
+from tests.conftest import studio_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT_PROPERTIES = ("label", "info", "placeholder", "copied_value")
@@ -30,13 +31,7 @@ FILLED = {"studio-header", "model-status"}
 def page(tiny_sd, tiny_presets_dir, tmp_path_factory) -> gr.Blocks:
     import app
 
-    settings = Settings(
-        model=str(tiny_sd),
-        device="cpu",
-        outputs=tmp_path_factory.mktemp("outputs"),
-        offline=True,
-        presets_dir=tiny_presets_dir,
-    )
+    settings = studio_settings(tiny_sd, tmp_path_factory.mktemp("outputs"), presets_dir=tiny_presets_dir)
     return app.build_app(settings)
 
 
