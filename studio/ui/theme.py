@@ -18,4 +18,6 @@ CSS = """
 /* History: a page is a grid of small thumbnails however few results it has (Gradio narrows it to them) */
 #history-gallery .grid-container { --grid-cols: 8 !important; }
 #history-gallery .thumbnail-item { aspect-ratio: 1; }
+/* On a phone the inpaint editor's zoom bar would cover its label (the instruction): it moves below it */
+@media (max-width: 480px) { #inpaint-editor .top-panel { top: 40px; } }
 """

@@ -96,6 +96,9 @@ def test_on_a_phone_a_finger_paints_the_region_inpaint_repaints(phone: Page, run
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, "the editor fits the screen"
+    label = editor.get_by_test_id("block-label").bounding_box()
+    zoom_bar = editor.locator(".top-panel").bounding_box()
+    assert label and zoom_bar and label["y"] + label["height"] <= zoom_bar["y"], "the instruction shows whole"
     middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # the picture's centre too
     swipe(phone, (middle[0] - 50, middle[1]), (middle[0] + 50, middle[1]))  # across the middle
     before = saved_pngs(running_app.outputs)
