@@ -161,8 +161,12 @@ def box(page: Page, selector: str) -> dict:
 
 
 def test_the_layout_keeps_rows_and_labels_on_one_line(page: Page) -> None:
-    generate, reroll, stop = (box(page, f"#txt2img-{name}") for name in ("generate", "reroll", "stop"))
-    assert generate["y"] == reroll["y"] == stop["y"], "Generate, Reroll and Stop on one row"
+    for _ in range(50):  # a loading page may still be laying the row out
+        tops = {box(page, f"#txt2img-{name}")["y"] for name in ("generate", "reroll", "stop")}
+        if len(tops) == 1:
+            break
+        page.wait_for_timeout(100)
+    assert len(tops) == 1, f"Generate, Reroll and Stop on one row (tops {tops})"
     open_advanced(tab_panel(page, "#txt2img-generate"))
     assert text_lines(page.locator("#txt2img-random-seed")) == 1, '"Random seed" on one line'
 

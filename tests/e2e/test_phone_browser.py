@@ -89,7 +89,7 @@ def test_on_a_phone_a_finger_paints_the_region_inpaint_repaints(phone: Page, run
     phone.locator("#img2img-prompt textarea").fill("a red door")
     editor = phone.locator("#inpaint-editor")
     editor.locator("input[type=file]").set_input_files(str(picture))
-    expect(editor.get_by_text("Upload an image")).to_be_hidden()
+    expect(editor.get_by_text("Upload an image")).to_be_hidden(timeout=30_000)  # slow on a busy machine
     # An upload selects the brush, so the first stroke paints.
     expect(editor.locator("button[aria-label='Brush']")).to_have_class(re.compile("highlight"))
     canvas = editor.locator("canvas").first
