@@ -189,15 +189,11 @@ def test_the_layout_keeps_rows_and_labels_on_one_line(page: Page) -> None:
 
 
 def test_a_broken_model_file_is_shown_in_the_page(browser, tmp_path) -> None:
-    from studio.core.settings import Settings
-    from tests.conftest import free_port, launch_app
+    from tests.conftest import launch_app, studio_settings
 
     broken = tmp_path / "my-model.safetensors"
     broken.write_bytes(b"not a checkpoint at all")
-    settings = Settings(
-        model=str(broken), device="cpu", port=free_port(), outputs=tmp_path / "out", offline=True
-    )
-    running = launch_app(settings)
+    running = launch_app(studio_settings(broken, tmp_path / "out"))
     try:
         page = browser.new_page()
         page.goto(running.url)
