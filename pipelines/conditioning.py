@@ -53,12 +53,16 @@ def weighted_segments(prompt: str) -> list[tuple[str, float]]:
     return [(text, weight) for text, weight in merged if text]
 
 
-def to_compel(prompt: str) -> str:
-    """The prompt in compel's syntax: weights and multi-prompt conjunctions kept, all else literal."""
+def to_compel(prompt: str, *, conjunction: bool = True) -> str:
+    """The prompt in compel's syntax: weights and multi-prompts kept, all else literal. A multi-prompt is
+    a conjunction of its parts (each encoded apart), or without `conjunction` (compel cannot pool one,
+    which SDXL needs) one prompt whose parts weigh as written."""
     parts = _multi_prompt_parts(prompt)
     if len(parts) == 1:
         return _compel_text(parts[0][0])
     strongest = max(abs(weight) for _, weight in parts) or 1.0
+    if not conjunction:
+        return ", ".join(f"({_compel_text(text).strip()}){weight / strongest:.4g}" for text, weight in parts)
     quoted = ", ".join(f'"{_compel_text(text)}"' for text, _ in parts)
     weights = ", ".join(f"{weight / strongest:g}" for _, weight in parts)  # the strongest part at 1
     return f"({quoted}).and({weights})"
@@ -108,7 +112,10 @@ def prompt_conditioning(pipe: Any, family: str, prompt: str, negative_prompt: st
     device = pipe._execution_device
     if family == "sdxl":
         compel = CompelForSDXL(pipe, device=device)
-        conditioning = compel(main_prompt=to_compel(prompt), negative_prompt=to_compel(negative_prompt))
+        conditioning = compel(
+            main_prompt=to_compel(prompt, conjunction=False),
+            negative_prompt=to_compel(negative_prompt, conjunction=False),
+        )
         # compel pools the text as given to it, weights' brackets and all; the pooled embedding is of the
         # words alone, as diffusers makes it (CLIP's first 77 tokens)
         pooled = [  # one at a time, as diffusers does: a batch of two rounds differently

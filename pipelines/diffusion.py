@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, ClassVar, Generic, TypeVar
 
 from PIL import Image
@@ -255,6 +256,8 @@ class Denoising:
     size: tuple[int, int]  # the size the model works at, for the decode-memory estimate
     arguments: dict[str, Any] = field(default_factory=dict)  # the task's own call arguments
     extras: dict[str, Any] = field(default_factory=dict)  # recorded, known only once the models are
+    calls_per_image: int = 1  # denoising calls that make one image (a tiled task: one per tile)
+    size_multiple: int = 8  # what the sides of a call's image must be multiples of
 
 
 RequestT = TypeVar("RequestT", bound=GenerationRequest)
@@ -264,6 +267,8 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
     task: ClassVar[str]  # what the PNG records, e.g. "txt2img"
     request_type: ClassVar[type[Request]]
     prompt_required: ClassVar[bool] = False
+    encodes_image: ClassVar[bool] = False  # starts from an image: its autoencoder's encoder runs too
+    torch_only: ClassVar[str | None] = None  # why OpenVINO cannot run this task, where it cannot
 
     def __init__(self, cache: ModelCache, presets: Presets, style_codes: StyleCodes | None = None) -> None:
         self.cache = cache
@@ -293,6 +298,13 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
         self, lease: Lease, base: BaseModel, request: RequestT, inputs: Any, run: RunSettings
     ) -> Denoising:
         raise NotImplementedError
+
+    def denoise(
+        self, denoise_once: Callable[..., Image.Image], inputs: Any, denoising: Denoising
+    ) -> Image.Image:
+        """One image of the run from `denoise_once(**call arguments)`, a denoising call of the run's
+        pipeline: one call as it is; a tiled task makes one per tile, with the tile as its image."""
+        return denoise_once()
 
     def finish(self, image: Image.Image, inputs: Any) -> Image.Image:
         """The denoised image made into the result (back at the input's size, say)."""
@@ -339,14 +351,20 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
         with self.cache.lease() as lease:
             on_openvino = self.cache.backend == "openvino"
             base = lease.base_model(source, released_ok=on_openvino)
-            refusal = openvino_refusal(self.task, base, request, bool(prompts)) if on_openvino else None
+            refusal = (
+                openvino_refusal(base, task_refusal=self.torch_only, image_prompts=bool(prompts))
+                if on_openvino
+                else None
+            )
             if refusal is not None:
                 log.info("OpenVINO cannot run this call whole (%s): torch runs it", refusal)
                 on_openvino = False
+                extras["backend"] = "torch"
                 if base.released:
                     lease.read_back_weights(base)
             denoising = self.prepare(lease, base, request, inputs, run)
             pipe = denoising.pipe
+            reporter.images = request.num_images * denoising.calls_per_image
             image_prompts = self.adapters.attach(lease, base, prompts, run.seed)
             extras.update(image_prompts.extras)
             adapters = self.loras.adapters(lease, base, pipe, loras)
@@ -356,8 +374,11 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
             if autoencoder is not None:
                 pipe.vae = autoencoder
             if on_openvino:
-                use_openvino(lease, base, pipe, self.cache.converted)
+                converted = self.cache.converted
+                use_openvino(lease, base, pipe, converted, tile=request.tile, adapters=adapters,
+                             encodes=self.encodes_image)  # fmt: skip
                 extras["backend"] = "openvino"
+                adapters = []  # fused into the converted models
             reporter.previews = live_previews(
                 lease, base, decoders, request.previews, preview, pipe.scheduler, denoising.size
             )
@@ -366,9 +387,10 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
             for index in range(request.num_images):
                 seed = image_seed(run.seed, index)
                 image_run = varied(run, self.presets, seed, request.chaos)
-                reporter.begin_image(index)
+                per_image = denoising.calls_per_image
+                calls = iter(range(index * per_image, (index + 1) * per_image))  # for progress and previews
 
-                def call(seed: int = seed, image_run: RunSettings = image_run) -> Any:
+                def call(seed: int = seed, image_run: RunSettings = image_run, **task_arguments: Any) -> Any:
                     tiled = (
                         seamless(pipe.unet, pipe.vae, getattr(pipe, "controlnet", None))
                         if request.tile
@@ -378,11 +400,17 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
                     with attached, tiled, loras_applied(pipe, adapters):
                         arguments = call_arguments(pipe, base.family, image_run, seed, reporter)
                         arguments |= image_prompts.arguments(guided(pipe, image_run.guidance_scale))
-                        return pipe(**arguments, **denoising.arguments)
+                        return pipe(**arguments, **denoising.arguments, **task_arguments)
 
-                output = self.cache.denoise(base, denoising.size, call, pipe=pipe)
+                def denoise_once(
+                    call: Callable[..., Any] = call, calls: Iterator[int] = calls, **task_arguments: Any
+                ) -> Image.Image:
+                    reporter.begin_image(next(calls))
+                    work = partial(call, **task_arguments)
+                    return self.cache.denoise(base, denoising.size, work, pipe=pipe).images[0]
+
                 # 5. The result, recorded with the seed and settings it was denoised with
-                result = self.finish(output.images[0], inputs)
+                result = self.finish(self.denoise(denoise_once, inputs, denoising), inputs)
                 parameters = record(self.task, image_run, seed, result.size, **extras)
                 yield GeneratedImage(result, parameters, image_prompts.png_chunks)
 

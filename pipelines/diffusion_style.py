@@ -82,6 +82,8 @@ class StyleInputs(InputImage):
 class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
     task = "style_transfer"
     request_type = DiffusionStyleRequest
+    encodes_image = True
+    torch_only = "ControlNet's residuals are not converted"
 
     def check_inputs(self, request: DiffusionStyleRequest) -> StyleInputs:
         image = check_image(request.image, "content image")

@@ -67,6 +67,7 @@ def variation_request(
 class ImageToImagePipeline(DiffusionTask[ImageToImageRequest]):
     task = "img2img"
     request_type = ImageToImageRequest
+    encodes_image = True
 
     def check_inputs(self, request: ImageToImageRequest) -> InputImage:
         # A prompt is optional here: the image itself says what to draw.

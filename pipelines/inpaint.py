@@ -43,6 +43,7 @@ class MaskedImage(InputImage):
 class InpaintPipeline(DiffusionTask[InpaintRequest]):
     task = "inpaint"
     request_type = InpaintRequest
+    encodes_image = True
 
     def check_inputs(self, request: InpaintRequest) -> MaskedImage:
         image = check_image(request.image)

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,22 +21,24 @@ import torch
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.common import IsCancelled, Progress, StepReporter, never_cancelled, no_progress
+from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.decoders import DecoderChoice
 from pipelines.diffusion import (
-    DiffusionRequest,
+    Denoising,
+    DiffusionTask,
     GeneratedImage,
+    GenerationRequest,
     RunSettings,
     build_pipeline,
-    call_arguments,
     check_prompt_side,
-    resolve_run,
-    run_extras,
+    refuse_inpainting_model,
 )
-from pipelines.images import check_image, resized, to_array, to_image, working_size
+from pipelines.images import InputImage, check_image, resized, to_array, to_image, working_size
+from pipelines.previews import PreviewMode
 from pipelines.prompt_parameters import ReadsPromptParameters
-from pipelines.recording import derived_parameters, record, source_extras
+from pipelines.recording import derived_parameters, source_extras
 from pipelines.tiling import run_tiled, tile_grid
-from studio.core.cache import CacheKey, Lease, ModelCache
+from studio.core.cache import BaseModel, CacheKey, Lease, ModelCache
 from studio.core.errors import InvalidRequest, ModelUnavailable, RunCancelled
 from studio.core.presets import Presets
 from studio.core.upscaler_models import (
@@ -52,8 +55,8 @@ MAX_OUTPUT_SIDE = 8192
 UPSCALE_EXTRAS = ("upscaler", "upscale", "creative_strength")  # what a source's earlier upscale recorded
 
 
-class UpscaleRequest(DiffusionRequest):
-    """What to enlarge and how; the prompt fields are used by the creative pass only."""
+class UpscaleRequest(GenerationRequest):
+    """What to enlarge and how; the prompt fields (LoRAs, --tile...) are used by the creative pass only."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -66,6 +69,8 @@ class UpscaleRequest(DiffusionRequest):
     mode: Literal["fast", "creative"] = "fast"
     creative_strength: float = Field(0.3, ge=0.05, le=0.8)
     num_images: int = Field(1, ge=1, le=1)
+    decoder: DecoderChoice = "full"  # detail is what the creative pass is for
+    previews: PreviewMode = "off"  # a tile's preview is not the picture
 
 
 def output_size(size: tuple[int, int], request: UpscaleRequest) -> tuple[int, int]:
@@ -150,6 +155,7 @@ class UpscalePipeline(ReadsPromptParameters):
         self.cache = cache
         self.presets = presets
         self.upscalers = Upscalers(cache, presets, upscalers_dir)
+        self.creative_pass = CreativeUpscaleTask(cache, presets)
 
     def check_inputs(self, request: UpscaleRequest) -> tuple[Image.Image, tuple[int, int]]:
         image = check_image(request.image)
@@ -187,7 +193,7 @@ class UpscalePipeline(ReadsPromptParameters):
         if request.upscaler in self.upscalers.downloadable():
             self.upscalers.download(request.upscaler, progress)
 
-        with self.cache.lease() as lease:
+        with self.cache.lease() as lease:  # the network stays pinned while it runs
             # 2. Super-resolution in tiles (or plain resampling), then exactly to the asked size
             if request.upscaler == LANCZOS:
                 enlarged = image.resize(size, Image.Resampling.LANCZOS)
@@ -203,15 +209,11 @@ class UpscalePipeline(ReadsPromptParameters):
                 yield GeneratedImage(enlarged, parameters)
                 return
 
-            # 3. The creative pass: low-strength image to image, tile by tile, on the cached base model
-            enlarged, run = self._creative_pass(lease, enlarged, request, progress, is_cancelled)
-            extras = {
-                **source_extras(image),
-                **extras,
-                "creative_strength": request.creative_strength,
-                **run_extras(request),
-            }
-            yield GeneratedImage(enlarged, record(self.task, run, run.seed, size, **extras))
+        # 3. The creative pass: low-strength image to image, tile by tile, on the diffusion scaffold
+        creative = request.model_copy(update={"image": enlarged})
+        [result] = self.creative_pass.generate(creative, progress, is_cancelled)
+        extras = {**source_extras(image), **extras, **result.parameters.extras}
+        yield GeneratedImage(result.image, replace(result.parameters, extras=extras), result.png_chunks)
 
     def _super_resolve(
         self,
@@ -265,44 +267,48 @@ class UpscalePipeline(ReadsPromptParameters):
         current = self.cache.run_on_gpu(lambda: upscale(request.tile_size), retry=lambda: upscale(halved))
         return resized(to_image(current), size)
 
-    def _creative_pass(
-        self,
-        lease: Lease,
-        image: Image.Image,
-        request: UpscaleRequest,
-        progress: Progress,
-        is_cancelled: IsCancelled,
-    ) -> tuple[Image.Image, RunSettings]:
-        source = check_prompt_side(request, self.presets, prompt_required=False)
-        run = resolve_run(request, source, self.presets, strength=request.creative_strength)
-        base = lease.base_model(source)
-        tile = base.resolution(source)
-        overlap = tile // 8
-        tiles = tile_grid(image.width, image.height, tile, overlap)
-        reporter = StepReporter(progress, is_cancelled, len(tiles))
+
+class CreativeUpscaleTask(DiffusionTask[UpscaleRequest]):
+    """The creative pass (what others call "Ultimate SD Upscale"): image to image at low strength on tiles
+    of the model's native size, seams hidden by overlap and feathered blending; on the scaffold, so LoRAs,
+    --tile, the decoders and the CPU backend come with it."""
+
+    task = "upscale"
+    request_type = UpscaleRequest
+    encodes_image = True
+
+    def check_inputs(self, request: UpscaleRequest) -> InputImage:
+        return InputImage(request.image)  # already enlarged, checked at its own size by UpscalePipeline
+
+    def strength(self, request: UpscaleRequest, inputs: InputImage) -> float:
+        return request.creative_strength
+
+    def extras(self, request: UpscaleRequest, inputs: InputImage) -> dict[str, Any]:
+        return {"creative_strength": request.creative_strength}
+
+    def prepare(
+        self, lease: Lease, base: BaseModel, request: UpscaleRequest, inputs: InputImage, run: RunSettings
+    ) -> Denoising:
+        refuse_inpainting_model(base, run, "pick another model for the creative upscale.")
+        side = base.resolution(run.source)
+        tiles = tile_grid(inputs.image.width, inputs.image.height, side, overlap=side // 8)
         pipe = build_pipeline(base, run, self.presets, "img2img")
+        arguments = {"strength": request.creative_strength}
+        return Denoising(
+            pipe, (side, side), arguments, calls_per_image=len(tiles), size_multiple=base.size_multiple
+        )
 
-        def detail_pass() -> np.ndarray:
-            counter = iter(range(len(tiles)))
+    def denoise(
+        self, denoise_once: Callable[..., Image.Image], inputs: InputImage, denoising: Denoising
+    ) -> Image.Image:
+        side = denoising.size[0]
 
-            def denoise(pixels: np.ndarray) -> np.ndarray:
-                reporter.image_index = next(counter)
-                tile_image = to_image(pixels)
-                work = resized(tile_image, working_size(tile_image.size, base.size_multiple))
-                arguments = call_arguments(pipe, base.family, run, run.seed, reporter)
-                output = pipe(**arguments, image=work, strength=request.creative_strength).images[0]
-                return to_array(resized(output, tile_image.size))
+        def tile_pass(pixels: np.ndarray) -> np.ndarray:
+            tile = to_image(pixels)
+            work = resized(tile, working_size(tile.size, denoising.size_multiple))
+            return to_array(resized(denoise_once(image=work), tile.size))
 
-            return run_tiled(
-                to_array(image),
-                denoise,
-                scale=1,
-                tile=tile,
-                overlap=overlap,
-                progress=no_progress,
-                is_cancelled=is_cancelled,
-            )
-
-        # No yield happens in the pass, so it may hold the GPU lock throughout.
-        result = self.cache.denoise(base, (tile, tile), detail_pass, pipe=pipe)
-        return to_image(result), run
+        # Stop is checked at every step of every tile; progress comes from the steps
+        tiled = run_tiled(to_array(inputs.image), tile_pass, scale=1, tile=side, overlap=side // 8,
+                          progress=no_progress, is_cancelled=never_cancelled)  # fmt: skip
+        return to_image(tiled)

@@ -24,6 +24,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -32,7 +33,7 @@ from studio.core.downloads import report_preparation
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 1  # bump when what is converted, or how, changes: old IR is then converted again
+CONVERTER_VERSION = 2  # bump when what is converted, or how, changes: old IR is then converted again
 CPU_CONFIG = {"PERFORMANCE_HINT": "LATENCY"}
 PRECISIONS = ("auto", "f32")
 
@@ -51,11 +52,15 @@ class ConvertedModels:
         self.precision = precision
         self.conversions = 0  # how many modules this process converted (not read back from disk)
 
-    def identity(self, location: str, component: str, files: list[Path]) -> str:
-        """A folder name for one converted module: what it was converted from, how, by which OpenVINO."""
+    def identity(
+        self, location: str, component: str, files: list[Path], variant: dict[str, Any] | None = None
+    ) -> str:
+        """A folder name for one converted module: what it was converted from (the `variant` of it: a
+        seamless tile, LoRAs fused in), how, by which OpenVINO."""
         import openvino
 
         stamp = {
+            "variant": variant or {},
             "location": location,
             "component": component,
             "files": [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()],
@@ -113,6 +118,9 @@ class ConvertedModels:
         report_preparation(f"Compiling the {_component(path.parent.name)} for the CPU…")
         return ov.Core().compile_model(path, "CPU", config)
 
+    def on_disk(self, name: str) -> bool:
+        return (self.folder / name / "model.xml").exists()
+
     def weight_bytes(self, name: str) -> int:
         weights = self.folder / name / "model.bin"
         return weights.stat().st_size if weights.exists() else 0
@@ -156,39 +164,95 @@ class UNetForward(torch.nn.Module):
         return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
-class OpenVinoUNet(_Standing):
-    traced = UNetForward
+class UNetWithAddedConditionForward(UNetForward):
+    """SDXL's UNet, which also takes the pooled text embedding and the size-and-crop time ids."""
 
-    def forward(self, sample, timestep, encoder_hidden_states, **unused: Any) -> tuple[torch.Tensor]:
+    def forward(self, sample, timestep, encoder_hidden_states, text_embeds, time_ids):  # noqa: ANN001
+        added = {"text_embeds": text_embeds, "time_ids": time_ids}
+        return self.unet(sample, timestep, encoder_hidden_states, added_cond_kwargs=added, return_dict=False)[
+            0
+        ]
+
+
+class OpenVinoUNet(_Standing):
+    """Any prompt length (compel's chunked embeddings are 77 tokens a chunk), batch and size; the LoRAs
+    and seamless padding of the run are part of the converted graph (pipelines/backends.py)."""
+
+    def __init__(self, original: Any, compiled: Any) -> None:
+        super().__init__(original, compiled)
+        if original.config.addition_embed_type == "text_time":  # SDXL's pipelines check its width
+            width = original.add_embedding.linear_1.in_features
+            self.add_embedding = SimpleNamespace(linear_1=SimpleNamespace(in_features=width))
+
+    def forward(
+        self, sample, timestep, encoder_hidden_states, added_cond_kwargs=None, **unused: Any
+    ) -> tuple[torch.Tensor]:
         timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(())
         inputs = {"sample": sample, "timestep": timestep, "encoder_hidden_states": encoder_hidden_states}
+        if added_cond_kwargs:
+            inputs.update(
+                text_embeds=added_cond_kwargs["text_embeds"], time_ids=added_cond_kwargs["time_ids"]
+            )
         return (run(self.compiled, inputs)[0],)
 
 
+def unet_inputs(unet: Any, text_embeds: int | None) -> dict[str, tuple[torch.Tensor, list[int]]]:
+    """The UNet's inputs for conversion: an example each and its shape (-1: any batch, size or prompt
+    length); SDXL's added conditioning where `text_embeds` (the pooled embedding's width) is given."""
+    channels, side = int(unet.config.in_channels), int(unet.config.sample_size)
+    cross = int(unet.config.cross_attention_dim)
+    inputs = {
+        "sample": (torch.randn(1, channels, side, side), [-1, channels, -1, -1]),
+        "timestep": (torch.tensor(999.0), []),
+        "encoder_hidden_states": (torch.randn(1, 77, cross), [-1, -1, cross]),
+    }
+    if text_embeds is not None:
+        time_ids = (int(unet.config.projection_class_embeddings_input_dim) - text_embeds) // int(
+            unet.config.addition_time_embed_dim
+        )
+        inputs["text_embeds"] = (torch.randn(1, text_embeds), [-1, text_embeds])
+        inputs["time_ids"] = (torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0][:time_ids]]), [-1, time_ids])
+    return inputs
+
+
 class TextEncoderForward(torch.nn.Module):
+    """CLIP's last hidden state, its pooled output (or, with a projection, its text embedding) and the
+    penultimate hidden state, which SDXL's prompts are encoded to."""
+
     def __init__(self, encoder: Any) -> None:
         super().__init__()
         self.encoder = encoder
 
     def forward(self, input_ids):  # noqa: ANN001 (traced)
-        output = self.encoder(input_ids, return_dict=False)
-        return output[0], output[1]
+        output = self.encoder(input_ids, output_hidden_states=True, return_dict=True)
+        pooled = output.text_embeds if "text_embeds" in output else output.pooler_output
+        return output.last_hidden_state, pooled, output.hidden_states[-2]
 
 
 class OpenVinoTextEncoder(_Standing):
-    """The last hidden state and the pooled output, which is what SD 1.x/2.x prompts are encoded to."""
-
-    traced = TextEncoderForward
+    def __init__(self, original: Any, compiled: Any) -> None:
+        super().__init__(original, compiled)
+        self.projected = type(original).__name__ == "CLIPTextModelWithProjection"  # SDXL's second
 
     def forward(self, input_ids, attention_mask=None, *, output_hidden_states=False, return_dict=True, **_):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
+        from transformers.models.clip.modeling_clip import CLIPTextModelOutput
 
-        if output_hidden_states:
-            raise NotImplementedError("hidden states are not converted")
-        last, pooled = run(self.compiled, {"input_ids": input_ids.long()})
-        if not return_dict:
-            return last, pooled
-        return BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled)
+        last, pooled, penultimate = run(self.compiled, {"input_ids": input_ids.long()})
+        hidden_states = (penultimate, last) if output_hidden_states else None  # [-2]: the penultimate
+        if self.projected:
+            output = CLIPTextModelOutput(
+                text_embeds=pooled, last_hidden_state=last, hidden_states=hidden_states
+            )
+        else:
+            output = BaseModelOutputWithPooling(
+                last_hidden_state=last, pooler_output=pooled, hidden_states=hidden_states
+            )
+        return output if return_dict else output.to_tuple()
+
+
+def text_encoder_inputs(tokens: int) -> dict[str, tuple[torch.Tensor, list[int]]]:
+    return {"input_ids": (torch.zeros(1, tokens, dtype=torch.long), [-1, tokens])}
 
 
 class DecoderForward(torch.nn.Module):
@@ -200,16 +264,51 @@ class DecoderForward(torch.nn.Module):
         return self.autoencoder.decode(latents, return_dict=False)[0]
 
 
-class OpenVinoDecoder(_Standing):
-    """An autoencoder whose decode OpenVINO runs (its encode, which text to image never calls, stays out)."""
+class EncoderForward(DecoderForward):
+    """The VAE's latent distribution (mean and log-variance, which the caller samples with its own
+    generator, as diffusers does), or a tiny autoencoder's latents."""
 
-    traced = DecoderForward
+    def forward(self, image):  # noqa: ANN001 (traced)
+        encoded = self.autoencoder.encode(image)
+        return encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.parameters
+
+
+class OpenVinoAutoencoder(_Standing):
+    """An autoencoder whose decode (and, for a task that starts from an image, encode) OpenVINO runs."""
+
+    def __init__(self, original: Any, decoder: Any, encoder: Any | None = None) -> None:
+        super().__init__(original, decoder)
+        self.encoder_compiled = encoder
+        self.tiny = type(original).__name__ == "AutoencoderTiny"
 
     def decode(self, latents: torch.Tensor, return_dict: bool = True, **unused: Any) -> Any:
         from diffusers.models.autoencoders.vae import DecoderOutput
 
         sample = run(self.compiled, {"latents": latents})[0]
         return DecoderOutput(sample=sample) if return_dict else (sample,)
+
+    def encode(self, image: torch.Tensor, return_dict: bool = True) -> Any:
+        from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKLOutput
+        from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTinyOutput
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        if self.encoder_compiled is None:
+            raise RuntimeError("this run's autoencoder was converted to decode only")
+        encoded = run(self.encoder_compiled, {"image": image})[0]
+        if self.tiny:
+            output = AutoencoderTinyOutput(latents=encoded)
+        else:
+            output = AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution(encoded))
+        return output if return_dict else output.to_tuple()
+
+
+def autoencoder_inputs(autoencoder: Any, side: int, scale: int) -> dict[str, dict[str, Any]]:
+    """The decoder's and the encoder's inputs for conversion: latents of `side`, pixels `scale` times it."""
+    latent = int(autoencoder.config.latent_channels)
+    return {
+        "decoder": {"latents": (torch.randn(1, latent, side, side), [-1, latent, -1, -1])},
+        "encoder": {"image": (torch.randn(1, 3, side * scale, side * scale), [-1, 3, -1, -1])},
+    }
 
 
 def choose_backend(setting: str, device_config: Any, *, installed: bool) -> tuple[str, str | None]:

@@ -7,7 +7,6 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipelines.backends import openvino_refusal
 from pipelines.blend import BlendPipeline, BlendRequest
 from pipelines.prompt_parameters import apply_prompt_parameters
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
@@ -206,13 +205,8 @@ def test_a_blend_mixes_two_to_five_images_by_weight(cache, tiny_presets, tiny_sd
         parse_request(BlendRequest, {"images": [painting] * 6})
 
 
-def test_runs_with_image_prompts_stay_on_torch_and_their_images_are_size_checked(tiny_presets, painting):
-    class Base:
-        family = "sd"
-
-    request = TextToImageRequest(prompt="a house")
-    assert openvino_refusal("txt2img", Base(), request) is None
-    assert "IP-Adapters" in openvino_refusal("txt2img", Base(), request, image_prompts=True)
+def test_style_images_are_size_checked_by_the_servers_limit(tiny_presets, painting):
+    # Which backend runs image prompts: tests/matrix/test_feature_matrix.py
     runner = JobRunner(max_image_side=80)
     with pytest.raises(InvalidRequest, match="style images is 96×64; this studio accepts up to 80"):
         runner.check_limits(TextToImageRequest(prompt="a", style_images=(painting,)))

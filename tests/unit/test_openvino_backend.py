@@ -2,7 +2,10 @@
 
 import numpy as np
 import pytest
+import skimage.data
+from PIL import Image
 
+from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
@@ -10,22 +13,23 @@ from studio.core.downloads import preparation_reported_to
 from studio.core.models import resolve_model
 from studio.core.openvino_backend import ConvertedModels, choose_backend, openvino_installed
 from studio.core.requests import parse_request
+from tests.tiny_models import build_lora
 
 needs_openvino = pytest.mark.skipif(not openvino_installed(), reason="the openvino extra is not installed")
 
 
-def request(model, **values) -> TextToImageRequest:
+def request(model, request_type=TextToImageRequest, **values):
     values = {"prompt": "a red fox in the snow", "model": str(model), "steps": 3, "seed": 42, **values}
-    return parse_request(TextToImageRequest, values)
+    return parse_request(request_type, values)
 
 
 def pixels(image) -> np.ndarray:
     return np.asarray(image, dtype=np.int16)
 
 
-def openvino_cache(folder, precision: str = "f32") -> ModelCache:
+def openvino_cache(folder, precision: str = "f32", **options) -> ModelCache:
     converted = ConvertedModels(folder, precision)
-    return ModelCache(resolve_device("cpu"), offline=True, backend="openvino", converted=converted)
+    return ModelCache(resolve_device("cpu"), offline=True, backend="openvino", converted=converted, **options)
 
 
 def test_auto_is_openvino_on_a_cpu_where_it_is_installed_and_torch_elsewhere():
@@ -82,28 +86,66 @@ def test_at_the_cpus_own_precision_the_image_stays_close_to_the_torch_paths(tiny
 
 
 @needs_openvino
-def test_what_openvino_cannot_run_whole_runs_on_torch(tiny_sd, presets, tmp_path):
+def test_a_tile_and_loras_are_converted_variants_that_give_torchs_pixels(tiny_sd, presets, tmp_path):
+    folder = tmp_path / "loras"
+    build_lora(tiny_sd, folder / "ink.safetensors", seed=4, text_encoders=True)
+    on_torch = ModelCache(resolve_device("cpu"), offline=True, lora_folder=folder)
+    cache = openvino_cache(tmp_path / "ir", lora_folder=folder)
+    variants = [{}, {"tile": True}, {"loras": ["ink:0.7"]}, {"loras": ["ink:0.7"], "tile": True}]
+    made = []
+    for variant in variants:
+        torch_image = TextToImagePipeline(on_torch, presets)(request(tiny_sd, decoder="full", **variant))[0]
+        image = TextToImagePipeline(cache, presets)(request(tiny_sd, decoder="full", **variant))[0]
+        assert image.parameters.extras["backend"] == "openvino", variant
+        assert np.abs(pixels(image.image) - pixels(torch_image.image)).max() <= 2, (
+            f"{variant}: torch's pixels"
+        )
+        made.append(pixels(image.image))
+    for index, image in enumerate(made):  # each variant is its own image: nothing fell back to the plain IR
+        assert all(not np.array_equal(image, other) for other in made[index + 1 :])
+    names = sorted(path.name.rsplit("-", 1)[0] for path in (tmp_path / "ir").glob("*-*"))
+    # UNets plain, tiled, with the LoRA and both; text encoders plain and with it; decoders plain and tiled
+    assert names.count("unet") == 4 and names.count("text_encoder") == 2 and names.count("vae_decoder") == 2
+    on_torch.clear()
+
+
+@needs_openvino
+def test_image_to_image_encodes_with_openvino_and_a_long_prompt_costs_one_more_chunk(
+    tiny_sd, presets, tmp_path
+):
+    photo = Image.fromarray(skimage.data.astronaut()).resize((96, 64), Image.Resampling.LANCZOS)
+    values = {"image": photo, "strength": 0.6, "decoder": "full", "prompt": "a lighthouse, " * 20}
+    on_torch = ImageToImagePipeline(ModelCache(resolve_device("cpu"), offline=True), presets)
     cache = openvino_cache(tmp_path)
-    tiled = TextToImagePipeline(cache, presets)(request(tiny_sd, tile=True))[0]
-    assert "backend" not in tiled.parameters.extras and cache.converted.conversions == 0
+    expected = on_torch(request(tiny_sd, ImageToImageRequest, **values))[0]
+    image = ImageToImagePipeline(cache, presets)(request(tiny_sd, ImageToImageRequest, **values))[0]
+    assert image.parameters.extras["backend"] == "openvino"
+    assert {path.name.rsplit("-", 1)[0] for path in tmp_path.glob("*-*")} >= {"vae_encoder", "vae_decoder"}
+    assert np.abs(pixels(image.image) - pixels(expected.image)).max() <= 2
 
 
 @needs_openvino
 def test_the_torch_weights_openvino_stands_for_are_let_go_and_read_back_for_a_torch_run(
-    tiny_sd, presets, tmp_path
+    tiny_sd, tiny_presets, tmp_path
 ):
     cache = openvino_cache(tmp_path)
-    pipeline = TextToImagePipeline(cache, presets)
+    pipeline = TextToImagePipeline(cache, tiny_presets)
     pipeline(request(tiny_sd, decoder="full"))
-    base = cache.base_model(resolve_model(str(tiny_sd), presets), released_ok=True)
+    base = cache.base_model(resolve_model(str(tiny_sd), tiny_presets), released_ok=True)
     assert base.released == {"unet", "text_encoder"}, "one copy of each in the process: OpenVINO's"
     assert sum(p.numel() for p in base.components["unet"].parameters()) == 0
 
-    tiled = pipeline(request(tiny_sd, tile=True, decoder="full"))[0]  # torch runs it: read back first
+    # A style image adds IP-Adapter layers to the UNet: torch runs it, weights read back first
+    styled = {"style_images": (Image.new("RGB", (64, 64), "orange"),), "decoder": "full"}
+    on_openvino = pipeline(request(tiny_sd, **styled))[0]
+    assert on_openvino.parameters.extras["backend"] == "torch"
+    assert "Backend: torch" in on_openvino.parameters.to_text()
     assert not base.released and sum(p.numel() for p in base.components["unet"].parameters()) > 0
-    on_torch = TextToImagePipeline(ModelCache(resolve_device("cpu"), offline=True), presets)
-    plain = on_torch(request(tiny_sd, tile=True, decoder="full"))[0]
-    assert np.array_equal(pixels(tiled.image), pixels(plain.image)), "the weights read back are the model's"
+    on_torch = TextToImagePipeline(ModelCache(resolve_device("cpu"), offline=True), tiny_presets)
+    plain = on_torch(request(tiny_sd, **styled))[0]
+    assert np.array_equal(pixels(on_openvino.image), pixels(plain.image)), (
+        "the weights read back are the model's"
+    )
 
     pipeline(request(tiny_sd, decoder="full"))
     assert base.released == {"unet", "text_encoder"}, "let go again by the next OpenVINO run"

@@ -126,12 +126,13 @@ def test_the_upscalers_creative_pass_reads_the_parameters_it_has(presets):
     from pipelines.upscale import UpscaleRequest
 
     values, notes = apply_prompt_parameters(
-        {"prompt": "crisp detail --seed 3 --no blur --steps 9 --tile"}, UpscaleRequest, presets
+        {"prompt": "crisp detail --seed 3 --no blur --steps 9 --tile --ar 16:9"}, UpscaleRequest, presets
     )
-    assert (values["prompt"], values["seed"], values["negative_prompt"], values["steps"]) == (
+    assert (values["prompt"], values["seed"], values["negative_prompt"], values["steps"], values["tile"]) == (
         "crisp detail",
         3,
         "blur",
         9,
+        True,
     )
-    assert notes == ["--tile does nothing here (this task has no such setting): it was left out"]
+    assert len(notes) == 1 and notes[0].startswith("--ar 16:9 does nothing here")

@@ -90,8 +90,9 @@ class BaseModel:
     def release(self, name: str) -> None:
         """Let go of a component's torch weights, keeping the module (its config, its identity for the
         cache) and its buffers."""
-        for parameter in self.components[name].parameters():
-            parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)
+        for parameter_name, parameter in self.components[name].named_parameters():
+            if not _is_adapter(parameter_name):  # a LoRA's own weights are not in the model's files
+                parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)
         self.released.add(name)
 
     def restore(self) -> None:
@@ -104,9 +105,15 @@ class BaseModel:
                 options["local_files_only"] = True  # it was loaded from there: it is in the hub cache
             fresh = dict(type(module).from_pretrained(self.source.location, **options).named_parameters())
             for parameter_name, parameter in module.named_parameters():
-                parameter.data = fresh[parameter_name].data.to(parameter.device)
+                if not _is_adapter(parameter_name):  # a LoRA wraps the layer it adapts as `base_layer`
+                    original = fresh[parameter_name.replace(".base_layer.", ".")]
+                    parameter.data = original.data.to(parameter.device)
         self.released.clear()
 
 
 def _dtype_of(module: Any) -> torch.dtype:
     return next((parameter.dtype for parameter in module.parameters()), torch.float32)
+
+
+def _is_adapter(parameter_name: str) -> bool:
+    return ".lora_" in parameter_name
