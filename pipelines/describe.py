@@ -23,12 +23,12 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
 from pipelines.images import check_image
+from pipelines.task import OneResultTask
 from studio.core.access import Reference, is_bare_name
-from studio.core.cache import CacheKey, Lease, ModelCache
+from studio.core.cache import CacheKey, Lease
 from studio.core.captioners import Captioner, load_captioner
 from studio.core.errors import InvalidRequest, RunCancelled, StudioError
 from studio.core.models import ModelSource, weights_source
-from studio.core.presets import Presets
 from studio.core.requests import Request
 
 SUGGESTIONS = 4
@@ -121,14 +121,10 @@ class _StopWhenCancelled(StoppingCriteria):
         )
 
 
-class DescribePipeline:
+class DescribePipeline(OneResultTask):
     task = "describe"
     request_type = DescribeRequest
     progress_label = "Describing"  # what the progress bar says, counting suggestions
-
-    def __init__(self, cache: ModelCache, presets: Presets) -> None:
-        self.cache = cache
-        self.presets = presets
 
     def check_inputs(self, request: DescribeRequest) -> CheckedDescribe:
         image = check_image(request.image, max_side=MAX_IMAGE_SIDE)
@@ -184,15 +180,6 @@ class DescribePipeline:
         return Description(
             tuple(prompts), aspect_ratio, request.captioner.strip() or self.presets.default_captioner
         )
-
-    def generate(
-        self,
-        request: DescribeRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> Iterator[Description]:
-        """The one result as a stream: the shape the studio's job runner takes from every task."""
-        yield self(request, progress, is_cancelled)
 
     def captioner(self, lease: Lease, source: ModelSource) -> Captioner:
         key = CacheKey(source.location, "captioner", self.cache.device_config.dtype_name)

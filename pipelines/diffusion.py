@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from PIL import Image
@@ -50,6 +51,7 @@ from pipelines.previews import PreviewMode, PreviewSink, live_previews, no_previ
 from pipelines.prompt_parameters import ReadsPromptParameters
 from pipelines.recording import record
 from pipelines.seamless import seamless
+from pipelines.task import Task
 from studio.core.access import Reference
 from studio.core.cache import BaseModel, Lease, ModelCache
 from studio.core.errors import InvalidRequest
@@ -263,16 +265,21 @@ class Denoising:
 RequestT = TypeVar("RequestT", bound=GenerationRequest)
 
 
-class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
-    task: ClassVar[str]  # what the PNG records, e.g. "txt2img"
-    request_type: ClassVar[type[Request]]
+class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
+    shows_previews = True
+    backends = ("torch", "openvino")
     prompt_required: ClassVar[bool] = False
     encodes_image: ClassVar[bool] = False  # starts from an image: its autoencoder's encoder runs too
     torch_only: ClassVar[str | None] = None  # why OpenVINO cannot run this task, where it cannot
 
-    def __init__(self, cache: ModelCache, presets: Presets, style_codes: StyleCodes | None = None) -> None:
-        self.cache = cache
-        self.presets = presets
+    def __init__(
+        self,
+        cache: ModelCache,
+        presets: Presets,
+        style_codes: StyleCodes | None = None,
+        upscalers_dir: Path | None = None,
+    ) -> None:
+        super().__init__(cache, presets, style_codes, upscalers_dir)
         self.loras = Loras(cache, cache.lora_folder)
         self.adapters = ImagePromptAdapters(cache, presets, style_codes)
 
@@ -311,11 +318,6 @@ class DiffusionTask(ReadsPromptParameters, Generic[RequestT]):
         return image
 
     # -- the scaffold ---------------------------------------------------------------------------------
-
-    def __call__(
-        self, request: RequestT, progress: Progress = no_progress, is_cancelled: IsCancelled = never_cancelled
-    ) -> list[GeneratedImage]:
-        return list(self.generate(request, progress, is_cancelled))
 
     def generate(
         self,

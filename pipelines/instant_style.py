@@ -11,7 +11,6 @@ means finer strokes) and Lanczos brings the result back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -22,6 +21,7 @@ from pydantic import ConfigDict, Field
 from pipelines.common import GeneratedImage, IsCancelled, Progress, never_cancelled, no_progress
 from pipelines.images import check_image, resized, to_array, to_image
 from pipelines.recording import derived_parameters
+from pipelines.task import OneResultTask
 from pipelines.tiling import run_tiled, tile_grid
 from studio.core.cache import CacheKey, Lease, ModelCache
 from studio.core.errors import InvalidRequest, RunCancelled
@@ -40,8 +40,10 @@ from studio.core.neural_style import (
     stylize,
     transform,
 )
+from studio.core.presets import Presets
 from studio.core.requests import Request
 from studio.core.settings import DEFAULT_PRESETS_DIR
+from studio.core.style_codes import StyleCodes
 
 DEFAULT_STYLES_PATH = DEFAULT_PRESETS_DIR / "neural_styles.json"
 PREVIEWS_FOLDER = "neural_style_previews"  # beside the styles file
@@ -95,13 +97,20 @@ def network_size(size: tuple[int, int], working_size: int) -> tuple[int, int]:
     return max(8, round(size[0] * scale)), max(8, round(size[1] * scale))
 
 
-class InstantStylePipeline:
+class InstantStylePipeline(OneResultTask):
     task = "style_transfer"
     request_type = InstantStyleRequest
+    backends = ("onnxruntime",)
+    styles_path = DEFAULT_STYLES_PATH  # the package's styles, with their previews beside them
 
-    def __init__(self, cache: ModelCache, styles_path: Path = DEFAULT_STYLES_PATH) -> None:
-        self.cache = cache
-        self.styles_path = Path(styles_path)
+    def __init__(
+        self,
+        cache: ModelCache,
+        presets: Presets,
+        style_codes: StyleCodes | None = None,
+        upscalers_dir: Path | None = None,
+    ) -> None:
+        super().__init__(cache, presets, style_codes, upscalers_dir)
         self.styles = load_neural_styles(self.styles_path)  # validated now, so a bad file fails at start-up
         self._index = {style.name: index for index, style in enumerate(self.styles)}
 
@@ -184,15 +193,6 @@ class InstantStylePipeline:
         if request.strength < 1:
             result = to_image(request.strength * to_array(result) + (1 - request.strength) * to_array(image))
         return GeneratedImage(result, self._parameters(request, image, painting))
-
-    def generate(
-        self,
-        request: InstantStyleRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> Iterator[GeneratedImage]:
-        """The one result as a stream: the shape the studio's job runner takes from every task."""
-        yield self(request, progress, is_cancelled)
 
     def _paint_like(
         self,

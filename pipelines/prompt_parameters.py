@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from studio.core.errors import InvalidRequest
 from studio.core.presets import Presets
@@ -150,6 +150,7 @@ class ReadsPromptParameters:
 
     request_type: type[Request]
     presets: Presets
+    reads_prompt_parameters: ClassVar[bool] = True
 
     def read_prompt_parameters(
         self, values: dict[str, Any], **options: Any

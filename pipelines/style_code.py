@@ -9,8 +9,8 @@ here as it came (PNG Info).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 from pydantic import ConfigDict, Field
@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field
 from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
 from pipelines.image_prompts import ImagePrompt, ImagePromptAdapters
 from pipelines.images import check_image
+from pipelines.task import OneResultTask
 from pipelines.text_to_image import ReferenceWeight, check_weights
 from studio.core.access import Reference
 from studio.core.cache import ModelCache
@@ -50,14 +51,21 @@ class SavedStyle:
     sources: int  # how many images are mixed into it
 
 
-class StyleCodePipeline:
+class StyleCodePipeline(OneResultTask):
     task = "style_code"
     request_type = StyleCodeRequest
     progress_label = "Encoding"
 
-    def __init__(self, cache: ModelCache, presets: Presets, style_codes: StyleCodes) -> None:
-        self.cache = cache
-        self.presets = presets
+    def __init__(
+        self,
+        cache: ModelCache,
+        presets: Presets,
+        style_codes: StyleCodes | None = None,
+        upscalers_dir: Path | None = None,
+    ) -> None:
+        if style_codes is None:
+            raise ValueError("style codes are saved to a styles folder: build this task with one")
+        super().__init__(cache, presets, style_codes, upscalers_dir)
         self.codes = style_codes
         self.adapters = ImagePromptAdapters(cache, presets, style_codes)
 
@@ -97,12 +105,3 @@ class StyleCodePipeline:
         code = self.codes.save(embedding, encoder=encoder_name(preset), name=name, sources=len(images))
         progress(1, 1)
         return SavedStyle(code, name, len(images))
-
-    def generate(
-        self,
-        request: StyleCodeRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> Iterator[SavedStyle]:
-        """The one result as a stream: the shape the studio's job runner takes from every task."""
-        yield self(request, progress, is_cancelled)

@@ -34,13 +34,15 @@ from pipelines.diffusion import (
     refuse_inpainting_model,
 )
 from pipelines.images import InputImage, check_image, resized, to_array, to_image, working_size
-from pipelines.previews import PreviewMode
+from pipelines.previews import PreviewMode, PreviewSink, no_preview
 from pipelines.prompt_parameters import ReadsPromptParameters
 from pipelines.recording import derived_parameters, source_extras
+from pipelines.task import Task
 from pipelines.tiling import run_tiled, tile_grid
 from studio.core.cache import BaseModel, CacheKey, Lease, ModelCache
 from studio.core.errors import InvalidRequest, ModelUnavailable, RunCancelled
 from studio.core.presets import Presets
+from studio.core.style_codes import StyleCodes
 from studio.core.upscaler_models import (
     UPSCALER_SUFFIXES,
     download_upscaler,
@@ -147,13 +149,19 @@ class Upscalers:
         return lease.model(key, load, module=lambda network: getattr(network, "model", network))
 
 
-class UpscalePipeline(ReadsPromptParameters):
+class UpscalePipeline(ReadsPromptParameters, Task):
     task = "upscale"
+    backends = ("torch", "openvino")  # the creative pass's
     request_type = UpscaleRequest
 
-    def __init__(self, cache: ModelCache, presets: Presets, upscalers_dir: Path | None = None) -> None:
-        self.cache = cache
-        self.presets = presets
+    def __init__(
+        self,
+        cache: ModelCache,
+        presets: Presets,
+        style_codes: StyleCodes | None = None,
+        upscalers_dir: Path | None = None,
+    ) -> None:
+        super().__init__(cache, presets, style_codes, upscalers_dir)
         self.upscalers = Upscalers(cache, presets, upscalers_dir)
         self.creative_pass = CreativeUpscaleTask(cache, presets)
 
@@ -172,19 +180,12 @@ class UpscalePipeline(ReadsPromptParameters):
             check_prompt_side(request, self.presets, prompt_required=False)
         return image, size
 
-    def __call__(
-        self,
-        request: UpscaleRequest,
-        progress: Progress = no_progress,
-        is_cancelled: IsCancelled = never_cancelled,
-    ) -> list[GeneratedImage]:
-        return list(self.generate(request, progress, is_cancelled))
-
     def generate(
         self,
         request: UpscaleRequest,
         progress: Progress = no_progress,
         is_cancelled: IsCancelled = never_cancelled,
+        preview: PreviewSink = no_preview,
     ) -> Iterator[GeneratedImage]:
         # 1. Check inputs: the image, the size it will become, the upscaler (fetched if it is a download)
         image, size = self.check_inputs(request)

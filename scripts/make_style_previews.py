@@ -22,7 +22,9 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from pipelines.instant_style import PREVIEWS_FOLDER, InstantStylePipeline, InstantStyleRequest  # noqa: E402
 from studio.core.cache import ModelCache  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
+from studio.core.presets import load_presets  # noqa: E402
 from studio.core.requests import parse_request  # noqa: E402
+from studio.core.settings import DEFAULT_PRESETS_DIR  # noqa: E402
 
 SAMPLE = ROOT / "presets" / "samples" / "sample.jpg"
 SHEET = ROOT / "docs" / "neural_styles.png"
@@ -76,7 +78,8 @@ def contact_sheet(tiles: list[tuple[str, Image.Image]]) -> Image.Image:
 
 
 def main() -> None:
-    pipeline = InstantStylePipeline(ModelCache(resolve_device("cpu"), offline=True))
+    presets = load_presets(DEFAULT_PRESETS_DIR)
+    pipeline = InstantStylePipeline(ModelCache(resolve_device("cpu"), offline=True), presets)
     photo = sample()
     square = centre_square(photo)
     tile_size = (SHEET_TILE_WIDTH, round(SHEET_TILE_WIDTH * photo.height / photo.width))

@@ -20,11 +20,12 @@ from typing import Any
 from PIL import Image
 
 from pipelines.diffusion import DiffusionRequest, GenerationRequest
-from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
+from pipelines.diffusion_style import DiffusionStyleRequest
 from pipelines.instant_style import InstantStylePipeline, InstantStyleRequest
 from pipelines.prompt_parameters import apply_prompt_parameters
-from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
-from pipelines.upscale import UpscalePipeline, UpscaleRequest
+from pipelines.registry import TASKS
+from pipelines.text_to_image import TextToImageRequest
+from pipelines.upscale import UpscaleRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.errors import StudioError
@@ -221,19 +222,20 @@ def _neural_styles(values: list[str]) -> dict[str, tuple]:
 def _job(args: argparse.Namespace, cache: ModelCache, presets: Presets) -> tuple[Any, dict[str, Any]]:
     """The pipeline for the task on the command line, and its request values."""
     given = vars(args)
+    upscalers = Path(args.upscalers) if args.task == "upscale" else None
     if args.task == "generate":
-        pipeline: Any = TextToImagePipeline(cache, presets)
+        task = "txt2img"
     elif args.task == "upscale":
-        pipeline = UpscalePipeline(cache, presets, Path(args.upscalers))
+        task = "upscale"
         given = {**given, "image": _open(args.image)}
         if args.creative:
             given.update(mode="creative", creative_strength=args.creative)
     elif args.diffusion:
-        pipeline = DiffusionStylePipeline(cache, presets)
+        task = "style_diffusion"
         style_image = _open(args.style_image, "style image") if args.style_image else None
         given = {**given, "image": _open(args.image), "style_image": style_image}
     else:
-        pipeline = InstantStylePipeline(cache)
+        task = "style_instant"
         style_image = _open(args.style_image, "style image") if args.style_image else None
         given = {
             **given,
@@ -241,6 +243,7 @@ def _job(args: argparse.Namespace, cache: ModelCache, presets: Presets) -> tuple
             "style_image": style_image,
             **_neural_styles(args.neural_styles),
         }
+    pipeline = TASKS[task](cache, presets, upscalers_dir=upscalers)
     fields = pipeline.request_type.model_fields
     return pipeline, {name: value for name, value in given.items() if name in fields and value is not None}
 
@@ -258,13 +261,13 @@ def run(argv: list[str]) -> Iterator[Path]:
         backend=args.backend,
         openvino_folder=Path(args.openvino_cache).expanduser(),
     )
+    presets = load_presets(Path(args.presets))
     if args.task == "style" and args.list:
-        for name in InstantStylePipeline(cache).style_names():
+        for name in InstantStylePipeline(cache, presets).style_names():
             print(name)
         return
     if args.task == "style" and not args.image:
         raise StudioError("Give the content image: studio style IMAGE --style NAME.")
-    presets = load_presets(Path(args.presets))
     pipeline, values = _job(args, cache, presets)
     values, notes = apply_prompt_parameters(values, pipeline.request_type, presets)
     for note in notes:

@@ -10,6 +10,8 @@ import gradio as gr
 from pydantic import Field
 
 from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.previews import PreviewSink, no_preview
+from pipelines.task import Task
 from studio.core.errors import RunCancelled
 from studio.core.requests import Request
 from studio.ui.common import GPU_EVENT
@@ -23,17 +25,17 @@ class ShoutRequest(Request):
     times: int = Field(1, ge=1, le=3)
 
 
-class ShoutPipeline:  # the pipeline module's part: no Gradio
+class ShoutPipeline(Task):  # the pipeline module's part: no Gradio
+    task = "shout"
     request_type = ShoutRequest
-
-    def __init__(self, cache, presets) -> None:
-        self.cache = cache
+    progress_label = "Shouting"
 
     def generate(
         self,
         request: ShoutRequest,
         progress: Progress = no_progress,
         is_cancelled: IsCancelled = never_cancelled,
+        preview: PreviewSink = no_preview,
     ) -> Iterator[str]:
         for time in range(request.times):
             if is_cancelled():

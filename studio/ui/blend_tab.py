@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.blend import MAX_BLEND_IMAGES, BlendPipeline, BlendRequest
+from pipelines.blend import MAX_BLEND_IMAGES, BlendRequest
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, field, present
 from studio.ui.grid_actions import create_grid_actions, wire_generation
@@ -27,7 +27,7 @@ class BlendTab:
 
 
 def create_tab(studio: Studio) -> BlendTab:
-    pipeline = studio.pipeline("blend", BlendPipeline, style_codes=True)
+    pipeline = studio.pipeline("blend")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             gr.Markdown(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
 
+from pipelines.registry import TASKS
+from pipelines.task import Task
 from studio.core.access import ModelAccess, RateLimit
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
@@ -25,7 +26,7 @@ from studio.core.style_codes import StyleCodes
 from studio.ui import zerogpu
 from studio.ui.common import session_of
 from studio.ui.model_check import ModelCheck
-from studio.ui.runner import JobRunner, Pipeline
+from studio.ui.runner import JobRunner
 from studio.ui.send_to import SendTo
 
 
@@ -105,10 +106,12 @@ class Studio:
         """Run `fn(inputs) -> outputs` when a page opens (app.py wires it once the page is built)."""
         self.loads.append((fn, inputs, outputs))
 
-    def pipeline(self, task: str, build: Callable[..., Any], *, style_codes: bool = False) -> Pipeline:
-        """The pipeline run as `task`, built by `build(cache, presets)` the first time it is asked for
-        (`build(cache, presets, style_codes)` for a task that reads or saves style codes)."""
+    def pipeline(self, task: str, task_type: type[Task] | None = None) -> Task:
+        """The task run as `task` (the studio's own from pipelines/registry.py, or `task_type` for one
+        of a tab's own), built the first time it is asked for."""
         if task not in self.runner.tasks:
-            extra = (self.style_codes,) if style_codes else ()
-            self.runner.add(task, build(self.cache, self.presets, *extra))
+            built = (task_type or TASKS[task])(
+                self.cache, self.presets, self.style_codes, self.settings.upscalers_dir
+            )
+            self.runner.add(task, built)
         return self.runner.tasks[task]

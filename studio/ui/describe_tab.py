@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.describe import SUGGESTIONS, DescribePipeline, DescribeRequest
+from pipelines.describe import SUGGESTIONS, DescribeRequest
 from studio.ui.common import GPU_EVENT, readable
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import IMAGE_FILE, REQUIRED, Endpoint, Parameter, field, present
@@ -26,7 +26,7 @@ class DescribeTab:
 
 
 def create_tab(studio: Studio) -> DescribeTab:
-    pipeline = studio.pipeline("describe", DescribePipeline)
+    pipeline = studio.pipeline("describe")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             image = readable(

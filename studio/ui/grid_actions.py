@@ -15,7 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from pipelines.diffusion import enhanced_values
-from pipelines.image_to_image import ImageToImagePipeline, variation_request
+from pipelines.image_to_image import variation_request
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT, user_errors
 from studio.ui.context import Studio
@@ -68,7 +68,7 @@ def open_image(path: str) -> Image.Image:
 
 def wire_vary(actions: GridActions, panel: ResultPanel, studio: Studio, num_images: gr.Slider) -> list:
     """Vary buttons run image to image on the selected image; returns the events (for Stop)."""
-    studio.pipeline("img2img", ImageToImagePipeline)
+    studio.pipeline("img2img")
 
     def make_vary(name: str):
         def vary_selected(gallery_value, params, index, count, request: gr.Request, progress=gr.Progress()):

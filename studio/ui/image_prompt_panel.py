@@ -10,7 +10,6 @@ from typing import Any
 
 import gradio as gr
 
-from pipelines.style_code import StyleCodePipeline
 from pipelines.text_to_image import MAX_STYLE_REFERENCES, TextToImageRequest
 from studio.core.style_codes import StyleCodes
 from studio.ui.common import INSTANT_EVENT, readable, slider
@@ -87,7 +86,7 @@ def with_style_code(prompt: str, code: str) -> str:
 def create_image_prompt_panel(
     prefix: str, studio: Studio, prompt: gr.Textbox, model: gr.Dropdown
 ) -> ImagePromptPanel:
-    studio.pipeline("style_code", StyleCodePipeline, style_codes=True)
+    studio.pipeline("style_code")
     max_side = studio.settings.max_image_side
     with gr.Accordion(
         tr("Image prompts: style and character references"), open=False, elem_id=f"{prefix}-image-prompts"

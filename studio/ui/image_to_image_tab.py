@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest, variation_request
-from pipelines.inpaint import InpaintPipeline, InpaintRequest
-from pipelines.outpaint import DIRECTION_LABELS, OutpaintPipeline, OutpaintRequest
+from pipelines.image_to_image import ImageToImageRequest, variation_request
+from pipelines.inpaint import InpaintRequest
+from pipelines.outpaint import DIRECTION_LABELS, OutpaintRequest
 from studio.core.metadata import GenerationParameters, read_parameters
 from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
@@ -55,9 +55,9 @@ def create_tab(studio: Studio) -> ImageToImageTab:
     presets = studio.presets
     max_side = studio.settings.max_image_side
     pipelines = {
-        "img2img": studio.pipeline("img2img", ImageToImagePipeline),
-        "inpaint": studio.pipeline("inpaint", InpaintPipeline),
-        "outpaint": studio.pipeline("outpaint", OutpaintPipeline),
+        "img2img": studio.pipeline("img2img"),
+        "inpaint": studio.pipeline("inpaint"),
+        "outpaint": studio.pipeline("outpaint"),
     }
 
     with gr.Row(equal_height=False):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.style_code import StyleCodePipeline
 from studio.core.metadata import GenerationParameters, read_parameters
 from studio.core.peer_metadata import describe_peer_parameters
 from studio.core.style_codes import read_style, style_chunk
@@ -106,7 +105,7 @@ def create_tab(studio: Studio) -> PngInfoTab:
         return gr.Group(visible=True), say(f"This image carries its style ({style.code}, {made_of}).")
 
     image.change(carried_style, [image], [style_group, style_note], api_visibility="private")
-    studio.pipeline("style_code", StyleCodePipeline, style_codes=True)
+    studio.pipeline("style_code")
 
     def save_carried_style(image: str | None, name: str, request: gr.Request, progress=gr.Progress()):
         """Save the style a PNG carries (a result made with style references) as a style code here.

@@ -8,44 +8,23 @@ text). Every failure becomes a message in the UI and the API's error text; the a
 from __future__ import annotations
 
 import contextvars
-import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from pipelines.previews import PreviewImage
+from pipelines.previews import PreviewImage, no_preview
+from pipelines.task import Task
 from studio.core.access import ModelAccess, RateLimit
 from studio.core.downloads import downloads_reported_to, preparation_reported_to
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.requests import Request, parse_request
 from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors, visitor_of
 from studio.ui.i18n import say, say_phrases
-
-
-class Pipeline(Protocol):
-    """What the runner needs of a task: its request type and a stream of results. A task whose `generate`
-    also takes `preview` sends it unfinished images while it works (`shows_previews`)."""
-
-    request_type: type[Request]
-
-    def generate(self, request: Any, progress: Any = ..., is_cancelled: Any = ...) -> Iterator[Any]: ...
-
-
-def shows_previews(pipeline: Pipeline) -> bool:
-    return "preview" in inspect.signature(pipeline.generate).parameters
-
-
-def read_prompt_parameters(pipeline: Pipeline, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The values with the parameters typed in the prompt applied, where the task reads them (those with a
-    prompt do: `--ar 16:9`, `--no trees`...), and the notes on what it could not honour."""
-    read = getattr(pipeline, "read_prompt_parameters", None)
-    return read(values) if read else (values, [])
-
 
 # Runs a whole job in another process (ZeroGPU): results arrive together, without step progress or Stop.
 GpuRunner = Callable[[str, Request], list[Any]]
@@ -120,7 +99,7 @@ class JobRunner:
         access: ModelAccess | None = None,
         rate_limit: RateLimit | None = None,
     ) -> None:
-        self.tasks: dict[str, Pipeline] = {}
+        self.tasks: dict[str, Task] = {}
         self.runs = Runs()
         self.max_image_side = max_image_side
         self.max_images = max_images
@@ -128,7 +107,7 @@ class JobRunner:
         self.access = access or ModelAccess()
         self.rate_limit = rate_limit or RateLimit()
 
-    def add(self, name: str, pipeline: Pipeline) -> None:
+    def add(self, name: str, pipeline: Task) -> None:
         self.tasks[name] = pipeline
 
     def check_limits(self, request: Request) -> None:
@@ -159,7 +138,7 @@ class JobRunner:
         refused request (any line of a batch, before anything runs) or a failure raises `gr.Error`."""
         pipeline = self.tasks[job.task]
         with user_errors():
-            readings = [read_prompt_parameters(pipeline, values) for values in job.requests()]
+            readings = [pipeline.read_prompt_parameters(values) for values in job.requests()]
             for note in dict.fromkeys(note for _, notes in readings for note in notes):
                 gr.Warning(say_phrases([note]))
             requests = [parse_request(pipeline.request_type, values) for values, _ in readings]
@@ -183,19 +162,18 @@ class JobRunner:
                 self.runs.end(session, run)
 
     def _results(
-        self, task: str, pipeline: Pipeline, parsed: Request, run: Run, progress: gr.Progress, where: str
+        self, task: str, pipeline: Task, parsed: Request, run: Run, progress: gr.Progress, where: str
     ) -> Iterator[Any]:
         if self.gpu_runner is not None:
             progress(0, desc=where + say("Waiting for a GPU…"))
             return iter(self.gpu_runner(task, parsed))
 
         def results(preview: Callable[[PreviewImage], None]) -> Iterator[Any]:
-            options = {"preview": preview} if shows_previews(pipeline) else {}
             return pipeline.generate(
                 parsed,
-                progress=gradio_progress(progress, getattr(pipeline, "progress_label", "Denoising"), where),
+                progress=gradio_progress(progress, pipeline.progress_label, where),
                 is_cancelled=run.stop.is_set,
-                **options,
+                preview=preview if pipeline.shows_previews else no_preview,
             )
 
         return in_worker(results, run.stop, progress)

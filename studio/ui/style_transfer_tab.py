@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import gradio as gr
 from PIL import Image
 
-from pipelines.diffusion_style import STRUCTURES, DiffusionStylePipeline, DiffusionStyleRequest
-from pipelines.instant_style import MAX_MIXED_STYLES, InstantStylePipeline, InstantStyleRequest
+from pipelines.diffusion_style import STRUCTURES, DiffusionStyleRequest
+from pipelines.instant_style import MAX_MIXED_STYLES, InstantStyleRequest
 from studio.core.requests import parse_request
 from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
@@ -46,8 +46,8 @@ class StyleTransferTab:
 
 def create_tab(studio: Studio) -> StyleTransferTab:
     max_side = studio.settings.max_image_side
-    instant_style = studio.pipeline("style_instant", lambda cache, _: InstantStylePipeline(cache))
-    diffusion_style = studio.pipeline("style_diffusion", DiffusionStylePipeline)
+    instant_style = studio.pipeline("style_instant")
+    diffusion_style = studio.pipeline("style_diffusion")
     style_names = instant_style.style_names()
     neural_styles = [(name, instant_style.preview_path(name)) for name in style_names]
 

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from pipelines.style_code import MAX_MOODBOARD_IMAGES, StyleCodePipeline
+from pipelines.style_code import MAX_MOODBOARD_IMAGES
 from studio.core.errors import InvalidRequest
 from studio.ui.common import user_errors
 from studio.ui.context import Studio, TabInfo
@@ -41,7 +41,7 @@ def opened(item: Any) -> Image.Image:
 
 
 def create_tab(studio: Studio) -> StylesTab:
-    studio.pipeline("style_code", StyleCodePipeline, style_codes=True)
+    studio.pipeline("style_code")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             gr.Markdown(

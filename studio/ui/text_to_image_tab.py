@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from pipelines.text_to_image import TextToImageRequest
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import Endpoint, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_generation
@@ -36,7 +36,7 @@ class TextToImageTab:
 
 def create_tab(studio: Studio) -> TextToImageTab:
     presets = studio.presets
-    pipeline = studio.pipeline("txt2img", TextToImagePipeline, style_codes=True)
+    pipeline = studio.pipeline("txt2img")
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.upscale import UpscalePipeline, UpscaleRequest
+from pipelines.upscale import UpscaleRequest
 from studio.core.errors import ResultNotSaved
 from studio.ui.common import GPU_EVENT, readable, slider
 from studio.ui.context import Studio, TabInfo
@@ -30,9 +30,7 @@ class UpscaleTab:
 
 def create_tab(studio: Studio) -> UpscaleTab:
     max_side = studio.settings.max_image_side
-    pipeline = studio.pipeline(
-        "upscale", lambda cache, presets: UpscalePipeline(cache, presets, studio.settings.upscalers_dir)
-    )
+    pipeline = studio.pipeline("upscale")
     upscaler_names = pipeline.upscalers.names()
     default_upscaler = UpscaleRequest.default("upscaler")
     with gr.Row(equal_height=False):

@@ -26,8 +26,8 @@ PAINTINGS_APART = 20.0  # two different paintings as the style: ~56 apart
 
 
 @pytest.fixture
-def pipeline(cache):
-    return InstantStylePipeline(cache)
+def pipeline(cache, presets):
+    return InstantStylePipeline(cache, presets)
 
 
 def photo(size: tuple[int, int] = (256, 256)) -> Image.Image:

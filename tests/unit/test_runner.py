@@ -10,6 +10,7 @@ from PIL import Image
 from pydantic import Field
 
 from pipelines.previews import PreviewImage
+from pipelines.task import Task
 from studio.core.errors import RunCancelled
 from studio.core.requests import Request
 from studio.ui.runner import Job, JobRunner, in_worker
@@ -21,15 +22,16 @@ class EchoRequest(Request):
     seed: int = -1
 
 
-class Echo:
-    """A pipeline that answers each request with its prompt, once per image, obeying Stop between them."""
+class Echo(Task):
+    """A task that answers each request with its prompt, once per image, obeying Stop between them."""
 
+    task = "echo"
     request_type = EchoRequest
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # it needs no models
         self.prompts: list[str] = []
 
-    def generate(self, request: EchoRequest, progress=None, is_cancelled=lambda: False) -> Iterator[str]:
+    def generate(self, request, progress=None, is_cancelled=lambda: False, preview=None) -> Iterator[str]:
         self.prompts.append(request.prompt)
         for index in range(request.num_images):
             if is_cancelled():
@@ -63,6 +65,8 @@ def test_stop_ends_the_whole_batch_and_says_how_far_it_got():
 class Sketcher(Echo):
     """Echo that shows a preview on its way to each image, as a denoising pipeline does, and waits until
     it has been handed over (so it is not dropped as out of date)."""
+
+    shows_previews = True
 
     def __init__(self) -> None:
         super().__init__()

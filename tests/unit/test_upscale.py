@@ -15,7 +15,7 @@ from studio.ui.upscale_tab import size_settings
 
 @pytest.fixture
 def upscale(cache, presets, tmp_path):
-    return UpscalePipeline(cache, presets, tmp_path / "upscalers")
+    return UpscalePipeline(cache, presets, upscalers_dir=tmp_path / "upscalers")
 
 
 def photo(size: int = 48) -> Image.Image:

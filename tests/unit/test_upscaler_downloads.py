@@ -50,7 +50,9 @@ def pipeline_with(presets, upscalers: Path, url: str, *, offline: bool = False) 
                              ("missing.pth", "nowhere.pth"))
     }  # fmt: skip
     presets = dataclasses.replace(presets, upscaler_downloads=downloads)
-    return UpscalePipeline(ModelCache(resolve_device("cpu"), offline=offline), presets, upscalers)
+    return UpscalePipeline(
+        ModelCache(resolve_device("cpu"), offline=offline), presets, upscalers_dir=upscalers
+    )
 
 
 def upscale(pipeline: UpscalePipeline, upscaler: str, progress=lambda done, total: None) -> Image.Image:
