@@ -3,6 +3,7 @@
     python bench/cpu_bench.py                 # 1 image: warm-up + 3 rounds; 4 images: 3 rounds; peak RSS
     python bench/cpu_bench.py --rounds 5
     python bench/cpu_bench.py --tiny          # the same code paths on the test suite's tiny model (seconds)
+    python bench/cpu_bench.py --tasks         # Vary Subtle, inpaint, a two-chunk prompt, against raw
 
 The models are the real architectures with random weights (../shared/bench/arch.py: SD 2.1, the shape of
 SD-Turbo; diffusers' `AutoencoderTiny()`, the shape of TAESD), saved in diffusers layout and loaded by path
@@ -174,6 +175,97 @@ def one_image(which: str, model: Path, presets: Path, converted: Path, size: int
     studio_run(TextToImagePipeline(cache, load_presets(presets)), model, size, 1)
 
 
+LONG_PROMPT = ", ".join([PROMPT, "granite rocks, gulls, storm clouds, rain on the lantern glass"] * 3)
+VARY_STEPS = 4  # at Vary Subtle's strength (0.35), 2 of them run: ceil(4 × 0.35)
+
+
+def task_comparison(model: Path, presets_dir: Path, converted: Path, size: int, rounds: int) -> None:
+    """Vary (Subtle), inpaint and a two-chunk prompt with the studio's CPU defaults, each against raw
+    diffusers fp32 doing the same steps at the same strength, interleaved round by round."""
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionImg2ImgPipeline,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+    )
+    from PIL import Image
+
+    from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
+    from pipelines.inpaint import InpaintPipeline, InpaintRequest
+
+    presets = load_presets(presets_dir)
+    strength = presets.variations["Subtle"].strength
+    photo = Image.effect_mandelbrot((size, size), (-2.0, -1.25, 0.75, 1.25), 80).convert("RGB")
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, (size // 4, size // 4, size * 3 // 4, size * 3 // 4))
+    backend, _ = choose_backend("auto", resolve_device("cpu"), installed=openvino_installed())
+    cache = ModelCache(
+        resolve_device("cpu"), offline=True, backend=backend, converted=ConvertedModels(converted)
+    )
+    text = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
+    text.scheduler = EulerDiscreteScheduler.from_config(text.scheduler.config)
+    raws = {
+        kind: kind.from_pipe(text)
+        for kind in (StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline)
+    }
+    for pipe in (text, *raws.values()):
+        pipe.set_progress_bar_config(disable=True)
+    common = {"model": str(model), "sampler": "Euler", "guidance_scale": 0, "seed": SEED, "previews": "off"}
+
+    def studio(task: type, request_type: type, **values) -> Callable[[], tuple]:
+        pipeline = task(cache, presets)
+        request = parse_request(request_type, {**common, "prompt": PROMPT, **values})
+        return lambda: ([r.image for r in pipeline(request)], 0)
+
+    def raw(pipe, **values) -> Callable[[], tuple]:
+        def run() -> tuple:
+            generator = torch.Generator("cpu").manual_seed(SEED)
+            arguments = {"prompt": PROMPT, "guidance_scale": 0.0, "generator": generator, **values}
+            return pipe(**arguments).images, 0
+
+        return run
+
+    vary = {"image": photo, "strength": strength, "steps": VARY_STEPS}
+    raw_vary = {"image": photo, "strength": strength, "num_inference_steps": VARY_STEPS}
+    inpaint = {"image": photo, "mask": mask, "strength": 1.0, "steps": 2, "mask_blur": 0}
+    raw_inpaint = {"image": photo, "mask_image": mask, "strength": 1.0, "num_inference_steps": 2}
+    square = {"height": size, "width": size}
+    variants = {
+        "Vary Subtle, raw diffusers": raw(raws[StableDiffusionImg2ImgPipeline], **raw_vary),
+        "Vary Subtle, studio CPU defaults": studio(ImageToImagePipeline, ImageToImageRequest, **vary),
+        "inpaint, raw diffusers": raw(raws[StableDiffusionInpaintPipeline], **raw_inpaint, **square),
+        "inpaint, studio CPU defaults": studio(InpaintPipeline, InpaintRequest, **inpaint),
+        "short prompt, studio CPU defaults": studio(TextToImagePipeline, TextToImageRequest, steps=1),
+        "2-chunk prompt, studio CPU defaults": studio(
+            TextToImagePipeline, TextToImageRequest, steps=1, prompt=LONG_PROMPT
+        ),
+        "2-chunk prompt, raw diffusers (cut at 77 tokens)": raw(
+            text, prompt=LONG_PROMPT, num_inference_steps=1, **square
+        ),
+    }  # fmt: skip
+    started = time.perf_counter()
+    for run in variants.values():  # warm-up: converts what the tasks need the first time
+        run()
+    print(f"warm-up (conversions included, first time): {time.perf_counter() - started:.0f} s", flush=True)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(rounds):
+        for name, run in variants.items():
+            times[name].append(timed(run)[0])
+        print(f"round {round_ + 1} done", flush=True)
+
+    def ratio(slower: str, faster: str) -> float:
+        return statistics.median(s / f for s, f in zip(times[slower], times[faster], strict=True))
+
+    print(f"\n{size}², {rounds} rounds, {torch.get_num_threads()} threads, backend {backend}")
+    for name, values in times.items():
+        print(f"{name:50} min {min(values):7.2f} s  median {statistics.median(values):7.2f} s")
+    for task in ("Vary Subtle", "inpaint"):
+        faster = ratio(f"{task}, raw diffusers", f"{task}, studio CPU defaults")
+        print(f"{task}: studio {faster:.2f}× faster than raw")
+    chunked = ratio("2-chunk prompt, studio CPU defaults", "short prompt, studio CPU defaults")
+    print(f"2-chunk prompt: {chunked:.2f}× a short prompt's time")
+
+
 def compile_comparison(model: Path, size: int, rounds: int) -> None:
     """torch.compile (inductor) on the UNet against eager, in raw diffusers: the lever the studio would
     pull on a CPU if the figures asked for it."""
@@ -213,6 +305,7 @@ def main() -> None:
     parser.add_argument("--work", help="keep the models and converted files in this folder, and reuse them")
     parser.add_argument("--rss-only", action="store_true", help="only the peak RSS (best with --work)")
     parser.add_argument("--compile", action="store_true", help="only torch.compile's UNet against eager")
+    parser.add_argument("--tasks", action="store_true", help="only Vary, inpaint and a two-chunk prompt")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     size = 64 if args.tiny else 512
@@ -227,6 +320,9 @@ def main() -> None:
         return
     if args.compile:
         compile_comparison(model, size, args.rounds)
+        return
+    if args.tasks:
+        task_comparison(model, presets_dir, converted, size, args.rounds)
         return
     device = resolve_device("cpu")
     torch_cache = ModelCache(device, offline=True)

@@ -187,11 +187,13 @@ def build_sd_inpaint(folder: Path, seed: int = 1) -> Path:
 
 
 def build_controlnet(base: Path, folder: Path, seed: int = 2) -> Path:
-    """A ControlNet for the tiny model at `base` (same architecture, random weights)."""
+    """A ControlNet for the model at `base` (same architecture, random weights)."""
     torch.manual_seed(seed)
-    # One stride-2 step in the conditioning encoder: the tiny VAE shrinks images 2×, not 8×.
+    # As many stride-2 steps in the conditioning encoder as the VAE has: the tiny VAE shrinks images 2×.
+    vae_blocks = len(json.loads((base / "vae" / "config.json").read_text())["block_out_channels"])
     controlnet = ControlNetModel.from_unet(
-        UNet2DConditionModel.from_pretrained(base / "unet"), conditioning_embedding_out_channels=(16, 32)
+        UNet2DConditionModel.from_pretrained(base / "unet"),
+        conditioning_embedding_out_channels=(16, 32, 96, 256)[:vae_blocks],
     )
     controlnet.save_pretrained(folder)
     return folder
