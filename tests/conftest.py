@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +15,14 @@ import pytest
 # No test may reach a model hub: the machines that run them have no network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-# Studios the tests launch run on torch, as where the openvino extra is not installed: converted models
-# would otherwise be kept under the project's models/openvino. The backend itself is tested on its own.
-os.environ["STUDIO_BACKEND"] = "torch"
+# Studios the tests launch run the machine's default backend, as a user's do (OpenVINO on a CPU), keeping
+# the models it converts in this session's own folder instead of the project's models/openvino.
+OPENVINO_FOLDER = Path(tempfile.mkdtemp(prefix="studio-openvino-"))
+os.environ["STUDIO_OPENVINO_CACHE"] = str(OPENVINO_FOLDER)
 
 from studio.core.cache import ModelCache  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
+from studio.core.openvino_backend import ConvertedModels  # noqa: E402
 from studio.core.presets import Presets, load_presets  # noqa: E402
 from studio.core.settings import DEFAULT_PRESETS_DIR, Settings  # noqa: E402
 from tests.tiny_models import (  # noqa: E402
@@ -53,11 +56,9 @@ def tiny_sd_inpaint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def studios_on_torch() -> Iterator[None]:
-    """Studios built in this process choose torch too (see STUDIO_BACKEND above)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("studio.core.cache.model_cache.openvino_installed", lambda: False)
-        yield
+def converted_models_removed() -> Iterator[None]:
+    yield
+    shutil.rmtree(OPENVINO_FOLDER, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +121,17 @@ def inpaint_presets(
 
 @pytest.fixture
 def cache() -> Iterator[ModelCache]:
-    cache = ModelCache(resolve_device("cpu"), offline=True)
+    """A cache as the studio makes one on this machine: its default backend (OpenVINO on a CPU)."""
+    cache = ModelCache.for_machine(resolve_device("cpu"), offline=True, openvino_folder=OPENVINO_FOLDER)
+    yield cache
+    cache.clear()
+
+
+@pytest.fixture(params=["torch", "openvino"])
+def each_backend_cache(request) -> Iterator[ModelCache]:
+    """A cache on torch (a GPU's path), then one on OpenVINO (a CPU's default), for what both must keep."""
+    converted = ConvertedModels(OPENVINO_FOLDER) if request.param == "openvino" else None
+    cache = ModelCache(resolve_device("cpu"), offline=True, backend=request.param, converted=converted)
     yield cache
     cache.clear()
 
@@ -140,6 +151,7 @@ class RunningApp:
 
 def studio_settings(model: Path, outputs: Path, **overrides) -> Settings:
     """Settings for a studio the tests launch: `model` on the CPU, offline, on a free port."""
+    overrides.setdefault("openvino_dir", OPENVINO_FOLDER)
     return Settings(
         model=str(model), device="cpu", port=free_port(), outputs=outputs, offline=True, **overrides
     )

@@ -1,10 +1,11 @@
-"""The CPU backend: a model's UNet, text encoder and decoders run by OpenVINO instead of torch.
+"""The CPU backend: a model's UNet, text encoders and autoencoder run by OpenVINO instead of torch.
 
 On a CPU OpenVINO runs the UNet about 1.3× and the text encoder about 2.4× faster than torch, with the
 same outputs to fp32 rounding (../shared/cpu-measurements.md). Each torch module is converted once per
-model (`openvino.convert_model`, dynamic batch and size) and saved as OpenVINO IR under a folder named by
-the module's identity (its model, component, weight files, precision and the OpenVINO version), so a
-second start reads the IR instead of converting again; the compiled models live in the shared cache.
+model (`openvino.convert_model`, dynamic batch, size and prompt length) and saved as OpenVINO IR under a
+folder named by the module's identity (its model, component, weight files, variant, precision and
+OpenVINO's version), so a second start reads the IR instead of converting again; the compiled models live
+in the shared cache.
 
 Precision: "auto" keeps the weights in fp16 and lets OpenVINO compute at the CPU's own best precision
 (bf16 where it has AVX512-BF16 or AMX, f32 elsewhere): on this machine the SD-Turbo UNet then takes half
@@ -12,8 +13,8 @@ the memory (3.6 GiB at its peak instead of 6.9) and runs twice as fast, with pix
 not equal. "f32" gives torch's pixels to fp32 rounding (--backend torch gives them exactly).
 
 The wrappers look to diffusers like the modules they stand for (config, dtype, device, the call), for
-the calls this studio makes; what they cannot run (SDXL's added conditioning, ControlNet residuals, an
-adapter, a seamless tile) the caller keeps on torch (pipelines/backends.py).
+the calls this studio makes; what they cannot run (ControlNet residuals, IP-Adapters' layers) the caller
+keeps on torch (pipelines/backends.py), which also converts a run's variant (a tile, LoRAs) of each.
 """
 
 from __future__ import annotations
@@ -321,5 +322,5 @@ def choose_backend(setting: str, device_config: Any, *, installed: bool) -> tupl
         return "torch", notice if setting == "openvino" else None
     if installed:
         return "openvino", None
-    notice = 'OpenVINO is not installed (pip install -e ".[openvino]"): torch runs every model.'
+    notice = "OpenVINO is not installed (pip install openvino, where it has wheels): torch runs every model."
     return "torch", notice if setting == "openvino" else None

@@ -34,7 +34,7 @@ class Settings:
     loras_dir: Path = Path("models/loras")
     styles_dir: Path | None = None  # style codes and moodboards; None: `styles` in the outputs folder
     allow_any_model_path: bool = False  # requests may name any server path even when others can reach it
-    backend: str = "auto"  # "torch", or "openvino" on a CPU where the extra is installed
+    backend: str = "auto"  # "torch", or "openvino" (auto: where the models compute on a CPU)
     openvino_dir: Path = Path("models/openvino")  # OpenVINO's converted models, one folder each
     offline: bool = False
     root_path: str = ""  # the URL prefix when served behind a reverse proxy, e.g. /studio
@@ -302,7 +302,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=["auto", "torch", "openvino"],
         default=_env("backend", "auto"),
-        help="what runs the models on a CPU: auto is OpenVINO where the openvino extra is installed "
+        help="what runs the models on a CPU: auto is OpenVINO where it is installed (it is a dependency) "
         "(env STUDIO_BACKEND)",
     )
     parser.add_argument(

@@ -138,7 +138,8 @@ def test_out_of_memory_retries_once_in_a_lower_memory_mode(cache):
     assert attempts == ["normal", "lower"]
 
 
-def test_a_run_that_fails_twice_says_what_to_change_and_the_next_run_works(cache, presets, tiny_sd):
+def test_a_run_that_fails_twice_says_what_to_change_and_the_next_run_works(presets, tiny_sd):
+    cache = ModelCache(resolve_device("cpu"), offline=True)  # out of memory is a GPU's, so torch's
     pipeline = TextToImagePipeline(cache, presets)
     request = parse_request(
         TextToImageRequest, {"prompt": "x", "model": str(tiny_sd), "steps": 2, "seed": 4, "num_images": 1}

@@ -9,6 +9,7 @@ from pipelines.decoders import approximate_rgb, wanted_decoder
 from pipelines.diffusion import enhanced_values
 from pipelines.previews import PREVIEW_SHARE, PreviewImage, preview_due
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from studio.core.cache import ModelCache
 from studio.core.devices import DeviceConfig, resolve_device
 from studio.core.errors import InvalidRequest, ModelUnavailable
 from studio.core.metadata import read_parameters
@@ -130,10 +131,13 @@ def test_fast_and_full_decoding_are_recorded(cache, fast_decoder_presets, tiny_s
     assert "Decoder: full" in full.parameters.to_text()
 
 
-def test_the_full_decoder_gives_the_pixels_of_raw_diffusers(cache, presets, tiny_sd):
+def test_the_full_decoder_gives_the_pixels_of_raw_diffusers(presets, tiny_sd):
     from diffusers import StableDiffusionPipeline
 
-    ours = TextToImagePipeline(cache, presets)(request(tiny_sd, decoder="full", sampler="Euler", steps=3))[0]
+    on_torch = ModelCache(resolve_device("cpu"), offline=True)  # torch's own pixels, as a GPU's path has
+    ours = TextToImagePipeline(on_torch, presets)(request(tiny_sd, decoder="full", sampler="Euler", steps=3))[
+        0
+    ]
     raw = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None, requires_safety_checker=False)
     image = raw(
         "a red fox in the snow",
