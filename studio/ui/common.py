@@ -99,10 +99,13 @@ def user_errors() -> Iterator[None]:
         raise gr.Error(say(message)) from error
 
 
-def readable(component: gr.components.Component, max_side: int | None = None) -> gr.components.Component:
+def readable(
+    component: gr.components.Component, max_side: int | None = None, *, enlarges: bool = False
+) -> gr.components.Component:
     """Make an image input say clearly, as soon as a file is dropped, that it is not a picture or has too
     many pixels to open safely (instead of failing inside Gradio), or that it is larger than this studio
-    takes (`max_side`): such an image is taken out again, since every run would refuse it."""
+    takes (`max_side`): such an image is taken out again, since every run would refuse it. The Upscale
+    tab's own input (`enlarges`) does not send people to the Upscale tab."""
     preprocess = component.preprocess
     if isinstance(component, gr.Image | gr.ImageEditor) and component.type == "pil":
         # The picture as stored, which `check_image` turns into RGB: Gradio's own conversion clips 16-bit
@@ -113,7 +116,7 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
     def checked_preprocess(payload: Any) -> Any:
         name = getattr(payload, "orig_name", None) or "The file"
         try:
-            _refuse_large(payload, name, max_side)
+            _refuse_large(payload, name, max_side, enlarges)
             value = preprocess(payload)
             if isinstance(value, Image.Image):
                 value.load()  # decoded now, so a damaged file is named here, not where a run first reads it
@@ -140,7 +143,7 @@ def readable(component: gr.components.Component, max_side: int | None = None) ->
                 gr.Warning(say(scrub_paths(f"{name or 'The file'} could not be read as an image ({error}).")))
                 return None
             if size and max(size) > max_side:
-                gr.Warning(say(too_large(named, size, max_side)))
+                gr.Warning(say(too_large(named, size, max_side, enlarges=enlarges)))
                 return None
             return gr.skip()
 
@@ -172,7 +175,7 @@ def _files_only(data_model: type, label: str) -> type:
     return type(data_model.__name__, (data_model,), {"model_validate": classmethod(model_validate)})
 
 
-def _refuse_large(payload: Any, name: str, max_side: int | None) -> None:
+def _refuse_large(payload: Any, name: str, max_side: int | None, enlarges: bool) -> None:
     """Refuse a file whose header declares more pixels than PIL opens without a warning, or a longer side
     than this studio takes, before anything decodes it: a few bytes can declare 10000×10000, which a run
     would refuse only after decoding it whole (or report as cut short)."""
@@ -184,10 +187,17 @@ def _refuse_large(payload: Any, name: str, max_side: int | None) -> None:
     if width * height > Image.MAX_IMAGE_PIXELS:
         raise Image.DecompressionBombError(f"{width}×{height}")
     if max_side is not None and max(width, height) > max_side:
-        raise gr.Error(say(too_large(name, (width, height), max_side)), print_exception=False)
+        raise gr.Error(
+            say(too_large(name, (width, height), max_side, enlarges=enlarges)), print_exception=False
+        )
 
 
-def too_large(name: str, size: tuple[int, int], max_side: int) -> str:
+def too_large(name: str, size: tuple[int, int], max_side: int, *, enlarges: bool = False) -> str:
+    if enlarges:
+        return (
+            f"{name} is {size[0]}×{size[1]}; this studio takes up to {max_side} pixels on the longer side. "
+            "Make it smaller first, then enlarge it here."
+        )
     return (
         f"{name} is {size[0]}×{size[1]}; this studio takes up to {max_side} pixels on the longer side. "
         "Make it smaller first (the Upscale tab can enlarge results afterwards)."

@@ -46,6 +46,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
                     elem_id="upscale-image",
                 ),
                 max_side,
+                enlarges=True,
             )
             upscaler = gr.Dropdown(
                 choices=upscaler_names,

@@ -461,6 +461,14 @@ def test_a_small_file_declaring_a_picture_over_the_size_limit_is_refused_as_too_
         client.predict(image=handle_file(str(path)), strength=0, api_name="/img2img")
 
 
+def test_a_picture_too_large_for_the_upscale_tab_is_not_sent_to_the_upscale_tab(client, folder):
+    path = bomb(folder / "huge.png", 9000, 9000)
+    with pytest.raises(AppError) as refusal:
+        client.predict(image=handle_file(str(path)), api_name="/upscale")
+    assert str(refusal.value).startswith("huge.png is 9000×9000; this studio takes up to 2048 pixels")
+    assert "Upscale tab" not in str(refusal.value) and "enlarge it here" in str(refusal.value)
+
+
 def test_a_16_bit_background_is_inpainted_with_its_levels_kept(client, folder):
     """The editor's background keeps its 16 bits until the studio scales them (Gradio's RGB conversion
     would clip every level above 255 to white)."""
