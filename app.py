@@ -153,7 +153,22 @@ def main(argv: list[str]) -> int:
         return 2
     if settings.share and not settings.auth:
         log.warning("Sharing a public link without --auth: anyone with the link can use this studio.")
-    app.launch(**launch_options(settings))
+    try:
+        # Quiet: Gradio's own lines speak of launch()'s arguments; these speak of the studio's flags.
+        app.launch(**launch_options(settings), quiet=True, prevent_thread_lock=True)
+    except OSError as error:
+        if "port" not in str(error):
+            raise
+        app.close()  # Gradio's message names its `server_port` argument; this one, the studio's flag
+        print(f"error: port {settings.port} is in use; start with --port N, or stop what is using it.",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print(f"Running on {app.local_url}", flush=True)
+    if app.share_url:
+        print(f"Public link: {app.share_url}", flush=True)
+    elif not settings.share:
+        print("For a public link, start with --share (and --auth USER:PASSWORD).", flush=True)
+    app.block_thread()
     return 0
 
 
