@@ -10,12 +10,20 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 
 import gradio as gr
 
 from studio.core.devices import DeviceConfig
 from studio.core.errors import StudioError
+from studio.core.models import (
+    ModelSource,
+    hub_reachable,
+    on_this_machine,
+    resolve_model,
+    weight_bytes_on_disk,
+)
 from studio.core.presets import Presets
 from studio.core.settings import Settings, load_settings
 from studio.ui import (
@@ -92,32 +100,60 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
 
 
 def header_note(studio: Studio, request: gr.Request | None = None) -> str:
+    # Where results go, as a path only for the studio's own user: visitors never see the server's folders.
+    saved = (
+        "Results are saved on the server with their parameters (History tab)."
+        if studio.settings.reachable_by_others
+        else f"Results are saved to `{studio.settings.outputs}` with their parameters."
+    )
     sentences = [
         f"Running on {studio.cache.device_config.describe()}.",
-        f"Results are saved to `{studio.settings.outputs}` with their parameters.",
-        *cpu_note(studio.cache.device_config, studio.presets),
+        saved,
+        *cpu_note(studio.cache.device_config, studio.presets, offline=studio.cache.offline),
     ]
     return f"<span class='studio-device'>{' '.join(say(sentence, request) for sentence in sentences)}</span>"
 
 
 CPU_MODEL = "sd-turbo"  # the preset that makes an image in reasonable time on a CPU
+SMALL_MODEL_BYTES = 300 * 2**20  # weights smaller than this make an image in seconds on a CPU
 
 
-def cpu_note(device_config: DeviceConfig, presets: Presets) -> list[str]:
-    """For CPU users: whether the model chosen (a preset, or --model) suits them, and which one does."""
+def cpu_note(device_config: DeviceConfig, presets: Presets, *, offline: bool) -> list[str]:
+    """For CPU users: whether the model chosen suits them, judged by its steps and the size of its weights,
+    and which one does, where that one can be had (here, or from the hub)."""
     if device_config.is_accelerator:
         return []
     chosen = presets.default_model
-    if chosen == CPU_MODEL:
-        fit = [f"No GPU here: the chosen model, {chosen}, makes an image in 1–4 steps and suits a CPU."]
-    elif CPU_MODEL in presets.models:
-        fit = [
-            f"No GPU here: the chosen model, {chosen}, may take minutes per image; {CPU_MODEL} makes one "
+    try:
+        source = resolve_model(None, presets)
+    except StudioError:
+        return []  # a --model that is no model: the model check says what is wrong with it
+    size, shown = weight_bytes_on_disk(source), display_name(chosen)
+    cpu_model = resolve_model(CPU_MODEL, presets) if CPU_MODEL in presets.models else None
+    if source.preset is not None and source.preset.steps <= 4:
+        fit = f"No GPU here: the chosen model, {shown}, makes an image in 1–4 steps and suits a CPU."
+    elif 0 < size < SMALL_MODEL_BYTES:
+        fit = (
+            f"No GPU here: the chosen model, {shown}, is small ({size / 2**20:.0f} MB): images take seconds."
+        )
+    elif cpu_model is not None and can_be_had(cpu_model, offline):
+        fit = (
+            f"No GPU here: the chosen model, {shown}, may take minutes per image; {CPU_MODEL} makes one "
             f"in 1–4 steps (pick it under Model, or --model {CPU_MODEL})."
-        ]
+        )
     else:
-        fit = [f"No GPU here: the chosen model, {chosen}, may take minutes per image."]
-    return [*fit, "Instant style transfer and Real-ESRGAN upscaling run well on a CPU."]
+        fit = f"No GPU here: the chosen model, {shown}, may take minutes per image."
+    return [fit, "Instant style transfer and Real-ESRGAN upscaling run well on a CPU."]
+
+
+def can_be_had(source: ModelSource, offline: bool) -> bool:
+    """Whether a model is on this machine, or may be downloaded."""
+    return on_this_machine(source) or (not offline and source.kind == "hub" and hub_reachable())
+
+
+def display_name(model: str) -> str:
+    """A model as people see it: a preset or hub id as it is, a folder or file by its own name."""
+    return Path(model).name if Path(model).is_absolute() or model.startswith((".", "~")) else model
 
 
 def launch_options(settings: Settings) -> dict:

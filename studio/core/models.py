@@ -135,6 +135,16 @@ def weights_source(name: str, location: str) -> ModelSource:
     raise InvalidRequest(f"{name}: {location} is neither an existing folder nor a hub id like org/name.")
 
 
+def on_this_machine(source: ModelSource) -> bool:
+    """Whether a model can be loaded without the hub: a local folder or file, or a hub model whose
+    `model_index.json` is in the hub cache."""
+    if source.kind != "hub":
+        return Path(source.location).exists()
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(source.location, "model_index.json"), str)
+
+
 def weight_bytes_on_disk(source: ModelSource) -> int:
     """The size of a local model's weight files, which loading will about take in memory (0 for a hub id:
     not known before it is found in the hub cache)."""

@@ -38,19 +38,29 @@ def test_requirements_install_torch_once():
     assert "." in lines, "the project itself, with its dependencies"
 
 
-def test_cpu_users_are_told_whether_the_chosen_model_suits_them(presets):
+def test_cpu_users_are_told_whether_the_chosen_model_suits_them(presets, tiny_sd, tmp_path):
     import dataclasses
 
     import app
     from studio.core.devices import resolve_device
 
     cpu = resolve_device("cpu")
-    assert "the chosen model, sd-turbo, makes an image in 1–4 steps" in " ".join(app.cpu_note(cpu, presets))
-    chosen = dataclasses.replace(presets, default_model="/models/my-sdxl")
-    note = " ".join(app.cpu_note(cpu, chosen))
-    assert "the chosen model, /models/my-sdxl, may take minutes" in note and "--model sd-turbo" in note
+    note = " ".join(app.cpu_note(cpu, presets, offline=True))
+    assert "the chosen model, sd-turbo, makes an image in 1–4 steps" in note
+    big = tmp_path / "my-sdxl"
+    (big / "unet").mkdir(parents=True)
+    (big / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    with open(big / "unet" / "diffusion_pytorch_model.safetensors", "wb") as weights:
+        weights.truncate(2 * 2**30)  # 2 GiB, sparse: a large model by its size
+    chosen = dataclasses.replace(presets, default_model=str(big))
+    note = " ".join(app.cpu_note(cpu, chosen, offline=True))
+    assert "the chosen model, my-sdxl, may take minutes" in note and str(tmp_path) not in note
+    assert "sd-turbo" not in note, "offline, and sd-turbo is not on this machine: not recommended"
+    tiny = dataclasses.replace(presets, default_model=str(tiny_sd))
+    note = " ".join(app.cpu_note(cpu, tiny, offline=True))
+    assert "the chosen model, tiny-sd, is small" in note and "minutes" not in note
     gpu = cpu.__class__(torch.device("cuda"), torch.float16, "sdpa")
-    assert app.cpu_note(gpu, presets) == [], "nothing to say on a GPU"
+    assert app.cpu_note(gpu, presets, offline=True) == [], "nothing to say on a GPU"
 
 
 def test_readme_says_how_to_install_the_cpu_build_of_the_same_torch():
@@ -61,3 +71,19 @@ def test_readme_says_how_to_install_the_cpu_build_of_the_same_torch():
     assert cpu, "the README says how to get the CPU build"
     assert re.findall(r"torch(?:vision)?==[\d.]+", cpu.group(1)) == pins, "the same pinned versions"
     assert text.index(first) < cpu.start() < text.index("## Text to Image"), "right after the commands"
+
+
+def test_only_the_studios_own_user_is_told_the_servers_folders(presets, tmp_path):
+    from types import SimpleNamespace
+
+    import app
+    from studio.core.cache import ModelCache
+    from studio.core.devices import resolve_device
+    from studio.core.settings import Settings
+
+    cache = ModelCache(resolve_device("cpu"), offline=True)
+    outputs = tmp_path / "srv" / "outputs"
+    local = SimpleNamespace(settings=Settings(outputs=outputs), cache=cache, presets=presets)
+    shared = SimpleNamespace(settings=Settings(outputs=outputs, share=True), cache=cache, presets=presets)
+    assert str(outputs) in app.header_note(local)
+    assert str(tmp_path) not in app.header_note(shared) and "saved on the server" in app.header_note(shared)
