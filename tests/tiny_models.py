@@ -468,6 +468,25 @@ def build_lora(base: Path, path: Path, seed: int = 3, *, text_encoders: bool = F
     return path
 
 
+def write_tiny_presets(model: Path, folder: Path, family: str) -> Path:
+    """The shipped presets in `folder`, with a tiny Canny ControlNet and IP-Adapter (and, for SD, an
+    IP-Adapter Plus) for the tiny model at `model`, kept in `folder`/adapters: Blend, style references,
+    --oref and diffusion style transfer then run offline too."""
+    adapters = folder / "adapters"
+    architecture = "sdxl" if family == "sdxl" else "sd1"
+    built = {
+        architecture: (
+            build_controlnet(model, adapters / "controlnet"),
+            build_ip_adapter(model, adapters / "ip-adapter"),
+            "up_blocks.0.attentions.0",  # the tiny UNets' one cross-attention up block
+        )
+    }
+    plus = (
+        {} if family == "sdxl" else {architecture: build_ip_adapter_plus(model, adapters / "ip-adapter-plus")}
+    )
+    return write_adapter_presets(folder, built, plus)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -478,11 +497,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("folder", type=Path, help="where to write the model (a new or empty folder)")
     parser.add_argument("family", nargs="?", choices=["sd", "sdxl"], default="sd", help="default: sd")
+    parser.add_argument(
+        "--presets",
+        type=Path,
+        metavar="FOLDER",
+        help="also write presets with a tiny ControlNet and IP-Adapter for it (then: --presets FOLDER)",
+    )
     args = parser.parse_args(argv)
-    if args.folder.exists() and any(args.folder.iterdir()):
-        parser.error(f"{args.folder} is not empty: give a new or empty folder")
+    for folder in (args.folder, args.presets):
+        if folder is not None and folder.exists() and any(folder.iterdir()):
+            parser.error(f"{folder} is not empty: give a new or empty folder")
     (build_sdxl if args.family == "sdxl" else build_sd)(args.folder)
     print(f"wrote a tiny {args.family} model to {args.folder}")
+    if args.presets is not None:
+        write_tiny_presets(args.folder, args.presets, args.family)
+        print(f"wrote presets with a tiny ControlNet and IP-Adapter for it to {args.presets}")
     return 0
 
 

@@ -122,3 +122,26 @@ def test_a_broken_model_file_is_reported_at_start(tmp_path, tiny_sd):
     ]
     assert len(lines) == 1, lines
     assert "could not be read as a .safetensors checkpoint" in lines[0] and "download it again" in lines[0]
+
+
+def test_the_readmes_offline_try_makes_a_model_and_presets_that_run_diffusion_style(tmp_path):
+    from pipelines.diffusion_style import DiffusionStylePipeline, DiffusionStyleRequest
+    from studio.core.cache import ModelCache
+    from studio.core.devices import resolve_device
+    from studio.core.presets import load_presets
+    from studio.core.requests import parse_request
+    from tests import tiny_models
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"python -m tests\.tiny_models (\S+) --presets (\S+) && python app\.py", readme)
+    assert command, "the offline try comes with the commands at the top"
+    assert readme.index(command.group(0)) < readme.index("## Text to Image")
+    model, presets_dir = tmp_path / "tiny-sd", tmp_path / "tiny-presets"
+    assert tiny_models.main([str(model), "--presets", str(presets_dir)]) == 0
+    cache = ModelCache(resolve_device("cpu"), offline=True)
+    photo = Image.radial_gradient("L").convert("RGB").resize((64, 64))
+    values = {"model": str(model), "image": photo, "style_image": photo.rotate(90), "steps": 2, "seed": 1}
+    [styled] = DiffusionStylePipeline(cache, load_presets(presets_dir))(
+        parse_request(DiffusionStyleRequest, values)
+    )
+    assert styled.image.size == (64, 64) and styled.parameters.task == "style_transfer"
