@@ -105,8 +105,17 @@ def read_peer_parameters(image: Image.Image) -> dict[str, Any] | None:
         "width": width,
         "height": height,
     }
+    metadata = dict(info.metadata)
+    # sd-parsers leaves some studios' settings in the file's metadata (NovelAI's `steps`, in its Comment):
+    # what the sampler did not give is taken from there, and shown once.
+    for field, key, convert in (("steps", "steps", _integer), ("seed", "seed", _integer),
+                                ("guidance_scale", "scale", _number)):  # fmt: skip
+        if fields[field] is None and key in metadata:
+            fields[field] = convert(metadata.pop(key))
+    for key in ("prompt", "uc", "width", "height"):  # already the prompt, negative prompt and size
+        metadata.pop(key, None)
     settings = {key: str(value) for key, value in parameters.items()}
-    settings.update({key: str(value) for key, value in info.metadata.items() if _displayable(value)})
+    settings.update({key: str(value) for key, value in metadata.items() if _displayable(value)})
     text = (info.raw_parameters or {}).get("parameters")
     if fields["generator"] == "AUTOMATIC1111" and isinstance(text, str):
         # Our reading of that layout keeps quoted values whole ("Lora hashes": "a: 1, b: 2").

@@ -117,6 +117,8 @@ def test_novelai_comment(tmp_path):
         11,
     )
     assert (fields["sampler"], fields["width"], fields["height"]) == ("k_euler_ancestral", 832, 1216)
+    assert fields["steps"] == 28, "NovelAI keeps its steps in the Comment JSON too"
+    assert "steps" not in fields["settings"] and "uc" not in fields["settings"], "each field shown once"
 
 
 def test_comfyui_reads_the_sampler_node_and_the_text_nodes_it_uses():
