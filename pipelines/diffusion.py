@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from PIL import Image
@@ -53,13 +52,12 @@ from pipelines.recording import record
 from pipelines.seamless import seamless
 from pipelines.task import Task
 from studio.core.access import Reference
-from studio.core.cache import BaseModel, Lease, ModelCache
+from studio.core.cache import BaseModel, Lease
 from studio.core.errors import InvalidRequest
 from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
 from studio.core.requests import Request
-from studio.core.style_codes import StyleCodes
 
 log = logging.getLogger(__name__)
 
@@ -272,16 +270,9 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
     encodes_image: ClassVar[bool] = False  # starts from an image: its autoencoder's encoder runs too
     torch_only: ClassVar[str | None] = None  # why OpenVINO cannot run this task, where it cannot
 
-    def __init__(
-        self,
-        cache: ModelCache,
-        presets: Presets,
-        style_codes: StyleCodes | None = None,
-        upscalers_dir: Path | None = None,
-    ) -> None:
-        super().__init__(cache, presets, style_codes, upscalers_dir)
-        self.loras = Loras(cache, cache.lora_folder)
-        self.adapters = ImagePromptAdapters(cache, presets, style_codes)
+    def setup(self) -> None:
+        self.loras = Loras(self.cache, self.cache.lora_folder)
+        self.adapters = ImagePromptAdapters(self.cache, self.presets, self.style_codes)
 
     # -- what each task states -----------------------------------------------------------------------
 

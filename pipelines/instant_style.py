@@ -23,7 +23,7 @@ from pipelines.images import check_image, resized, to_array, to_image
 from pipelines.recording import derived_parameters
 from pipelines.task import OneResultTask
 from pipelines.tiling import run_tiled, tile_grid
-from studio.core.cache import CacheKey, Lease, ModelCache
+from studio.core.cache import CacheKey, Lease
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.metadata import GenerationParameters
 from studio.core.neural_style import (
@@ -40,10 +40,8 @@ from studio.core.neural_style import (
     stylize,
     transform,
 )
-from studio.core.presets import Presets
 from studio.core.requests import Request
 from studio.core.settings import DEFAULT_PRESETS_DIR
-from studio.core.style_codes import StyleCodes
 
 DEFAULT_STYLES_PATH = DEFAULT_PRESETS_DIR / "neural_styles.json"
 PREVIEWS_FOLDER = "neural_style_previews"  # beside the styles file
@@ -103,14 +101,7 @@ class InstantStylePipeline(OneResultTask):
     backends = ("onnxruntime",)
     styles_path = DEFAULT_STYLES_PATH  # the package's styles, with their previews beside them
 
-    def __init__(
-        self,
-        cache: ModelCache,
-        presets: Presets,
-        style_codes: StyleCodes | None = None,
-        upscalers_dir: Path | None = None,
-    ) -> None:
-        super().__init__(cache, presets, style_codes, upscalers_dir)
+    def setup(self) -> None:
         self.styles = load_neural_styles(self.styles_path)  # validated now, so a bad file fails at start-up
         self._index = {style.name: index for index, style in enumerate(self.styles)}
 

@@ -10,7 +10,6 @@ here as it came (PNG Info).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from PIL import Image
 from pydantic import ConfigDict, Field
@@ -21,12 +20,10 @@ from pipelines.images import check_image
 from pipelines.task import OneResultTask
 from pipelines.text_to_image import ReferenceWeight, check_weights
 from studio.core.access import Reference
-from studio.core.cache import ModelCache
 from studio.core.errors import InvalidRequest
 from studio.core.models import resolve_model
-from studio.core.presets import Presets
 from studio.core.requests import Request
-from studio.core.style_codes import MAX_NAME_CHARS, StyleCodes, decode_style_chunk, encoder_name
+from studio.core.style_codes import MAX_NAME_CHARS, decode_style_chunk, encoder_name
 
 MAX_MOODBOARD_IMAGES = 12
 
@@ -56,18 +53,11 @@ class StyleCodePipeline(OneResultTask):
     request_type = StyleCodeRequest
     progress_label = "Encoding"
 
-    def __init__(
-        self,
-        cache: ModelCache,
-        presets: Presets,
-        style_codes: StyleCodes | None = None,
-        upscalers_dir: Path | None = None,
-    ) -> None:
-        if style_codes is None:
+    def setup(self) -> None:
+        if self.style_codes is None:
             raise ValueError("style codes are saved to a styles folder: build this task with one")
-        super().__init__(cache, presets, style_codes, upscalers_dir)
-        self.codes = style_codes
-        self.adapters = ImagePromptAdapters(cache, presets, style_codes)
+        self.codes = self.style_codes
+        self.adapters = ImagePromptAdapters(self.cache, self.presets, self.style_codes)
 
     def check_inputs(self, request: StyleCodeRequest) -> tuple[Image.Image, ...]:
         if request.style_chunk is not None:

@@ -39,6 +39,11 @@ class Task:
         self.presets = presets
         self.style_codes = style_codes
         self.upscalers_dir = upscalers_dir
+        self.setup()
+
+    def setup(self) -> None:
+        """What the task builds once from what it was given (its adapters, its styles): a task's own state
+        without a constructor of its own."""
 
     def generate(
         self,

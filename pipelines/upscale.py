@@ -42,7 +42,6 @@ from pipelines.tiling import run_tiled, tile_grid
 from studio.core.cache import BaseModel, CacheKey, Lease, ModelCache
 from studio.core.errors import InvalidRequest, ModelUnavailable, RunCancelled
 from studio.core.presets import Presets
-from studio.core.style_codes import StyleCodes
 from studio.core.upscaler_models import (
     UPSCALER_SUFFIXES,
     download_upscaler,
@@ -154,16 +153,9 @@ class UpscalePipeline(ReadsPromptParameters, Task):
     backends = ("torch", "openvino")  # the creative pass's
     request_type = UpscaleRequest
 
-    def __init__(
-        self,
-        cache: ModelCache,
-        presets: Presets,
-        style_codes: StyleCodes | None = None,
-        upscalers_dir: Path | None = None,
-    ) -> None:
-        super().__init__(cache, presets, style_codes, upscalers_dir)
-        self.upscalers = Upscalers(cache, presets, upscalers_dir)
-        self.creative_pass = CreativeUpscaleTask(cache, presets)
+    def setup(self) -> None:
+        self.upscalers = Upscalers(self.cache, self.presets, self.upscalers_dir)
+        self.creative_pass = CreativeUpscaleTask(self.cache, self.presets)
 
     def check_inputs(self, request: UpscaleRequest) -> tuple[Image.Image, tuple[int, int]]:
         image = check_image(request.image)
