@@ -93,7 +93,7 @@ def create_tab(studio: Studio) -> PngInfoTab:
             return GenerationParameters.from_dict(fields).to_text(), fields, ""
         return describe_peer_parameters(fields), fields, ""
 
-    image.change(png_info, [image], [text, parameters, note], api_name="png_info")
+    read = image.change(png_info, [image], [text, parameters, note], api_name="png_info")
 
     def carried_style(image: str | None):
         style = read_style(image) if image else None
@@ -104,7 +104,8 @@ def create_tab(studio: Studio) -> PngInfoTab:
         )
         return gr.Group(visible=True), say(f"This image carries its style ({style.code}, {made_of}).")
 
-    image.change(carried_style, [image], [style_group, style_note], api_visibility="private")
+    # Only once the image was read: a file that is no picture is one message, not one per handler.
+    read.success(carried_style, [image], [style_group, style_note], api_visibility="private")
     studio.pipeline("style_code")
 
     def save_carried_style(image: str | None, name: str, request: gr.Request, progress=gr.Progress()):
