@@ -58,11 +58,16 @@ def create_tab(studio: Studio) -> DescribeTab:
                     uses.append(gr.Button(tr("Use this prompt"), scale=1, elem_id=f"describe-use-{n}"))
 
     def describe_image(values: dict, request: gr.Request, progress: gr.Progress):
-        results = list(studio.runner.run(Job("describe", present(values)), request, progress))
+        try:
+            results = list(studio.runner.run(Job("describe", present(values)), request, progress))
+        except gr.Error as error:  # the message stays on the status line when its toast has gone
+            yield (*[gr.skip()] * SUGGESTIONS, f"⚠️ {error.message}")
+            raise
         if not results:  # stopped: the suggestions shown stay
-            return (*[gr.skip()] * SUGGESTIONS, say("Stopped before the suggestions were written."))
+            yield (*[gr.skip()] * SUGGESTIONS, say("Stopped before the suggestions were written."))
+            return
         typed = results[-1].typed()
-        return (*typed, *[""] * (SUGGESTIONS - len(typed)), "")
+        yield (*typed, *[""] * (SUGGESTIONS - len(typed)), "")
 
     endpoint = Endpoint(
         "describe",
@@ -73,7 +78,6 @@ def create_tab(studio: Studio) -> DescribeTab:
             field(DescribeRequest, "captioner", captioner, "a captioner preset, or a local folder."),
         ],
         describe_image,
-        streams=False,
     )
     describe.click(
         endpoint.fn,

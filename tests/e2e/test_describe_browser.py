@@ -31,3 +31,18 @@ def test_describe_then_use_this_prompt_fills_text_to_image(page: Page, tmp_path)
     expect(page.locator("#txt2img-negative textarea")).to_have_value("blurry")
     page.locator("#txt2img-generate").click()
     wait_for_images(page, TXT2IMG_GALLERY, 1)
+
+
+def test_an_offline_captioner_is_said_on_the_tabs_status_line(page: Page, tmp_path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(6).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photo)
+    page.get_by_role("tab", name="Describe", exact=True).click()
+    page.locator("#describe-image input[type=file]").set_input_files(str(photo))
+    captioner = page.locator("#describe-captioner input")
+    captioner.fill("Salesforce/blip-image-captioning-large")  # on the hub, which this machine cannot reach
+    captioner.blur()
+    expect(captioner).to_have_value("Salesforce/blip-image-captioning-large")
+    page.locator("#describe-run").click()
+    status = page.locator("#describe-status")
+    expect(status).to_contain_text("blip-image-captioning-large", timeout=GENERATE_TIMEOUT_MS)
+    expect(page.locator("#describe-prompt-1 textarea")).to_have_value("")
