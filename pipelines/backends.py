@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pipelines.decoders import is_tiny
 from pipelines.loras import Adapter, loras_applied
 from pipelines.seamless import seamless
 from studio.core.cache import BaseModel, CacheKey, Lease
@@ -125,7 +126,7 @@ def use_openvino(
     unet_forward = UNetWithAddedConditionForward if sdxl else UNetForward
     unet_compiled = compiled("unet", unet, unet_forward, unet_inputs(unet, text_embeds), "unet")
     autoencoder = pipe.vae
-    tiny = type(autoencoder).__name__ == "AutoencoderTiny"  # TAESD, the fast decoder: its own folder
+    tiny = is_tiny(autoencoder)  # TAESD, the fast decoder: its own folder
     prefix, subfolder = ("taesd", None) if tiny else ("vae", "vae")
     inputs = autoencoder_inputs(autoencoder, side, scale)
     decoder = compiled(f"{prefix}_decoder", autoencoder, DecoderForward, inputs["decoder"], subfolder)
