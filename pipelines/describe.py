@@ -65,7 +65,7 @@ class DescribeRequest(Request):
 @dataclass(frozen=True)
 class Description:
     prompts: tuple[str, ...]  # distinct suggestions, the most literal first
-    aspect_ratio: str  # the aspect-ratio preset nearest the image's, as `--ar` takes it
+    aspect_ratio: str  # the ratio that makes the image's shape, as `--ar` takes it
     captioner: str  # what wrote them: a preset name, a folder or a hub id
 
     def typed(self) -> list[str]:
@@ -176,7 +176,7 @@ class DescribePipeline(OneResultTask):
             )
 
         # 4. The image's shape, for Text to Image to make the same
-        aspect_ratio = self.presets.nearest_aspect_ratio(*checked.image.size)
+        aspect_ratio = self.presets.ratio_of(*checked.image.size)
         return Description(
             tuple(prompts), aspect_ratio, request.captioner.strip() or self.presets.default_captioner
         )

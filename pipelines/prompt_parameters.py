@@ -12,7 +12,6 @@ never silently dropped: the notes come back to be shown, and are recorded in eac
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -164,15 +163,10 @@ class ReadsPromptParameters:
 
 
 def _aspect(values: dict, value: str, presets: Presets, fields: dict, notes: list[str]) -> None:
-    ratio = re.fullmatch(r"(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)", value.strip())
-    width, height = (float(side) for side in ratio.groups())
-    if width <= 0 or height <= 0:
+    if not re.fullmatch(r"\d+(?:\.\d+)?:\d+(?:\.\d+)?", value.strip()):
         raise ValueError(value)
-    nearest = presets.nearest_aspect_ratio(width, height)
-    preset = presets.aspect_ratios[nearest]
-    if not math.isclose(width / height, preset.width / preset.height, rel_tol=0.01):
-        notes.append(f"--ar {value.strip()} became {nearest}, the nearest of this studio's aspect ratios")
-    values["aspect_ratio"] = nearest
+    shape = presets.aspect_ratio(value.strip())  # any ratio in range, or a plain message
+    values["aspect_ratio"] = shape.name
 
 
 def _integer(name: str):

@@ -101,7 +101,7 @@ class TextToImagePipeline(DiffusionTask[TextToImageRequest]):
         )
 
     def extras(self, request: TextToImageRequest, inputs: ReferenceImages) -> dict:
-        extras: dict = {}
+        extras: dict = {"aspect_ratio": self.presets.aspect_ratio(request.aspect_ratio).name}
         if request.style_images or request.style_codes:
             extras["style_references"] = len(request.style_images) + len(request.style_codes)
             if request.style_weight != TextToImageRequest.default("style_weight"):

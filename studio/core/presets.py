@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -81,20 +82,71 @@ class Variation(_Preset):
     description: str = ""
 
 
+ASPECT_RATIO_RANGE = (1 / 4, 4.0)  # the widest and tallest shapes made, as Midjourney's `--ar`
+AREA_TOLERANCE = 0.2  # how far a size's pixel count may stray from the model's to keep the ratio exact
+RATIO_TOLERANCE = 0.03  # a size this near the ratio asked is as good as exact: then the nearer area wins
+
+
+def ratio_text(ratio: float) -> str:
+    """4.0 as "4:1", 0.25 as "1:4"."""
+    return f"{ratio:g}:1" if ratio >= 1 else f"1:{1 / ratio:g}"
+
+
+ASPECT_RATIO_RANGE_TEXT = f"{ratio_text(ASPECT_RATIO_RANGE[0])} to {ratio_text(ASPECT_RATIO_RANGE[1])}"
+
+
 class AspectRatio(_Preset):
+    """A preset shape, or any ratio typed as width:height within `ASPECT_RATIO_RANGE`."""
+
     name: str = Field(min_length=1)
-    width: int = Field(ge=1, le=64)
-    height: int = Field(ge=1, le=64)
+    width: float = Field(gt=0)
+    height: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _within_range(self) -> AspectRatio:
+        low, high = ASPECT_RATIO_RANGE
+        if not low <= self.width / self.height <= high:
+            raise ValueError(f"{self.name} is outside {ASPECT_RATIO_RANGE_TEXT}")
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> AspectRatio:
+        """ "2:1", "2.39:1", "21:9" as a shape; a plain message for anything else."""
+        typed = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*", text)
+        if typed is None or float(typed[1]) <= 0 or float(typed[2]) <= 0:
+            raise InvalidRequest(
+                f"Aspect ratio {text!r} is not width:height. Give one such as 2:1, "
+                f"from {ASPECT_RATIO_RANGE_TEXT}."
+            )
+        width, height = float(typed[1]), float(typed[2])
+        name = f"{width:g}:{height:g}"
+        low, high = ASPECT_RATIO_RANGE
+        if not low <= width / height <= high:
+            raise InvalidRequest(
+                f"Aspect ratio {name} is too extreme: give one from {ASPECT_RATIO_RANGE_TEXT}."
+            )
+        return cls(name=name, width=width, height=height)
 
     def size_for(self, resolution: int, multiple: int) -> tuple[int, int]:
-        """Width and height with about resolution² pixels, each a multiple of `multiple`."""
-        ratio = self.width / self.height
-        width = resolution * math.sqrt(ratio)
-        height = resolution / math.sqrt(ratio)
-        return (
-            max(multiple, round(width / multiple) * multiple),
-            max(multiple, round(height / multiple) * multiple),
-        )
+        """Width and height, each a multiple of `multiple`, as near this ratio as sides allow (within
+        `RATIO_TOLERANCE`, the nearer pixel count) while the pixel count stays within `AREA_TOLERANCE` of
+        resolution²: at small sizes the nearest rounding of each side alone would bend 2:1 into 11:6."""
+        ratio, area = self.width / self.height, resolution**2
+        ideal = resolution / math.sqrt(ratio) / multiple  # the height, in multiples
+        candidates = []
+        for rows in range(max(1, math.floor(ideal) - 3), math.ceil(ideal) + 4):
+            height = rows * multiple
+            columns = height * ratio / multiple
+            for width in range(
+                max(1, math.floor(columns) - 1) * multiple, (math.ceil(columns) + 2) * multiple, multiple
+            ):
+                ratio_error = abs(math.log(width / height / ratio))
+                area_error = abs(math.log(width * height / area))
+                too_far = area_error > math.log1p(AREA_TOLERANCE)
+                near_enough = max(ratio_error, math.log1p(RATIO_TOLERANCE))
+                candidates.append((too_far, near_enough, area_error, width, height))
+        *_, width, height = min(candidates)
+        return width, height
 
 
 Architecture = Literal["sd1", "sd2", "sdxl"]  # what adapter weights must match, beyond the family
@@ -201,16 +253,29 @@ class Presets:
         return None
 
     def aspect_ratio(self, name: str) -> AspectRatio:
-        if name not in self.aspect_ratios:
-            raise InvalidRequest(
-                f"Unknown aspect ratio {name!r}. Choose one of: {', '.join(self.aspect_ratios)}."
-            )
-        return self.aspect_ratios[name]
+        """A preset by name, or any width:height within `ASPECT_RATIO_RANGE`."""
+        return self.aspect_ratios.get(name) or AspectRatio.parse(name)
 
     def nearest_aspect_ratio(self, width: int, height: int) -> str:
         """The aspect ratio preset closest to a size (compared on a log scale, so 2:1 and 1:2 are alike)."""
         ratio = math.log(width / height)
         return min(self.aspect_ratios.values(), key=lambda a: abs(math.log(a.width / a.height) - ratio)).name
+
+    def ratio_of(self, width: int, height: int) -> str:
+        """The aspect ratio to ask for to make an image of this shape again: the nearest preset when sides
+        rounded to the model's multiples explain the difference (1344×768 is 16:9, 832×1216 is 2:3), else
+        the image's own ratio when that is simple (96×48 is 2:1), else the nearest preset."""
+        nearest = self.nearest_aspect_ratio(width, height)
+        preset = self.aspect_ratios[nearest]
+        divisor = math.gcd(width, height)
+        low, high = ASPECT_RATIO_RANGE
+        own = width // divisor, height // divisor
+        if (
+            math.isclose(width / height, preset.width / preset.height, rel_tol=RATIO_TOLERANCE)
+            or max(own) > 32
+        ):
+            return nearest
+        return f"{own[0]}:{own[1]}" if low <= width / height <= high else nearest
 
     def variation(self, name: str) -> Variation:
         if name not in self.variations:

@@ -9,13 +9,21 @@ import gradio as gr
 
 from pipelines.blend import MAX_BLEND_IMAGES, BlendRequest
 from studio.ui.context import Studio, TabInfo
-from studio.ui.endpoints import Endpoint, field, present
+from studio.ui.endpoints import Endpoint, present
 from studio.ui.grid_actions import create_grid_actions, wire_generation
 from studio.ui.i18n import tr
 from studio.ui.reference_images import ReferenceSlots, reference_slots
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
-from studio.ui.widgets import ResultPanel, prompt_box, prompt_settings, shaped_outputs, shaped_values
+from studio.ui.widgets import (
+    ResultPanel,
+    aspect_ratio_box,
+    aspect_ratio_parameter,
+    prompt_box,
+    prompt_settings,
+    shaped_outputs,
+    shaped_values,
+)
 
 TAB = TabInfo("blend", "Blend")
 
@@ -53,12 +61,7 @@ def create_tab(studio: Studio) -> BlendTab:
                 )
                 reroll = gr.Button(tr("Reroll"), elem_id="blend-reroll", scale=1, min_width=0)
                 stop = gr.Button(tr("Stop"), variant="stop", elem_id="blend-stop", scale=1, min_width=0)
-            aspect_ratio = gr.Radio(
-                choices=list(studio.presets.aspect_ratios),
-                value=BlendRequest.default("aspect_ratio"),
-                label=tr("Aspect ratio"),
-                elem_id="blend-aspect-ratio",
-            )
+            aspect_ratio = aspect_ratio_box("blend", studio.presets, BlendRequest.default("aspect_ratio"))
             controls = prompt_settings("blend", prompt, studio, loras=pipeline.loras)
         with gr.Column(scale=3, min_width=360):
             results = ResultPanel("blend", studio, reroll=reroll)
@@ -67,7 +70,7 @@ def create_tab(studio: Studio) -> BlendTab:
     parameters = [
         *images.parameters("Image to blend"),
         *controls.parameters("optional: what the blend should become."),
-        field(BlendRequest, "aspect_ratio", aspect_ratio, 'an aspect ratio preset, e.g. "1:1", "16:9".'),
+        aspect_ratio_parameter(BlendRequest, aspect_ratio),
         *controls.later_parameters(),
     ]
 

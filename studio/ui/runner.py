@@ -178,14 +178,36 @@ class JobRunner:
 
         return in_worker(results, run.stop, progress)
 
-    def stop_button(self, button: gr.Button, events: list, status: gr.components.Component) -> None:
-        """Stop ends this session's run at the next step and says on `status` how far it got."""
+    def stop_button(
+        self,
+        button: gr.Button,
+        events: list,
+        status: gr.components.Component,
+        *,
+        grid: tuple[gr.Gallery, gr.State] | None = None,
+    ) -> None:
+        """Stop ends this session's run at the next step and says on `status` how far it got. A result
+        `grid` (its gallery, and the state of its saved images' parameters) keeps its finished images only:
+        the preview of an image Stop left unfinished goes, as it was never a result."""
 
-        def stop_running(request: gr.Request):
+        def stopped(request: gr.Request) -> str | None:
             run = self.runs.stop(session_of(request))
-            return gr.skip() if run is None else run.stopped_message()
+            return None if run is None else run.stopped_message()
 
-        button.click(stop_running, None, [status], cancels=events, **INSTANT_EVENT)
+        def stop_run(request: gr.Request):
+            return stopped(request) or gr.skip()
+
+        if grid is None:
+            button.click(stop_run, None, [status], cancels=events, **INSTANT_EVENT)
+            return
+
+        def stop_grid(shown: list | None, saved: list | None, request: gr.Request):
+            message = stopped(request)
+            if message is None:
+                return gr.skip(), gr.skip()
+            return message, (shown or [])[: len(saved or [])]
+
+        button.click(stop_grid, list(grid), [status, grid[0]], cancels=events, **INSTANT_EVENT)
 
 
 def _size(count: int) -> str:

@@ -46,6 +46,7 @@ class Sent:
     loras: str = ""  # "name:weight, ...": ours as recorded, another studio's from its <lora:…> tags
     tile: bool = False
     stylize: int | None = None
+    aspect_ratio: str | None = None  # as asked for, where the image records it
 
     @classmethod
     def of(cls, path: str | None, fields: dict[str, Any]) -> Sent:
@@ -74,6 +75,7 @@ class Sent:
             loras=loras,
             tile=bool(extras.get("tile")),
             stylize=extras.get("stylize"),
+            aspect_ratio=extras.get("aspect_ratio"),
         )
 
 

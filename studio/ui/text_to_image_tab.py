@@ -8,7 +8,7 @@ import gradio as gr
 
 from pipelines.text_to_image import TextToImageRequest
 from studio.ui.context import Studio, TabInfo
-from studio.ui.endpoints import Endpoint, control, field, present
+from studio.ui.endpoints import Endpoint, control, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, wire_generation
 from studio.ui.i18n import tr
 from studio.ui.image_prompt_panel import create_image_prompt_panel
@@ -17,6 +17,8 @@ from studio.ui.send_to import Sent
 from studio.ui.widgets import (
     PromptControls,
     ResultPanel,
+    aspect_ratio_box,
+    aspect_ratio_parameter,
     prompt_box,
     prompt_settings,
     shaped_outputs,
@@ -29,7 +31,7 @@ TAB = TabInfo("txt2img", "Text to Image")
 @dataclass
 class TextToImageTab:
     controls: PromptControls
-    aspect_ratio: gr.Radio
+    aspect_ratio: gr.Dropdown
     results: ResultPanel
     actions: GridActions
 
@@ -53,12 +55,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
                 )
                 reroll = gr.Button(tr("Reroll"), elem_id="txt2img-reroll", scale=1, min_width=0)
                 stop = gr.Button(tr("Stop"), variant="stop", elem_id="txt2img-stop", scale=1, min_width=0)
-            aspect_ratio = gr.Radio(
-                choices=list(presets.aspect_ratios),
-                value=TextToImageRequest.default("aspect_ratio"),
-                label=tr("Aspect ratio"),
-                elem_id="txt2img-aspect-ratio",
-            )
+            aspect_ratio = aspect_ratio_box("txt2img", presets, TextToImageRequest.default("aspect_ratio"))
             controls = prompt_settings("txt2img", prompt, studio, loras=pipeline.loras)
             image_prompts = create_image_prompt_panel("txt2img", studio, prompt, controls.model)
         with gr.Column(scale=3, min_width=360):
@@ -66,10 +63,8 @@ def create_tab(studio: Studio) -> TextToImageTab:
             actions = create_grid_actions("txt2img", studio, results, controls)
 
     parameters = controls.parameters("what to draw.")
-    aspect = field(
-        TextToImageRequest, "aspect_ratio", aspect_ratio, 'an aspect ratio preset, e.g. "1:1", "16:9".'
-    )
-    parameters.insert(4, aspect)  # the API's order since it was first published
+    # The API's order since it was first published.
+    parameters.insert(4, aspect_ratio_parameter(TextToImageRequest, aspect_ratio))
     parameters.append(
         control("batch", batch, bool, "true: each line of the prompt is a prompt of its own, run in turn.")
     )

@@ -15,7 +15,7 @@ from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GeneratedIma
 from pipelines.previews import PreviewImage
 from studio.core.errors import ResultNotSaved
 from studio.core.metadata import GenerationParameters, read_parameters
-from studio.core.presets import Presets
+from studio.core.presets import ASPECT_RATIO_RANGE_TEXT, Presets
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slider, user_errors
 from studio.ui.endpoints import Parameter, control, field
 from studio.ui.i18n import say, say_phrases, tr
@@ -406,7 +406,28 @@ def prompt_settings(
     )
 
 
-def shaped_outputs(controls: PromptControls, aspect_ratio: gr.Radio) -> list[gr.components.Component]:
+def aspect_ratio_box(prefix: str, presets: Presets, default: str) -> gr.Dropdown:
+    """The presets to pick from, and any other width:height typed in (or moved here from `--ar`)."""
+    return gr.Dropdown(
+        choices=list(presets.aspect_ratios),
+        value=default,
+        allow_custom_value=True,
+        label=tr("Aspect ratio"),
+        info=tr(f"A preset, or type any width:height from {ASPECT_RATIO_RANGE_TEXT}"),
+        elem_id=f"{prefix}-aspect-ratio",
+    )
+
+
+def aspect_ratio_parameter(request_type: type[DiffusionRequest], box: gr.Dropdown) -> Parameter:
+    return field(
+        request_type,
+        "aspect_ratio",
+        box,
+        f'a preset ("1:1", "16:9"…) or any width:height from {ASPECT_RATIO_RANGE_TEXT}, e.g. "2:1".',
+    )
+
+
+def shaped_outputs(controls: PromptControls, aspect_ratio: gr.Dropdown) -> list[gr.components.Component]:
     """`received_outputs` with the aspect ratio, for a task that makes a new picture (in the order Text
     to Image published first)."""
     received = controls.received_outputs
@@ -414,10 +435,11 @@ def shaped_outputs(controls: PromptControls, aspect_ratio: gr.Radio) -> list[gr.
 
 
 def shaped_values(controls: PromptControls, sent: Sent, presets: Presets) -> tuple:
-    """The values of `shaped_outputs`: the settings received, and the aspect ratio nearest the image's."""
+    """The values of `shaped_outputs`: the settings received, and the aspect ratio the image recorded (else
+    the one that makes its shape)."""
     values = controls.received(sent, presets)
     has_size = sent.width and sent.height
-    shape = presets.nearest_aspect_ratio(sent.width, sent.height) if has_size else gr.skip()
+    shape = sent.aspect_ratio or (presets.ratio_of(sent.width, sent.height) if has_size else gr.skip())
     return (*values[:8], shape, *values[8:])
 
 
@@ -547,7 +569,7 @@ class ResultPanel:
 
         for event in events:
             self.select_first_after(event)
-        self.studio.runner.stop_button(stop, events, self.status)
+        self.studio.runner.stop_button(stop, events, self.status, grid=(self.gallery, self.parameters))
 
     def select_first_after(self, event: Any) -> None:
         """When `event` (a run of this grid) ends, its first image is selected and described."""

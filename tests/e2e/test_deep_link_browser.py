@@ -22,9 +22,18 @@ pytestmark = pytest.mark.e2e
 GALLERY = TXT2IMG_GALLERY
 
 
-def test_a_copied_link_reopens_the_same_grid_and_settings(page: Page, running_app) -> None:
+# Any text a prompt may hold: Arabic, emoji (one joined of three), CJK, a right-to-left override, a line
+# separator and markup that would end a page's script.
+ANY_TEXT = (
+    "منارة عند الفجر 🌊 \U0001f468\u200d\U0001f469\u200d\U0001f467 灯塔 \u202eevil\u202c "
+    "e\u0301 \u2028 </script><b>bold</b> & done"
+)
+
+
+@pytest.mark.parametrize("prompt", ["a harbour at night", ANY_TEXT], ids=["ascii", "any-text"])
+def test_a_copied_link_reopens_the_same_grid_and_settings(page: Page, prompt: str) -> None:
     panel = tab_panel(page, "#txt2img-generate")
-    page.locator("#txt2img-prompt textarea").fill("a harbour at night")
+    page.locator("#txt2img-prompt textarea").fill(prompt)
     set_slider(panel, "Images", 2)
     open_advanced(panel)
     page.locator("#txt2img-seed input").fill("321")
@@ -33,7 +42,7 @@ def test_a_copied_link_reopens_the_same_grid_and_settings(page: Page, running_ap
     shown = image_sources(page, GALLERY)
     again = reopened(page)
     wait_for_images(again, GALLERY, 2)
-    expect(again.locator("#txt2img-prompt textarea")).to_have_value("a harbour at night")
+    expect(again.locator("#txt2img-prompt textarea")).to_have_value(prompt)
     open_advanced(tab_panel(again, "#txt2img-generate"))
     expect(again.locator("#txt2img-seed input")).to_have_value("321")
     names = [source.rsplit("/", 1)[-1] for source in image_sources(again, GALLERY)]

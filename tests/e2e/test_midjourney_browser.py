@@ -28,10 +28,11 @@ def test_typed_parameters_fill_the_controls_and_a_tiled_result_shows_its_3x3_che
     open_advanced(panel)
     set_slider(panel, "Steps", 2)
     prompt = page.locator("#txt2img-prompt textarea")
-    prompt.fill("a stone wall, moss --ar 16:9 --no trees --seed 5 --tile --chaos 20 --weird 2")
+    prompt.fill("a stone wall, moss --ar 2:1 --no trees --seed 5 --tile --chaos 20 --weird 2")
     page.locator("#txt2img-generate").click()
 
-    expect(page.locator("#txt2img-aspect-ratio input[value='16:9']")).to_be_checked()
+    # Any ratio, not the nearest preset.
+    expect(page.locator("#txt2img-aspect-ratio input")).to_have_value("2:1")
     expect(page.locator("#txt2img-negative textarea")).to_have_value("trees")
     expect(page.locator("#txt2img-seed input")).to_have_value("5")
     expect(page.locator("#txt2img-tile input")).to_be_checked()
@@ -42,12 +43,13 @@ def test_typed_parameters_fill_the_controls_and_a_tiled_result_shows_its_3x3_che
     )
 
     wait_for_images(page, GALLERY, 1)
-    expect(page.locator(SELECTED)).to_have_value(re.compile(r"Seed: 5,.*Size: 88x48.*Tile: True"))
+    made = re.compile(r"Seed: 5,.*Size: 96x48.*Aspect ratio: \"2:1\".*Tile: True")
+    expect(page.locator(SELECTED)).to_have_value(made)
     expect(page.locator(SELECTED)).to_have_value(re.compile(r"Ignored parameters: \"--weird 2 is not"))
     tiled = page.locator("#txt2img-tiled img")
     expect(tiled).to_be_visible()
     size = tiled.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
-    assert size == [88 * 3, 48 * 3]
+    assert size == [96 * 3, 48 * 3]
 
     # A result made without --tile hides the check again.
     prompt.fill("a stone wall")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from studio.core.errors import InvalidRequest, PresetError
-from studio.core.presets import load_presets
+from studio.core.presets import AREA_TOLERANCE, load_presets
 from studio.core.settings import DEFAULT_PRESETS_DIR as PRESETS_DIR
 
 
@@ -40,13 +40,31 @@ def test_unknown_style_is_a_clear_error(presets):
 
 @pytest.mark.parametrize(
     ("name", "resolution", "multiple", "expected"),
-    [("1:1", 512, 64, (512, 512)), ("16:9", 1024, 64, (1344, 768)), ("2:3", 512, 64, (448, 640))],
+    [("1:1", 512, 64, (512, 512)), ("16:9", 1024, 64, (1344, 768)), ("2:3", 1024, 64, (832, 1280))],
 )
 def test_aspect_ratios_keep_the_pixel_count_near_the_models(presets, name, resolution, multiple, expected):
     width, height = presets.aspect_ratio(name).size_for(resolution, multiple)
     assert (width, height) == expected
     assert width % multiple == 0 and height % multiple == 0
     assert abs(width * height / resolution**2 - 1) < 0.12
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"), [("2:1", (96, 48)), ("4:1", (128, 32)), ("1:4", (32, 128)), ("3:1", (120, 40))]
+)
+def test_a_free_ratio_keeps_its_shape_at_the_models_area(presets, shape, expected):
+    width, height = presets.aspect_ratio(shape).size_for(64, 8)
+    assert (width, height) == expected
+    ratio = presets.aspect_ratio(shape)
+    assert width / height == ratio.width / ratio.height
+    assert abs(width * height / 64**2 - 1) <= AREA_TOLERANCE
+
+
+def test_an_images_shape_reads_back_as_the_ratio_that_makes_it(presets):
+    assert presets.ratio_of(1344, 768) == "16:9"  # sides rounded to multiples of 64
+    assert presets.ratio_of(832, 1216) == "2:3"  # SDXL's 2:3
+    assert presets.ratio_of(96, 48) == "2:1"
+    assert presets.ratio_of(1000, 333) == "21:9"  # no simple ratio: the nearest preset
 
 
 def _copy_presets(tmp_path: Path) -> Path:

@@ -54,11 +54,15 @@ def test_what_a_task_cannot_honour_is_named_and_recorded_never_dropped(presets):
     assert notes == ["--ar 16:9 does nothing here (an input image keeps its own shape): it was left out"]
 
 
-def test_an_aspect_ratio_between_presets_becomes_the_nearest_and_says_so(presets):
+def test_any_aspect_ratio_in_range_is_taken_as_typed(presets):
     values, notes = apply_prompt_parameters({"prompt": "a fox --ar 17:9"}, TextToImageRequest, presets)
-    assert values["aspect_ratio"] == "16:9"
-    assert notes == ["--ar 17:9 became 16:9, the nearest of this studio's aspect ratios"]
-    assert "ignored_parameters" not in values  # honoured, nearly: the size it made is recorded
+    assert (values["aspect_ratio"], notes) == ("17:9", [])
+    values, _ = apply_prompt_parameters({"prompt": "a fox --ar 2.39:1"}, TextToImageRequest, presets)
+    assert values["aspect_ratio"] == "2.39:1"
+    with pytest.raises(InvalidRequest, match=r"^Aspect ratio 5:1 is too extreme: give one from 1:4 to 4:1"):
+        apply_prompt_parameters({"prompt": "a fox --ar 5:1"}, TextToImageRequest, presets)
+    with pytest.raises(InvalidRequest, match="--ar 'wide': give it as width:height"):
+        apply_prompt_parameters({"prompt": "a fox --ar wide"}, TextToImageRequest, presets)
 
 
 def test_image_weight_sets_each_tasks_image_prompt_weight(presets):

@@ -52,12 +52,22 @@ def test_parameters_record_everything_needed_to_remake_the_image(text_to_image, 
     )
     params = image.parameters
     assert image.image.size == (params.width, params.height) == (88, 48)  # 64px model, multiples of 8
+    assert params.extras["aspect_ratio"] == "16:9"
     assert params.prompt == presets.styles["Watercolor"].prompt.replace("{prompt}", "a red fox in the snow")
     assert params.negative_prompt.startswith("fog, ")
     assert (params.user_prompt, params.styles) == ("a red fox in the snow", ("Watercolor",))
     assert (params.steps, params.guidance_scale, params.seed, params.model) == (3, 5, 42, str(tiny_sd))
     # A folder without a preset gets the "other_models" defaults from models.json.
     assert params.sampler == presets.other_models.sampler
+
+
+def test_any_ratio_in_range_is_made_exactly_and_recorded_as_asked(text_to_image, tiny_sd):
+    [wide] = text_to_image(request(tiny_sd, aspect_ratio="2:1"))
+    [tall] = text_to_image(request(tiny_sd, aspect_ratio="1:4"))
+    # The nearest rounding of each side alone would give 88×48 (11:6): the ratio wins, the area stays near.
+    assert wide.image.size == (96, 48) and tall.image.size == (32, 128)
+    assert (wide.parameters.extras["aspect_ratio"], tall.parameters.extras["aspect_ratio"]) == ("2:1", "1:4")
+    assert 'Aspect ratio: "2:1"' in wide.parameters.to_text()  # quoted, as A1111 quotes a colon
 
 
 def test_random_seed_is_recorded(text_to_image, tiny_sd):
@@ -100,7 +110,8 @@ def test_stop_keeps_the_images_already_finished(text_to_image, tiny_sd):
         ({"prompt": "   "}, "Type a prompt first"),
         ({"styles": ("Cinematic", "Nope")}, "Unknown style 'Nope'"),
         ({"sampler": "Fast please"}, "Unknown sampler 'Fast please'"),
-        ({"aspect_ratio": "7:3"}, "Unknown aspect ratio '7:3'"),
+        ({"aspect_ratio": "wide"}, "Aspect ratio 'wide' is not width:height"),
+        ({"aspect_ratio": "5:1"}, "Aspect ratio 5:1 is too extreme: give one from 1:4 to 4:1"),
         ({"model": "/no/such/folder"}, "does not exist"),
         ({"model": "not a model"}, "Unknown model 'not a model'"),
     ],
