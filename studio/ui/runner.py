@@ -132,15 +132,29 @@ class JobRunner:
                         f"up to {self.max_image_side} pixels on the longer side."
                     )
 
-    def run(self, job: Job, request: gr.Request | None, progress: gr.Progress) -> Iterator[Any]:
+    def run(
+        self,
+        job: Job,
+        request: gr.Request | None,
+        progress: gr.Progress,
+        *,
+        notes: list[str] | None = None,
+    ) -> Iterator[Any]:
         """Each result of `job` as soon as it is made (a batch: every prompt's, in order; "Prompt 3 of 7"
         on the progress bar). Stop ends the run, the whole batch, with a warning saying how far it got; a
-        refused request (any line of a batch, before anything runs) or a failure raises `gr.Error`."""
+        refused request (any line of a batch, before anything runs) or a failure raises `gr.Error`.
+
+        What the prompt asked that is not honoured goes into `notes` for the tab to show beside its result:
+        a queued run starts when the visitor may be on another tab, where a toast would not say whose it
+        is. Without `notes`, each is a toast."""
         pipeline = self.tasks[job.task]
         with user_errors():
             readings = [pipeline.read_prompt_parameters(values) for values in job.requests()]
-            for note in dict.fromkeys(note for _, notes in readings for note in notes):
-                gr.Warning(say_phrases([note]))
+            for note in dict.fromkeys(note for _, noted in readings for note in noted):
+                if notes is None:
+                    gr.Warning(say_phrases([note]))
+                else:
+                    notes.append(note)
             requests = [parse_request(pipeline.request_type, values) for values, _ in readings]
             for parsed in requests:
                 self.check_limits(parsed)

@@ -12,7 +12,7 @@ from studio.ui.common import GPU_EVENT, readable, slider
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import open_image
-from studio.ui.i18n import say, tr
+from studio.ui.i18n import say, say_phrases, tr
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
 from studio.ui.status_line import StatusLine
@@ -124,17 +124,19 @@ def create_tab(studio: Studio) -> UpscaleTab:
         path = values["image"]
         values = {**values, "image": open_image(path) if path else None, "scale": values["scale"] or None}
         job = Job("upscale", present(values))
-        results = list(studio.runner.run(job, request, progress))
+        notes: list[str] = []  # the prompt's unhonoured parameters, said beside the result
+        results = list(studio.runner.run(job, request, progress, notes=notes))
         if not results:  # stopped before the result was made: what was shown stays
             return gr.skip(), gr.skip(), gr.skip(), say("Stopped before the upscale finished.")
+        noted = f"⚠️ {say_phrases(notes)}" if notes else ""
         finished = results[-1]
         try:
             owner = studio.viewer(request).owner
             saved = str(studio.history.save(finished.image, finished.parameters, owner))
         except ResultNotSaved as error:  # shown all the same, from memory
             gr.Warning(say(str(error)))
-            return (path, finished.image), None, finished.parameters.to_text(), f"⚠️ {error}"
-        return (path, saved), saved, finished.parameters.to_text(), ""
+            return (path, finished.image), None, finished.parameters.to_text(), " ".join([f"⚠️ {error}", noted]).strip()
+        return (path, saved), saved, finished.parameters.to_text(), noted
 
     prompt_parameters = [
         p

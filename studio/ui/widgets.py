@@ -515,20 +515,28 @@ class ResultPanel:
         once at the end. A refusal or a failure is written on the status line and raised again (the API's
         error); what the grid showed stays."""
         owner = self.studio.viewer(request).owner
-        results: Iterator[GeneratedImage] = self.studio.runner.run(job, request, progress)
+        notes: list[str] = []  # what the prompt asked that was not honoured: said here, not in a toast
+        results: Iterator[GeneratedImage] = self.studio.runner.run(job, request, progress, notes=notes)
         saved: list[tuple[str | Image.Image, GenerationParameters]] = []  # a path, or the image unsaved
         not_saved: str | None = None
+
+        def status() -> str:
+            said = [say(not_saved)] if not_saved else []
+            if notes:
+                said.append(say_phrases(notes))
+            return " ".join(f"⚠️ {sentence}" for sentence in said)
 
         def shown() -> tuple:
             values = [gallery_items(saved), [p.to_dict() for _, p in saved], job]
             if self.reroll:
                 values.append(gr.Button(value=say(f"Reroll ({job.action})" if job.action else "Reroll")))
-            return (*values, f"⚠️ {say(not_saved)}" if not_saved else "")
+            return (*values, status())
 
         def previewing(preview: PreviewImage) -> tuple:
             caption = f"#{len(saved) + 1} · " + say(f"step {preview.step} of {preview.steps}")
             gallery = [*gallery_items(saved), (preview.image, caption)]
-            return (gallery, [p.to_dict() for _, p in saved], *[gr.skip()] * (len(self.outputs) - 2))
+            unchanged = [gr.skip()] * (len(self.outputs) - 3)
+            return (gallery, [p.to_dict() for _, p in saved], *unchanged, status())
 
         def unchanged(status: str) -> tuple:
             return (*[gr.skip()] * (len(self.outputs) - 1), status)

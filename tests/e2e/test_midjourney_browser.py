@@ -12,10 +12,12 @@ from tests.e2e.helpers import (
     TXT2IMG_GALLERY,
     TXT2IMG_SELECTED,
     open_advanced,
+    saved_pngs,
     set_slider,
     tab_panel,
     toast,
     wait_for_images,
+    wait_for_saved,
 )
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +40,8 @@ def test_typed_parameters_fill_the_controls_and_a_tiled_result_shows_its_3x3_che
     expect(page.locator("#txt2img-tile input")).to_be_checked()
     expect(panel.get_by_label("number input for Variety (chaos)", exact=True)).to_have_value("20")
     expect(prompt).to_have_value("a stone wall, moss --weird 2")  # left for the run to name
-    expect(toast(page, "--weird 2 is not something this studio does")).to_be_visible(
-        timeout=GENERATE_TIMEOUT_MS
+    expect(page.locator("#txt2img-status")).to_contain_text(
+        "--weird 2 is not something this studio does", timeout=GENERATE_TIMEOUT_MS
     )
 
     wait_for_images(page, GALLERY, 1)
@@ -57,6 +59,19 @@ def test_typed_parameters_fill_the_controls_and_a_tiled_result_shows_its_3x3_che
     page.locator("#txt2img-generate").click()
     expect(page.locator(SELECTED)).not_to_have_value(re.compile("Tile"), timeout=GENERATE_TIMEOUT_MS)
     expect(page.locator("#txt2img-tiled img")).to_have_count(0)
+
+
+def test_a_runs_notes_stay_on_its_own_tab_not_in_a_toast_over_another(page: Page, running_app) -> None:
+    page.locator("#txt2img-prompt textarea").fill("a fox --weird 2")
+    before = saved_pngs(running_app.outputs)
+    page.locator("#txt2img-generate").click()
+    page.get_by_role("tab", name="Style Transfer", exact=True).click()  # while the run waits or runs
+    wait_for_saved(page, running_app.outputs, before)
+    page.get_by_role("tab", name="Text to Image", exact=True).click()
+    expect(page.locator("#txt2img-status")).to_contain_text(
+        "--weird 2 is not something this studio does", timeout=GENERATE_TIMEOUT_MS
+    )
+    expect(toast(page, "--weird 2")).to_have_count(0)
 
 
 def test_a_lora_tag_moves_to_the_lora_box_and_an_unknown_one_is_refused_with_the_grid_kept(
