@@ -55,7 +55,7 @@ def create_tab(studio: Studio) -> BlendTab:
                 height=130,
             )
             prompt = prompt_box("blend", "Optional: what the blend should become…")
-            with gr.Row():
+            with gr.Row(elem_classes=["run-buttons"]):
                 generate = gr.Button(
                     tr("Blend"), variant="primary", elem_id="blend-generate", scale=2, min_width=0
                 )

@@ -113,7 +113,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
                         elem_id="outpaint-direction",
                     )
                     extend = gr.Button(tr("Extend canvas"), variant="primary", elem_id="outpaint-generate")
-            with gr.Row():
+            with gr.Row(elem_classes=["run-buttons"]):
                 reroll = gr.Button(tr("Reroll"), elem_id="img2img-reroll", min_width=0)
                 stop = gr.Button(tr("Stop"), variant="stop", elem_id="img2img-stop", min_width=0)
             controls = prompt_settings("img2img", prompt, studio, loras=pipelines["img2img"].loras)

@@ -49,7 +49,7 @@ def create_tab(studio: Studio) -> TextToImageTab:
                 elem_id="txt2img-batch",
                 container=False,
             )
-            with gr.Row():  # one row: min_width 0, or Gradio wraps Stop onto a line of its own
+            with gr.Row(elem_classes=["run-buttons"]):  # one row: min_width 0, or Stop wraps below
                 generate = gr.Button(
                     tr("Generate"), variant="primary", elem_id="txt2img-generate", scale=2, min_width=0
                 )

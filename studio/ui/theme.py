@@ -15,6 +15,8 @@ CSS = """
 }
 .grid-status { min-height: 1.5em; }
 .one-line { white-space: nowrap; }
+/* Generate, Reroll and Stop share a row: each label stays on one line, in any language, on a phone too */
+.run-buttons button { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; padding-inline: 0.5em; }
 /* History: a page is a grid of small thumbnails however few results it has (Gradio narrows it to them) */
 #history-gallery .grid-container { --grid-cols: 8 !important; }
 #history-gallery .thumbnail-item { aspect-ratio: 1; }

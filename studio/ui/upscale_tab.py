@@ -135,7 +135,12 @@ def create_tab(studio: Studio) -> UpscaleTab:
             saved = str(studio.history.save(finished.image, finished.parameters, owner))
         except ResultNotSaved as error:  # shown all the same, from memory
             gr.Warning(say(str(error)))
-            return (path, finished.image), None, finished.parameters.to_text(), " ".join([f"⚠️ {error}", noted]).strip()
+            return (
+                (path, finished.image),
+                None,
+                finished.parameters.to_text(),
+                " ".join([f"⚠️ {error}", noted]).strip(),
+            )
         return (path, saved), saved, finished.parameters.to_text(), noted
 
     prompt_parameters = [

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
+from studio.ui.i18n import catalogue
 from tests.e2e.helpers import TXT2IMG_GALLERY, open_studio, saved_pngs, wait_for_images, wait_for_saved
 
 pytestmark = pytest.mark.e2e
@@ -19,11 +20,47 @@ TABS = [
 ]
 
 
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
 @pytest.fixture
 def phone(browser: Browser, running_app) -> Iterator[Page]:
-    screen = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3}
-    page = open_studio(browser, running_app.url, 60_000, **screen, is_mobile=True, has_touch=True)
+    page = open_studio(browser, running_app.url, 60_000, **PHONE)
     yield page
+    page.context.close()
+
+
+def text_lines(page: Page, selector: str) -> int:
+    """How many lines the text of the element at `selector` takes."""
+    return page.locator(selector).evaluate(
+        """(element) => {
+            const range = document.createRange();
+            range.selectNodeContents(element);
+            return new Set([...range.getClientRects()].map((rect) => Math.round(rect.bottom))).size;
+        }"""
+    )
+
+
+def test_a_chinese_phone_shows_its_placeholder_and_one_line_buttons_in_chinese(
+    browser: Browser, running_app
+) -> None:
+    page = open_studio(browser, running_app.url, 60_000, locale="zh-CN", **PHONE)
+    words = catalogue()
+    expect(page.locator("#txt2img-reroll")).to_have_text(words["Reroll"])
+    placeholder = page.locator("#txt2img-prompt textarea").get_attribute("placeholder")
+    assert (
+        placeholder
+        == words["A lighthouse on a cliff at dawn, waves crashing…"]
+        != ("A lighthouse on a cliff at dawn, waves crashing…")
+    )
+    for button in ("#txt2img-generate", "#txt2img-reroll", "#txt2img-stop"):
+        assert text_lines(page, button) == 1, button
+    page.screenshot(path=str(running_app.outputs.parent / "zh-CN-phone.png"))
     page.context.close()
 
 
