@@ -42,7 +42,7 @@ def resolve_model(reference: str | None, presets: Presets) -> ModelSource:
     """Turn what the user typed or picked into a `ModelSource`, or say clearly why it cannot be one."""
     reference = (reference or "").strip() or presets.default_model
     preset = presets.models.get(reference)
-    location = preset.source if preset else reference
+    location = preset.source if preset else presets.local_names.get(reference, reference)
     name = reference
 
     path = Path(location).expanduser()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -231,6 +231,15 @@ class Presets:
     decoders: dict[str, DecoderPreset]  # by family
     captioners: dict[str, CaptionerPreset]
     default_captioner: str
+    # Models served by a name instead of their server path (name -> path): a `--model` folder or file on
+    # a studio others can reach, whose visitors see and send its name only.
+    local_names: dict[str, str] = field(default_factory=dict)
+
+    def named_locally(self, location: str) -> Presets:
+        """These presets with `location` (a local `--model`) as the default model, known by its own name."""
+        stem = Path(location).name.removesuffix(".safetensors") or "model"
+        name = next(n for n in (stem, *(f"{stem}-{i}" for i in range(2, 100))) if n not in self.models)
+        return replace(self, default_model=name, local_names={**self.local_names, name: location})
 
     def defaults_for(self, model: str | None) -> ModelDefaults | ModelPreset:
         """The steps, guidance and sampler a model starts with: its preset's, else `other_models`."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -55,6 +56,8 @@ class Studio:
         presets = load_presets(settings.presets_dir)
         if settings.model:  # requests that name no model (API calls, Vary on a plain image) use --model
             presets = dataclasses.replace(presets, default_model=settings.model)
+            if settings.reachable_by_others and Path(settings.model).expanduser().exists():
+                presets = presets.named_locally(settings.model)  # visitors see a name, not a server path
         cache = ModelCache.for_machine(
             resolve_device(settings.device, settings.dtype),
             offline=settings.offline,
@@ -70,7 +73,7 @@ class Studio:
             max_image_side=settings.max_image_side,
             max_images=settings.max_images,
             access=ModelAccess(
-                names={*presets.models, presets.default_model},
+                names={*presets.models, presets.default_model, *presets.local_names.values()},
                 folders=settings.model_folders,
                 any_path=settings.any_model_path,
             ),
@@ -100,7 +103,7 @@ class Studio:
 
     @property
     def default_model(self) -> str:
-        return self.settings.model or self.presets.default_model
+        return self.presets.default_model
 
     def when_loaded(self, fn: Callable, inputs: list, outputs: list) -> None:
         """Run `fn(inputs) -> outputs` when a page opens (app.py wires it once the page is built)."""

@@ -151,3 +151,10 @@ def test_ip_adapter_weights_must_be_safetensors(tmp_path):
     (tmp_path / "ip_adapters.json").write_text(json.dumps(document))
     with pytest.raises(PresetError, match=r"ip_adapters.json: entry 0 \('ip-adapter-sd1'\): weight"):
         load_presets(tmp_path)
+
+
+def test_a_local_model_is_known_by_its_folders_name_and_never_takes_a_presets(presets, tmp_path):
+    folder = tmp_path / "sd-turbo"  # the name of a preset already
+    named = presets.named_locally(str(folder))
+    assert named.default_model == "sd-turbo-2" and named.local_names == {"sd-turbo-2": str(folder)}
+    assert presets.named_locally(str(tmp_path / "mine.safetensors")).default_model == "mine"
