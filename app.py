@@ -39,7 +39,7 @@ from studio.ui import (
     text_to_image_tab,
     upscale_tab,
 )
-from studio.ui.common import INSTANT_EVENT
+from studio.ui.common import INSTANT_EVENT, session_of
 from studio.ui.context import Studio
 from studio.ui.i18n import HEAD, say, tr, translations
 from studio.ui.theme import CSS, THEME
@@ -90,6 +90,12 @@ def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Block
         studio.send_to.wire(tab_row)
         for fn, inputs, outputs in studio.loads:
             demo.load(fn, inputs, outputs, **INSTANT_EVENT)
+
+        def visitor_left(request: gr.Request) -> None:
+            """A closed page: its run stops and its queued runs never start, so nobody waits behind them."""
+            studio.runner.runs.left(session_of(request))
+
+        demo.unload(visitor_left)
         memory_panel.create_panel(studio.cache)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)

@@ -8,6 +8,7 @@ text). Every failure becomes a message in the UI and the API's error text; the a
 from __future__ import annotations
 
 import contextvars
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_er
 from studio.ui.i18n import say, say_phrases
 
 # Runs a whole job in another process (ZeroGPU): results arrive together, without step progress or Stop.
+logger = logging.getLogger(__name__)
+
 GpuRunner = Callable[[str, Request], list[Any]]
 
 
@@ -54,6 +57,15 @@ class Run:
     stop: threading.Event = field(default_factory=threading.Event)
     made: int = 0
     total: int = 1
+    # What a stop must wake besides the flag: a worker waiting to be asked for its next result, which a
+    # visitor who left will never ask for.
+    wakers: list[Callable[[], None]] = field(default_factory=list)
+
+    def end(self) -> None:
+        """Stop at the next step, whether or not anyone still waits for the results."""
+        self.stop.set()
+        for wake in self.wakers:
+            wake()
 
     def stopped_message(self) -> str:
         if self.total == 1:
@@ -64,11 +76,24 @@ class Run:
 
 
 class Runs:
-    """The running job of each browser session; Stop sets its flag, polled between denoising steps."""
+    """The running job of each browser session; Stop sets its flag, polled between denoising steps. A
+    session whose visitor left (closed the page) has its run stopped and no more runs started."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
+        self._left: set[str] = set()
+
+    def left(self, session: str) -> Run | None:
+        """The visitor of `session` closed the page: its run stops at the next step, its queued ones never
+        start, and nobody else waits behind them."""
+        with self._lock:
+            self._left.add(session)
+        return self.stop(session)
+
+    def has_left(self, session: str) -> bool:
+        with self._lock:
+            return session in self._left
 
     def begin(self, session: str, total: int) -> Run:
         run = Run(total=total)
@@ -85,7 +110,7 @@ class Runs:
         with self._lock:
             run = self._runs.get(session)
         if run is not None:
-            run.stop.set()
+            run.end()
         return run
 
 
@@ -160,6 +185,9 @@ class JobRunner:
                 self.check_limits(parsed)
             self.rate_limit.check(visitor_of(request))
             session = session_of(request)
+            if self.runs.has_left(session):  # queued before its visitor closed the page: nobody to show it
+                logger.info("A %s run was dropped: its visitor left before it started.", job.task)
+                return
             run = self.runs.begin(session, total=sum(getattr(parsed, "num_images", 1) for parsed in requests))
             progress(0, desc=say("Preparing the model…"))
             try:
@@ -171,7 +199,10 @@ class JobRunner:
                         run.made += not isinstance(result, PreviewImage)
                         yield result
             except RunCancelled:
-                gr.Warning(run.stopped_message())
+                if self.runs.has_left(session):
+                    logger.info("A %s run stopped: its visitor left. %s", job.task, run.stopped_message())
+                else:
+                    gr.Warning(run.stopped_message())
             finally:
                 self.runs.end(session, run)
 
@@ -190,7 +221,7 @@ class JobRunner:
                 preview=preview if pipeline.shows_previews else no_preview,
             )
 
-        return in_worker(results, run.stop, progress)
+        return in_worker(results, run, progress)
 
     def stop_button(
         self,
@@ -241,7 +272,7 @@ _FINISHED = object()
 
 def in_worker(
     results: Callable[[Callable[[PreviewImage], None]], Iterator[Any]],
-    stop: threading.Event,
+    run: Run,
     progress: gr.Progress,
 ) -> Iterator[Any]:
     """The task's results and, while each is being made, its previews, with the task run in a worker
@@ -249,8 +280,8 @@ def in_worker(
 
     The worker makes the next result only when this generator is asked for it, as if it ran here; of the
     previews waiting, only the latest is handed over. A model downloaded on first use shows as a progress
-    bar in bytes. When this generator is closed (the page cancelled the event), the task stops at its
-    next step."""
+    bar in bytes. When this generator is closed (the page cancelled the event), or the run is ended while
+    nobody asks for more (the visitor left), the task stops at its next step and lets its models go."""
     events: queue.SimpleQueue = queue.SimpleQueue()
     wanted = threading.Semaphore(0)  # released once for each result asked for
     closed = threading.Event()
@@ -281,6 +312,7 @@ def in_worker(
 
     # The worker sees this request's context (Gradio's, the download listener's) as its own.
     worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+    run.wakers.append(wanted.release)  # ended: the worker goes on to its next step, which stops it
     worker.start()
     wanted.release()
     ended = False  # the worker has said its last: finished, or failed
@@ -301,5 +333,4 @@ def in_worker(
     finally:
         if not ended:  # closed early: the task stops at its next step (Stop is the run's, so not after)
             closed.set()
-            stop.set()
-            wanted.release()
+            run.end()

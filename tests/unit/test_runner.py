@@ -13,7 +13,7 @@ from pipelines.previews import PreviewImage
 from pipelines.task import Task
 from studio.core.errors import RunCancelled
 from studio.core.requests import Request
-from studio.ui.runner import Job, JobRunner, in_worker
+from studio.ui.runner import Job, JobRunner, Run, in_worker
 
 
 class EchoRequest(Request):
@@ -117,7 +117,7 @@ def test_the_worker_hands_over_results_in_order_with_only_the_latest_of_waiting_
         yield "image 1"
         yield "image 2"
 
-    events = list(in_worker(results, threading.Event(), progress))
+    events = list(in_worker(results, Run(), progress))
     assert events[-2:] == ["image 1", "image 2"]
     assert [e.step for e in events[:-2]][-1:] == [3], "the latest preview, before the image it leads to"
 
@@ -130,7 +130,7 @@ def test_the_worker_makes_the_next_result_only_when_asked_for_it():
             made.append(index)
             yield index
 
-    stream = in_worker(results, threading.Event(), progress)
+    stream = in_worker(results, Run(), progress)
     assert next(stream) == 0
     time.sleep(0.2)
     assert made == [0], "nothing ran ahead of the caller"
@@ -142,14 +142,15 @@ def test_a_failure_in_the_worker_is_raised_to_the_caller():
         yield "image 1"
         raise ValueError("the model broke")
 
-    stream = in_worker(results, threading.Event(), progress)
+    stream = in_worker(results, Run(), progress)
     assert next(stream) == "image 1"
     with pytest.raises(ValueError, match="the model broke"):
         next(stream)
 
 
 def test_closing_the_stream_stops_the_task_at_its_next_step():
-    stop, steps = threading.Event(), []
+    run, steps = Run(), []
+    stop = run.stop
 
     def results(send):
         while not stop.is_set():  # a task polling Stop between steps, as the step reporter does
@@ -159,7 +160,7 @@ def test_closing_the_stream_stops_the_task_at_its_next_step():
         raise RunCancelled()
         yield  # a generator
 
-    stream = in_worker(results, stop, progress)
+    stream = in_worker(results, run, progress)
     next(stream)
     stream.close()
     assert stop.wait(timeout=2), "Stop was set for the task"
@@ -168,7 +169,7 @@ def test_closing_the_stream_stops_the_task_at_its_next_step():
 def test_a_finished_task_still_winding_down_does_not_stop_the_rest_of_the_run():
     """A batch runs a worker per prompt with the run's one Stop flag: a worker that is still closing its
     stream when the last result has been read must not set it."""
-    stop = threading.Event()
+    run = Run()
 
     class SlowToClose:
         def __init__(self) -> None:
@@ -183,5 +184,36 @@ def test_a_finished_task_still_winding_down_does_not_stop_the_rest_of_the_run():
         def close(self) -> None:
             time.sleep(0.3)  # the models' lease ending, say, after the last result is out
 
-    assert list(in_worker(lambda send: SlowToClose(), stop, progress)) == ["image 1"]
-    assert not stop.is_set()
+    assert list(in_worker(lambda send: SlowToClose(), run, progress)) == ["image 1"]
+    assert not run.stop.is_set()
+
+
+class Holder(Echo):
+    """Echo whose models (a lease) are held while it runs and let go when its stream closes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.let_go = threading.Event()
+
+    def generate(self, request, progress=None, is_cancelled=lambda: False, preview=None) -> Iterator[str]:
+        try:
+            yield from super().generate(request, progress, is_cancelled, preview)
+        finally:
+            self.let_go.set()
+
+
+def test_a_visitor_who_left_mid_run_holds_nothing_and_their_queued_runs_never_start():
+    runner, holder = JobRunner(), Holder()
+    runner.add("echo", holder)
+    abandoned = runner.run(Job("echo", {"prompt": "a fox", "num_images": 4}), None, progress)
+    assert next(abandoned) == "a fox #1"  # the page took one image, then closed: nobody asks for more
+    run = runner.runs.left("api")
+    assert holder.let_go.wait(timeout=10), "the task stops at its next step and lets its models go"
+    assert run.made == 1
+    assert list(runner.run(Job("echo", {"prompt": "a kite"}), None, progress)) == []
+    assert holder.prompts == ["a fox"], "a run queued before the visitor left never starts"
+    other = JobRunner()
+    other.add("echo", Echo())
+    assert list(other.run(Job("echo", {"prompt": "a boat", "num_images": 1}), None, progress)) == [
+        "a boat #1"
+    ]
