@@ -111,6 +111,8 @@ MODEL_HINT = "or pass a local diffusers folder or a .safetensors file with --mod
 def _offline_message(source: ModelSource, hint: str) -> str:
     if source.preset:
         what = f"Model {source.location!r} (preset {source.name!r})"
+    elif source.location in source.name:  # "Captioner 'org/name'" names its hub id already
+        what = source.name
     elif source.name != source.location:
         what = f"{source.name} ({source.location!r})"
     else:

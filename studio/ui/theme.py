@@ -14,6 +14,8 @@ CSS = """
   font-size: 12px; line-height: 1.25; text-align: center;
 }
 .grid-status { min-height: 1.5em; }
+/* A failed run's status line says what went wrong: Gradio's bare "Error" badge would only cover its words */
+.grid-status > [data-testid="status-tracker"]:has(.error) { display: none; }
 .one-line { white-space: nowrap; }
 /* Generate, Reroll and Stop share a row: each label stays on one line, in any language, on a phone too */
 .run-buttons button { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; padding-inline: 0.5em; }

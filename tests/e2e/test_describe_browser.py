@@ -46,3 +46,11 @@ def test_an_offline_captioner_is_said_on_the_tabs_status_line(page: Page, tmp_pa
     status = page.locator("#describe-status")
     expect(status).to_contain_text("blip-image-captioning-large", timeout=GENERATE_TIMEOUT_MS)
     expect(page.locator("#describe-prompt-1 textarea")).to_have_value("")
+    # Once its toast is closed, the message is still there to read.
+    for close in page.get_by_test_id("toast-close").all():
+        close.click()
+    expect(page.get_by_test_id("toast-text")).to_have_count(0)
+    expect(status).to_contain_text("blip-image-captioning-large")
+    # The line says what went wrong: Gradio's bare "Error" badge would only cover its words.
+    expect(status.get_by_text("Error", exact=True)).to_be_hidden()
+    page.screenshot(path=str(tmp_path / "describe-offline.png"))

@@ -49,6 +49,7 @@ def test_a_refused_request_leaves_the_last_grid_in_view_with_the_message_beside_
     page.locator("#txt2img-generate").click()
     status = page.locator("#txt2img-status")
     expect(status).to_contain_text("Seed must be between -1 and 4294967295", timeout=GENERATE_TIMEOUT_MS)
+    expect(status.get_by_text("Error", exact=True)).to_be_hidden()  # the line says it, uncovered
     expect(toast(page, "Seed must be between -1 and 4294967295")).to_be_visible()
     expect(shown).to_be_visible()
     expect(page.locator(GALLERY)).to_have_count(2)
