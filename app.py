@@ -1,12 +1,13 @@
-"""The studio's Gradio app: core objects built once, tabs composed, launched under `__main__`.
+"""The studio's Gradio app: `create_app(settings)` builds the core objects once and composes the tabs;
+`main` launches it under `__main__` (as a Space does). Importing this file builds nothing: a host that looks
+for `demo` (`gradio app.py`) gets it built when it asks. Run `python app.py --help` for the flags.
 
-`demo` is built at import so hosts that import this file (Hugging Face Spaces, `gradio app.py`) find it;
-run `python app.py --help` for the flags. A new tab is a module in studio/ui with `TAB` and
-`create_tab(studio)`, listed in TABS.
+A new tab is a module in studio/ui with `TAB` and `create_tab(studio)`, listed in TABS.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -62,7 +63,7 @@ TABS = (
 CACHE_SWEEP = (3600, 6 * 3600)  # (every N seconds, files older than M seconds)
 
 
-def build_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Blocks:
+def create_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Blocks:
     """The whole studio; `tabs` are modules with `TAB` and `create_tab(studio)`, in the order shown."""
     studio = Studio.from_settings(settings, [tab.TAB for tab in tabs])
     # Uploads and the copies of results Gradio serves pile up in its cache: every hour, those older
@@ -189,7 +190,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(argv)
-        app = build_app(settings)
+        app = create_app(settings)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -214,7 +215,18 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+@functools.cache
+def _default_app() -> gr.Blocks:
+    return create_app(load_settings([]))
+
+
+def __getattr__(name: str) -> gr.Blocks:
+    """`demo`, built from the environment's settings when first asked for (by `gradio app.py` or another
+    host that imports this file), never at import: importing the module starts nothing."""
+    if name == "demo":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-else:
-    demo = build_app(load_settings([]))

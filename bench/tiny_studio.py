@@ -1,6 +1,6 @@
 """The whole studio launched in this process on a free port, serving the tests' tiny random SD model.
 
-Shared by load_bench.py and soak_bench.py: the real app (`app.build_app` + `app.launch_options`, as the
+Shared by load_bench.py and soak_bench.py: the real app (`app.create_app` + `app.launch_options`, as the
 API tests launch it), with a tiny Canny ControlNet and IP-Adapter so diffusion style transfer runs too.
 Gradio's upload/cache folder is a fresh temporary folder (GRADIO_TEMP_DIR), so its growth is this studio's.
 """
@@ -68,7 +68,7 @@ def launch(work: Path, **settings_values) -> TinyStudio:
         model=str(model), device="cpu", backend="torch", port=port, outputs=work / "outputs",
         offline=True, presets_dir=presets_dir, **settings_values,
     )  # fmt: skip
-    demo = app.build_app(settings)
+    demo = app.create_app(settings)
     demo.launch(
         **{**app.launch_options(settings), "prevent_thread_lock": True, "quiet": True, "share": False}
     )

@@ -160,7 +160,7 @@ def studio_settings(model: Path, outputs: Path, **overrides) -> Settings:
 def launch_app(settings: Settings) -> RunningApp:
     import app as studio_app
 
-    demo = studio_app.build_app(settings)
+    demo = studio_app.create_app(settings)
     options = studio_app.launch_options(settings)
     options.update(prevent_thread_lock=True, quiet=True, share=False)
     demo.launch(**options)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.api
 @pytest.fixture(scope="module")
 def client(tiny_sd, tmp_path_factory):
     settings = studio_settings(tiny_sd, tmp_path_factory.mktemp("out"))
-    demo = app.build_app(settings, tabs=(*app.TABS, example_tab))
+    demo = app.create_app(settings, tabs=(*app.TABS, example_tab))
     options = app.launch_options(settings)
     options.update(prevent_thread_lock=True, quiet=True)
     demo.launch(**options)

@@ -87,3 +87,17 @@ def test_only_the_studios_own_user_is_told_the_servers_folders(presets, tmp_path
     shared = SimpleNamespace(settings=Settings(outputs=outputs, share=True), cache=cache, presets=presets)
     assert str(outputs) in app.header_note(local)
     assert str(tmp_path) not in app.header_note(shared) and "saved on the server" in app.header_note(shared)
+
+
+def test_importing_the_app_builds_nothing_and_demo_is_built_when_asked_for():
+    import subprocess
+    import sys
+
+    probe = (
+        "import threading, app; "
+        "print(threading.active_count(), 'demo' in vars(app), callable(app.create_app))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert shown == ["1", "False", "True"], "no model-check thread, no app, at import"

@@ -32,7 +32,7 @@ def page(tiny_sd, tiny_presets_dir, tmp_path_factory) -> gr.Blocks:
     import app
 
     settings = studio_settings(tiny_sd, tmp_path_factory.mktemp("outputs"), presets_dir=tiny_presets_dir)
-    return app.build_app(settings)
+    return app.create_app(settings)
 
 
 def preset_names(page: gr.Blocks) -> set[str]:
