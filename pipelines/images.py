@@ -8,8 +8,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from studio.core.errors import InvalidRequest
-
-MAX_INPUT_SIDE = 2048  # longer side of an input image, in pixels; larger inputs are refused, not shrunk
+from studio.core.requests import MAX_INPUT_SIDE
 
 
 @dataclass(frozen=True)

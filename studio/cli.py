@@ -30,10 +30,9 @@ from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.errors import StudioError
 from studio.core.history import History
-from studio.core.memory import OFFLOAD_CHOICES
 from studio.core.presets import Presets, load_presets
 from studio.core.requests import Request, parse_request
-from studio.core.settings import DEFAULT_PRESETS_DIR, Settings, add_backend_arguments
+from studio.core.settings import Settings, add_setting_arguments
 
 
 def request_flag(
@@ -54,15 +53,8 @@ def request_flag(
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs", help="folder for the PNGs (default ./outputs)")
-    parser.add_argument("--device", default=Settings.device, help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--dtype", default=Settings.dtype, help="auto, float16, bfloat16 or float32")
-    parser.add_argument("--presets", default=str(DEFAULT_PRESETS_DIR), help="preset folder")
-    parser.add_argument("--offline", action="store_true", help="never contact the model hub")
-    parser.add_argument("--gpu-budget", type=float, metavar="GIB", help="GPU memory the models may fill")
-    parser.add_argument(
-        "--offload", choices=OFFLOAD_CHOICES, default=Settings.offload, help="as the studio's"
-    )
-    add_backend_arguments(parser)
+    shared = ("device", "dtype", "presets_dir", "offline", "gpu_budget_gib", "offload", "backend")
+    add_setting_arguments(parser, (*shared, "openvino_cache"))  # the studio's own, variables included
 
 
 def _prompt_options(
@@ -255,13 +247,13 @@ def run(argv: list[str]) -> Iterator[Path]:
     cache = ModelCache.for_machine(
         device_config,
         offline=args.offline,
-        gpu_budget_gib=args.gpu_budget,
+        gpu_budget_gib=args.gpu_budget_gib,
         offload=args.offload,
         lora_folder=Path(getattr(args, "lora_folder", Settings.loras_dir)),
         backend=args.backend,
-        openvino_folder=Path(args.openvino_cache).expanduser(),
+        openvino_folder=args.openvino_cache,
     )
-    presets = load_presets(Path(args.presets))
+    presets = load_presets(args.presets_dir)
     if args.task == "style" and args.list:
         for name in InstantStylePipeline(cache, presets).style_names():
             print(name)

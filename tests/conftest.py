@@ -151,7 +151,7 @@ class RunningApp:
 
 def studio_settings(model: Path, outputs: Path, **overrides) -> Settings:
     """Settings for a studio the tests launch: `model` on the CPU, offline, on a free port."""
-    overrides.setdefault("openvino_dir", OPENVINO_FOLDER)
+    overrides.setdefault("openvino_cache", OPENVINO_FOLDER)
     return Settings(
         model=str(model), device="cpu", port=free_port(), outputs=outputs, offline=True, **overrides
     )

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from studio.core.access import Reference
 from studio.core.errors import InvalidRequest
 
+MAX_INPUT_SIDE = 2048  # longer side of an input image, in pixels; larger inputs are refused, not shrunk
+
 
 class Request(BaseModel):
     """Base of typed requests: unknown fields are errors; field bounds also set the UI's sliders."""

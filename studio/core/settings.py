@@ -1,52 +1,213 @@
-"""Settings of one studio process, from command-line flags with environment variables as defaults.
+"""Settings of one studio process, declared once in `Settings`: each field's default, its flag, its help and
+how its text reads. The command line (`python app.py --help`), the environment variables and README's
+configuration table all come from that one declaration.
 
-Every flag has an environment variable (`STUDIO_<FLAG>`), so a Space or a container can be configured
-without a command line. Flags win over the environment.
+Every flag has an environment variable, `STUDIO_<FLAG>` (`--max-images` is `STUDIO_MAX_IMAGES`), so a Space
+or a container can be configured without a command line. Flags win over the environment.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.core.errors import InvalidRequest
 from studio.core.memory import OFFLOAD_CHOICES
+from studio.core.requests import MAX_INPUT_SIDE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PRESETS_DIR = PROJECT_ROOT / "presets"
+BACKENDS = ("auto", "torch", "openvino")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a setting is given: its flag (and so its variable), its help, and how its text reads."""
+
+    flag: str
+    help: str
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] = ()
+    switch: bool = False  # on when given; its variable is 1, true, yes or on
+    repeated: bool = False  # given once per value; its variable holds them comma separated
+    metavar: str | None = None
+    shown_default: str | None = None  # the default as people read it, where the value alone would not say
+    also_from: str | None = None  # another variable read when STUDIO_<FLAG> is not set (Gradio's own)
+
+    @property
+    def variable(self) -> str:
+        return "STUDIO_" + self.flag.removeprefix("--").replace("-", "_").upper()
+
+
+def option(default: Any, flag: str, help: str, **how: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"option": Option(flag, help, **how)})
+
+
+def parse_auth(value: str) -> tuple[str, str]:
+    """`user:password`; the password may itself contain colons."""
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise InvalidRequest(f"--auth expects user:password, got {value!r}.")
+    return user, password
+
+
+def folder(value: str) -> Path:
+    return Path(value).expanduser()
 
 
 @dataclass(frozen=True)
 class Settings:
-    model: str | None = None  # preset name, hub id, local folder or .safetensors; None: the default preset
-    device: str = "auto"
-    dtype: str = "auto"
-    host: str = "127.0.0.1"
-    port: int = 7860
-    share: bool = False
-    auth: tuple[tuple[str, str], ...] = ()
-    outputs: Path = Path("outputs")
-    presets_dir: Path = DEFAULT_PRESETS_DIR
-    models_dir: Path = Path("models")  # model files visitors may name by path (with the two below)
-    upscalers_dir: Path = Path("models/upscalers")
-    loras_dir: Path = Path("models/loras")
-    styles_dir: Path | None = None  # style codes and moodboards; None: `styles` in the outputs folder
-    allow_any_model_path: bool = False  # requests may name any server path even when others can reach it
-    backend: str = "auto"  # "torch", or "openvino" (auto: where the models compute on a CPU)
-    openvino_dir: Path = Path("models/openvino")  # OpenVINO's converted models, one folder each
-    offline: bool = False
-    root_path: str = ""  # the URL prefix when served behind a reverse proxy, e.g. /studio
-    queue_size: int = 64  # requests waiting at most; more are refused with a message
-    max_image_side: int = 2048  # longer side of an input image a request may bring, in pixels
-    max_images: int = 4  # images per request
-    gpu_budget_gib: float | None = None  # None: free GPU memory at start minus a reserve
-    ram_budget_gib: float | None = None  # None: three quarters of the RAM
-    offload: str = "auto"  # how a run whose models do not fit the GPU budget runs; see studio/core/memory.py
-    public_history: bool = False  # visitors reaching the studio from elsewhere see every result, not theirs
-    max_runs_per_minute: int = 0  # per visitor; 0: no limit
-    mcp: bool = False  # also serve every named endpoint as an MCP tool, at /gradio_api/mcp/
+    model: str | None = option(
+        None,
+        "--model",
+        "model preset name, hub id, local diffusers folder or single .safetensors file",
+        shown_default="the default preset",
+    )
+    device: str = option("auto", "--device", "auto, cpu, cuda, cuda:N or mps")
+    dtype: str = option(
+        "auto", "--dtype", "weight precision; auto is float16 on CUDA and MPS, float32 on CPU", choices=DTYPES
+    )
+    host: str = option(
+        "127.0.0.1",
+        "--host",
+        "address to serve on; 0.0.0.0 for every interface",
+        also_from="GRADIO_SERVER_NAME",
+    )
+    port: int = option(7860, "--port", "port to serve on", parse=int, also_from="GRADIO_SERVER_PORT")
+    share: bool = option(False, "--share", "also open a public share link", switch=True)
+    auth: tuple[tuple[str, str], ...] = option(
+        (),
+        "--auth",
+        "require a login; repeat for several users",
+        parse=parse_auth,
+        repeated=True,
+        metavar="USER:PASSWORD",
+    )
+    outputs: Path = option(
+        Path("outputs"), "--outputs", "folder where every result is saved as PNG", parse=folder
+    )
+    presets_dir: Path = option(
+        DEFAULT_PRESETS_DIR,
+        "--presets",
+        "folder of the presets: models.json, styles.json, samplers.json…",
+        parse=folder,
+        shown_default="the project's presets folder",
+    )
+    models_dir: Path = option(
+        Path("models"),
+        "--models",
+        "folder of model files (checkpoints, LoRAs, upscalers) that visitors of a studio others can reach "
+        "may name by path",
+        parse=folder,
+    )
+    upscalers_dir: Path = option(
+        Path("models/upscalers"),
+        "--upscalers",
+        "folder of extra upscaler weights, .pth or .safetensors",
+        parse=folder,
+    )
+    loras_dir: Path = option(
+        Path("models/loras"), "--loras", "folder of LoRA .safetensors files, chosen by name", parse=folder
+    )
+    styles_dir: Path | None = option(
+        None,
+        "--style-codes",
+        "folder of saved style codes and moodboards",
+        parse=folder,
+        metavar="FOLDER",
+        shown_default="styles in the outputs folder",
+    )
+    allow_any_model_path: bool = option(
+        False,
+        "--allow-any-model-path",
+        "let requests name any model folder or file on this machine even when others can reach the studio "
+        "(a trusted setup)",
+        switch=True,
+    )
+    backend: str = option(
+        "auto",
+        "--backend",
+        "what runs the models on a CPU: auto is OpenVINO where it is installed (it is a dependency)",
+        choices=BACKENDS,
+    )
+    openvino_cache: Path = option(
+        Path("models/openvino"),
+        "--openvino-cache",
+        "folder of the models OpenVINO converted, kept for the next start",
+        parse=folder,
+    )
+    offline: bool = option(
+        False,
+        "--offline",
+        "never contact the model hub; use only local files and the hub cache",
+        switch=True,
+        also_from="HF_HUB_OFFLINE",
+    )
+    root_path: str = option("", "--root-path", "URL prefix when served behind a reverse proxy, e.g. /studio")
+    queue_size: int = option(
+        64, "--queue-size", "how many requests may wait; more are turned away", parse=int
+    )
+    max_image_side: int = option(
+        MAX_INPUT_SIDE,
+        "--max-image-side",
+        f"largest input image side in pixels, at most {MAX_INPUT_SIDE}",
+        parse=int,
+    )
+    max_images: int = option(
+        4,
+        "--max-images",
+        "images a request may make, to cap every tab's Images slider below its own most",
+        parse=int,
+    )
+    gpu_budget_gib: float | None = option(
+        None,
+        "--gpu-budget",
+        "GPU memory the model cache may fill, in GiB",
+        parse=float,
+        metavar="GIB",
+        shown_default="free GPU memory minus 2 GiB",
+    )
+    ram_budget_gib: float | None = option(
+        None,
+        "--ram-budget",
+        "CPU RAM the model cache may fill, in GiB",
+        parse=float,
+        metavar="GIB",
+        shown_default="3/4 of the RAM",
+    )
+    offload: str = option(
+        "auto",
+        "--offload",
+        "auto: models on the GPU when they fit the budget, else model offload, else sequential; or force one",
+        choices=OFFLOAD_CHOICES,
+    )
+    public_history: bool = option(
+        False,
+        "--public-history",
+        "on a studio others can reach without --auth, show every visitor every result in History (else each "
+        "browser session sees what it made)",
+        switch=True,
+    )
+    max_runs_per_minute: int = option(
+        0,
+        "--max-runs-per-minute",
+        "at most N runs a minute from each visitor; more are refused with a message (0: no limit)",
+        parse=int,
+        metavar="N",
+    )
+    mcp: bool = option(
+        False,
+        "--mcp",
+        "also serve every named endpoint as a tool for AI agents over MCP, at /gradio_api/mcp/",
+        switch=True,
+    )
 
     @property
     def reachable_by_others(self) -> bool:
@@ -69,23 +230,60 @@ class Settings:
         return (self.models_dir, self.loras_dir, self.upscalers_dir)
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"STUDIO_{name.upper()}", default)
+def options(names: Iterable[str] | None = None) -> dict[str, Option]:
+    """The settings' options by field name, in the order declared (`names`: those alone)."""
+    wanted = None if names is None else set(names)
+    return {
+        field.name: field.metadata["option"]
+        for field in dataclasses.fields(Settings)
+        if wanted is None or field.name in wanted
+    }
 
 
-def _env_flag(name: str) -> bool:
-    return (_env(name) or "").strip().lower() in {"1", "true", "yes", "on"}
+def _from_environment(name: str, how: Option) -> Any:
+    """The setting as its variable gives it, parsed; its default where none is set."""
+    text = os.environ.get(how.variable)
+    if text is None and how.also_from:
+        text = os.environ.get(how.also_from)
+    if text is None or (not text.strip() and not how.switch):
+        return Settings.__dataclass_fields__[name].default
+    if how.switch:
+        return text.strip().lower() in TRUE_WORDS
+    try:
+        if how.repeated:
+            return tuple(how.parse(part) for part in text.split(",") if part)
+        value = how.parse(text)
+    except ValueError:
+        kind = {int: "a whole number", float: "a number"}.get(how.parse, f"a value for {how.flag}")
+        raise InvalidRequest(f"{how.variable} must be {kind}, got {text!r}.") from None
+    if how.choices and value not in how.choices:  # argparse checks the flag's choices, not its default
+        raise InvalidRequest(f"{how.variable} must be one of {', '.join(how.choices)}, got {text!r}.")
+    return value
 
 
-def parse_auth(values: list[str]) -> tuple[tuple[str, str], ...]:
-    """`user:password` pairs; the password may itself contain colons."""
-    pairs = []
-    for value in values:
-        user, sep, password = value.partition(":")
-        if not sep or not user or not password:
-            raise InvalidRequest(f"--auth expects user:password, got {value!r}.")
-        pairs.append((user, password))
-    return tuple(pairs)
+def add_setting_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
+    """A flag for each setting (`names`: those alone), whose default is its environment variable's value."""
+    for name, how in options(names).items():
+        default = _from_environment(name, how)
+        help = f"{how.help} (env {how.variable}; default {default_text(name)})".replace("%", "%%")
+        metavar = how.metavar or how.flag.removeprefix("--").upper().replace("-", "_")
+        if how.switch:
+            parser.add_argument(how.flag, dest=name, action="store_true", default=default, help=help)
+        elif how.repeated:
+            parser.add_argument(
+                how.flag, dest=name, action="append", type=how.parse, default=None, metavar=metavar, help=help
+            )
+            parser.set_defaults(**{f"{name}_from_environment": default})
+        else:
+            parser.add_argument(
+                how.flag,
+                dest=name,
+                type=how.parse,
+                default=default,
+                choices=how.choices or None,
+                metavar=None if how.choices else metavar,
+                help=help,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,220 +291,53 @@ def build_parser() -> argparse.ArgumentParser:
         prog="app.py",
         description="Image studio: text to image, image to image, style transfer and upscaling.",
     )
-    parser.add_argument(
-        "--model",
-        default=_env("model"),
-        help="model preset name, hub id, local diffusers folder or single .safetensors file "
-        "(env STUDIO_MODEL; default: the default preset)",
-    )
-    parser.add_argument(
-        "--device",
-        default=_env("device", "auto"),
-        help="auto, cpu, cuda, cuda:N or mps (env STUDIO_DEVICE; default auto)",
-    )
-    parser.add_argument(
-        "--dtype",
-        default=_env("dtype", "auto"),
-        choices=["auto", "float32", "float16", "bfloat16"],
-        help="weight precision; auto is float16 on CUDA and MPS, float32 on CPU (env STUDIO_DTYPE)",
-    )
-    parser.add_argument(
-        "--host",
-        default=_env("host", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
-        help="address to serve on; 0.0.0.0 for every interface (env STUDIO_HOST; default 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=int(_env("port", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
-        help="port to serve on (env STUDIO_PORT; default 7860)",
-    )
-    parser.add_argument(
-        "--share",
-        action="store_true",
-        default=_env_flag("share"),
-        help="also open a public share link (env STUDIO_SHARE=1)",
-    )
-    parser.add_argument(
-        "--auth",
-        action="append",
-        default=[a for a in (_env("auth") or "").split(",") if a],
-        metavar="USER:PASSWORD",
-        help="require a login; repeat for several users (env STUDIO_AUTH, comma separated)",
-    )
-    parser.add_argument(
-        "--outputs",
-        default=_env("outputs", "outputs"),
-        help="folder where every result is saved as PNG (env STUDIO_OUTPUTS; default ./outputs)",
-    )
-    parser.add_argument(
-        "--presets",
-        default=_env("presets", str(DEFAULT_PRESETS_DIR)),
-        help="folder holding models.json, styles.json and samplers.json (env STUDIO_PRESETS)",
-    )
-    parser.add_argument(
-        "--models",
-        default=_env("models", "models"),
-        help="folder of model files (checkpoints, LoRAs, upscalers) that visitors of a studio others can "
-        "reach may name by path (env STUDIO_MODELS; default ./models)",
-    )
-    parser.add_argument(
-        "--allow-any-model-path",
-        action="store_true",
-        default=_env_flag("allow_any_model_path"),
-        help="let requests name any model folder or file on this machine even when others can reach the "
-        "studio (a trusted setup; env STUDIO_ALLOW_ANY_MODEL_PATH=1)",
-    )
-    parser.add_argument(
-        "--upscalers",
-        default=_env("upscalers", "models/upscalers"),
-        help="folder of extra upscaler weights, .pth or .safetensors (env STUDIO_UPSCALERS)",
-    )
-    parser.add_argument(
-        "--loras",
-        default=_env("loras", "models/loras"),
-        help="folder of LoRA .safetensors files, chosen by name (env STUDIO_LORAS; default models/loras)",
-    )
-    parser.add_argument(
-        "--style-codes",
-        default=_env("style_codes"),
-        metavar="FOLDER",
-        help="folder of saved style codes and moodboards (env STUDIO_STYLE_CODES; default: styles in the "
-        "outputs folder)",
-    )
-    add_backend_arguments(parser)
-    parser.add_argument(
-        "--offline",
-        action="store_true",
-        default=_env_flag("offline") or os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"},
-        help="never contact the model hub; use only local files and the hub cache (env STUDIO_OFFLINE=1)",
-    )
-    parser.add_argument(
-        "--root-path",
-        default=_env("root_path", ""),
-        help="URL prefix when served behind a reverse proxy, e.g. /studio (env STUDIO_ROOT_PATH)",
-    )
-    parser.add_argument(
-        "--queue-size",
-        type=int,
-        default=int(_env("queue_size", "64")),
-        help="how many requests may wait; more are turned away (env STUDIO_QUEUE_SIZE; default 64)",
-    )
-    parser.add_argument(
-        "--max-image-side",
-        type=int,
-        default=int(_env("max_image_side", "2048")),
-        help="largest input image side in pixels, at most 2048 (env STUDIO_MAX_IMAGE_SIDE)",
-    )
-    parser.add_argument(
-        "--max-images",
-        type=int,
-        default=int(_env("max_images", "4")),
-        help="images per request, 1-4 (env STUDIO_MAX_IMAGES; default 4)",
-    )
-    parser.add_argument(
-        "--gpu-budget",
-        type=float,
-        default=_env_float("gpu_budget"),
-        metavar="GIB",
-        help="GPU memory the model cache may fill, in GiB (env STUDIO_GPU_BUDGET; default: free minus 2)",
-    )
-    parser.add_argument(
-        "--ram-budget",
-        type=float,
-        default=_env_float("ram_budget"),
-        metavar="GIB",
-        help="CPU RAM the model cache may fill, in GiB (env STUDIO_RAM_BUDGET; default: 3/4 of the RAM)",
-    )
-    parser.add_argument(
-        "--offload",
-        choices=OFFLOAD_CHOICES,
-        default=_env("offload", "auto"),
-        help="auto: models on the GPU when they fit the budget, else model offload, else sequential; "
-        "or force one (env STUDIO_OFFLOAD; default auto)",
-    )
-    parser.add_argument(
-        "--public-history",
-        action="store_true",
-        default=_env_flag("public_history"),
-        help="on a studio others can reach without --auth, show every visitor every result in History "
-        "(default: each browser session sees what it made; env STUDIO_PUBLIC_HISTORY=1)",
-    )
-    parser.add_argument(
-        "--max-runs-per-minute",
-        type=int,
-        default=int(_env("max_runs_per_minute", "0")),
-        metavar="N",
-        help="at most N runs a minute from each visitor; more are refused with a message "
-        "(env STUDIO_MAX_RUNS_PER_MINUTE; default 0: no limit)",
-    )
-    parser.add_argument(
-        "--mcp",
-        action="store_true",
-        default=_env_flag("mcp"),
-        help="also serve every named endpoint as a tool for AI agents over MCP, at /gradio_api/mcp/ "
-        "(env STUDIO_MCP=1)",
-    )
+    add_setting_arguments(parser)
     return parser
 
 
-def _env_float(name: str) -> float | None:
-    value = _env(name)
-    try:
-        return float(value) if value else None
-    except ValueError:
-        raise InvalidRequest(f"STUDIO_{name.upper()} must be a number of GiB, got {value!r}.") from None
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a parser made with `add_setting_arguments` read, by field name."""
+    values = {}
+    for name, how in options().items():
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if how.repeated:  # the flags given, else the environment's
+            value = tuple(value) if value else getattr(args, f"{name}_from_environment")
+        values[name] = value
+    return values
 
 
 def load_settings(argv: list[str] | None = None) -> Settings:
     """Settings from `argv` (flags) over the environment; `argv=[]` reads the environment alone."""
     args = build_parser().parse_args(argv if argv is not None else [])
-    if args.offload not in OFFLOAD_CHOICES:  # argparse checks choices on the command line, not env defaults
-        raise InvalidRequest(
-            f"STUDIO_OFFLOAD must be one of {', '.join(OFFLOAD_CHOICES)}, got {args.offload!r}."
-        )
-    return Settings(
-        model=args.model or None,
-        device=args.device,
-        dtype=args.dtype,
-        host=args.host,
-        port=args.port,
-        share=args.share,
-        auth=parse_auth(args.auth),
-        outputs=Path(args.outputs).expanduser(),
-        presets_dir=Path(args.presets).expanduser(),
-        models_dir=Path(args.models).expanduser(),
-        upscalers_dir=Path(args.upscalers).expanduser(),
-        allow_any_model_path=args.allow_any_model_path,
-        loras_dir=Path(args.loras).expanduser(),
-        styles_dir=Path(args.style_codes).expanduser() if args.style_codes else None,
-        backend=args.backend,
-        openvino_dir=Path(args.openvino_cache).expanduser(),
-        offline=args.offline,
-        root_path=args.root_path,
-        queue_size=args.queue_size,
-        max_image_side=args.max_image_side,
-        max_images=args.max_images,
-        gpu_budget_gib=args.gpu_budget,
-        ram_budget_gib=args.ram_budget,
-        offload=args.offload,
-        public_history=args.public_history,
-        max_runs_per_minute=args.max_runs_per_minute,
-        mcp=args.mcp,
-    )
+    values = settings_from(args)
+    values["model"] = values["model"] or None
+    return Settings(**values)
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """--backend and --openvino-cache, which the studio and the command line share."""
-    parser.add_argument(
-        "--backend",
-        choices=["auto", "torch", "openvino"],
-        default=_env("backend", "auto"),
-        help="what runs the models on a CPU: auto is OpenVINO where it is installed (it is a dependency) "
-        "(env STUDIO_BACKEND)",
-    )
-    parser.add_argument(
-        "--openvino-cache",
-        default=_env("openvino_cache", "models/openvino"),
-        help="folder of the models OpenVINO converted, kept for the next start (env STUDIO_OPENVINO_CACHE)",
-    )
+def default_text(name: str) -> str:
+    """A setting's default as people read it (README and `--help`)."""
+    how, default = options([name])[name], Settings.__dataclass_fields__[name].default
+    if how.shown_default is not None:
+        return how.shown_default
+    if how.switch:
+        return "off"
+    return "none" if default in (None, "", ()) else str(default)
+
+
+def configuration_table() -> str:
+    """README's configuration table, from the settings as declared."""
+    rows = ["| flag | environment | default | |", "|---|---|---|---|"]
+    for name, how in options().items():
+        variable = f"`{how.variable}=1`" if how.switch else f"`{how.variable}`"
+        if how.repeated:
+            variable += " (comma separated)"
+        shown = default_text(name)
+        shown = shown if how.shown_default or shown in ("off", "none") else f"`{shown}`"
+        rows.append(f"| `{how.flag}` | {variable} | {shown} | {how.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # README's table, to paste in after a setting changes
+    print(configuration_table())

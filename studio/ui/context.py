@@ -63,7 +63,7 @@ class Studio:
             offline=settings.offline,
             lora_folder=settings.loras_dir,
             backend=settings.backend,
-            openvino_folder=settings.openvino_dir,
+            openvino_folder=settings.openvino_cache,
             gpu_budget_gib=settings.gpu_budget_gib,
             ram_budget_gib=settings.ram_budget_gib,
             # ZeroGPU wants every weight on the GPU from start-up: no offloading there.

@@ -7,7 +7,7 @@ import torch
 
 from studio.core.devices import resolve_device
 from studio.core.errors import InvalidRequest
-from studio.core.settings import PROJECT_ROOT, load_settings
+from studio.core.settings import PROJECT_ROOT, configuration_table, load_settings, options
 
 
 def test_flags_override_the_environment(monkeypatch, tmp_path):
@@ -81,7 +81,7 @@ def test_memory_budgets_from_flags_and_environment(monkeypatch):
     unset = default_budget(torch.device("cpu"))
     assert unset.accelerator_bytes is None and 0 < unset.ram_bytes < 64 * GIB * 4
     monkeypatch.setenv("STUDIO_GPU_BUDGET", "lots")
-    with pytest.raises(InvalidRequest, match="STUDIO_GPU_BUDGET must be a number of GiB, got 'lots'"):
+    with pytest.raises(InvalidRequest, match="STUDIO_GPU_BUDGET must be a number, got 'lots'"):
         load_settings([])
 
 
@@ -110,3 +110,22 @@ def test_style_codes_live_in_the_outputs_folder_unless_given_a_folder(monkeypatc
     monkeypatch.setenv("STUDIO_STYLE_CODES", str(tmp_path / "env-codes"))
     assert load_settings([]).styles_folder == tmp_path / "env-codes"
     assert load_settings(["--style-codes", str(tmp_path / "codes")]).styles_folder == tmp_path / "codes"
+
+
+def test_readme_lists_every_setting_as_declared():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert configuration_table() in readme, "run python -m studio.core.settings and paste its table"
+    assert len(options()) == configuration_table().count("\n| `--"), "a row for each setting"
+
+
+def test_every_setting_reads_its_variable_and_a_bad_value_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDIO_AUTH", "ann:x,bo:y:z")
+    monkeypatch.setenv("STUDIO_OPENVINO_CACHE", str(tmp_path / "ir"))
+    monkeypatch.setenv("STUDIO_MCP", "yes")
+    settings = load_settings([])
+    assert settings.auth == (("ann", "x"), ("bo", "y:z")) and settings.mcp
+    assert settings.openvino_cache == tmp_path / "ir"
+    assert load_settings(["--auth", "cy:w"]).auth == (("cy", "w"),), "flags win over the variable"
+    monkeypatch.setenv("STUDIO_MAX_IMAGES", "four")
+    with pytest.raises(InvalidRequest, match="STUDIO_MAX_IMAGES must be a whole number, got 'four'"):
+        load_settings([])
