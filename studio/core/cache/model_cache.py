@@ -28,6 +28,7 @@ from studio.core.devices import DeviceConfig
 from studio.core.memory import MemoryBudget, default_budget
 from studio.core.models import ModelSource, load_pipeline, load_unet
 from studio.core.openvino_backend import ConvertedModels, choose_backend, openvino_installed
+from studio.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ModelCache:
         offload: str = "auto",
         lora_folder: Path | None = None,
         backend: str = "auto",
-        openvino_folder: Path = Path("models/openvino"),
+        openvino_folder: Path = Settings.openvino_cache,
     ) -> ModelCache:
         """A cache with the default budget for this machine, or the one given in GiB, and the backend
         `backend` ("auto", "torch", "openvino") comes to here (studio/core/openvino_backend.py)."""
