@@ -46,6 +46,8 @@ def request_flag(
     """A flag for the request field `name`; left out, it is absent and the request's default applies."""
     default = request_type.default(name)
     shown = "" if default in (None, "", ()) or isinstance(default, bool) else f" (default {default})"
+    accepted = request_type.range_text(name)
+    help = f"{help}, {accepted}" if accepted else help
     if "action" not in options and isinstance(default, int | float) and not isinstance(default, bool):
         options.setdefault("type", type(default))
     parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help + shown, **options)
@@ -66,14 +68,14 @@ def _prompt_options(
         parser, "--model", request_type, "model", "preset name, hub id, local folder or .safetensors file"
     )
     if count:
-        request_flag(parser, "--n", request_type, "num_images", "number of images, 1-4")
+        request_flag(parser, "--n", request_type, "num_images", "number of images")
     request_flag(parser, "--seed", request_type, "seed", "-1 for random")
     request_flag(parser, "--steps", request_type, "steps", "default: the model preset's", type=int)
     request_flag(
         parser, "--guidance", request_type, "guidance_scale", "default: the model preset's", type=float
     )
     request_flag(parser, "--sampler", request_type, "sampler", "default: the model preset's")
-    request_flag(parser, "--stylize", request_type, "stylize", "how much the styles' words weigh, 0-1000")
+    request_flag(parser, "--stylize", request_type, "stylize", "how much the styles' words weigh")
 
 
 def _generation_options(parser: argparse.ArgumentParser, request_type: type[GenerationRequest]) -> None:
@@ -81,7 +83,7 @@ def _generation_options(parser: argparse.ArgumentParser, request_type: type[Gene
         parser, "--lora", request_type, "loras", "NAME[:WEIGHT] from --loras, a file or the hub (repeat)",
         action="append", metavar="NAME[:WEIGHT]",
     )  # fmt: skip
-    request_flag(parser, "--chaos", request_type, "chaos", "0-100: how much the images vary")
+    request_flag(parser, "--chaos", request_type, "chaos", "how much the images vary")
     parser.add_argument(
         "--loras",
         dest="lora_folder",

@@ -60,7 +60,10 @@ def create_tab(studio: Studio) -> None:  # the tab module's part
     endpoint = Endpoint(
         "shout",
         "Say it louder. Returns the text in capitals, as many times as asked.",
-        [field(ShoutRequest, "text", text, "what to say."), field(ShoutRequest, "times", times, "1 to 3.")],
+        [
+            field(ShoutRequest, "text", text, "what to say."),
+            field(ShoutRequest, "times", times, "how many times."),
+        ],
         shout,
         streams=False,
     )

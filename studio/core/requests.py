@@ -37,12 +37,25 @@ class Request(BaseModel):
         return low, high
 
     @classmethod
+    def range_text(cls, name: str) -> str | None:
+        """The values a numeric field accepts, as help texts say them ("0 to 30"); None when unbounded."""
+        try:
+            low, high = cls.bounds(name)
+        except KeyError:
+            return None
+        return f"{_number(low)} to {_number(high)}"
+
+    @classmethod
     def default(cls, name: str) -> Any:
         return cls.model_fields[name].default
 
     def references(self) -> list[Reference]:
         """The models this request names by name or path, which a studio others can reach restricts."""
         return []
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 RequestT = TypeVar("RequestT", bound=Request)

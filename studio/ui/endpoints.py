@@ -47,8 +47,11 @@ def field(
     annotation: Any = None,
     parameter: str | None = None,
 ) -> Parameter:
-    """A parameter for the request field `name`, with the field's own type and default."""
+    """A parameter for the request field `name`, with the field's own type and default; a numeric field's
+    doc ends with the values it takes, from the request's bounds ("… Takes 0 to 30.")."""
     info = request_type.model_fields[name]
+    accepted = request_type.range_text(name)
+    doc = f"{doc} Takes {accepted}." if accepted else doc
     return Parameter(parameter or name, component, annotation or info.annotation, info.default, doc)
 
 

@@ -40,7 +40,7 @@ class ImagePromptPanel:
                 TextToImageRequest,
                 "style_weight",
                 self.style_weight,
-                "how strongly the style references apply, 0-1000 (Midjourney's --sw; 100 as usual). Saved "
+                "how strongly the style references apply (Midjourney's --sw; 100 as usual). Saved "
                 "style codes go in the prompt: --sref CODE, --sref CODE::2, --sref random.",
             ),
             Parameter(
@@ -54,7 +54,7 @@ class ImagePromptPanel:
                 TextToImageRequest,
                 "object_weight",
                 self.object_weight,
-                "how closely the character or object is kept, 0-1000 (--ow; 100 as usual).",
+                "how closely the character or object is kept (--ow; 100 as usual).",
             ),
         ]
 

@@ -168,7 +168,9 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             image_parameter("the image to vary; our PNGs and other studios' bring their parameters along."),
             control("variation", variation, str, f"{variations}."),
             control("prompt", controls.prompt, str, "replaces the image's own prompt when given."),
-            control("num_images", controls.num_images, int, "1 to 4."),
+            control(
+                "num_images", controls.num_images, int, f"{ImageToImageRequest.range_text('num_images')}."
+            ),
             control("seed", controls.seed, int, "-1 for a random seed."),
         ],
         vary_image,

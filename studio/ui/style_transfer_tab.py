@@ -233,9 +233,9 @@ def create_tab(studio: Studio) -> StyleTransferTab:
     diffusion_parameters = [
         style_image_parameter,
         diffusion("structure", structure, "canny, softedge, lineart, depth or none."),
-        diffusion("structure_strength", structure_strength, "ControlNet conditioning scale (0-2)."),
-        diffusion("style_strength", style_strength, "how strongly the style image applies (0-1.5)."),
-        diffusion("denoising_strength", denoising_strength, "how far to move from the content (0.05-1)."),
+        diffusion("structure_strength", structure_strength, "ControlNet conditioning scale."),
+        diffusion("style_strength", style_strength, "how strongly the style image applies."),
+        diffusion("denoising_strength", denoising_strength, "how far to move from the content."),
         diffusion("canny_low", canny_low, "Canny low threshold."),
         diffusion("canny_high", canny_high, "Canny high threshold."),
         *controls.parameters(

@@ -82,7 +82,8 @@ def create_tab(studio: Studio) -> TextToImageTab:
 
     endpoint = Endpoint(
         "txt2img",
-        "Make 1-4 images from a prompt. Returns the PNGs (parameters embedded) and each image's parameters.",
+        f"Make {TextToImageRequest.range_text('num_images')} images from a prompt. Returns the PNGs "
+        "(parameters embedded) and each image's parameters.",
         parameters,
         txt2img,
     )

@@ -147,14 +147,14 @@ class PromptControls:
                 self.model,
                 "model preset name, hub id, local folder or .safetensors path; left out: --model.",
             ),
-            field(DiffusionRequest, "num_images", self.num_images, "1 to 4; image i uses seed + i."),
-            field(DiffusionRequest, "seed", self.seed, "-1 for a random seed, else 0 to 4294967295."),
+            field(DiffusionRequest, "num_images", self.num_images, "image i uses seed + i."),
+            field(DiffusionRequest, "seed", self.seed, "-1 for a random seed."),
             field(DiffusionRequest, "steps", self.steps, "denoising steps; left out, the model preset's."),
             field(
                 DiffusionRequest,
                 "guidance_scale",
                 self.guidance_scale,
-                "classifier-free guidance, 0 to 30; left out, the model preset's.",
+                "classifier-free guidance; left out, the model preset's.",
             ),
             field(
                 DiffusionRequest,
@@ -175,7 +175,7 @@ class PromptControls:
                 DiffusionRequest,
                 "stylize",
                 self.stylize,
-                "0 to 1000: how much the style presets' own words weigh; 100 as written (--stylize).",
+                "how much the style presets' own words weigh; 100 as written (--stylize).",
             )
         ]
         if self.loras is not None:  # the controls of the tasks that generate
@@ -184,7 +184,7 @@ class PromptControls:
                     GenerationRequest,
                     "chaos",
                     self.chaos,
-                    "0 to 100: how much the images of a grid differ beyond their seeds (--chaos).",
+                    "how much the images of a grid differ beyond their seeds (--chaos).",
                 ),
                 field(GenerationRequest, "tile", self.tile, "true: a seamless image that repeats (--tile)."),
                 control(

@@ -115,3 +115,18 @@ def test_the_tiny_model_writer_takes_real_arguments(tmp_path):
         write_tiny_model([])  # the folder is required
     assert write_tiny_model([str(tmp_path / "tiny"), "sd"]) == 0
     assert (tmp_path / "tiny" / "model_index.json").is_file()
+
+
+def test_help_texts_say_each_numbers_range_from_the_requests_own_bounds():
+    import gradio as gr
+
+    from pipelines.diffusion import GenerationRequest
+    from studio.cli import build_parser
+    from studio.ui.endpoints import field
+
+    low, high = GenerationRequest.bounds("chaos")
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]
+    chaos = next(action for action in generate._actions if "--chaos" in action.option_strings)
+    assert chaos.help.startswith(f"how much the images vary, {low} to {high}")
+    doc = field(GenerationRequest, "guidance_scale", gr.Slider(), "classifier-free guidance.").doc
+    assert doc == "classifier-free guidance. Takes 0 to 30."
