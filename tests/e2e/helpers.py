@@ -21,11 +21,13 @@ def saved_pngs(outputs: Path) -> set[Path]:
 
 
 def wait_for_saved(page: Page, outputs: Path, before: set[Path]) -> None:
-    """Until a result is saved beyond `before` (a grid shows live previews before its first image)."""
+    """Until a result is saved beyond `before` (a grid shows live previews before its first image); fails
+    when none is within the generation timeout."""
     for _ in range(GENERATE_TIMEOUT_MS // 100):
         if saved_pngs(outputs) - before:
             return
-        page.wait_for_timeout(100)
+        page.wait_for_timeout(100)  # the files are the server's: polled, as nothing in the page says
+    raise AssertionError(f"no result saved in {outputs} within {GENERATE_TIMEOUT_MS / 1000:.0f} s")
 
 
 def toast(page: Page, text: str) -> Locator:

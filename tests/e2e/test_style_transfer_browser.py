@@ -96,7 +96,8 @@ def test_send_a_result_to_style_transfer(page: Page, running_app) -> None:
     page.locator("#txt2img-generate").click()
     wait_for_images(page, "#txt2img-gallery img", 1)
     wait_for_saved(page, running_app.outputs, before)  # a live preview cannot be sent
-    page.wait_for_timeout(500)  # the saved image replaces the preview in the grid
+    # The saved image replaces the preview in the grid.
+    expect(page.locator("#txt2img-gallery")).not_to_contain_text("step", timeout=GENERATE_TIMEOUT_MS)
     page.locator("#txt2img-send-style").click()
     expect(page.get_by_role("tab", name="Style Transfer", exact=True)).to_have_attribute(
         "aria-selected",
