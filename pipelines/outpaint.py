@@ -68,7 +68,9 @@ def outpaint_canvas(
     mask = Image.new("L", canvas_size, 255)
     left, top = offset
     right, bottom = left + image.width, top + image.height
-    # Keep the original out of the mask, but for a strip along each edge that meets new canvas.
+    # Keep the original out of the mask, but for a strip along each edge that meets new canvas; a small
+    # image keeps at least its middle half whatever overlap is asked.
+    overlap = min(overlap, min(image.size) // 4)
     inset_left = overlap if left > 0 else 0
     inset_top = overlap if top > 0 else 0
     inset_right = overlap if right < canvas_size[0] else 0

@@ -4,7 +4,7 @@ from PIL import Image, PngImagePlugin
 
 from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest, variation_request
 from pipelines.inpaint import InpaintPipeline, InpaintRequest
-from pipelines.outpaint import OutpaintPipeline, OutpaintRequest, extended_canvas
+from pipelines.outpaint import OutpaintPipeline, OutpaintRequest, extended_canvas, outpaint_canvas
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.errors import InvalidRequest
 from studio.core.metadata import GenerationParameters, save_png
@@ -285,6 +285,14 @@ def test_outpaint_extends_the_canvas_and_keeps_the_original_pixels(
     assert np.array_equal(inner, pixels(photo())), "the original is kept exactly"
     assert result.parameters.extras["outpaint"] == direction
     assert (result.parameters.width, result.parameters.height) == canvas
+
+
+def test_a_small_image_zooms_out_with_its_middle_kept_whatever_the_overlap():
+    small = Image.new("RGB", (24, 24), "red")
+    canvas, mask = outpaint_canvas(small, (48, 48), (12, 12), overlap=16)  # more than half its side
+    kept = np.asarray(mask) == 0
+    assert kept[18:30, 18:30].all() and kept.sum() == 12 * 12, "its middle half is kept, the rest repainted"
+    assert np.asarray(canvas)[24, 24].tolist() == [255, 0, 0]
 
 
 def test_outpaint_refuses_a_canvas_past_the_limit(cache, presets, tiny_sd):
