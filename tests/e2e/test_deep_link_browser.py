@@ -38,10 +38,10 @@ def test_a_copied_link_reopens_the_same_grid_and_settings(page: Page, prompt: st
     open_advanced(panel)
     page.locator("#txt2img-seed input").fill("321")
     page.locator("#txt2img-generate").click()
-    wait_for_images(page, GALLERY, 2)
+    wait_for_results(page, GALLERY, "txt2img", 2)  # both saved: a live preview is no result to link to
     shown = image_sources(page, GALLERY)
     again = reopened(page)
-    wait_for_images(again, GALLERY, 2)
+    wait_for_results(again, GALLERY, "txt2img", 2)
     expect(again.locator("#txt2img-prompt textarea")).to_have_value(prompt)
     open_advanced(tab_panel(again, "#txt2img-generate"))
     expect(again.locator("#txt2img-seed input")).to_have_value("321")
