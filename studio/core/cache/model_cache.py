@@ -1,7 +1,8 @@
-"""The model cache: one per process, shared by every pipeline, composed of three parts with one job each.
+"""The model cache: one per process, shared by every pipeline, composed of parts with one job each.
 
 - registry.py: what is loaded, under which key, its bytes and its place;
-- placement.py: one byte budget; a run's `Lease` pins every model it fetches; idle models make room;
+- placement.py: one byte budget; idle models make room;
+- lease.py: a run's `Lease` fetches and pins every model it uses until the run ends;
 - execution.py: the GPU lock, offload hooks, tiled decoding, the out-of-memory retry.
 
 Pipelines ask it for models (`lease()`) and for a place to run (`denoise`, `run_on_gpu`, `gpu_lock`),
@@ -22,7 +23,8 @@ import torch
 
 from studio.core.cache.base_model import BaseModel
 from studio.core.cache.execution import Execution, measure_free_accelerator_bytes
-from studio.core.cache.placement import Lease, Placement, free_memory
+from studio.core.cache.lease import Lease
+from studio.core.cache.placement import Placement, free_memory
 from studio.core.cache.registry import CacheEntry, Registry
 from studio.core.devices import DeviceConfig
 from studio.core.memory import MemoryBudget, default_budget

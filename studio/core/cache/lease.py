@@ -1,0 +1,147 @@
+"""A `Lease`: the models one run uses, each fetched (loaded when needed) and pinned until the run ends.
+
+Pipelines get every model through one; `ModelCache.lease()` hands it out. Where the models live and what
+makes room is placement.py's; what is loaded, registry.py's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from studio.core.cache.base_model import BaseModel
+from studio.core.cache.placement import Placement
+from studio.core.cache.registry import CacheEntry, CacheKey
+from studio.core.models import ModelSource, family_of, weight_bytes_on_disk
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[..., Any]
+
+
+class Lease:
+    """The models one run uses, each fetched (loaded when needed) and pinned until the run ends.
+
+    Use it through `ModelCache.lease()`. Each fetch takes the cache's lock; no lock is held between
+    fetches, since pipelines yield between images and Gradio resumes generators on any thread.
+    """
+
+    def __init__(
+        self,
+        placement: Placement,
+        lock: threading.RLock,
+        *,
+        offline: bool,
+        load_pipeline: Loader,
+        load_unet: Loader,
+    ) -> None:
+        self.placement = placement
+        self.registry = placement.registry
+        self.device_config = placement.device_config
+        self.lock = lock
+        self.offline = offline
+        self._load_pipeline = load_pipeline
+        self._load_unet = load_unet
+        self._held: list[CacheEntry] = []
+
+    def base_model(self, source: ModelSource, *, released_ok: bool = False) -> BaseModel:
+        """The base model for `source`, loaded once, shared by every task, with all its torch weights
+        (read back where another backend let some go), unless `released_ok`: the run will not use them."""
+        with self.lock:
+            base = self.registry.base_models.get(source.location)
+            if base is None:
+                self.placement.make_room(ram_needed=weight_bytes_on_disk(source))
+                pipe = self._load_pipeline(source, self.device_config, offline=self.offline)
+                self.registry.weight_loads += 1
+                class_name = type(pipe).__name__
+                components = {name: value for name, value in pipe.components.items() if value is not None}
+                base = BaseModel(source, family_of(class_name), class_name, components)
+                self.registry.add_base_model(base, self.device_config.dtype_name)
+            self._hold(self.registry.entries(source.location), offloadable=True)
+            if base.released and not released_ok:
+                self.read_back_weights(base)
+            return base
+
+    def read_back_weights(self, base: BaseModel) -> None:
+        """Read back the torch weights another backend let go, for a run torch runs."""
+        with self.lock:
+            log.info("reading back the torch weights of %s", ", ".join(sorted(base.released)))
+            base.restore()
+
+    def let_go_weights(self, base: BaseModel, component: str) -> bool:
+        """Let go of a base model component's torch weights while another backend runs it, unless another
+        run holds it too or they could not be read back; returns whether they were let go."""
+        with self.lock:
+            key = CacheKey(base.source.location, component, self.device_config.dtype_name)
+            entry = self.registry.get(key)
+            if entry is None or entry.pins > 1 or not base.can_release(component):
+                return False
+            base.release(component)
+            return True
+
+    def inpaint_unet(self, base: BaseModel, source: ModelSource) -> Any:
+        """The UNet of a dedicated inpainting checkpoint, placed and evicted with `base`, whose text encoders
+        and VAE it shares (an inpainting checkpoint's are the base model's)."""
+        with self.lock:
+            key = CacheKey(source.location, "unet", self.device_config.dtype_name)
+            entry = self.registry.get(key)
+            if entry is None:
+                self.placement.make_room(ram_needed=weight_bytes_on_disk(source))
+                unet = self._load_unet(source, self.device_config, offline=self.offline)
+                self.registry.weight_loads += 1
+                entry = self.registry.add(key, unet, unit=base.source.location, module=unet)
+            self._hold([entry], offloadable=True)
+            return entry.value
+
+    def model(
+        self,
+        key: CacheKey,
+        load: Callable[[], Any],
+        *,
+        module: Callable[[Any], Any] = lambda value: value,
+        nbytes: int | Callable[[Any], int] | None = None,
+        offloadable: bool = False,
+        part_of: BaseModel | None = None,
+        on_drop: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Any other model (an upscaler, an ONNX session, a ControlNet), loaded once under `key`.
+
+        `module` picks the torch module inside the value; `nbytes` sizes a value that is not one (or
+        is computed from it). An
+        `offloadable` model (a pipeline component) may wait in RAM for an offloaded run; any other model
+        always goes to the compute device. `part_of`: it lives inside a base model's components (a LoRA),
+        so it is placed and dropped with it; `on_drop(value)` then takes it out.
+        """
+        with self.lock:
+            entry = self.registry.get(key)
+            if entry is None:
+                value = load()
+                self.registry.weight_loads += 1
+                unit = part_of.source.location if part_of is not None else key.unit
+                dropped = (lambda value=value: on_drop(value)) if on_drop else None
+                size = nbytes(value) if callable(nbytes) else nbytes
+                entry = self.registry.add(
+                    key, value, unit=unit, module=module(value), nbytes=size, on_drop=dropped
+                )
+            self._hold([entry], offloadable=offloadable)
+            return entry.value
+
+    def _hold(self, entries: list[CacheEntry], *, offloadable: bool) -> None:
+        """Pin `entries` for this run; the cache gets back under its budget around them (a new load may
+        have taken it over), and they go to the compute device when they fit."""
+        for entry in entries:
+            entry.pins += 1
+        self._held.extend(entries)
+        self.placement.make_room()
+        self.placement.promote(entries, always=not offloadable)
+
+    def release(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            for entry in self._held:
+                entry.pins -= 1
+                entry.last_used = now
+            self._held.clear()
