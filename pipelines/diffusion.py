@@ -48,7 +48,7 @@ from pipelines.loras import LoraChoice, Loras, loras_applied
 from pipelines.loras import recorded as recorded_loras
 from pipelines.previews import PreviewMode, PreviewSink, live_previews, no_preview
 from pipelines.prompt_parameters import ReadsPromptParameters
-from pipelines.recording import record
+from pipelines.recording import RunSettings, record
 from pipelines.seamless import seamless
 from pipelines.task import Task
 from studio.core.access import Reference
@@ -116,23 +116,6 @@ class GenerationRequest(DiffusionRequest):
     def references(self) -> list[Reference]:
         names = [LoraChoice.parse(text).name for text in self.loras]
         return [*super().references(), *(Reference("LoRA", name, bare_name_in_folder=True) for name in names)]
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """A request with every default filled in: what will actually run."""
-
-    source: ModelSource
-    prompt: str  # styles applied
-    negative_prompt: str
-    steps: int  # at least enough that one step runs at the task's strength
-    guidance_scale: float
-    sampler: str
-    seed: int  # the first image's; -1 already replaced by a random seed
-    user_prompt: str = ""  # as typed, before styles
-    user_negative_prompt: str = ""
-    styles: tuple[str, ...] = ()
-    stylize: int = 100
 
 
 def check_prompt_side(request: DiffusionRequest, presets: Presets, *, prompt_required: bool) -> ModelSource:

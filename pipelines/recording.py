@@ -9,14 +9,30 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
 from studio.core.metadata import GenerationParameters, read_parameters
+from studio.core.models import ModelSource
 
-if TYPE_CHECKING:
-    from pipelines.diffusion import RunSettings
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A request with every default filled in: what will actually run."""
+
+    source: ModelSource
+    prompt: str  # styles applied
+    negative_prompt: str
+    steps: int  # at least enough that one step runs at the task's strength
+    guidance_scale: float
+    sampler: str
+    seed: int  # the first image's; -1 already replaced by a random seed
+    user_prompt: str = ""  # as typed, before styles
+    user_negative_prompt: str = ""
+    styles: tuple[str, ...] = ()
+    stylize: int = 100
 
 
 def record(

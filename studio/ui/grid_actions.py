@@ -22,7 +22,8 @@ from studio.ui.context import Studio
 from studio.ui.endpoints import Endpoint
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
-from studio.ui.widgets import PromptControls, ResultPanel, selected_result
+from studio.ui.send_to import selected_result
+from studio.ui.widgets import PromptControls, ResultPanel
 
 
 @dataclass
@@ -44,7 +45,7 @@ def create_grid_actions(
         }
         enhance = gr.Button(tr("Enhance"), size="sm", elem_id=f"{prefix}-enhance") if vary else None
         use_seed = gr.Button(tr("Use this image's seed"), size="sm", elem_id=f"{prefix}-use-seed")
-        send_to = studio.send_to.grid_buttons(prefix, panel)
+        send_to = studio.send_to.grid_buttons(prefix, panel.selection)
 
     def seed_of_selected(gallery_value, params, index):
         _, chosen = selected_result(gallery_value, params, index)

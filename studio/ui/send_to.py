@@ -19,8 +19,7 @@ import gradio as gr
 from pipelines.prompt_parameters import parse_prompt_parameters
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT
-from studio.ui.i18n import tr
-from studio.ui.widgets import ResultPanel, selected_result
+from studio.ui.i18n import say, tr
 
 
 @dataclass(frozen=True)
@@ -145,8 +144,9 @@ class SendTo:
         None) when there is nothing to send, so the action does not start."""
         self._senders.append(Sender(button, target, inputs, sent, then))
 
-    def grid_buttons(self, prefix: str, panel: ResultPanel) -> dict[str, gr.Button]:
-        """A Send to button per image-taking tab, sending the grid's selected image (the first if none)."""
+    def grid_buttons(self, prefix: str, selection: list[gr.components.Component]) -> dict[str, gr.Button]:
+        """A Send to button per image-taking tab, sending the grid's selected image (the first if none):
+        `selection` is what `selected_result` takes (a `ResultPanel`'s)."""
 
         def sent(gallery_value: list | None, params: list[dict] | None, index: int | None) -> Sent:
             return Sent.of(*selected_result(gallery_value, params, index))
@@ -154,7 +154,7 @@ class SendTo:
         buttons = {}
         for tab_id, label in self.image_targets.items():
             buttons[tab_id] = gr.Button(tr(f"Send to {label}"), size="sm", elem_id=f"{prefix}-send-{tab_id}")
-            self.send(buttons[tab_id], tab_id, panel.selection, sent)
+            self.send(buttons[tab_id], tab_id, selection, sent)
         return buttons
 
     def wire(self, tabs: gr.Tabs) -> None:
@@ -175,3 +175,21 @@ class SendTo:
                 run = sent_event.success(action.fn, action.inputs, action.outputs, **options)
                 if action.after is not None:
                     action.after(run)
+
+
+def selected_result(
+    gallery_value: list | None, params: list[dict] | None, index: int | None
+) -> tuple[str, dict]:
+    """The file and parameters of the selected image of a result gallery (the first when none is)."""
+    if not gallery_value or not params:
+        raise gr.Error(say("Make an image first, then pick one in the results."), print_exception=False)
+    index = index if index is not None and index < len(gallery_value) else 0
+    return gallery_path(gallery_value[index]), params[index]
+
+
+def gallery_path(item: Any) -> str:
+    """The file of one item of a gallery's value, as the page hands it over."""
+    path = item[0] if isinstance(item, list | tuple) else item
+    if isinstance(path, dict):  # some Gradio versions hand gallery items over as dicts
+        path = path.get("image", {}).get("path") or path.get("path")
+    return str(path)

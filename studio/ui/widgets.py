@@ -20,12 +20,12 @@ from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slid
 from studio.ui.endpoints import Parameter, control, field
 from studio.ui.i18n import say, say_phrases, tr
 from studio.ui.runner import Job
+from studio.ui.send_to import Sent, gallery_path, selected_result
 from studio.ui.status_line import StatusLine
 
 if TYPE_CHECKING:  # the Studio is built from these widgets' module's neighbours
     from pipelines.loras import Loras
     from studio.ui.context import Studio
-    from studio.ui.send_to import Sent
 
 
 def model_choices(presets: Presets, current: str | None) -> list[tuple[str, str]]:
@@ -606,16 +606,6 @@ class ResultPanel:
         return [self.gallery, self.parameters, self.selected_index]
 
 
-def selected_result(
-    gallery_value: list | None, params: list[dict] | None, index: int | None
-) -> tuple[str, dict]:
-    """The file and parameters of the selected image of a result gallery (the first when none is)."""
-    if not gallery_value or not params:
-        raise gr.Error(say("Make an image first, then pick one in the results."), print_exception=False)
-    index = index if index is not None and index < len(gallery_value) else 0
-    return gallery_path(gallery_value[index]), params[index]
-
-
 def restore_on_open(
     studio: Studio,
     shown: gr.components.Component,
@@ -641,14 +631,6 @@ def restore_on_open(
     settings = gr.State(None)
     studio.when_loaded(recorded_settings, [shown], [settings])
     settings.change(filled, [settings], outputs, **INSTANT_EVENT)
-
-
-def gallery_path(item: Any) -> str:
-    """The file of one item of a gallery's value, as the page hands it over."""
-    path = item[0] if isinstance(item, list | tuple) else item
-    if isinstance(path, dict):  # some Gradio versions hand gallery items over as dicts
-        path = path.get("image", {}).get("path") or path.get("path")
-    return str(path)
 
 
 def gallery_items(

@@ -25,3 +25,19 @@ def test_the_layers_point_one_way():
     assert check.returncode == 0, check.stdout + check.stderr
     kept = re.search(r"Contracts: (\d+) kept, 0 broken", check.stdout)
     assert kept and int(kept.group(1)) >= 4, check.stdout
+
+
+def test_no_module_imports_itself_round_a_circle():
+    """Type-only imports count too: a circle means two modules that cannot be read apart."""
+    import grimp
+
+    graph = grimp.build_graph("studio", "pipelines", cache_dir=None)
+    circles = sorted(
+        {
+            tuple(sorted((module, imported)))
+            for module in graph.modules
+            for imported in graph.find_modules_directly_imported_by(module)
+            if graph.chain_exists(importer=imported, imported=module)
+        }
+    )
+    assert circles == [], circles
