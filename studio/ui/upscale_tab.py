@@ -152,14 +152,21 @@ def create_tab(studio: Studio) -> UpscaleTab:
         "upscale",
         "Enlarge an image. Returns (before, after), the lossless PNG, and its parameters.",
         [
-            Parameter("image", image, str | None, REQUIRED, "the image to enlarge (up to 2048 px a side)."),
+            Parameter(
+                "image", image, str | None, REQUIRED, f"the image to enlarge (up to {max_side} px a side)."
+            ),
             field(
                 UpscaleRequest,
                 "upscaler",
                 upscaler,
                 'an upscaler name (see the dropdown), or "Lanczos (no model)".',
             ),
-            field(UpscaleRequest, "scale", scale, "2, 3, 4 or 8; ignored when a target size is given."),
+            field(
+                UpscaleRequest,
+                "scale",
+                scale,
+                f"{', '.join(map(str, SCALES))} on the page; ignored when a target size is given.",
+            ),
             field(UpscaleRequest, "target_width", target_width, "exact width, or 0."),
             field(
                 UpscaleRequest,
