@@ -94,22 +94,38 @@ def optimum_worker(model: Path, taesd: Path, work: Path) -> None:
     import torch
     from diffusers import AutoencoderTiny
     from optimum.intel import OVStableDiffusionPipeline
-    from optimum.intel.openvino.modeling_diffusion import OVModelVaeDecoder
+    from optimum.intel.openvino.modeling_diffusion import OVModelVae, OVModelVaeDecoder
 
-    pipe = OVStableDiffusionPipeline.from_pretrained(model, export=True, compile=False)
+    exported = work / "optimum-ir"
+    if not (exported / "model_index.json").exists():
+        OVStableDiffusionPipeline.from_pretrained(model, export=True, compile=False).save_pretrained(exported)
+    pipe = OVStableDiffusionPipeline.from_pretrained(exported, compile=False)
     # Static shapes, as FastSD CPU runs it; reshape() would set batch 2 for guidance, which turbo skips.
     pipe.reshape(batch_size=1, height=SIZE, width=SIZE, num_images_per_prompt=1)
+    unet = pipe.unet.model
+    shapes = {}
+    for unet_input in unet.inputs:
+        shape = unet_input.get_partial_shape()
+        if shape.rank.get_length() and shape[0].is_static and shape[0].get_length() == 2:
+            shape[0] = 1  # one image, no negative half
+        shapes[unet_input.get_any_name()] = shape
+    unet.reshape(shapes)
     decoder_file = work / "optimum-taesd" / "openvino_model.xml"
     if not decoder_file.exists():
-        tiny = AutoencoderTiny.from_pretrained(taesd).eval()
+        tiny = AutoencoderTiny.from_pretrained(taesd).eval().requires_grad_(False)
 
         class Decode(torch.nn.Module):
             def forward(self, latent_sample):
                 return tiny.decode(latent_sample).sample
 
         latents = torch.zeros(1, 4, SIZE // 8, SIZE // 8)
-        ov.save_model(ov.convert_model(Decode(), example_input=latents), decoder_file)
+        with torch.no_grad():
+            converted = ov.convert_model(Decode(), example_input=latents)
+        converted.inputs[0].get_tensor().set_names({"latent_sample"})  # the names optimum calls it by
+        converted.outputs[0].get_tensor().set_names({"sample"})
+        ov.save_model(converted, decoder_file)
     pipe.vae_decoder = OVModelVaeDecoder(ov.Core().read_model(decoder_file), pipe, "vae_decoder")
+    pipe.vae = OVModelVae(decoder=pipe.vae_decoder, encoder=pipe.vae_encoder)  # what the call decodes with
     pipe.compile()
 
     def image() -> None:
