@@ -137,7 +137,10 @@ def switching_tabs(folder: Path, device_name: str) -> None:
         now = torch.cuda.memory_allocated() / GIB if config.device.type == "cuda" else 0.0
         allocated = now if allocated is None else allocated
         change = now - allocated
-        print(f"after {name}: weight loads {cache.weight_loads}, allocated {now:.2f} GiB ({change:+.2f})")
+        print(
+            f"after {name}: weight loads {cache.stats().weight_loads}, "
+            f"allocated {now:.2f} GiB ({change:+.2f})"
+        )
     cache.clear()
 
 
@@ -217,7 +220,10 @@ def budget_sequence(
                 request = parse_request(request_type, values)
                 run = functools.partial(pipeline, request)
                 seconds, peak = measure(run, config.device, repeats=1, warm_up=False)
-                print(f"{label}: {name}: {seconds:.1f} s, peak {peak:.2f} GiB, offload {cache.last_offload}")
+                print(
+                    f"{label}: {name}: {seconds:.1f} s, peak {peak:.2f} GiB, "
+                    f"offload {cache.stats().last_offload}"
+                )
             cache.clear()
             free_memory()
 

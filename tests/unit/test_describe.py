@@ -47,7 +47,7 @@ def describe_request(**values) -> DescribeRequest:
 
 
 def captioner_entries(cache: ModelCache) -> list:
-    return [entry for entry in cache.entries() if entry.key.component == "captioner"]
+    return [entry for entry in cache.stats().entries if entry.key.component == "captioner"]
 
 
 def test_four_distinct_suggestions_that_read_as_prompts(cache, captioner_presets, photo):
@@ -83,11 +83,11 @@ def test_a_local_folder_is_a_captioner_too_and_shares_the_entry(
 ):
     pipeline = DescribePipeline(cache, captioner_presets)
     by_preset = pipeline(describe_request(image=photo, captioner="blip-large"))
-    loads = cache.weight_loads
+    loads = cache.stats().weight_loads
     by_path = pipeline(describe_request(image=photo, captioner=str(tiny_captioner)))
     assert by_path.prompts == by_preset.prompts
     assert by_path.captioner == str(tiny_captioner)
-    assert cache.weight_loads == loads, "the same weights, under the same key: not loaded twice"
+    assert cache.stats().weight_loads == loads, "the same weights, under the same key: not loaded twice"
     assert len(captioner_entries(cache)) == 1
 
 
@@ -148,9 +148,9 @@ def test_the_captioner_is_a_cache_entry_counted_in_bytes_and_let_go_when_idle(
 
     assert cache.free_idle() >= entry.size_bytes
     assert not captioner_entries(cache)
-    loads = cache.weight_loads
+    loads = cache.stats().weight_loads
     pipeline(describe_request(image=photo))
-    assert cache.weight_loads == loads + 1, "read again after it was let go"
+    assert cache.stats().weight_loads == loads + 1, "read again after it was let go"
 
 
 def test_an_idle_captioner_is_evicted_when_another_needs_the_room(
@@ -179,13 +179,13 @@ def test_a_missing_captioner_offline_names_it_and_how_to_supply_it(presets, phot
     assert "Captioner 'blip-base' ('Salesforce/blip-image-captioning-base') is not on this machine" in message
     assert "`hf download Salesforce/blip-image-captioning-base`" in message
     assert "presets/captioners.json (--presets to use another folder)" in message
-    assert not cache.entries()
+    assert not cache.stats().entries
 
 
 def test_stop_before_anything_runs_loads_nothing(cache, captioner_presets, photo):
     with pytest.raises(RunCancelled):
         DescribePipeline(cache, captioner_presets)(describe_request(image=photo), is_cancelled=lambda: True)
-    assert not cache.entries()
+    assert not cache.stats().entries
 
 
 def test_stop_between_captions_ends_the_run(cache, captioner_presets, photo):
@@ -222,7 +222,7 @@ def test_stop_during_a_caption_ends_it_at_the_next_token(cache, captioner_preset
             describe_request(image=photo, max_tokens=60), is_cancelled=is_cancelled
         )
     assert lengths == [3], "the first caption stopped after its second token: [DEC] and two words"
-    assert not any(entry.pins for entry in cache.entries()), "the captioner is released"
+    assert not any(entry.pins for entry in cache.stats().entries), "the captioner is released"
 
     lengths.clear()
     DescribePipeline(cache, captioner_presets)(describe_request(image=photo, max_tokens=60))

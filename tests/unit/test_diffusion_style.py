@@ -59,11 +59,11 @@ def test_style_transfer_runs_with_controlnet_and_ip_adapter(
     assert np.array_equal(pixels(again.image), pixels(second.image)), (
         "image i alone with seed s+i is the same"
     )
-    components = {entry.key.component for entry in cache.entries()}
+    components = {entry.key.component for entry in cache.stats().entries}
     assert {"controlnet", "ip_adapter"} <= components
     assert all(
         entry.size_bytes > 0
-        for entry in cache.entries()
+        for entry in cache.stats().entries
         if entry.key.component in {"controlnet", "ip_adapter"}
     )
 
@@ -91,18 +91,18 @@ def test_style_transfer_shares_the_base_model_and_leaves_it_unchanged(
     before = pixels(text_to_image(parse_request(TextToImageRequest, prompt))[0].image)
     unet = cache.base_model(resolve_model(str(tiny_sd), tiny_presets)).components["unet"]
     processors = {name: type(p) for name, p in unet.attn_processors.items()}
-    loads = cache.weight_loads
+    loads = cache.stats().weight_loads
 
     DiffusionStylePipeline(cache, tiny_presets)(style_request(tiny_sd, image=content, style_image=painting))
-    assert cache.weight_loads == loads + 2, "only the ControlNet and the IP-Adapter were loaded"
-    assert cache.loaded_sources() == [str(tiny_sd)], "no second copy of the base model"
+    assert cache.stats().weight_loads == loads + 2, "only the ControlNet and the IP-Adapter were loaded"
+    assert cache.stats().loaded_sources == [str(tiny_sd)], "no second copy of the base model"
     assert {name: type(p) for name, p in unet.attn_processors.items()} == processors
     assert unet.encoder_hid_proj is None
     after = pixels(text_to_image(parse_request(TextToImageRequest, prompt))[0].image)
     assert np.array_equal(before, after), "text to image is unaffected by the IP-Adapter run"
 
     DiffusionStylePipeline(cache, tiny_presets)(style_request(tiny_sd, image=content, style_image=painting))
-    assert cache.weight_loads == loads + 2, "the second run loads nothing"
+    assert cache.stats().weight_loads == loads + 2, "the second run loads nothing"
 
 
 def test_structure_none_is_image_to_image_with_the_style(cache, tiny_presets, tiny_sd, content, painting):
@@ -110,7 +110,7 @@ def test_structure_none_is_image_to_image_with_the_style(cache, tiny_presets, ti
         style_request(tiny_sd, image=content, style_image=painting, structure="none")
     )[0]
     assert result.image.size == content.size
-    assert "controlnet" not in {entry.key.component for entry in cache.entries()}
+    assert "controlnet" not in {entry.key.component for entry in cache.stats().entries}
 
 
 @pytest.mark.parametrize(

@@ -167,7 +167,7 @@ def test_an_object_reference_uses_ip_adapter_plus_beside_a_style_and_leaves_the_
     assert processor_classes(unet) == before and unet.encoder_hid_proj is None
     after = pipeline(request_for(tiny_sd))[0]
     assert np.array_equal(pixels(after.image), pixels(plain.image)), "other runs see the plain UNet"
-    adapters = [e for e in cache.entries() if e.key.component == "ip_adapter"]
+    adapters = [e for e in cache.stats().entries if e.key.component == "ip_adapter"]
     assert len(adapters) == 2 and all(e.size_bytes > 0 for e in adapters), "both adapters, counted in bytes"
     with pytest.raises(InvalidRequest, match="no IP-Adapter Plus weights for SDXL"):
         pipeline(request_for(tiny_sdxl, object_image=rocket))

@@ -43,7 +43,7 @@ def test_strength_zero_returns_the_input_exactly(image_to_image, tiny_sd, cache)
     # Tolerance: none. Strength 0 asks for no change, so no model runs and no autoencoder round trip happens.
     assert np.array_equal(pixels(result.image), pixels(photo()))
     assert result.parameters.extras["denoising_strength"] == 0
-    assert cache.weight_loads == 0
+    assert cache.stats().weight_loads == 0
 
 
 @pytest.mark.parametrize("family", ["tiny_sd", "tiny_sdxl"])
@@ -71,12 +71,12 @@ def test_switching_between_tabs_loads_no_weights(each_backend_cache, presets, ti
     ]
     for run in runs:  # each tab once: on OpenVINO, each converts what it alone needs (the VAE's encoder)
         run()
-    unet = next(e.value for e in cache.entries() if e.key.component == "unet")
-    loads, entries = cache.weight_loads, len(cache.entries())
+    unet = next(e.value for e in cache.stats().entries if e.key.component == "unet")
+    loads, entries = cache.stats().weight_loads, len(cache.stats().entries)
     for run in reversed(runs):
         run()
-    assert cache.weight_loads == loads and len(cache.entries()) == entries
-    assert next(e.value for e in cache.entries() if e.key.component == "unet") is unet
+    assert cache.stats().weight_loads == loads and len(cache.stats().entries) == entries
+    assert next(e.value for e in cache.stats().entries if e.key.component == "unet") is unet
     if cache.backend == "torch":
         assert loads == 1, "one base model serves every tab"
 
@@ -242,12 +242,14 @@ def test_preset_inpainting_checkpoint_shares_the_base_models_other_weights(inpai
     )
     [result] = InpaintPipeline(cache, presets)(request)
     assert result.parameters.extras["inpaint_model"] == str(tiny_sd_inpaint)
-    unets = [e for e in cache.entries() if e.key.component == "unet"]
+    unets = [e for e in cache.stats().entries if e.key.component == "unet"]
     assert sorted(e.value.config.in_channels for e in unets) == [4, 9]
-    assert len([e for e in cache.entries() if e.key.component == "text_encoder"]) == 1, "one text encoder"
-    assert cache.weight_loads == 2  # the base model, and the inpainting UNet alone
+    assert len([e for e in cache.stats().entries if e.key.component == "text_encoder"]) == 1, (
+        "one text encoder"
+    )
+    assert cache.stats().weight_loads == 2  # the base model, and the inpainting UNet alone
     InpaintPipeline(cache, presets)(request)
-    assert cache.weight_loads == 2
+    assert cache.stats().weight_loads == 2
 
 
 # -- Zoom out and pan --------------------------------------------------------------------------------------

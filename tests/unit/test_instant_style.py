@@ -174,11 +174,11 @@ def test_parameters_keep_the_source_prompt_and_seed(pipeline, tmp_path):
 def test_the_networks_are_cached_once_with_their_file_size(pipeline, cache):
     name = pipeline.style_names()[0]
     stylized(pipeline, styles=(name,))
-    loads = cache.weight_loads
+    loads = cache.stats().weight_loads
     stylized(pipeline, styles=(name,))
-    assert cache.weight_loads == loads
+    assert cache.stats().weight_loads == loads
     path = model_path("multistyle26")
-    [entry] = [e for e in cache.entries() if e.key == CacheKey(str(path), "onnx", "float32")]
+    [entry] = [e for e in cache.stats().entries if e.key == CacheKey(str(path), "onnx", "float32")]
     assert entry.size_bytes == path.stat().st_size
 
 

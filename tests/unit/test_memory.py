@@ -84,7 +84,7 @@ def live_tensor_bytes() -> int:
 
 
 def model_bytes(cache: ModelCache) -> int:
-    return sum(entry.size_bytes for entry in cache.entries())
+    return sum(entry.size_bytes for entry in cache.stats().entries)
 
 
 def test_switching_models_under_a_one_model_budget_holds_one_model(presets, tiny_sd, tiny_sdxl):
@@ -104,8 +104,8 @@ def test_switching_models_under_a_one_model_budget_holds_one_model(presets, tiny
     cache.base_model(sd)
     cache.base_model(sdxl)
     cache.base_model(sd)
-    assert cache.loaded_sources() == [str(tiny_sd)]
-    assert cache.weight_loads == 3
+    assert cache.stats().loaded_sources == [str(tiny_sd)]
+    assert cache.stats().weight_loads == 3
     held = live_tensor_bytes() - before
     assert held == pytest.approx(sd_bytes, rel=0.1), "one model's worth of tensors, no leaked copies"
     cache.clear()
@@ -116,7 +116,7 @@ def test_free_memory_keeps_what_a_job_is_using(cache, presets, tiny_sd, tiny_sdx
         lease.base_model(resolve_model(str(tiny_sd), presets))
         cache.base_model(resolve_model(str(tiny_sdxl), presets))
         freed = cache.free_idle()
-        assert freed > 0 and cache.loaded_sources() == [str(tiny_sd)]
+        assert freed > 0 and cache.stats().loaded_sources == [str(tiny_sd)]
     report = cache.memory_report()
     [model] = report["models"]
     assert model["name"] == str(tiny_sd) and model["where"] == "cpu" and not model["in_use"]

@@ -49,7 +49,7 @@ def test_text_to_image_and_image_to_image_share_the_very_same_tensors(
     assert len(weights(text_to_image)) > 0
     # The same model asked for again is the same object: no second load.
     assert cache.base_model(resolve_model(str(model), presets)) is base
-    assert cache.weight_loads == 1
+    assert cache.stats().weight_loads == 1
 
 
 def test_running_text_to_image_loads_weights_once(each_backend_cache, presets, tiny_sd):
@@ -61,10 +61,10 @@ def test_running_text_to_image_loads_weights_once(each_backend_cache, presets, t
                 TextToImageRequest, {"prompt": "x", "model": str(tiny_sd), "steps": 2, "seed": seed}
             )
         )
-        loads.append(cache.weight_loads)
+        loads.append(cache.stats().weight_loads)
     # the base model, and on OpenVINO its text encoder, UNet and decoder compiled once each
     assert loads == ([1, 1] if cache.backend == "torch" else [4, 4])
-    unet_entries = [e for e in cache.entries() if e.key.component == "unet"]
+    unet_entries = [e for e in cache.stats().entries if e.key.component == "unet"]
     assert len(unet_entries) == 1 and unet_entries[0].pins == 0
 
 
@@ -86,12 +86,12 @@ def test_entries_count_bytes_and_keep_the_requested_dtype(presets, tiny_sd):
     assert {p.dtype for p in unet.parameters()} == {torch.bfloat16}, "no silent cast to float32"
     pipe = base.build(StableDiffusionImg2ImgPipeline, base.new_scheduler(presets.sampler("Euler")))
     assert pipe.unet.dtype == torch.bfloat16
-    entry = next(e for e in cache.entries() if e.key.component == "unet")
+    entry = next(e for e in cache.stats().entries if e.key.component == "unet")
     assert entry.size_bytes == sum(p.numel() * 2 for p in unet.parameters()) + sum(
         b.numel() * b.element_size() for b in unet.buffers()
     )
     assert entry.key.dtype == "bfloat16" and entry.device == "cpu"
-    assert cache.total_bytes() == sum(module_bytes(v) for v in base.components.values())
+    assert cache.stats().total_bytes == sum(module_bytes(v) for v in base.components.values())
 
 
 def one_model_budget(presets, *models) -> MemoryBudget:
@@ -100,7 +100,7 @@ def one_model_budget(presets, *models) -> MemoryBudget:
     for model in models:
         probe = ModelCache(resolve_device("cpu"), offline=True)
         probe.base_model(resolve_model(str(model), presets))
-        sizes.append(probe.total_bytes())
+        sizes.append(probe.stats().total_bytes)
         probe.clear()
     return MemoryBudget(None, max(sizes) + min(sizes) // 2)
 
@@ -114,9 +114,9 @@ def test_switching_models_releases_the_old_one(presets, tiny_sd, tiny_sdxl):
     del first
     cache.base_model(resolve_model(str(tiny_sdxl), presets))
     gc.collect()
-    assert cache.loaded_sources() == [str(tiny_sdxl)]
+    assert cache.stats().loaded_sources == [str(tiny_sdxl)]
     assert first_unet() is None, "no reference to the old model's weights survives"
-    assert {e.key.source for e in cache.entries()} == {str(tiny_sdxl)}
+    assert {e.key.source for e in cache.stats().entries} == {str(tiny_sdxl)}
 
 
 def test_a_model_in_use_is_never_evicted(presets, tiny_sd, tiny_sdxl):
@@ -126,13 +126,13 @@ def test_a_model_in_use_is_never_evicted(presets, tiny_sd, tiny_sdxl):
     with cache.lease() as lease:
         lease.base_model(resolve_model(str(tiny_sd), presets))
         cache.base_model(resolve_model(str(tiny_sdxl), presets))
-        assert set(cache.loaded_sources()) == {str(tiny_sd), str(tiny_sdxl)}
-        assert all(e.pins == 1 for e in cache.entries() if e.key.source == str(tiny_sd))
+        assert set(cache.stats().loaded_sources) == {str(tiny_sd), str(tiny_sdxl)}
+        assert all(e.pins == 1 for e in cache.stats().entries if e.key.source == str(tiny_sd))
     # Once free, the least recently used one goes when room is needed again.
     cache.base_model(resolve_model(str(tiny_sd), presets))
     cache.base_model(resolve_model(str(tiny_sdxl), presets))
-    assert cache.loaded_sources() == [str(tiny_sdxl)]
-    assert all(e.pins == 0 for e in cache.entries())
+    assert cache.stats().loaded_sources == [str(tiny_sdxl)]
+    assert all(e.pins == 0 for e in cache.stats().entries)
 
 
 def test_a_run_resumed_on_another_thread_leaves_the_gpu_free(cache, presets, tiny_sd):
@@ -166,7 +166,7 @@ def test_a_run_resumed_on_another_thread_leaves_the_gpu_free(cache, presets, tin
     other.start()
     other.join()
     assert acquired == [True], "another thread can take the GPU right away"
-    assert all(e.pins == 0 for e in cache.entries())
+    assert all(e.pins == 0 for e in cache.stats().entries)
 
 
 # -- the hazards of the old cache, each pinned down ---------------------------------------------------------
@@ -190,14 +190,14 @@ def test_a_model_fetched_during_a_run_is_never_evicted_while_the_run_holds_it():
     with cache.lease() as lease:
         controlnet = lease.model(controlnet_key, lambda: linear(2 * megabyte), offloadable=True)
         adapter = lease.model(adapter_key, lambda: linear(2 * megabyte), offloadable=True)
-        held = {entry.key for entry in cache.entries()}
+        held = {entry.key for entry in cache.stats().entries}
         assert held == {controlnet_key, adapter_key}, "the first model survived the second fetch"
-        assert all(entry.pins == 1 for entry in cache.entries())
+        assert all(entry.pins == 1 for entry in cache.stats().entries)
         assert controlnet.weight.sum().item() == controlnet.weight.sum().item() and adapter is not controlnet
     with cache.lease() as lease:  # once the run is over, the budget applies again
         lease.model(CacheKey("other", "controlnet", "float32"), lambda: linear(2 * megabyte))
-    assert [entry.key.source for entry in cache.entries()] == ["other"]
-    assert cache.weight_loads == 3
+    assert [entry.key.source for entry in cache.stats().entries] == ["other"]
+    assert cache.stats().weight_loads == 3
 
 
 def test_the_inpainting_unet_is_placed_and_counted_with_its_base_model(inpaint_presets, monkeypatch):
@@ -225,7 +225,7 @@ def test_the_inpainting_unet_is_placed_and_counted_with_its_base_model(inpaint_p
     )
     probe = stand_in_cache(1024**4)
     probe.base_model(resolve_model("tiny", inpaint_presets))
-    base_bytes = probe.total_bytes()
+    base_bytes = probe.stats().total_bytes
     probe.clear()
 
     outcome = {}
@@ -246,7 +246,7 @@ def test_the_inpainting_unet_is_placed_and_counted_with_its_base_model(inpaint_p
         [unit] = cache.memory_report()["models"]
         assert seen["pins"] == 1 and seen["entry"].pins == 0, "pinned while the run uses it, then free"
         assert seen["entry"].unit == unit["name"] and unit["bytes"] == base_bytes + seen["entry"].size_bytes
-        outcome[budget] = (seen["on_gpu"], cache.last_offload)
+        outcome[budget] = (seen["on_gpu"], cache.stats().last_offload)
         cache.clear()
     assert outcome[1024**4] == (True, "none"), "on the GPU when the budget holds it"
     assert outcome[base_bytes] == (False, "model"), "else it waits in RAM for an offloaded run"

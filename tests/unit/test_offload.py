@@ -58,7 +58,9 @@ def watch_unet(cache: ModelCache, presets, model) -> list[bool]:
 
 
 def no_hooks_left(cache: ModelCache) -> bool:
-    return not any(hasattr(entry.module, "_hf_hook") for entry in cache.entries() if entry.module is not None)
+    return not any(
+        hasattr(entry.module, "_hf_hook") for entry in cache.stats().entries if entry.module is not None
+    )
 
 
 def txt2img(model, **values) -> TextToImageRequest:
@@ -109,7 +111,7 @@ def test_a_run_that_does_not_fit_the_budget_offloads_by_model_with_the_same_resu
     assert results["small hooked"] == {True}, "models that do not fit run with offload hooks"
     assert np.array_equal(results["roomy"], results["small"]), "offloading does not change the image"
     assert small.memory_report()["offload"] == "auto"
-    assert (roomy.last_offload, small.last_offload) == ("none", "model")
+    assert (roomy.stats().last_offload, small.stats().last_offload) == ("none", "model")
 
     again = np.asarray(TextToImagePipeline(small, presets)(txt2img(tiny_sd))[0].image)
     assert np.array_equal(again, results["small"]), "the next offloaded run is the same"

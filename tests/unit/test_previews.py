@@ -160,10 +160,10 @@ def test_auto_decodes_full_when_taesd_is_not_here_and_fast_says_what_is_missing(
 def test_the_fast_decoder_is_one_cache_entry_shared_by_runs(cache, fast_decoder_presets, tiny_sd):
     pipeline = TextToImagePipeline(cache, fast_decoder_presets)
     pipeline(request(tiny_sd, decoder="fast", previews="taesd"))
-    loads = cache.weight_loads
+    loads = cache.stats().weight_loads
     pipeline(request(tiny_sd, decoder="fast", previews="taesd"))
-    assert cache.weight_loads == loads
-    assert [e.key.component for e in cache.entries()].count("taesd") == 1
+    assert cache.stats().weight_loads == loads
+    assert [e.key.component for e in cache.stats().entries].count("taesd") == 1
 
 
 def test_a_saved_fast_image_reads_back_its_decoder(cache, fast_decoder_presets, tiny_sd, tmp_path):

@@ -142,7 +142,7 @@ def test_hub_model_offline_names_the_model_and_how_to_supply_it(text_to_image, c
     message = str(error.value)
     assert "stabilityai/stable-diffusion-xl-base-1.0" in message and "'sdxl'" in message
     assert "--model" in message and "hf download" in message
-    assert cache.loaded_sources() == []
+    assert cache.stats().loaded_sources == []
 
 
 def test_pickle_checkpoints_are_refused(text_to_image, tmp_path):

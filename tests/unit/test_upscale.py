@@ -114,8 +114,8 @@ def test_real_esrgan_reaches_any_scale_with_one_model(upscale, cache):
     assert four.image.size == (192, 192)
     [two] = upscale(request(upscaler="Real-ESRGAN x4plus", scale=2, tile_size=64))
     assert two.image.size == (96, 96)
-    assert cache.weight_loads == 1, "the network is loaded once and kept in the cache"
-    assert any(e.key.component == "upscaler" and e.size_bytes > 10_000_000 for e in cache.entries())
+    assert cache.stats().weight_loads == 1, "the network is loaded once and kept in the cache"
+    assert any(e.key.component == "upscaler" and e.size_bytes > 10_000_000 for e in cache.stats().entries)
 
 
 def test_tiled_and_whole_image_results_agree_and_seams_do_not_show(upscale):
@@ -164,7 +164,7 @@ def test_creative_upscale_runs_a_tiled_diffusion_pass_on_the_cached_model(upscal
     assert not np.array_equal(pixels(creative.image), pixels(fast.image))
     params = creative.parameters
     assert params.model == str(tiny_sd) and params.seed == 3 and params.extras["creative_strength"] == 0.3
-    assert cache.loaded_sources() == [str(tiny_sd)]
+    assert cache.stats().loaded_sources == [str(tiny_sd)]
 
 
 def test_network_memory_follows_the_tile_not_the_image(upscale):

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +36,18 @@ from studio.core.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """A snapshot of the cache: its entries, their bytes, the base models loaded, how many times weights
+    were read from disk, and how the last denoising call ran (offloaded or not)."""
+
+    entries: list[CacheEntry]
+    total_bytes: int
+    loaded_sources: list[str]
+    weight_loads: int
+    last_offload: str
 
 
 class ModelCache:
@@ -169,19 +182,13 @@ class ModelCache:
                 self.registry.drop(name)
         free_memory()
 
-    def entries(self) -> list[CacheEntry]:
-        return self.registry.entries()
-
-    def total_bytes(self) -> int:
-        return sum(entry.size_bytes for entry in self.entries())
-
-    def loaded_sources(self) -> list[str]:
-        return list(self.registry.base_models)
-
-    @property
-    def weight_loads(self) -> int:
-        return self.registry.weight_loads
-
-    @property
-    def last_offload(self) -> str:
-        return self.execution.last_offload
+    def stats(self) -> CacheStats:
+        """What is loaded now, and how much loading it took: for tests and benchmarks."""
+        entries = self.registry.entries()
+        return CacheStats(
+            entries=entries,
+            total_bytes=sum(entry.size_bytes for entry in entries),
+            loaded_sources=list(self.registry.base_models),
+            weight_loads=self.registry.weight_loads,
+            last_offload=self.execution.last_offload,
+        )
