@@ -42,7 +42,7 @@ class ModelCheck:
         source = None
         try:
             source = resolve_model(None, self.presets)
-            self.cache.base_model(source, local_only=not download)
+            self.cache.load_base_model(source, local_only=not download)
         except ModelUnavailable as error:
             downloads = (
                 not self.cache.offline and source is not None and source.kind == "hub" and hub_reachable()

@@ -89,7 +89,7 @@ def test_style_transfer_shares_the_base_model_and_leaves_it_unchanged(
     text_to_image = TextToImagePipeline(cache, tiny_presets)
     prompt = {"prompt": "a fox", "model": str(tiny_sd), "steps": 2, "seed": 3}
     before = pixels(text_to_image(parse_request(TextToImageRequest, prompt))[0].image)
-    unet = cache.base_model(resolve_model(str(tiny_sd), tiny_presets)).components["unet"]
+    unet = cache.load_base_model(resolve_model(str(tiny_sd), tiny_presets)).components["unet"]
     processors = {name: type(p) for name, p in unet.attn_processors.items()}
     loads = cache.stats().weight_loads
 

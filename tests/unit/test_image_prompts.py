@@ -155,7 +155,7 @@ def test_an_object_reference_uses_ip_adapter_plus_beside_a_style_and_leaves_the_
 ):
     pipeline = TextToImagePipeline(cache, tiny_presets, codes)
     plain = pipeline(request_for(tiny_sd))[0]
-    unet = cache.base_model(resolve_model(str(tiny_sd), tiny_presets)).components["unet"]
+    unet = cache.load_base_model(resolve_model(str(tiny_sd), tiny_presets)).components["unet"]
     before = processor_classes(unet)
     kept = pipeline(request_for(tiny_sd, object_image=rocket))[0]
     assert difference(kept, plain) > 1, "the object reference changes the picture"

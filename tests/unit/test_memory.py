@@ -92,7 +92,7 @@ def test_switching_models_under_a_one_model_budget_holds_one_model(presets, tiny
     sizes = {}
     for source in (sd, sdxl):
         probe = ModelCache(resolve_device("cpu"), offline=True)
-        probe.base_model(source)
+        probe.load_base_model(source)
         sizes[source.location] = model_bytes(probe)
         probe.clear()
     sd_bytes, sdxl_bytes = sizes[str(tiny_sd)], sizes[str(tiny_sdxl)]
@@ -101,9 +101,9 @@ def test_switching_models_under_a_one_model_budget_holds_one_model(presets, tiny
     # The budget, not the model count, decides: room for either model, not for both.
     budget = MemoryBudget(None, max(sd_bytes, sdxl_bytes) + min(sd_bytes, sdxl_bytes) // 2)
     cache = ModelCache(resolve_device("cpu"), offline=True, budget=budget)
-    cache.base_model(sd)
-    cache.base_model(sdxl)
-    cache.base_model(sd)
+    cache.load_base_model(sd)
+    cache.load_base_model(sdxl)
+    cache.load_base_model(sd)
     assert cache.stats().loaded_sources == [str(tiny_sd)]
     assert cache.stats().weight_loads == 3
     held = live_tensor_bytes() - before
@@ -114,7 +114,7 @@ def test_switching_models_under_a_one_model_budget_holds_one_model(presets, tiny
 def test_free_memory_keeps_what_a_job_is_using(cache, presets, tiny_sd, tiny_sdxl):
     with cache.lease() as lease:
         lease.base_model(resolve_model(str(tiny_sd), presets))
-        cache.base_model(resolve_model(str(tiny_sdxl), presets))
+        cache.load_base_model(resolve_model(str(tiny_sdxl), presets))
         freed = cache.free_idle()
         assert freed > 0 and cache.stats().loaded_sources == [str(tiny_sd)]
     report = cache.memory_report()
@@ -145,8 +145,8 @@ def test_a_run_that_fails_twice_says_what_to_change_and_the_next_run_works(prese
         TextToImageRequest, {"prompt": "x", "model": str(tiny_sd), "steps": 2, "seed": 4, "num_images": 1}
     )
     expected = np.asarray(pipeline(request)[0].image)
-    unet = cache.base_model(resolve_model(str(tiny_sd), presets)).components["unet"]
-    vae = cache.base_model(resolve_model(str(tiny_sd), presets)).components["vae"]
+    unet = cache.load_base_model(resolve_model(str(tiny_sd), presets)).components["unet"]
+    vae = cache.load_base_model(resolve_model(str(tiny_sd), presets)).components["vae"]
     forward = unet.forward
     tiled_when_retried = []
 

@@ -36,7 +36,7 @@ def test_text_to_image_and_image_to_image_share_the_very_same_tensors(
     cache, presets, family, img2img_class, request
 ):
     model = request.getfixturevalue(family)
-    base = cache.base_model(resolve_model(str(model), presets))
+    base = cache.load_base_model(resolve_model(str(model), presets))
     sampler = presets.sampler("Euler")
     text_to_image = base.build(
         StableDiffusionPipeline if family == "tiny_sd" else img2img_class.__mro__[0],
@@ -48,7 +48,7 @@ def test_text_to_image_and_image_to_image_share_the_very_same_tensors(
     assert weights(text_to_image) == weights(image_to_image)
     assert len(weights(text_to_image)) > 0
     # The same model asked for again is the same object: no second load.
-    assert cache.base_model(resolve_model(str(model), presets)) is base
+    assert cache.load_base_model(resolve_model(str(model), presets)) is base
     assert cache.stats().weight_loads == 1
 
 
@@ -69,7 +69,7 @@ def test_running_text_to_image_loads_weights_once(each_backend_cache, presets, t
 
 
 def test_each_request_gets_its_own_scheduler(cache, presets, tiny_sd):
-    base = cache.base_model(resolve_model(str(tiny_sd), presets))
+    base = cache.load_base_model(resolve_model(str(tiny_sd), presets))
     sampler = presets.sampler("DPM++ 2M Karras")
     first, second = base.new_scheduler(sampler), base.new_scheduler(sampler)
     assert first is not second
@@ -81,7 +81,7 @@ def test_each_request_gets_its_own_scheduler(cache, presets, tiny_sd):
 
 def test_entries_count_bytes_and_keep_the_requested_dtype(presets, tiny_sd):
     cache = ModelCache(resolve_device("cpu", "bfloat16"), offline=True)
-    base = cache.base_model(resolve_model(str(tiny_sd), presets))
+    base = cache.load_base_model(resolve_model(str(tiny_sd), presets))
     unet = base.components["unet"]
     assert {p.dtype for p in unet.parameters()} == {torch.bfloat16}, "no silent cast to float32"
     pipe = base.build(StableDiffusionImg2ImgPipeline, base.new_scheduler(presets.sampler("Euler")))
@@ -99,7 +99,7 @@ def one_model_budget(presets, *models) -> MemoryBudget:
     sizes = []
     for model in models:
         probe = ModelCache(resolve_device("cpu"), offline=True)
-        probe.base_model(resolve_model(str(model), presets))
+        probe.load_base_model(resolve_model(str(model), presets))
         sizes.append(probe.stats().total_bytes)
         probe.clear()
     return MemoryBudget(None, max(sizes) + min(sizes) // 2)
@@ -109,10 +109,10 @@ def test_switching_models_releases_the_old_one(presets, tiny_sd, tiny_sdxl):
     cache = ModelCache(
         resolve_device("cpu"), offline=True, budget=one_model_budget(presets, tiny_sd, tiny_sdxl)
     )
-    first = cache.base_model(resolve_model(str(tiny_sd), presets))
+    first = cache.load_base_model(resolve_model(str(tiny_sd), presets))
     first_unet = weakref.ref(first.components["unet"])
     del first
-    cache.base_model(resolve_model(str(tiny_sdxl), presets))
+    cache.load_base_model(resolve_model(str(tiny_sdxl), presets))
     gc.collect()
     assert cache.stats().loaded_sources == [str(tiny_sdxl)]
     assert first_unet() is None, "no reference to the old model's weights survives"
@@ -125,12 +125,12 @@ def test_a_model_in_use_is_never_evicted(presets, tiny_sd, tiny_sdxl):
     )
     with cache.lease() as lease:
         lease.base_model(resolve_model(str(tiny_sd), presets))
-        cache.base_model(resolve_model(str(tiny_sdxl), presets))
+        cache.load_base_model(resolve_model(str(tiny_sdxl), presets))
         assert set(cache.stats().loaded_sources) == {str(tiny_sd), str(tiny_sdxl)}
         assert all(e.pins == 1 for e in cache.stats().entries if e.key.source == str(tiny_sd))
     # Once free, the least recently used one goes when room is needed again.
-    cache.base_model(resolve_model(str(tiny_sd), presets))
-    cache.base_model(resolve_model(str(tiny_sdxl), presets))
+    cache.load_base_model(resolve_model(str(tiny_sd), presets))
+    cache.load_base_model(resolve_model(str(tiny_sdxl), presets))
     assert cache.stats().loaded_sources == [str(tiny_sdxl)]
     assert all(e.pins == 0 for e in cache.stats().entries)
 
@@ -224,7 +224,7 @@ def test_the_inpainting_unet_is_placed_and_counted_with_its_base_model(inpaint_p
         {"image": photo(64, 64), "mask": square_mask((64, 64)), "prompt": "x", "model": "tiny", "steps": 2},
     )
     probe = stand_in_cache(1024**4)
-    probe.base_model(resolve_model("tiny", inpaint_presets))
+    probe.load_base_model(resolve_model("tiny", inpaint_presets))
     base_bytes = probe.stats().total_bytes
     probe.clear()
 

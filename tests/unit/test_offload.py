@@ -43,7 +43,7 @@ def stand_in_cache(gpu_budget: int, offload: str = "auto") -> ModelCache:
 def component_sizes(presets, model) -> tuple[int, int]:
     """The base model's total and largest component bytes."""
     probe = ModelCache(resolve_device("cpu"), offline=True)
-    components = probe.base_model(resolve_model(str(model), presets)).components.values()
+    components = probe.load_base_model(resolve_model(str(model), presets)).components.values()
     sizes = [module_bytes(c) for c in components]
     probe.clear()
     return sum(sizes), max(sizes)
@@ -51,7 +51,7 @@ def component_sizes(presets, model) -> tuple[int, int]:
 
 def watch_unet(cache: ModelCache, presets, model) -> list[bool]:
     """Whether the shared UNet carried an offload hook, at each of its calls."""
-    unet = cache.base_model(resolve_model(str(model), presets)).components["unet"]
+    unet = cache.load_base_model(resolve_model(str(model), presets)).components["unet"]
     calls: list[bool] = []
     unet.register_forward_pre_hook(lambda module, args: calls.append(hasattr(module, "_hf_hook")))
     return calls
@@ -131,7 +131,7 @@ def test_the_offload_flag_wins_over_the_budget(presets, tiny_sd, flag, budget, h
 
 def test_after_out_of_memory_the_retry_offloads_and_decodes_in_tiles(presets, tiny_sd):
     cache = stand_in_cache(TIB)
-    base = cache.base_model(resolve_model(str(tiny_sd), presets))
+    base = cache.load_base_model(resolve_model(str(tiny_sd), presets))
     unet, vae = base.components["unet"], base.components["vae"]
     attempts: list[tuple[bool, bool]] = []
 
@@ -175,7 +175,7 @@ def test_style_transfer_with_controlnet_and_ip_adapter_offloads_with_the_same_re
         results.append(np.asarray(DiffusionStylePipeline(cache, tiny_presets)(request)[0].image))
         results.append(set(calls))
         assert no_hooks_left(cache)
-        unet = cache.base_model(resolve_model(str(tiny_sd), tiny_presets)).components["unet"]
+        unet = cache.load_base_model(resolve_model(str(tiny_sd), tiny_presets)).components["unet"]
         assert unet.encoder_hid_proj is None, "the IP-Adapter is taken out of the shared UNet again"
         cache.clear()
     plain, plain_hooked, offloaded, offloaded_hooked = results

@@ -131,7 +131,7 @@ def test_the_torch_weights_openvino_stands_for_are_let_go_and_read_back_for_a_to
     cache = openvino_cache(tmp_path)
     pipeline = TextToImagePipeline(cache, tiny_presets)
     pipeline(request(tiny_sd, decoder="full"))
-    base = cache.base_model(resolve_model(str(tiny_sd), tiny_presets), released_ok=True)
+    base = cache.load_base_model(resolve_model(str(tiny_sd), tiny_presets), released_ok=True)
     assert base.released == {"unet", "text_encoder"}, "one copy of each in the process: OpenVINO's"
     assert sum(p.numel() for p in base.components["unet"].parameters()) == 0
 

@@ -123,11 +123,12 @@ class ModelCache:
         finally:
             lease.release()
 
-    def base_model(
+    def load_base_model(
         self, source: ModelSource, *, local_only: bool = False, released_ok: bool = False
     ) -> BaseModel:
-        """The base model for `source`, loaded now if needed (to preload it, or to inspect it: with
-        `released_ok`, as it is, torch weights another backend let go left out)."""
+        """Load the base model for `source` if it is not loaded yet, and return it, pinned by no run: to
+        preload it, or to inspect it (with `released_ok`, as it is, torch weights another backend let go
+        left out). A run gets its models through `lease()`, which pins them."""
         with self.lease(local_only=local_only) as lease:
             return lease.base_model(source, released_ok=released_ok)
 
