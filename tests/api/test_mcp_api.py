@@ -45,9 +45,10 @@ def test_every_named_endpoint_is_a_tool_whose_parameters_say_what_they_take(agen
     assert {"txt2img", "img2img", "inpaint", "outpaint", "vary", "style_transfer", "upscale", "history",
             "history_item", "png_info", "memory", "free_memory"} <= set(tools)  # fmt: skip
     txt2img = tools["txt2img"]
-    assert txt2img.description.startswith("Make 1-4 images from a prompt.")
+    assert txt2img.description.startswith("Make 1 to 4 images from a prompt.")  # from the request's bounds
     properties = txt2img.inputSchema["properties"]
     assert properties["prompt"]["description"] == "what to draw."
+    assert properties["guidance_scale"]["description"].endswith("Takes 0 to 30.")
     assert all(properties[name].get("description") for name in properties), "every parameter explained"
 
 
