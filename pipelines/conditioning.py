@@ -104,29 +104,38 @@ def _compel_text(prompt: str) -> str:
     return "".join(pieces)
 
 
-def prompt_conditioning(pipe: Any, family: str, prompt: str, negative_prompt: str) -> dict[str, Any]:
+def prompt_conditioning(
+    pipe: Any, family: str, prompt: str, negative_prompt: str, *, guided: bool = True
+) -> dict[str, Any]:
     """The embeddings keyword arguments of a diffusers call of `pipe` for these prompts (weighted,
-    chunked past 77 tokens). Run it where the call runs: it uses the text encoders."""
+    chunked past 77 tokens). Run it where the call runs: it uses the text encoders. Not `guided` (guidance
+    of 1 or less: no classifier-free guidance), the call never reads a negative prompt, so none is encoded,
+    as diffusers does (and the prompt is not padded to a longer negative's length)."""
     from compel import CompelForSD, CompelForSDXL
 
     device = pipe._execution_device
     if family == "sdxl":
         compel = CompelForSDXL(pipe, device=device)
+
+        def pooled(text: str) -> Any:
+            # compel pools the text as given to it, weights' brackets and all; the pooled embedding is of
+            # the words alone, as diffusers makes it (CLIP's first 77 tokens), one prompt at a time (a batch
+            # of two rounds differently)
+            provider = compel.compel_2.conditioning_provider
+            return provider.get_pooled_embeddings([plain_text(text)], device=device)
+
+        if not guided:
+            embeds = compel(main_prompt=to_compel(prompt, conjunction=False)).embeds
+            return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled(prompt)}
         conditioning = compel(
             main_prompt=to_compel(prompt, conjunction=False),
             negative_prompt=to_compel(negative_prompt, conjunction=False),
         )
-        # compel pools the text as given to it, weights' brackets and all; the pooled embedding is of the
-        # words alone, as diffusers makes it (CLIP's first 77 tokens)
-        pooled = [  # one at a time, as diffusers does: a batch of two rounds differently
-            compel.compel_2.conditioning_provider.get_pooled_embeddings([plain_text(text)], device=device)
-            for text in (prompt, negative_prompt)
-        ]
         arguments = {
             "prompt_embeds": conditioning.embeds,
-            "pooled_prompt_embeds": pooled[0],
+            "pooled_prompt_embeds": pooled(prompt),
             "negative_prompt_embeds": conditioning.negative_embeds,
-            "negative_pooled_prompt_embeds": pooled[1],
+            "negative_pooled_prompt_embeds": pooled(negative_prompt),
         }
         if not negative_prompt.strip() and getattr(pipe.config, "force_zeros_for_empty_prompt", False):
             # As diffusers does for SDXL: no negative prompt is zeros, not the encoding of "".
@@ -137,6 +146,8 @@ def prompt_conditioning(pipe: Any, family: str, prompt: str, negative_prompt: st
                 arguments["negative_pooled_prompt_embeds"].shape
             )
         return arguments
+    if not guided:
+        return {"prompt_embeds": CompelForSD(pipe, device=device)(to_compel(prompt)).embeds}
     conditioning = CompelForSD(pipe, device=device)(
         to_compel(prompt), negative_prompt=to_compel(negative_prompt)
     )

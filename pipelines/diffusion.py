@@ -223,7 +223,9 @@ def call_arguments(
     settings, and a generator new on each call, so a retry after out-of-memory starts from the same noise.
     Run it inside the call: the text encoders run here."""
     return {
-        **prompt_conditioning(pipe, family, run.prompt, run.negative_prompt),
+        **prompt_conditioning(
+            pipe, family, run.prompt, run.negative_prompt, guided=guided(pipe, run.guidance_scale)
+        ),
         "num_inference_steps": run.steps,
         "guidance_scale": run.guidance_scale,
         "generator": generator_for(seed),

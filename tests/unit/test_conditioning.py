@@ -92,3 +92,19 @@ def test_sdxl_pools_the_words_not_the_weights_brackets(sdxl_pipe):
         plain = prompt_conditioning(sdxl_pipe, "sdxl", "a red fox in snow", "")
     assert torch.equal(weighted["pooled_prompt_embeds"], plain["pooled_prompt_embeds"])
     assert not torch.allclose(weighted["prompt_embeds"], plain["prompt_embeds"])
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_without_guidance_no_negative_is_encoded_and_the_prompt_is_not_padded_to_it(
+    family, sd_pipe, sdxl_pipe
+):
+    pipe = sd_pipe if family == "sd" else sdxl_pipe
+    long_negative = ", ".join(["blurry", "noisy", "dull", "grey", "flat"] * 20)  # well past 77 tokens
+    with torch.no_grad():
+        unguided = prompt_conditioning(pipe, family, "a lighthouse", long_negative, guided=False)
+        theirs = pipe.encode_prompt(prompt="a lighthouse", device="cpu", num_images_per_prompt=1,
+                                    do_classifier_free_guidance=False)  # fmt: skip
+    assert not any(name.startswith("negative") for name in unguided), "a call without guidance reads none"
+    assert torch.equal(unguided["prompt_embeds"], theirs[0]), "one chunk, as diffusers encodes it"
+    if family == "sdxl":
+        assert torch.equal(unguided["pooled_prompt_embeds"], theirs[2])
