@@ -27,9 +27,9 @@ from studio.core.requests import Request, parse_request
 from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors, visitor_of
 from studio.ui.i18n import say, say_phrases
 
-# Runs a whole job in another process (ZeroGPU): results arrive together, without step progress or Stop.
 logger = logging.getLogger(__name__)
 
+# Runs a whole job in another process (ZeroGPU): results arrive together, without step progress or Stop.
 GpuRunner = Callable[[str, Request], list[Any]]
 
 
