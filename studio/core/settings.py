@@ -264,22 +264,21 @@ def _from_environment(name: str, how: Option) -> Any:
 def add_setting_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
     """A flag for each setting (`names`: those alone), whose default is its environment variable's value."""
     for name, how in options(names).items():
-        default = _from_environment(name, how)
         help = f"{how.help} (env {how.variable}; default {default_text(name)})".replace("%", "%%")
         metavar = how.metavar or how.flag.removeprefix("--").upper().replace("-", "_")
         if how.switch:
+            default = _from_environment(name, how)
             parser.add_argument(how.flag, dest=name, action="store_true", default=default, help=help)
-        elif how.repeated:
+        elif how.repeated:  # the variable's values are read after parsing, where no flag gave any
             parser.add_argument(
                 how.flag, dest=name, action="append", type=how.parse, default=None, metavar=metavar, help=help
             )
-            parser.set_defaults(**{f"{name}_from_environment": default})
         else:
             parser.add_argument(
                 how.flag,
                 dest=name,
                 type=how.parse,
-                default=default,
+                default=_from_environment(name, how),
                 choices=how.choices or None,
                 metavar=None if how.choices else metavar,
                 help=help,
@@ -295,25 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings a parser made with `add_setting_arguments` read, by field name."""
-    values = {}
-    for name, how in options().items():
-        if not hasattr(args, name):
-            continue
-        value = getattr(args, name)
-        if how.repeated:  # the flags given, else the environment's
-            value = tuple(value) if value else getattr(args, f"{name}_from_environment")
-        values[name] = value
-    return values
-
-
 def load_settings(argv: list[str] | None = None) -> Settings:
     """Settings from `argv` (flags) over the environment; `argv=[]` reads the environment alone."""
-    args = build_parser().parse_args(argv if argv is not None else [])
-    values = settings_from(args)
-    values["model"] = values["model"] or None
-    return Settings(**values)
+    args = vars(build_parser().parse_args(argv if argv is not None else []))
+    for name, how in options().items():
+        if how.repeated:  # the flags given replace the variable's values, not add to them
+            args[name] = tuple(args[name]) if args[name] else _from_environment(name, how)
+    return Settings(**{**args, "model": args["model"] or None})
 
 
 def default_text(name: str) -> str:
