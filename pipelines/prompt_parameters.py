@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from studio.core.errors import InvalidRequest
-from studio.core.presets import Presets
+from studio.core.presets import RATIO, Presets
 from studio.core.requests import Request
 
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::\s*([-+]?\d*\.?\d+))?\s*>", re.IGNORECASE)
@@ -163,7 +163,7 @@ class ReadsPromptParameters:
 
 
 def _aspect(values: dict, value: str, presets: Presets, fields: dict, notes: list[str]) -> None:
-    if not re.fullmatch(r"\d+(?:\.\d+)?:\d+(?:\.\d+)?", value.strip()):
+    if not RATIO.fullmatch(value):
         raise ValueError(value)
     shape = presets.aspect_ratio(value.strip())  # any ratio in range, or a plain message
     values["aspect_ratio"] = shape.name

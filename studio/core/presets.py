@@ -92,6 +92,14 @@ def ratio_text(ratio: float) -> str:
     return f"{ratio:g}:1" if ratio >= 1 else f"1:{1 / ratio:g}"
 
 
+RATIO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*")  # width:height, as `--ar` takes it
+
+
+def within_aspect_range(ratio: float) -> bool:
+    """Whether width / height is within `ASPECT_RATIO_RANGE`."""
+    return ASPECT_RATIO_RANGE[0] <= ratio <= ASPECT_RATIO_RANGE[1]
+
+
 ASPECT_RATIO_RANGE_TEXT = f"{ratio_text(ASPECT_RATIO_RANGE[0])} to {ratio_text(ASPECT_RATIO_RANGE[1])}"
 
 
@@ -104,15 +112,14 @@ class AspectRatio(_Preset):
 
     @model_validator(mode="after")
     def _within_range(self) -> AspectRatio:
-        low, high = ASPECT_RATIO_RANGE
-        if not low <= self.width / self.height <= high:
+        if not within_aspect_range(self.width / self.height):
             raise ValueError(f"{self.name} is outside {ASPECT_RATIO_RANGE_TEXT}")
         return self
 
     @classmethod
     def parse(cls, text: str) -> AspectRatio:
         """ "2:1", "2.39:1", "21:9" as a shape; a plain message for anything else."""
-        typed = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*", text)
+        typed = RATIO.fullmatch(text)
         if typed is None or float(typed[1]) <= 0 or float(typed[2]) <= 0:
             raise InvalidRequest(
                 f"Aspect ratio {text!r} is not width:height. Give one such as 2:1, "
@@ -120,8 +127,7 @@ class AspectRatio(_Preset):
             )
         width, height = float(typed[1]), float(typed[2])
         name = f"{width:g}:{height:g}"
-        low, high = ASPECT_RATIO_RANGE
-        if not low <= width / height <= high:
+        if not within_aspect_range(width / height):
             raise InvalidRequest(
                 f"Aspect ratio {name} is too extreme: give one from {ASPECT_RATIO_RANGE_TEXT}."
             )
@@ -277,14 +283,13 @@ class Presets:
         nearest = self.nearest_aspect_ratio(width, height)
         preset = self.aspect_ratios[nearest]
         divisor = math.gcd(width, height)
-        low, high = ASPECT_RATIO_RANGE
         own = width // divisor, height // divisor
         if (
             math.isclose(width / height, preset.width / preset.height, rel_tol=RATIO_TOLERANCE)
             or max(own) > 32
         ):
             return nearest
-        return f"{own[0]}:{own[1]}" if low <= width / height <= high else nearest
+        return f"{own[0]}:{own[1]}" if within_aspect_range(width / height) else nearest
 
     def variation(self, name: str) -> Variation:
         if name not in self.variations:
