@@ -12,11 +12,11 @@ from studio.ui.common import GPU_EVENT, readable, slider
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import open_image
-from studio.ui.i18n import say, say_phrases, tr
+from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
 from studio.ui.status_line import StatusLine
-from studio.ui.widgets import PromptControls, prompt_box, prompt_settings, restore_on_open
+from studio.ui.widgets import PromptControls, prompt_box, prompt_settings, restore_on_open, status_warnings
 
 TAB = TabInfo("upscale", "Upscale", takes_images=True)
 SCALES = (2, 3, 4, 8)
@@ -128,20 +128,15 @@ def create_tab(studio: Studio) -> UpscaleTab:
         results = list(studio.runner.run(job, request, progress, notes=notes))
         if not results:  # stopped before the result was made: what was shown stays
             return gr.skip(), gr.skip(), gr.skip(), say("Stopped before the upscale finished.")
-        noted = f"⚠️ {say_phrases(notes)}" if notes else ""
         finished = results[-1]
         try:
             owner = studio.viewer(request).owner
             saved = str(studio.history.save(finished.image, finished.parameters, owner))
         except ResultNotSaved as error:  # shown all the same, from memory
             gr.Warning(say(str(error)))
-            return (
-                (path, finished.image),
-                None,
-                finished.parameters.to_text(),
-                " ".join([f"⚠️ {error}", noted]).strip(),
-            )
-        return (path, saved), saved, finished.parameters.to_text(), noted
+            status = status_warnings(str(error), notes)
+            return (path, finished.image), None, finished.parameters.to_text(), status
+        return (path, saved), saved, finished.parameters.to_text(), status_warnings(None, notes)
 
     prompt_parameters = [
         p

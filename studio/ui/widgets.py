@@ -443,6 +443,15 @@ def shaped_values(controls: PromptControls, sent: Sent, presets: Presets) -> tup
     return (*values[:8], shape, *values[8:])
 
 
+def status_warnings(not_saved: str | None, notes: list[str]) -> str:
+    """A run's status line when it ends: its result could not be saved, and what its prompt asked that
+    was not honoured; empty when neither."""
+    said = [say(not_saved)] if not_saved else []
+    if notes:
+        said.append(say_phrases(notes))
+    return " ".join(f"⚠️ {sentence}" for sentence in said)
+
+
 class ResultPanel:
     """A result grid: each image saved to the history as it arrives and shown with its parameters; the
     run's job kept for Reroll (whose label says what it will run again); the first image selected when the
@@ -521,10 +530,7 @@ class ResultPanel:
         not_saved: str | None = None
 
         def status() -> str:
-            said = [say(not_saved)] if not_saved else []
-            if notes:
-                said.append(say_phrases(notes))
-            return " ".join(f"⚠️ {sentence}" for sentence in said)
+            return status_warnings(not_saved, notes)
 
         def shown() -> tuple:
             values = [gallery_items(saved), [p.to_dict() for _, p in saved], job]
