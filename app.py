@@ -100,9 +100,7 @@ def create_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Bloc
         memory_panel.create_panel(studio.cache)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
-    demo.studio_cache = studio.cache  # for tests and benchmarks that inspect what was loaded
-    demo.studio_presets = studio.presets
-    demo.studio_style_codes = studio.style_codes
+    demo.studio = studio  # for tests and benchmarks that inspect what was loaded
     return demo
 
 

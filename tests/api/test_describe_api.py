@@ -32,7 +32,7 @@ def test_describe_leaves_the_base_model_loaded_and_runs_beside_it(client, runnin
     Image.new("RGB", (64, 64), "teal").save(photo)
     prompts = client.predict(image=handle_file(str(photo)), api_name="/describe")
     assert len(prompts) == 4 and not any("--ar" in prompt for prompt in prompts), "a square needs no --ar"
-    kinds = {entry.key.component for entry in running_app.demo.studio_cache.registry.entries()}
+    kinds = {entry.key.component for entry in running_app.demo.studio.cache.registry.entries()}
     assert "captioner" in kinds and "unet" in kinds, kinds
     images, _ = client.predict(prompt="a lantern", steps=1, api_name="/txt2img")
     assert len(images) == 1

@@ -91,7 +91,7 @@ def test_a_result_png_carries_its_style_and_png_info_saves_it(client, running_ap
     assert read_parameters(path).extras["style_references"] == 1
     message = client.predict(image=handle_file(path), name="harbour", api_name="/save_png_style")
     assert f"Saved as style code {style.code}" in message
-    saved = {s.code: s for s in running_app.demo.studio_style_codes.list()}
+    saved = {s.code: s for s in running_app.demo.studio.style_codes.list()}
     assert saved[style.code].name == "harbour"
     plain, _ = client.predict(prompt="a harbour", steps=1, api_name="/txt2img")
     with pytest.raises(AppError, match="carries no style to save"):
@@ -108,7 +108,7 @@ def test_a_moodboard_is_one_code_and_random_picks_a_saved_one(client, running_ap
     assert rows[code][1] == "Noise board" and rows[code][2] == 3
     _, parameters = client.predict(prompt="a field --sref random", seed=3, steps=1, api_name="/txt2img")
     picked = parameters[0]["extras"]["style_codes"][0]
-    assert picked in {s.code for s in running_app.demo.studio_style_codes.list()}
+    assert picked in {s.code for s in running_app.demo.studio.style_codes.list()}
     with pytest.raises(AppError, match="Give the moodboard a name"):
         client.predict(images=gallery, name=" ", model="", api_name="/save_moodboard")
     table, _ = client.predict(typed=code, api_name="/delete_style_code")

@@ -92,9 +92,9 @@ def test_messages_name_the_users_file_not_a_server_folder(client, tmp_path):
 
 def test_the_chosen_model_is_checked_and_loaded_at_start(running_app):
     deadline = time.monotonic() + 60
-    while not running_app.demo.studio_cache.stats().loaded_sources and time.monotonic() < deadline:
+    while not running_app.demo.studio.cache.stats().loaded_sources and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert running_app.demo.studio_cache.stats().loaded_sources, "loaded before any Generate"
+    assert running_app.demo.studio.cache.stats().loaded_sources, "loaded before any Generate"
 
 
 def test_a_broken_model_file_is_reported_at_start(tmp_path, tiny_sd):

@@ -53,7 +53,7 @@ def zero_gpu_app(tiny_sd, tmp_path_factory):
 
 def test_requests_run_in_the_gpu_function_with_a_duration_from_the_request(zero_gpu_app):
     running, spaces = zero_gpu_app
-    assert running.demo.studio_cache.stats().loaded_sources, "the default model was loaded at start-up"
+    assert running.demo.studio.cache.stats().loaded_sources, "the default model was loaded at start-up"
     client = Client(running.url, verbose=False)
     short = client.predict(prompt="a bell", steps=2, seed=1, api_name="/txt2img")
     long = client.predict(prompt="a bell", steps=40, seed=1, num_images=4, api_name="/txt2img")

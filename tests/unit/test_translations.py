@@ -37,7 +37,7 @@ def page(tiny_sd, tiny_presets_dir, tmp_path_factory) -> gr.Blocks:
 
 def preset_names(page: gr.Blocks) -> set[str]:
     """Names of presets (models, styles, samplers, upscalers...), which stay as they are."""
-    presets = page.studio_presets
+    presets = page.studio.presets
     names = {*presets.models, *presets.styles, *presets.samplers, *presets.variations, *presets.captioners}
     names |= {model.label for model in presets.models.values()} | {presets.default_model}
     names |= {style.name for style in load_neural_styles(DEFAULT_PRESETS_DIR / "neural_styles.json")}
