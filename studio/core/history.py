@@ -9,17 +9,21 @@
   halfway leaves no truncated PNG under a result's name.
 - A small WebP thumbnail goes to `<outputs>/.thumbs/`, for the History tab's pages.
 - Delete moves a file to `<outputs>/.trash/` (restorable); only emptying the trash destroys files.
+- A run whose visitor closed the page stops at its next step; it is noted, one JSON line each, in
+  `<outputs>/.stopped-runs.jsonl`, for the History tab to say what was not made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
@@ -32,8 +36,21 @@ log = logging.getLogger(__name__)
 
 THUMBNAILS = ".thumbs"
 THUMBNAIL_SIDE = 256
+STOPPED_RUNS = ".stopped-runs.jsonl"
 _NUMBERED = re.compile(r"^(\d{5,})-")
 _PATH_SAFE = re.compile(r"[^\w.-]+")
+
+
+@dataclass(frozen=True)
+class StoppedRun:
+    """A run that stopped, or never started, because its visitor closed the page."""
+
+    task: str
+    prompt: str
+    made: int
+    total: int
+    owner: str | None = None
+    when: str = ""  # ISO local time, to the second, set when noted
 
 
 class History:
@@ -110,6 +127,36 @@ class History:
                 last = max(numbers, default=0)
             self._last_number[folder] = last
         return self._last_number[folder] + 1
+
+    # -- runs stopped by a closed page ----------------------------------------------------------------
+
+    def note_stopped(self, run: StoppedRun) -> None:
+        """Note `run`, which its visitor left unfinished; a note that cannot be written is only logged."""
+        line = json.dumps(asdict(run) | {"when": dt.datetime.now().isoformat(timespec="seconds")})
+        try:
+            self.outputs.mkdir(parents=True, exist_ok=True)
+            with self._lock, open(self.outputs / STOPPED_RUNS, "a", encoding="utf-8") as notes:
+                notes.write(f"\n{line}\n")  # a line cut short (a full disk) runs into no other
+        except OSError:
+            log.exception("could not note a stopped run")
+
+    def stopped_runs(self, viewer: Viewer, limit: int = 3) -> list[StoppedRun]:
+        """The latest runs `viewer` left unfinished, newest first."""
+        try:
+            lines = (self.outputs / STOPPED_RUNS).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        found: list[StoppedRun] = []
+        for line in reversed(lines):
+            try:
+                run = StoppedRun(**json.loads(line))
+            except (ValueError, TypeError):  # empty, or cut short by a full disk: the others still count
+                continue
+            if viewer.sees_all or run.owner == viewer.owner:
+                found.append(run)
+                if len(found) == limit:
+                    break
+        return found
 
     # -- thumbnails -----------------------------------------------------------------------------------
 

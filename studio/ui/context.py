@@ -19,7 +19,7 @@ from pipelines.task import Task
 from studio.core.access import ModelAccess, RateLimit
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
-from studio.core.history import History
+from studio.core.history import History, StoppedRun
 from studio.core.history_index import Viewer
 from studio.core.presets import Presets, load_presets
 from studio.core.settings import Settings
@@ -27,7 +27,7 @@ from studio.core.style_codes import StyleCodes
 from studio.ui import zerogpu
 from studio.ui.common import session_of
 from studio.ui.model_check import ModelCheck
-from studio.ui.runner import JobRunner
+from studio.ui.runner import JobRunner, Run
 from studio.ui.send_to import SendTo
 
 
@@ -89,7 +89,18 @@ class Studio:
         image_targets = {tab.id: tab.label for tab in tabs if tab.takes_images}
         history = History(settings.outputs)
         style_codes = StyleCodes(settings.styles_folder)
-        return cls(settings, presets, cache, history, runner, SendTo(image_targets), model_check, style_codes)
+        studio = cls(
+            settings, presets, cache, history, runner, SendTo(image_targets), model_check, style_codes
+        )
+        runner.unfinished = studio.note_unfinished
+        return studio
+
+    def note_unfinished(self, run: Run) -> None:
+        """The history notes a run its visitor's closed page left unfinished, as theirs."""
+        prompts = run.job.prompts or (str(run.job.values.get("prompt") or ""),)
+        task = run.job.action or run.job.task
+        owner = self.viewer(run.request).owner
+        self.history.note_stopped(StoppedRun(task, " · ".join(prompts), run.made, run.total, owner))
 
     def viewer(self, request: gr.Request | None) -> Viewer:
         """Who is asking, for the history: with --auth, the signed-in user, who sees their own results;

@@ -9,12 +9,14 @@ wrote (or rebuilds it, with its progress).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import gradio as gr
 from pydantic import Field
 
+from studio.core.history import StoppedRun
 from studio.core.history_index import TRASH, Entry, Page, Query, Viewer
 from studio.core.metadata import GenerationParameters
 from studio.core.peer_metadata import describe_peer_parameters
@@ -45,10 +47,61 @@ class HistoryRequest(Request):
     page: int = Field(1, ge=1, le=100_000)
 
 
-def create_tab(studio: Studio) -> None:
-    history = studio.history
-    synced: list[bool] = []  # the index is brought up to date once per process, then on Refresh
+@dataclass
+class HistoryLayout:
+    """The tab's components, as `layout` places them."""
 
+    text: gr.Textbox
+    filters: dict[str, gr.Dropdown]  # by FILTER_LABELS' names
+    trashed: gr.Checkbox
+    refresh: gr.Button
+    stopped: gr.Markdown  # runs a closed page left unfinished
+    gallery: gr.Gallery
+    newer: gr.Button
+    page_line: gr.Markdown
+    older: gr.Button
+    page: gr.Number
+    listed: gr.State  # the paths shown, in order
+    selected: gr.State  # the selected result's path
+    image: gr.Image
+    described: gr.Textbox
+    fields: gr.JSON
+    send: dict[str, gr.Button]  # by target tab
+    vary: dict[str, gr.Button]  # by variation
+    upscale: gr.Button
+    use_seed: gr.Button
+    delete: gr.Button
+    restore: gr.Button
+    empty: gr.Button
+    confirm: gr.Button
+    note: StatusLine
+    page_data: gr.JSON
+
+    @property
+    def request_inputs(self) -> list[gr.components.Component]:
+        """HistoryRequest's fields, in order."""
+        return [self.text, *self.filters.values(), self.trashed, self.page]
+
+    @property
+    def page_outputs(self) -> list[gr.components.Component]:
+        """What a listing fills, then the filters' choices."""
+        shown = [self.stopped, self.gallery, self.page_line, self.page, self.listed, self.page_data]
+        return [*shown, *self.filters.values()]
+
+    @property
+    def selection(self) -> list[gr.components.Component]:
+        return [self.selected, self.image, self.described, self.fields, self.note]
+
+
+def create_tab(studio: Studio) -> None:
+    shown = layout(studio)
+    lister = Lister(studio, shown)
+    lister.wire()
+    wire_selection(studio, shown)
+    wire_trash(studio, shown, lister)
+
+
+def layout(studio: Studio) -> HistoryLayout:
     with gr.Row(equal_height=True):
         text = gr.Textbox(
             value=HistoryRequest.default("text"),
@@ -57,8 +110,8 @@ def create_tab(studio: Studio) -> None:
             scale=3,
             elem_id="history-search",
         )
-        task, model, day, size = (
-            gr.Dropdown(
+        filters = {
+            name: gr.Dropdown(
                 [(label, ANY)],
                 value=ANY,
                 label=tr(name.capitalize()),
@@ -66,10 +119,11 @@ def create_tab(studio: Studio) -> None:
                 elem_id=f"history-{name}",
             )  # fmt: skip
             for name, label in FILTER_LABELS.items()
-        )
+        }
         with gr.Column(scale=1, min_width=120):
             trashed = gr.Checkbox(value=False, label=tr("Show trash"), elem_id="history-trashed")
             refresh = gr.Button(tr("Refresh"), size="sm", elem_id="history-refresh")
+    stopped = gr.Markdown(elem_id="history-stopped")
     gallery = gr.Gallery(
         label=tr("Results, newest first"),
         columns=8,
@@ -84,8 +138,7 @@ def create_tab(studio: Studio) -> None:
         page_line = gr.Markdown(elem_id="history-page")
         older = gr.Button(tr("Older ▶"), size="sm", scale=0, min_width=110, elem_id="history-next")
     page = gr.Number(value=HistoryRequest.default("page"), precision=0, visible=False)
-    listed = gr.State([])  # the paths shown, in order
-    selected = gr.State(None)  # the selected result's path
+    listed, selected = gr.State([]), gr.State(None)
     with gr.Row(equal_height=False):
         image = gr.Image(
             label=tr("Selected"), type="filepath", interactive=False, height=360, elem_id="history-image"
@@ -119,66 +172,71 @@ def create_tab(studio: Studio) -> None:
             note = StatusLine(elem_id="history-note")
     with gr.Accordion(tr("This page as data"), open=False):
         page_data = gr.JSON(elem_id="history-page-data")
+    return HistoryLayout(
+        text, filters, trashed, refresh, stopped, gallery, newer, page_line, older, page, listed, selected,
+        image, described, fields, send, vary, upscale, use_seed, delete, restore, empty, confirm, note,
+        page_data,
+    )  # fmt: skip
 
-    # -- listing -------------------------------------------------------------------------------------------
 
-    def listing(values: dict[str, Any], request: gr.Request, progress: gr.Progress) -> tuple:
-        """The page's thumbnails, its line, number, paths and data, then the filters' choices."""
+class Lister:
+    """Lists a page of results: the /history endpoint, the tab's filters and paging, Refresh."""
+
+    def __init__(self, studio: Studio, shown: HistoryLayout) -> None:
+        self.studio, self.shown = studio, shown
+        self.synced = False  # the index is brought up to date once per process, then on Refresh
+        self.endpoint = Endpoint(
+            "history",
+            "List saved results, newest first, each with every word of `text` in its prompts and passing "
+            "the filters. Returns the page's thumbnails, which page of how many, and the page as data "
+            "(with the latest runs a closed page left unfinished).",
+            [
+                field(
+                    HistoryRequest, "text", shown.text, "words that must all appear in the prompt (any case)."
+                ),
+                field(
+                    HistoryRequest,
+                    "task",
+                    shown.filters["task"],
+                    'a task, e.g. "txt2img", "img2img", "upscale"; "" for any.',
+                ),
+                field(HistoryRequest, "model", shown.filters["model"], 'a model as recorded; "" for any.'),
+                field(HistoryRequest, "day", shown.filters["day"], 'a day, "YYYY-MM-DD"; "" for any.'),
+                field(HistoryRequest, "size", shown.filters["size"], 'a size, "WIDTHxHEIGHT"; "" for any.'),
+                field(HistoryRequest, "trashed", shown.trashed, "true lists the trash instead."),
+                field(HistoryRequest, "page", shown.page, f"which page, from 1 ({PER_PAGE} results a page)."),
+            ],  # fmt: skip
+            lambda values, request, progress: [self.listing(values, request, progress)[i] for i in (1, 2, 5)],
+            streams=False,
+        )
+
+    def listing(self, values: dict[str, Any], request: gr.Request, progress: gr.Progress) -> tuple:
+        """What `HistoryLayout.page_outputs` show for the page `values` ask for."""
+        history = self.studio.history
         with user_errors():
             checked = parse_request(HistoryRequest, {**values, "page": int(values.get("page") or 1)})
-            if not synced:  # files other processes wrote since the last start; a rebuild, if it was lost
+            if not self.synced:  # files other processes wrote since the last start; a rebuild, if it was lost
                 history.index.sync(
                     lambda done, total: progress((done, total), desc=say("Reading the results"))
                 )
-                synced.append(True)
-            viewer = studio.viewer(request)
+                self.synced = True
+            viewer = self.studio.viewer(request)
             found = history.index.search(Query(**checked.model_dump(), per_page=PER_PAGE), viewer)
             offered = history.index.choices(viewer)
         choices = tuple(
             gr.Dropdown(choices=[(label, ANY), *offered[name]], value=values.get(name) or ANY)
             for name, label in FILTER_LABELS.items()
         )
-        return (*page_of(found), *choices)
-
-    def page_of(found: Page) -> tuple:
+        stopped = history.stopped_runs(viewer)
         items = [(str(history.thumbnail(e.path, trashed=e.trashed)), caption(e)) for e in found.entries]
-        if found.total:
-            counted = say(f"{found.total} result" if found.total == 1 else f"{found.total} results")
-            line = say(f"Page {found.page} of {found.pages}") + f" · {counted}"
-        else:
-            line = say("Nothing here yet.")
         data = {"total": found.total, "page": found.page, "pages": found.pages}
         data["results"] = [summary(entry) for entry in found.entries]
-        return items, line, found.page, [e.path for e in found.entries], data
+        data["stopped_runs"] = [asdict(run) for run in stopped]
+        paths = [e.path for e in found.entries]
+        return stopped_lines(stopped), items, page_line(found), found.page, paths, data, *choices
 
-    endpoint = Endpoint(
-        "history",
-        "List saved results, newest first, each with every word of `text` in its prompts and passing the "
-        "filters. Returns the page's thumbnails, which page of how many, and the page as data.",
-        [
-            field(HistoryRequest, "text", text, "words that must all appear in the prompt (any case)."),
-            field(HistoryRequest, "task", task, 'a task, e.g. "txt2img", "img2img", "upscale"; "" for any.'),
-            field(HistoryRequest, "model", model, 'a model as recorded; "" for any.'),
-            field(HistoryRequest, "day", day, 'a day, "YYYY-MM-DD"; "" for any.'),
-            field(HistoryRequest, "size", size, 'a size, "WIDTHxHEIGHT"; "" for any.'),
-            field(HistoryRequest, "trashed", trashed, "true lists the trash instead."),
-            field(HistoryRequest, "page", page, f"which page, from 1 ({PER_PAGE} results a page)."),
-        ],
-        lambda values, request, progress: [listing(values, request, progress)[i] for i in (0, 1, 4)],
-        streams=False,
-    )
-    page_outputs = [gallery, page_line, page, listed, page_data]
-    filters = [task, model, day, size]
-    gr.Button(visible=False).click(  # /history: the listing alone
-        endpoint.fn,
-        endpoint.inputs,
-        [gallery, page_line, page_data],
-        api_name=endpoint.name,
-        concurrency_limit=None,
-    )
-
-    def lists(turn):
-        """An event function listing the page `turn(current page)` (its inputs: the endpoint's)."""
+    def lists(self, turn: Callable[[int], int]) -> Callable:
+        """An event function listing the page `turn(current page)`, from the endpoint's inputs."""
 
         def fn(text, task, model, day, size, trashed, page, request: gr.Request, progress=gr.Progress()):
             values = {
@@ -189,42 +247,77 @@ def create_tab(studio: Studio) -> None:
                 "size": size,
                 "trashed": trashed,
             }
-            return listing({**values, "page": turn(int(page or 1))}, request, progress)
+            return self.listing({**values, "page": turn(int(page or 1))}, request, progress)
 
         return fn
 
-    def on(triggers: list, turn) -> None:
-        gr.on(triggers, lists(turn), endpoint.inputs, page_outputs + filters, **LISTING)
+    def wire(self) -> None:
+        shown, endpoint = self.shown, self.endpoint
+        gr.Button(visible=False).click(  # /history: the listing alone
+            endpoint.fn,
+            endpoint.inputs,
+            [shown.gallery, shown.page_line, shown.page_data],
+            api_name=endpoint.name,
+            concurrency_limit=None,
+        )
 
-    on(
-        [text.submit, trashed.change, *(f.input for f in filters), studio.tab_blocks[TAB.id].select],
-        lambda p: 1,
-    )
-    on([newer.click], lambda current: max(1, current - 1))
-    on([older.click], lambda current: current + 1)
-    refresh.click(synced.clear, None, None, **INSTANT_EVENT).then(
-        lists(lambda current: current), endpoint.inputs, page_outputs + filters, **LISTING
-    )
+        def on(triggers: list, turn: Callable[[int], int]) -> None:
+            gr.on(triggers, self.lists(turn), endpoint.inputs, shown.page_outputs, **LISTING)
 
-    # -- one result ---------------------------------------------------------------------------------------
+        typed = [shown.text.submit, shown.trashed.change, *(f.input for f in shown.filters.values())]
+        on([*typed, self.studio.tab_blocks[TAB.id].select], lambda current: 1)
+        on([shown.newer.click], lambda current: max(1, current - 1))
+        on([shown.older.click], lambda current: current + 1)
 
-    def entry_of(path: str | None, request: gr.Request | None, *, vetted: bool = False) -> Entry:
-        viewer = Viewer() if vetted else studio.viewer(request)
-        found = history.index.entry(path, viewer) if path else None
-        if found is None:
-            raise gr.Error(say("Pick a result in the gallery first."), print_exception=False)
-        return found
+        def resync() -> None:
+            self.synced = False
 
-    def file_of(found: Entry) -> str:
-        return str(history.outputs / (f"{TRASH}/{found.path}" if found.trashed else found.path))
+        shown.refresh.click(resync, None, None, **INSTANT_EVENT).then(
+            self.lists(lambda current: current), endpoint.inputs, shown.page_outputs, **LISTING
+        )
+
+
+def page_line(found: Page) -> str:
+    if not found.total:
+        return say("Nothing here yet.")
+    counted = say(f"{found.total} result" if found.total == 1 else f"{found.total} results")
+    return say(f"Page {found.page} of {found.pages}") + f" · {counted}"
+
+
+def stopped_lines(stopped: list[StoppedRun]) -> str:
+    """The runs a closed page left unfinished, a line each, so their visitor knows what was not made."""
+    lines = []
+    for run in stopped:
+        about = f"{run.task} “{shortened(run.prompt)}”" if run.prompt.strip() else run.task
+        when, made, total = run.when[11:16], run.made, run.total
+        said = say(f"{when} · {about}: stopped when its page was closed, after {made} of {total}.")
+        lines.append(f"- ⏹ {said}")
+    return "\n".join(lines)
+
+
+def entry_of(studio: Studio, path: str | None, request: gr.Request | None, *, vetted: bool = False) -> Entry:
+    viewer = Viewer() if vetted else studio.viewer(request)
+    found = studio.history.index.entry(path, viewer) if path else None
+    if found is None:
+        raise gr.Error(say("Pick a result in the gallery first."), print_exception=False)
+    return found
+
+
+def file_of(studio: Studio, found: Entry) -> str:
+    return str(studio.history.outputs / (f"{TRASH}/{found.path}" if found.trashed else found.path))
+
+
+def wire_selection(studio: Studio, shown: HistoryLayout) -> None:
+    """Selecting a result shows it; its buttons send it to the other tabs; /history_item shows one."""
 
     def select(paths: list[str], event: gr.SelectData, request: gr.Request):
         if event.index is None or event.index >= len(paths):
             return None, None, "", {}
-        found = entry_of(paths[event.index], request)
-        return found.path, file_of(found), describe(found), found.parameters
+        found = entry_of(studio, paths[event.index], request)
+        return found.path, file_of(studio, found), describe(found), found.parameters
 
-    gallery.select(select, [listed], [selected, image, described, fields], **INSTANT_EVENT)
+    shown_result = [shown.image, shown.described, shown.fields]
+    shown.gallery.select(select, [shown.listed], [shown.selected, *shown_result], **INSTANT_EVENT)
 
     def history_item(file: str, request: gr.Request):
         """One saved result: its image, its parameters as text, and as fields.
@@ -232,87 +325,90 @@ def create_tab(studio: Studio) -> None:
         Args:
             file: the result as /history lists it, e.g. "2026-12-01/00012-txt2img-42.png".
         """
-        found = entry_of(file, request)
-        return file_of(found), describe(found), found.parameters
+        found = entry_of(studio, file, request)
+        return file_of(studio, found), describe(found), found.parameters
 
     item_path = gr.Textbox(visible=False)
     gr.Button(visible=False).click(
-        history_item, [item_path], [image, described, fields], api_name="history_item", concurrency_limit=None
+        history_item, [item_path], shown_result, api_name="history_item", concurrency_limit=None
     )
 
     def sent_of(path: str | None, **changes: Any) -> Sent:
         # `selected` is session state only `select` sets, after checking who may see the result.
-        found = entry_of(path, None, vetted=True)
-        return replace(Sent.of(file_of(found), found.parameters), **changes)
+        found = entry_of(studio, path, None, vetted=True)
+        return replace(Sent.of(file_of(studio, found), found.parameters), **changes)
 
     def with_variation(name: str):
         return lambda path: sent_of(path, variation=name)
 
     def seed_of(path: str | None) -> Sent:
-        sent = sent_of(path)
-        if sent.seed is None:
+        seed = entry_of(studio, path, None, vetted=True).seed
+        if seed is None:
             raise gr.Error(say("This result has no seed: nothing denoised it."), print_exception=False)
-        return replace(sent, seed_only=True)
+        return Sent(seed=seed)
 
-    for target, button in send.items():
-        studio.send_to.send(button, target, [selected], sent_of)
-    for name, button in vary.items():
-        studio.send_to.send(button, "img2img", [selected], with_variation(name), then="vary")
-    studio.send_to.send(upscale, "upscale", [selected], sent_of, then="upscale")
-    studio.send_to.send(use_seed, "txt2img", [selected], seed_of)
+    send_to = studio.send_to
+    for target, button in shown.send.items():
+        send_to.send(button, target, [shown.selected], sent_of)
+    for name, button in shown.vary.items():
+        send_to.send(button, "img2img", [shown.selected], with_variation(name), then="vary")
+    send_to.send(shown.upscale, "upscale", [shown.selected], sent_of, then="upscale")
+    send_to.send(shown.use_seed, "txt2img", [shown.selected], seed_of)
 
-    # -- the trash -------------------------------------------------------------------------------------------
+
+def wire_trash(studio: Studio, shown: HistoryLayout, lister: Lister) -> None:
+    """Delete moves the selected result to the trash; Show trash lists it with Restore; Empty trash,
+    confirmed, destroys what it holds."""
+    history = studio.history
 
     def trash_controls(showing: bool):
         return (gr.Button(visible=not showing), gr.Button(visible=showing), gr.Button(visible=showing),
                 gr.Button(visible=False))  # fmt: skip
 
-    trashed.change(trash_controls, [trashed], [delete, restore, empty, confirm], **INSTANT_EVENT)
+    trash_buttons = [shown.delete, shown.restore, shown.empty, shown.confirm]
+    shown.trashed.change(trash_controls, [shown.trashed], trash_buttons, **INSTANT_EVENT)
 
-    def mover(action, done: str):
+    def mover(action: Callable[[str], None], done: str):
         """Delete (to the trash) or Restore the selected result, then list the page again."""
-        again = lists(lambda current: current)
+        again = lister.lists(lambda current: current)
 
         def moved(
             path, text, task, model, day, size, trashed, page, request: gr.Request, progress=gr.Progress()
         ):
             with user_errors():
-                action(entry_of(path, request).path)
-            return (
-                *again(text, task, model, day, size, trashed, page, request, progress),
-                None,
-                None,
-                "",
-                {},
-                done,
-            )
+                action(entry_of(studio, path, request).path)
+            listed = again(text, task, model, day, size, trashed, page, request, progress)
+            return *listed, None, None, "", {}, done
 
         return moved
 
-    selection = [selected, image, described, fields, note]
     for button, action, done in (
-        (delete, history.trash, "Moved to the trash: Show trash lists it, with Restore."),
-        (restore, history.restore, "Restored."),
+        (shown.delete, history.trash, "Moved to the trash: Show trash lists it, with Restore."),
+        (shown.restore, history.restore, "Restored."),
     ):
-        button.click(mover(action, done), [selected, *endpoint.inputs], page_outputs + filters + selection,
-                     **LISTING)  # fmt: skip
+        inputs = [shown.selected, *lister.endpoint.inputs]
+        button.click(mover(action, done), inputs, shown.page_outputs + shown.selection, **LISTING)
 
-    empty.click(lambda: gr.Button(visible=True), None, [confirm], **INSTANT_EVENT)
+    shown.empty.click(lambda: gr.Button(visible=True), None, [shown.confirm], **INSTANT_EVENT)
 
     def destroy(request: gr.Request):
         removed = history.empty_trash(studio.viewer(request))
-        return gr.Button(
-            visible=False
-        ), f"Destroyed {removed} result{'s' if removed != 1 else ''} from the trash."
+        if removed == 1:
+            return gr.Button(visible=False), say("Destroyed 1 result from the trash.")
+        return gr.Button(visible=False), say(f"Destroyed {removed} results from the trash.")
 
-    confirm.click(destroy, None, [confirm, note], **INSTANT_EVENT).then(
-        lists(lambda current: 1), endpoint.inputs, page_outputs + filters, **LISTING
+    shown.confirm.click(destroy, None, [shown.confirm, shown.note], **INSTANT_EVENT).then(
+        lister.lists(lambda current: 1), lister.endpoint.inputs, shown.page_outputs, **LISTING
     )
 
 
 def caption(entry: Entry) -> str:
-    words = entry.prompt.strip() or entry.task
-    return words if len(words) <= 40 else words[:39] + "…"
+    return shortened(entry.prompt.strip() or entry.task)
+
+
+def shortened(words: str, most: int = 40) -> str:
+    words = words.strip()
+    return words if len(words) <= most else words[: most - 1] + "…"
 
 
 def summary(entry: Entry) -> dict[str, Any]:

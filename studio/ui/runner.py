@@ -52,8 +52,10 @@ class Job:
 
 @dataclass
 class Run:
-    """A session's running job: its Stop flag, and how far it has got."""
+    """A session's running job: what was asked (by whom), its Stop flag, and how far it has got."""
 
+    job: Job
+    request: gr.Request | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     made: int = 0
     total: int = 1
@@ -95,8 +97,7 @@ class Runs:
         with self._lock:
             return session in self._left
 
-    def begin(self, session: str, total: int) -> Run:
-        run = Run(total=total)
+    def begin(self, session: str, run: Run) -> Run:
         with self._lock:
             self._runs[session] = run
         return run
@@ -131,6 +132,8 @@ class JobRunner:
         self.gpu_runner = gpu_runner
         self.access = access or ModelAccess()
         self.rate_limit = rate_limit or RateLimit()
+        # Told of each run a closed page left unfinished, once it has ended (the history notes it).
+        self.unfinished: Callable[[Run], None] = lambda run: None
 
     def add(self, name: str, pipeline: Task) -> None:
         self.tasks[name] = pipeline
@@ -185,10 +188,13 @@ class JobRunner:
                 self.check_limits(parsed)
             self.rate_limit.check(visitor_of(request))
             session = session_of(request)
+            total = sum(getattr(parsed, "num_images", 1) for parsed in requests)
+            run = Run(job, request, total=total)
             if self.runs.has_left(session):  # queued before its visitor closed the page: nobody to show it
                 logger.info("A %s run was dropped: its visitor left before it started.", job.task)
+                self.unfinished(run)
                 return
-            run = self.runs.begin(session, total=sum(getattr(parsed, "num_images", 1) for parsed in requests))
+            self.runs.begin(session, run)
             progress(0, desc=say("Preparing the model…"))
             try:
                 for position, parsed in enumerate(requests, start=1):
@@ -199,12 +205,13 @@ class JobRunner:
                         run.made += not isinstance(result, PreviewImage)
                         yield result
             except RunCancelled:
-                if self.runs.has_left(session):
-                    logger.info("A %s run stopped: its visitor left. %s", job.task, run.stopped_message())
-                else:
+                if not self.runs.has_left(session):
                     gr.Warning(run.stopped_message())
             finally:
                 self.runs.end(session, run)
+                if self.runs.has_left(session) and run.made < run.total:
+                    logger.info("A %s run stopped: its visitor left. %s", job.task, run.stopped_message())
+                    self.unfinished(run)
 
     def _results(
         self, task: str, pipeline: Task, parsed: Request, run: Run, progress: gr.Progress, where: str

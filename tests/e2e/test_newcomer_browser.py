@@ -16,6 +16,7 @@ from tests.e2e.helpers import (
     TXT2IMG_GALLERY,
     TXT2IMG_SELECTED,
     open_advanced,
+    open_studio,
     saved_pngs,
     set_slider,
     tab_panel,
@@ -61,7 +62,7 @@ def test_stop_says_how_far_the_run_got_with_no_error_and_no_unfinished_preview(
 ) -> None:
     # The second image holds, its previews shown, until Stop is pressed: on a fast backend the other three
     # would otherwise finish before the click lands.
-    cache, stop_pressed = running_app.demo.studio_cache, threading.Event()
+    cache, stop_pressed = running_app.demo.studio.cache, threading.Event()
     denoise, calls = cache.denoise, itertools.count()
 
     def second_waits_for_stop(base, size, call, **kwargs):
@@ -96,6 +97,63 @@ def test_stop_says_how_far_the_run_got_with_no_error_and_no_unfinished_preview(
     expect(tab_panel(page, "#txt2img-generate").get_by_text("Error", exact=True)).to_have_count(0)
     expect(page.locator(GALLERY)).to_have_count(1)
     expect(page.locator("#txt2img-gallery")).not_to_contain_text("step")
+
+
+def test_a_page_closed_mid_run_stops_it_and_the_history_says_what_was_not_made(
+    page: Page, browser, running_app, monkeypatch
+) -> None:
+    # The second image holds until the server has noticed the page close: on a fast backend the other
+    # three would otherwise finish first. It may still be finished and saved (its steps are done); the
+    # third never starts.
+    studio, left, ended = running_app.demo.studio, threading.Event(), threading.Event()
+    denoise, calls, leave = studio.cache.denoise, itertools.count(), studio.runner.runs.left
+    unfinished = studio.runner.unfinished
+
+    def second_waits_for_the_page_to_close(base, size, call, **kwargs):
+        if next(calls) != 1:
+            return denoise(base, size, call, **kwargs)
+
+        def then_wait():
+            finished = call()
+            left.wait(timeout=GENERATE_TIMEOUT_MS / 1000)
+            return finished
+
+        return denoise(base, size, then_wait, **kwargs)
+
+    def leaving(session: str):
+        try:
+            return leave(session)
+        finally:
+            left.set()
+
+    def noted(run) -> None:
+        unfinished(run)
+        ended.set()
+
+    monkeypatch.setattr(studio.cache, "denoise", second_waits_for_the_page_to_close)
+    monkeypatch.setattr(studio.runner.runs, "left", leaving)
+    monkeypatch.setattr(studio.runner, "unfinished", noted)
+    panel = tab_panel(page, "#txt2img-generate")
+    page.locator("#txt2img-prompt textarea").fill("a lighthouse left behind")
+    set_slider(panel, "Images", 4)
+    open_advanced(panel)
+    set_slider(panel, "Steps", 2)
+    before = saved_pngs(running_app.outputs)
+    page.locator("#txt2img-generate").click()
+    wait_for_saved(page, running_app.outputs, before)  # the first image finished
+    page.context.close()
+    assert ended.wait(timeout=GENERATE_TIMEOUT_MS / 1000), "the run ended, unfinished, and was noted"
+
+    again = open_studio(browser, running_app.url)
+    again.get_by_role("tab", name="History", exact=True).click()
+    note = again.locator("#history-stopped")
+    expect(note).to_contain_text(
+        re.compile(r"“a lighthouse left behind”: stopped when its page was closed, after \d of 4\."),
+        timeout=GENERATE_TIMEOUT_MS,
+    )
+    made = int(re.search(r"after (\d) of 4", note.inner_text()).group(1))
+    assert made in (1, 2) and len(saved_pngs(running_app.outputs) - before) == made, "it says what was saved"
+    again.context.close()
 
 
 def test_use_this_images_seed_puts_the_selected_images_seed_in_the_seed_box(page: Page) -> None:

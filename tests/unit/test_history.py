@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from studio.core.history import History
+from studio.core.history import STOPPED_RUNS, History, StoppedRun
 from studio.core.history_index import Query, Viewer
 from studio.core.metadata import GenerationParameters, read_parameters
 
@@ -190,3 +190,23 @@ def test_thumbnails_are_small_and_made_for_files_that_have_none(tmp_path):
     history.thumbnail_path(relative).unlink()
     with Image.open(history.thumbnail(relative)) as thumb:
         assert thumb.size == (256, 128)
+
+
+def test_runs_a_closed_page_left_unfinished_are_noted_for_their_owner_newest_first(tmp_path):
+    history = History(tmp_path)
+    history.note_stopped(StoppedRun("txt2img", "a fox", 1, 4, owner="session:a"))
+    history.note_stopped(StoppedRun("img2img", "a kite", 0, 2, owner="session:b"))
+    with open(tmp_path / STOPPED_RUNS, "a") as notes:
+        notes.write('{"task": "txt2img", "pro')  # cut short by a full disk: the others still count
+    history.note_stopped(StoppedRun("Vary (Subtle)", "a boat", 2, 3, owner="session:a"))
+
+    mine = history.stopped_runs(Viewer("session:a", sees_all=False))
+    assert [(run.task, run.prompt, run.made, run.total) for run in mine] == [
+        ("Vary (Subtle)", "a boat", 2, 3),
+        ("txt2img", "a fox", 1, 4),
+    ]
+    assert all(run.when.startswith(time.strftime("%Y-")) for run in mine), "each says when"
+    assert [run.prompt for run in history.stopped_runs(Viewer(), limit=2)] == ["a boat", "a kite"]
+    assert history.stopped_runs(Viewer("session:c", sees_all=False)) == []
+    assert History(tmp_path / "new").stopped_runs(Viewer()) == [], "none noted yet"
+    assert history.index.sync() == {"added": 0, "changed": 0, "removed": 0}, "a note is no result"

@@ -117,7 +117,7 @@ def test_the_worker_hands_over_results_in_order_with_only_the_latest_of_waiting_
         yield "image 1"
         yield "image 2"
 
-    events = list(in_worker(results, Run(), progress))
+    events = list(in_worker(results, Run(Job("echo", {})), progress))
     assert events[-2:] == ["image 1", "image 2"]
     assert [e.step for e in events[:-2]][-1:] == [3], "the latest preview, before the image it leads to"
 
@@ -130,7 +130,7 @@ def test_the_worker_makes_the_next_result_only_when_asked_for_it():
             made.append(index)
             yield index
 
-    stream = in_worker(results, Run(), progress)
+    stream = in_worker(results, Run(Job("echo", {})), progress)
     assert next(stream) == 0
     time.sleep(0.2)
     assert made == [0], "nothing ran ahead of the caller"
@@ -142,14 +142,14 @@ def test_a_failure_in_the_worker_is_raised_to_the_caller():
         yield "image 1"
         raise ValueError("the model broke")
 
-    stream = in_worker(results, Run(), progress)
+    stream = in_worker(results, Run(Job("echo", {})), progress)
     assert next(stream) == "image 1"
     with pytest.raises(ValueError, match="the model broke"):
         next(stream)
 
 
 def test_closing_the_stream_stops_the_task_at_its_next_step():
-    run, steps = Run(), []
+    run, steps = Run(Job("echo", {})), []
     stop = run.stop
 
     def results(send):
@@ -169,7 +169,7 @@ def test_closing_the_stream_stops_the_task_at_its_next_step():
 def test_a_finished_task_still_winding_down_does_not_stop_the_rest_of_the_run():
     """A batch runs a worker per prompt with the run's one Stop flag: a worker that is still closing its
     stream when the last result has been read must not set it."""
-    run = Run()
+    run = Run(Job("echo", {}))
 
     class SlowToClose:
         def __init__(self) -> None:
@@ -203,17 +203,29 @@ class Holder(Echo):
 
 
 def test_a_visitor_who_left_mid_run_holds_nothing_and_their_queued_runs_never_start():
-    runner, holder = JobRunner(), Holder()
+    runner, holder, unfinished = JobRunner(), Holder(), []
     runner.add("echo", holder)
+    runner.unfinished = unfinished.append
     abandoned = runner.run(Job("echo", {"prompt": "a fox", "num_images": 4}), None, progress)
     assert next(abandoned) == "a fox #1"  # the page took one image, then closed: nobody asks for more
-    run = runner.runs.left("api")
+    runner.runs.left("api")
     assert holder.let_go.wait(timeout=10), "the task stops at its next step and lets its models go"
-    assert run.made == 1
+    assert list(abandoned) == [], "the page's event ends with the run"
     assert list(runner.run(Job("echo", {"prompt": "a kite"}), None, progress)) == []
     assert holder.prompts == ["a fox"], "a run queued before the visitor left never starts"
+    said = [(run.job.values["prompt"], run.made, run.total) for run in unfinished]
+    assert said == [("a fox", 1, 4), ("a kite", 0, 2)], "each unfinished run is told, with how far it got"
     other = JobRunner()
     other.add("echo", Echo())
     assert list(other.run(Job("echo", {"prompt": "a boat", "num_images": 1}), None, progress)) == [
         "a boat #1"
     ]
+
+
+def test_a_visitor_who_left_after_their_run_finished_leaves_nothing_unfinished():
+    runner, unfinished = JobRunner(), []
+    runner.add("echo", Echo())
+    runner.unfinished = unfinished.append
+    assert len(list(runner.run(Job("echo", {"prompt": "a fox"}), None, progress))) == 2
+    runner.runs.left("api")
+    assert unfinished == []
