@@ -91,6 +91,6 @@ def create_tab(studio: Studio) -> BlendTab:
     )
     results.restore_on_open(
         shaped_outputs(controls, aspect_ratio),
-        lambda values: shaped_values(controls, Sent.of(None, values), studio.presets),
+        lambda values: shaped_values(controls, aspect_ratio, Sent.of(None, values), studio.presets),
     )
     return BlendTab(images, results)

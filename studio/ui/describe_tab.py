@@ -92,7 +92,7 @@ def create_tab(studio: Studio) -> DescribeTab:
         if not (prompt or "").strip():
             gr.Warning(say("Describe an image first: there is no prompt to use yet."))
             return None
-        return Sent(path=None, prompt=prompt.strip(), prompt_only=True)
+        return Sent(prompt=prompt.strip())
 
     for suggestion, use in zip(suggestions, uses, strict=True):
         studio.send_to.send(use, "txt2img", [suggestion], prompt_to_send)

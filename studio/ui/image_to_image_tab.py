@@ -20,7 +20,7 @@ from studio.ui.endpoints import IMAGE_FILE, REQUIRED, Endpoint, Parameter, contr
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_enhance, wire_vary
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
-from studio.ui.send_to import Sent
+from studio.ui.send_to import Sent, Updates, sent_values
 from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
 
 TAB = TabInfo("img2img", "Image to Image", takes_images=True)
@@ -268,10 +268,12 @@ def create_tab(studio: Studio) -> ImageToImageTab:
         **INSTANT_EVENT,
     )
 
-    def fill(sent: Sent) -> tuple:
+    def fill(sent: Sent) -> Updates:
         """Every mode gets the image; the prompt fields get what made it; Vary, the variation asked for."""
-        path, styles = sent.path, list(sent.styles)
-        return path, path, path, sent.prompt, sent.negative_prompt, styles, sent.variation or gr.skip()
+        path, styles = sent.path, None if sent.styles is None else list(sent.styles)
+        images = dict.fromkeys([image, editor, outpaint_image], path)
+        prompts = {c.prompt: sent.prompt, c.negative_prompt: sent.negative_prompt, c.styles: styles}
+        return sent_values({**images, **prompts, variation: sent.variation})
 
     fields = [image, editor, outpaint_image, c.prompt, c.negative_prompt, c.styles, variation]
     studio.send_to.receive(TAB.id, fields, fill)

@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from pipelines.diffusion import DiffusionRequest
 from pipelines.prompt_parameters import parse_prompt_parameters
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT
@@ -24,13 +25,15 @@ from studio.ui.i18n import say, tr
 
 @dataclass(frozen=True)
 class Sent:
-    """An image file and what made it, the prompt as typed (before styles) where the image says so."""
+    """What is sent to a tab: an image file and what made it, the prompt as typed (before styles) where
+    the image says so. A field left None is not sent: the receiving tab keeps what it shows ("Use seed"
+    sends the seed alone; Describe's "Use this prompt", the prompt alone)."""
 
-    path: str | None
-    prompt: str = ""
-    negative_prompt: str = ""
-    styles: tuple[str, ...] = ()
-    seed: int | None = None
+    path: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    styles: tuple[str, ...] | None = None
+    seed: int | None = None  # -1: a random one
     steps: int | None = None
     guidance_scale: float | None = None
     sampler: str | None = None  # as its studio names it
@@ -40,16 +43,16 @@ class Sent:
     height: int | None = None
     generator: str | None = None  # the studio that made it, when not this one
     variation: str | None = None  # for Image to Image's Vary: the variation to run
-    seed_only: bool = False  # "Use seed": only the seed is sent
-    prompt_only: bool = False  # Describe's "Use this prompt": only the prompt is sent
-    loras: str = ""  # "name:weight, ...": ours as recorded, another studio's from its <lora:…> tags
-    tile: bool = False
+    loras: str | None = None  # "name:weight, ...": ours as recorded, another studio's from its <lora:…> tags
+    tile: bool | None = None
+    chaos: int | None = None
     stylize: int | None = None
     aspect_ratio: str | None = None  # as asked for, where the image records it
 
     @classmethod
     def of(cls, path: str | None, fields: dict[str, Any]) -> Sent:
-        """From parameters as `read_parameters` gives them: ours in full, another studio's as parsed."""
+        """All an image's parameters, as `read_parameters` gives them: ours in full, another studio's as
+        parsed; what the image does not say is sent as the defaults that remake it."""
         ours = GenerationParameters.from_dict(fields) if "task" in fields else None
         extras = ours.extras if ours else {}
         if ours:
@@ -57,12 +60,13 @@ class Sent:
         else:  # AUTOMATIC1111 and its kin write LoRAs into the prompt
             tagged = parse_prompt_parameters(fields.get("prompt", ""), tags_only=True)
             prompt, loras = tagged.prompt, ", ".join(tagged.loras)
+        seed = fields.get("seed")
         return cls(
             path=path,
             prompt=prompt,
             negative_prompt=ours.typed_negative_prompt if ours else fields.get("negative_prompt", ""),
             styles=ours.styles if ours else (),
-            seed=fields.get("seed"),
+            seed=-1 if seed is None else seed,
             steps=fields.get("steps"),
             guidance_scale=fields.get("guidance_scale"),
             sampler=fields.get("sampler"),
@@ -73,15 +77,33 @@ class Sent:
             generator=None if ours else fields.get("generator"),
             loras=loras,
             tile=bool(extras.get("tile")),
-            stylize=extras.get("stylize"),
+            chaos=0,  # under --chaos an image records the settings drawn for it: they remake it as they are
+            stylize=extras.get("stylize", DiffusionRequest.default("stylize")),
             aspect_ratio=extras.get("aspect_ratio"),
         )
+
+
+Updates = dict[gr.components.Component, Any]  # what a fill sets: each component's new value
+
+
+def sent_values(updates: dict[gr.components.Component | None, Any]) -> Updates:
+    """`updates` without what was not sent (None) and the controls a tab does not have (None)."""
+    return {
+        component: value
+        for component, value in updates.items()
+        if component is not None and value is not None
+    }
+
+
+def image_and_prompt(image: gr.Image, prompt: gr.Textbox) -> Callable[[Sent], Updates]:
+    """A fill for a tab that takes the image sent and its prompt alone."""
+    return lambda sent: sent_values({image: sent.path, prompt: sent.prompt})
 
 
 @dataclass(frozen=True)
 class Receiver:
     outputs: list[gr.components.Component]
-    fill: Callable[[Sent], tuple]  # values for `outputs`
+    fill: Callable[[Sent], Updates]  # new values of some of `outputs`
 
 
 @dataclass(frozen=True)
@@ -114,7 +136,7 @@ class SendTo:
         self._senders: list[Sender] = []
 
     def receive(
-        self, tab_id: str, outputs: list[gr.components.Component], fill: Callable[[Sent], tuple]
+        self, tab_id: str, outputs: list[gr.components.Component], fill: Callable[[Sent], Updates]
     ) -> None:
         self._receivers[tab_id] = Receiver(outputs, fill)
 
@@ -165,8 +187,8 @@ class SendTo:
             def send(*values: Any, sender: Sender = sender, receiver: Receiver = receiver):
                 sent = sender.sent(*values)
                 if sent is None:
-                    return (gr.skip(),) * (len(receiver.outputs) + 1)
-                return (*receiver.fill(sent), gr.Tabs(selected=sender.target))
+                    return gr.skip()
+                return {**receiver.fill(sent), tabs: gr.Tabs(selected=sender.target)}
 
             sent_event = sender.button.click(send, sender.inputs, [*receiver.outputs, tabs], **INSTANT_EVENT)
             if sender.then is not None:

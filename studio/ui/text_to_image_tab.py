@@ -13,7 +13,7 @@ from studio.ui.grid_actions import GridActions, create_grid_actions, wire_genera
 from studio.ui.i18n import tr
 from studio.ui.image_prompt_panel import create_image_prompt_panel
 from studio.ui.runner import Job
-from studio.ui.send_to import Sent
+from studio.ui.send_to import Sent, Updates
 from studio.ui.widgets import (
     PromptControls,
     ResultPanel,
@@ -95,14 +95,9 @@ def create_tab(studio: Studio) -> TextToImageTab:
     c = controls
     outputs = shaped_outputs(c, aspect_ratio)
 
-    def fill(sent: Sent) -> tuple:
-        """The fields from an image's parameters (see `PromptControls.received`) and its aspect ratio.
-        "Use seed" fills the seed alone; Describe's "Use this prompt", the prompt alone."""
-        if sent.seed_only:
-            return tuple(sent.seed if box is c.seed else gr.skip() for box in outputs)
-        if sent.prompt_only:
-            return tuple(sent.prompt if box is c.prompt else gr.skip() for box in outputs)
-        return shaped_values(c, sent, presets)
+    def fill(sent: Sent) -> Updates:
+        """The fields from what was sent (see `PromptControls.received`) and its aspect ratio."""
+        return shaped_values(c, aspect_ratio, sent, presets)
 
     studio.send_to.receive(TAB.id, outputs, fill)
     results.restore_on_open(outputs, lambda values: fill(Sent.of(None, values)))

@@ -14,7 +14,7 @@ from studio.ui.endpoints import REQUIRED, Endpoint, Parameter, field, present
 from studio.ui.grid_actions import open_image
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
-from studio.ui.send_to import Sent
+from studio.ui.send_to import Sent, Updates, image_and_prompt, sent_values
 from studio.ui.status_line import StatusLine
 from studio.ui.widgets import PromptControls, prompt_box, prompt_settings, restore_on_open, status_warnings
 
@@ -200,26 +200,22 @@ def create_tab(studio: Studio) -> UpscaleTab:
         endpoint.fn, endpoint.inputs, upscale_outputs, api_name=endpoint.name, **upscale_options
     )
     studio.runner.stop_button(stop, [event], status)
-    studio.send_to.receive(TAB.id, [image, controls.prompt], lambda sent: (sent.path, sent.prompt))
+    studio.send_to.receive(TAB.id, [image, controls.prompt], image_and_prompt(image, controls.prompt))
     studio.send_to.action(TAB.id, "upscale", endpoint.fn, endpoint.inputs, upscale_outputs, **upscale_options)
 
     # A page opened from a link gets the settings of its result back (the image enlarged is not recorded)
     settings = [upscaler, scale, target_width, target_height, mode, creative_strength]
     settings += controls.received_outputs
 
-    def restored(values: dict) -> tuple:
+    def restored(values: dict) -> Updates:
         extras = values.get("extras") or {}
         if values.get("task") != "upscale" or "upscale" not in extras:
-            return tuple(gr.skip() for _ in settings)
+            return {}
         creative = "creative_strength" in extras
-        received = controls.received(Sent.of(None, values), studio.presets) if creative else None
-        return (
-            extras.get("upscaler", gr.skip()),
-            *size_settings(extras["upscale"]),
-            "creative" if creative else "fast",
-            extras.get("creative_strength", gr.skip()),
-            *(received or [gr.skip()] * len(controls.received_outputs)),
-        )
+        received = controls.received(Sent.of(None, values), studio.presets) if creative else {}
+        recorded = {upscaler: extras.get("upscaler"), creative_strength: extras.get("creative_strength")}
+        sized = dict(zip([scale, target_width, target_height], size_settings(extras["upscale"]), strict=True))
+        return sent_values({**recorded, **sized, mode: "creative" if creative else "fast", **received})
 
     restore_on_open(studio, result_file, lambda path: path, settings, restored)
     return UpscaleTab(image, controls)
@@ -227,12 +223,12 @@ def create_tab(studio: Studio) -> UpscaleTab:
 
 def size_settings(upscale: str) -> tuple:
     """Scale, target width and target height that remake a recorded "64x48->256x192": one of the scales
-    when it gives that size, else the exact size."""
+    when it gives that size, else the exact size (None: as it is)."""
     try:
         before, after = ([int(side) for side in size.split("x")] for size in upscale.split("->"))
     except ValueError:
-        return gr.skip(), gr.skip(), gr.skip()
+        return None, None, None
     for factor in SCALES:
         if after == [round(side * factor) for side in before]:
             return factor, 0, 0
-    return gr.skip(), *after
+    return None, *after

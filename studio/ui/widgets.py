@@ -20,7 +20,7 @@ from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters, slid
 from studio.ui.endpoints import Parameter, control, field
 from studio.ui.i18n import say, say_phrases, tr
 from studio.ui.runner import Job
-from studio.ui.send_to import Sent, gallery_path, selected_result
+from studio.ui.send_to import Sent, Updates, gallery_path, selected_result, sent_values
 from studio.ui.status_line import StatusLine
 
 if TYPE_CHECKING:  # the Studio is built from these widgets' module's neighbours
@@ -56,37 +56,23 @@ class PromptControls:
     decoder: gr.Radio | None = None
 
     @property
-    def _receivers(self) -> list[gr.components.Component | None]:
-        """What `received` fills, in its order: the prompt fields, then Midjourney's (None where this
-        task has no such control)."""
-        c = self
-        fields = [
-            c.prompt,
-            c.negative_prompt,
-            c.styles,
-            c.seed,
-            c.steps,
-            c.guidance_scale,
-            c.sampler,
-            c.model,
-        ]
-        return fields + [c.loras, c.tile, c.chaos, c.stylize]
-
-    @property
     def received_outputs(self) -> list[gr.components.Component]:
-        """What `received` fills: the controls this task has."""
-        return [component for component in self._receivers if component is not None]
+        """What `received` may fill: the controls this task has."""
+        c = self
+        receivers = [c.prompt, c.negative_prompt, c.styles, c.seed, c.steps, c.guidance_scale, c.sampler]
+        receivers += [c.model, c.loras, c.tile, c.chaos, c.stylize]
+        return [component for component in receivers if component is not None]
 
-    def received(self, sent: Sent, presets: Presets) -> tuple:
-        """The values of `received_outputs` from an image's parameters, another studio's mapped to ours;
-        what has no equivalent here is left as it is and named in a note."""
+    def received(self, sent: Sent, presets: Presets) -> Updates:
+        """The controls' values from what was sent (an image's parameters, another studio's mapped to
+        ours); what has no equivalent here is left as it is and named in a note."""
         notes = []
         sampler = presets.sampler_named(sent.sampler, sent.scheduler)
         if sent.sampler and sampler is None:
             named = " ".join(part for part in (sent.sampler, sent.scheduler) if part)
             notes.append(f"its sampler {named} has no equivalent here, so the current one stays")
-        seed = -1 if sent.seed is None else sent.seed
-        if not -1 <= seed <= MAX_SEED:
+        seed = sent.seed
+        if seed is not None and not -1 <= seed <= MAX_SEED:
             seed = sent.seed % (MAX_SEED + 1)
             notes.append(f"its seed {sent.seed} is beyond this studio's 0–{MAX_SEED}, so {seed} is used")
         known_model = sent.model and (sent.model in presets.models or Path(sent.model).exists())
@@ -94,22 +80,22 @@ class PromptControls:
             notes.append(f"its model {sent.model} is not on this studio, so the current one stays")
         if notes:
             gr.Info(say(f"From {sent.generator or 'the image'}:") + " " + say_phrases(notes, opens=False))
-        values = (
-            sent.prompt,
-            sent.negative_prompt,
-            [style for style in sent.styles if style in presets.styles],
-            seed,
-            sent.steps or gr.skip(),
-            gr.skip() if sent.guidance_scale is None else sent.guidance_scale,
-            sampler or gr.skip(),
-            sent.model if known_model else gr.skip(),
-            sent.loras,
-            sent.tile,
-            0,  # under --chaos an image records the settings drawn for it: they make it again as they are
-            DiffusionRequest.default("stylize") if sent.stylize is None else sent.stylize,
-        )
-        return tuple(
-            value for component, value in zip(self._receivers, values, strict=True) if component is not None
+        styles = None if sent.styles is None else [style for style in sent.styles if style in presets.styles]
+        return sent_values(
+            {
+                self.prompt: sent.prompt,
+                self.negative_prompt: sent.negative_prompt,
+                self.styles: styles,
+                self.seed: seed,
+                self.steps: sent.steps or None,
+                self.guidance_scale: sent.guidance_scale,
+                self.sampler: sampler,
+                self.model: sent.model if known_model else None,
+                self.loras: sent.loras,
+                self.tile: sent.tile,
+                self.chaos: sent.chaos,
+                self.stylize: sent.stylize,
+            }
         )
 
     @property
@@ -428,19 +414,18 @@ def aspect_ratio_parameter(request_type: type[DiffusionRequest], box: gr.Dropdow
 
 
 def shaped_outputs(controls: PromptControls, aspect_ratio: gr.Dropdown) -> list[gr.components.Component]:
-    """`received_outputs` with the aspect ratio, for a task that makes a new picture (in the order Text
-    to Image published first)."""
-    received = controls.received_outputs
-    return [*received[:8], aspect_ratio, *received[8:]]
+    """`received_outputs` with the aspect ratio, for a task that makes a new picture."""
+    return [*controls.received_outputs, aspect_ratio]
 
 
-def shaped_values(controls: PromptControls, sent: Sent, presets: Presets) -> tuple:
+def shaped_values(
+    controls: PromptControls, aspect_ratio: gr.Dropdown, sent: Sent, presets: Presets
+) -> Updates:
     """The values of `shaped_outputs`: the settings received, and the aspect ratio the image recorded (else
     the one that makes its shape)."""
-    values = controls.received(sent, presets)
     has_size = sent.width and sent.height
-    shape = sent.aspect_ratio or (presets.ratio_of(sent.width, sent.height) if has_size else gr.skip())
-    return (*values[:8], shape, *values[8:])
+    shape = sent.aspect_ratio or (presets.ratio_of(sent.width, sent.height) if has_size else None)
+    return sent_values({**controls.received(sent, presets), aspect_ratio: shape})
 
 
 def status_warnings(not_saved: str | None, notes: list[str]) -> str:
@@ -501,7 +486,9 @@ class ResultPanel:
 
         self.gallery.select(show_selected, [self.gallery, self.parameters], self._described, **INSTANT_EVENT)
 
-    def restore_on_open(self, outputs: list[gr.components.Component], fill: Callable[[dict], tuple]) -> None:
+    def restore_on_open(
+        self, outputs: list[gr.components.Component], fill: Callable[[dict], Updates]
+    ) -> None:
         """A page opened from a link shows its grid again; `outputs` get the settings of its first image."""
 
         def first_image(value: list | None) -> str | None:
@@ -617,7 +604,7 @@ def restore_on_open(
     shown: gr.components.Component,
     result_file: Callable[[Any], str | None],
     outputs: list[gr.components.Component],
-    fill: Callable[[dict], tuple],
+    fill: Callable[[dict], Updates],
 ) -> None:
     """A page opened from a link shows its results again (Gradio's deep links keep what events set, not
     what was typed); `fill(parameters)` gives `outputs` the settings recorded in `result_file(shown's
@@ -631,8 +618,8 @@ def restore_on_open(
             return gr.skip()
         return recorded.to_dict() if isinstance(recorded, GenerationParameters) else recorded
 
-    def filled(values: dict | None) -> tuple:
-        return fill(values) if values else tuple(gr.skip() for _ in outputs)
+    def filled(values: dict | None) -> Updates:
+        return (fill(values) if values else None) or gr.skip()  # Gradio reads {} as one output's value
 
     settings = gr.State(None)
     studio.when_loaded(recorded_settings, [shown], [settings])
