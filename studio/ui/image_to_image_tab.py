@@ -12,8 +12,11 @@ import gradio as gr
 
 from pipelines.image_to_image import ImageToImageRequest, variation_request
 from pipelines.inpaint import InpaintRequest
+from pipelines.loras import Loras
 from pipelines.outpaint import DIRECTION_LABELS, OutpaintRequest
+from pipelines.task import Task
 from studio.core.metadata import GenerationParameters, read_parameters
+from studio.core.presets import Presets
 from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import IMAGE_FILE, REQUIRED, Endpoint, Parameter, control, field, present
@@ -28,12 +31,27 @@ TAB = TabInfo("img2img", "Image to Image", takes_images=True)
 
 @dataclass
 class ImageToImageTab:
-    image: gr.Image
-    editor: gr.ImageEditor
-    outpaint_image: gr.Image
+    image: gr.Image  # Re-imagine's
+    strength: gr.Slider
+    generate: gr.Button
+    variation: gr.Radio
+    vary: gr.Button
+    editor: gr.ImageEditor  # Inpaint's
+    inpaint_strength: gr.Slider
+    mask_blur: gr.Slider
+    inpaint: gr.Button
+    outpaint_image: gr.Image  # Zoom out / Pan's
+    direction: gr.Radio
+    extend: gr.Button
+    stop: gr.Button
     controls: PromptControls
     results: ResultPanel
     actions: GridActions
+
+    @property
+    def images(self) -> list[gr.components.Component]:
+        """Every mode's image, which all get the same one."""
+        return [self.image, self.editor, self.outpaint_image]
 
 
 def input_image(elem_id: str, label: str, max_side: int) -> gr.Image:
@@ -52,14 +70,16 @@ def input_image(elem_id: str, label: str, max_side: int) -> gr.Image:
 
 
 def create_tab(studio: Studio) -> ImageToImageTab:
-    presets = studio.presets
-    max_side = studio.settings.max_image_side
-    pipelines = {
-        "img2img": studio.pipeline("img2img"),
-        "inpaint": studio.pipeline("inpaint"),
-        "outpaint": studio.pipeline("outpaint"),
-    }
+    pipelines = {task: studio.pipeline(task) for task in ("img2img", "inpaint", "outpaint")}
+    tab = layout(studio, pipelines["img2img"].loras)
+    endpoints = [*image_endpoints(tab), vary_endpoint(tab, studio.presets)]
+    wire_runs(studio, tab, pipelines, endpoints)
+    wire_filling(studio, tab)
+    return tab
 
+
+def layout(studio: Studio, loras: Loras) -> ImageToImageTab:
+    presets, max_side = studio.presets, studio.settings.max_image_side
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             # The prompt first: every mode's main button comes after what it will use.
@@ -85,21 +105,7 @@ def create_tab(studio: Studio) -> ImageToImageTab:
                         )
                         vary = gr.Button(tr("Vary this image"), elem_id="img2img-vary", scale=1)
                 with gr.Tab(tr("Inpaint"), id="inpaint"):
-                    editor = readable(
-                        gr.ImageEditor(
-                            label=tr("Paint over what to repaint"),
-                            type="pil",
-                            image_mode="RGB",
-                            sources=["upload", "clipboard"],
-                            layers=False,
-                            transforms=(),
-                            brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=40),
-                            eraser=gr.Eraser(default_size=40),
-                            height=420,
-                            elem_id="inpaint-editor",
-                        ),
-                        max_side,
-                    )
+                    editor = mask_editor(max_side)
                     with gr.Row():
                         inpaint_strength = slider(InpaintRequest, "strength", step=0.05, label=tr("Strength"))
                         mask_blur = slider(InpaintRequest, "mask_blur", label=tr("Soft edge (px)"))
@@ -116,26 +122,52 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             with gr.Row(elem_classes=["run-buttons"]):
                 reroll = gr.Button(tr("Reroll"), elem_id="img2img-reroll", min_width=0)
                 stop = gr.Button(tr("Stop"), variant="stop", elem_id="img2img-stop", min_width=0)
-            controls = prompt_settings("img2img", prompt, studio, loras=pipelines["img2img"].loras)
+            controls = prompt_settings("img2img", prompt, studio, loras=loras)
         with gr.Column(scale=3, min_width=360):
             results = ResultPanel("img2img", studio, reroll=reroll)
             actions = create_grid_actions("img2img", studio, results, controls)
+    return ImageToImageTab(
+        image, strength, generate, variation, vary, editor, inpaint_strength, mask_blur, inpaint,
+        outpaint_image, direction, extend, stop, controls, results, actions,
+    )  # fmt: skip
 
-    def run(task: str, values: dict, request: gr.Request, progress: gr.Progress, action: str = ""):
-        job = Job(task, present(values), action)
-        yield from results.run(job, request, progress)
 
-    def with_image(task: str, action: str = ""):
-        """Run `task` on the image file the API or the page sent, opened with its parameters."""
+def mask_editor(max_side: int) -> gr.ImageEditor:
+    return readable(
+        gr.ImageEditor(
+            label=tr("Paint over what to repaint"),
+            type="pil",
+            image_mode="RGB",
+            sources=["upload", "clipboard"],
+            layers=False,
+            transforms=(),
+            brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=40),
+            eraser=gr.Eraser(default_size=40),
+            height=420,
+            elem_id="inpaint-editor",
+        ),
+        max_side,
+    )
 
-        def run_on_image(values: dict, request: gr.Request, progress: gr.Progress):
+
+def runs_on(results: ResultPanel, task: str, action: str = "", *, image_file: bool = False):
+    """An endpoint function running `task` on its values (`image_file`: the "image" value is a file the
+    API or the page sent, opened with its parameters) as the grid's job, Reroll saying `action`."""
+
+    def run(values: dict, request: gr.Request, progress: gr.Progress):
+        if image_file:
             path = values.pop("image")
             values = {**values, "image": open_image(path) if path else None}
-            yield from run(task, values, request, progress, action)
+        yield from results.run(Job(task, present(values), action), request, progress)
 
-        return run_on_image
+    return run
 
-    def image_parameter(doc: str, component: gr.components.Component = image) -> Parameter:
+
+def image_endpoints(tab: ImageToImageTab) -> list[Endpoint]:
+    """/img2img, /inpaint and /outpaint: each mode's image, the prompt controls and its own settings."""
+    controls, results = tab.controls, tab.results
+
+    def image_parameter(doc: str, component: gr.components.Component) -> Parameter:
         return Parameter("image", component, IMAGE_FILE, REQUIRED, doc)
 
     steps_doc = "denoising steps before strength; left out, the model preset's."
@@ -143,13 +175,57 @@ def create_tab(studio: Studio) -> ImageToImageTab:
         "img2img",
         "Re-imagine an image with a prompt. Returns the PNGs (parameters embedded) and their parameters.",
         [
-            image_parameter("the input image."),
+            image_parameter("the input image.", tab.image),
             *with_steps_doc(controls.parameters("what the image should become (optional)."), steps_doc),
-            field(ImageToImageRequest, "strength", strength, "0 returns the input unchanged, 1 ignores it."),
+            field(
+                ImageToImageRequest, "strength", tab.strength, "0 returns the input unchanged, 1 ignores it."
+            ),
             *controls.later_parameters(),
         ],
-        with_image("img2img"),
+        runs_on(results, "img2img", image_file=True),
     )
+
+    def inpaint_region(values: dict, request: gr.Request, progress: gr.Progress):
+        image_and_mask = values.pop("image_and_mask") or {}
+        layers = image_and_mask.get("layers") or []
+        values = {**values, "image": image_and_mask.get("background"), "mask": layers[0] if layers else None}
+        yield from runs_on(results, "inpaint", "Inpaint")(values, request, progress)
+
+    mask_doc = '{"background": image, "layers": [mask]}; painted (opaque) mask pixels repaint.'
+    inpaint = Endpoint(
+        "inpaint",
+        "Repaint only the painted part of an image (Vary Region); pixels away from it stay exactly.",
+        [
+            Parameter("image_and_mask", tab.editor, dict | None, REQUIRED, mask_doc),
+            *controls.parameters("what to paint there."),
+            field(
+                InpaintRequest,
+                "strength",
+                tab.inpaint_strength,
+                "1 repaints from scratch; lower keeps the old colours.",
+            ),
+            field(InpaintRequest, "mask_blur", tab.mask_blur, "pixels of soft edge around the painted area."),
+            *controls.later_parameters(),
+        ],  # fmt: skip
+        inpaint_region,
+    )
+    outpaint = Endpoint(
+        "outpaint",
+        "Zoom out or pan: extend the canvas and paint the new border; the original pixels are kept.",
+        [
+            image_parameter("the image to extend.", tab.outpaint_image),
+            field(OutpaintRequest, "direction", tab.direction, f"one of {', '.join(DIRECTION_LABELS)}."),
+            *controls.parameters("what the wider scene shows (optional)."),
+            *controls.later_parameters(),
+        ],
+        runs_on(results, "outpaint", "Zoom out / Pan", image_file=True),
+    )
+    return [reimagine, inpaint, outpaint]
+
+
+def vary_endpoint(tab: ImageToImageTab, presets: Presets) -> Endpoint:
+    """/vary: Midjourney's Vary, on the image's own prompt and settings with a new seed."""
+    controls = tab.controls
 
     def vary_image(values: dict, request: gr.Request, progress: gr.Progress):
         if not values["image"]:
@@ -158,15 +234,16 @@ def create_tab(studio: Studio) -> ImageToImageTab:
             strength = presets.variation(values["variation"]).strength
             chosen = variation_request(open_image(values["image"]), strength, prompt=values["prompt"] or "")
         chosen.update(present({"num_images": values["num_images"], "seed": values["seed"]}))
-        yield from run("img2img", chosen, request, progress, f"Vary {values['variation']}")
+        yield from runs_on(tab.results, "img2img", f"Vary {values['variation']}")(chosen, request, progress)
 
     variations = ", ".join(f'"{name}"' for name in presets.variations)
-    vary_endpoint = Endpoint(
+    image_doc = "the image to vary; our PNGs and other studios' bring their parameters along."
+    return Endpoint(
         "vary",
         "Variations of an image, Midjourney's Vary: the image's own prompt and settings, a new seed.",
         [
-            image_parameter("the image to vary; our PNGs and other studios' bring their parameters along."),
-            control("variation", variation, str, f"{variations}."),
+            Parameter("image", tab.image, IMAGE_FILE, REQUIRED, image_doc),
+            control("variation", tab.variation, str, f"{variations}."),
             control("prompt", controls.prompt, str, "replaces the image's own prompt when given."),
             control(
                 "num_images", controls.num_images, int, f"{ImageToImageRequest.range_text('num_images')}."
@@ -176,121 +253,74 @@ def create_tab(studio: Studio) -> ImageToImageTab:
         vary_image,
     )
 
-    def inpaint_region(values: dict, request: gr.Request, progress: gr.Progress):
-        image_and_mask = values.pop("image_and_mask") or {}
-        layers = image_and_mask.get("layers") or []
-        mask = layers[0] if layers else None
-        values = {**values, "image": image_and_mask.get("background"), "mask": mask}
-        yield from run("inpaint", values, request, progress, "Inpaint")
 
-    inpaint_endpoint = Endpoint(
-        "inpaint",
-        "Repaint only the painted part of an image (Vary Region); pixels away from it stay exactly.",
-        [
-            Parameter(
-                "image_and_mask",
-                editor,
-                dict | None,
-                REQUIRED,
-                '{"background": image, "layers": [mask]}; painted (opaque) mask pixels repaint.',
-            ),
-            *controls.parameters("what to paint there."),
-            field(
-                InpaintRequest,
-                "strength",
-                inpaint_strength,
-                "1 repaints from scratch; lower keeps the old colours.",
-            ),
-            field(InpaintRequest, "mask_blur", mask_blur, "pixels of soft edge around the painted area."),
-            *controls.later_parameters(),
-        ],
-        inpaint_region,
-    )
-    directions = ", ".join(DIRECTION_LABELS)
-    outpaint_endpoint = Endpoint(
-        "outpaint",
-        "Zoom out or pan: extend the canvas and paint the new border; the original pixels are kept.",
-        [
-            image_parameter("the image to extend.", outpaint_image),
-            field(OutpaintRequest, "direction", direction, f"one of {directions}."),
-            *controls.parameters("what the wider scene shows (optional)."),
-            *controls.later_parameters(),
-        ],
-        with_image("outpaint", "Zoom out / Pan"),
-    )
+def wire_runs(
+    studio: Studio, tab: ImageToImageTab, pipelines: dict[str, Task], endpoints: list[Endpoint]
+) -> None:
+    """Each mode's button runs its endpoint once the prompt's parameters are read; the grid's Vary and
+    enhance buttons run here too; Stop ends them all; another tab may start a Vary here."""
+    reimagine, inpaint, outpaint, vary = endpoints
+    controls, results = tab.controls, tab.results
     # --iw is the image's weight: less change for the input image, or the region's old colours
-    image_weights = {"img2img": {"strength": strength}, "inpaint": {"strength": inpaint_strength}}
+    image_weights = {"img2img": {"strength": tab.strength}, "inpaint": {"strength": tab.inpaint_strength}}
 
     def read_then_run(button: gr.Button, endpoint: Endpoint):
         task = endpoint.name
         read = controls.read_prompt_first(button.click, pipelines[task], image_weights.get(task))
-        options = results.event_options
-        return read.success(endpoint.fn, endpoint.inputs, results.outputs, api_name=task, **options)
-
-    runs = ((generate, reimagine), (inpaint, inpaint_endpoint), (extend, outpaint_endpoint))
-    events = [read_then_run(button, endpoint) for button, endpoint in runs]
-    events.append(
-        vary.click(
-            vary_endpoint.fn,
-            vary_endpoint.inputs,
-            results.outputs,
-            api_name=vary_endpoint.name,
-            **results.event_options,
+        return read.success(
+            endpoint.fn, endpoint.inputs, results.outputs, api_name=task, **results.event_options
         )
-    )
-    events += wire_vary(actions, results, studio, controls.num_images)
-    events += wire_enhance(actions, results, studio)
-    results.connect(events, stop)
 
-    def fill_from_image(path: str | None):
-        """An image that carries parameters fills the prompt fields; every mode gets the same image."""
+    runs = ((tab.generate, reimagine), (tab.inpaint, inpaint), (tab.extend, outpaint))
+    events = [read_then_run(button, endpoint) for button, endpoint in runs]
+    options = results.event_options
+    events.append(tab.vary.click(vary.fn, vary.inputs, results.outputs, api_name=vary.name, **options))
+    events += wire_vary(tab.actions, results, studio, controls.num_images)
+    events += wire_enhance(tab.actions, results, studio)
+    results.connect(events, tab.stop)
+    after = results.select_first_after
+    studio.send_to.action(TAB.id, "vary", vary.fn, vary.inputs, results.outputs, after=after, **options)
+
+
+def wire_filling(studio: Studio, tab: ImageToImageTab) -> None:
+    """What fills the tab: a dropped image that carries parameters (the prompt fields; every mode gets
+    the image), an image sent from another tab, and a reopened link (its grid's settings; the input image
+    is not recorded)."""
+    c = tab.controls
+    prompt_fields = [c.prompt, c.negative_prompt, c.styles]
+
+    def fill_from_image(path: str | None) -> Updates:
         try:
             carried = read_parameters(path) if path else None
         except OSError:  # not an image PIL can open; the run itself will say so
             carried = None
         if isinstance(carried, GenerationParameters):
-            fields = (
-                carried.typed_prompt,
-                carried.typed_negative_prompt,
-                list(carried.styles),
-            )
+            prompts = [carried.typed_prompt, carried.typed_negative_prompt, list(carried.styles)]
         elif isinstance(carried, dict):
-            fields = (carried.get("prompt", ""), carried.get("negative_prompt", ""), gr.skip())
+            prompts = [carried.get("prompt", ""), carried.get("negative_prompt", ""), None]
         else:
-            fields = (gr.skip(), gr.skip(), gr.skip())
-        return (*fields, path or gr.skip(), path or gr.skip())
+            prompts = [None, None, None]
+        updates = {
+            **dict(zip(prompt_fields, prompts, strict=True)),
+            tab.editor: path,
+            tab.outpaint_image: path,
+        }
+        return sent_values(updates) or gr.skip()
 
-    c = controls
-    image.upload(
-        fill_from_image,
-        [image],
-        [c.prompt, c.negative_prompt, c.styles, editor, outpaint_image],
-        **INSTANT_EVENT,
-    )
+    outputs = [*prompt_fields, tab.editor, tab.outpaint_image]
+    tab.image.upload(fill_from_image, [tab.image], outputs, **INSTANT_EVENT)
 
     def fill(sent: Sent) -> Updates:
         """Every mode gets the image; the prompt fields get what made it; Vary, the variation asked for."""
-        path, styles = sent.path, None if sent.styles is None else list(sent.styles)
-        images = dict.fromkeys([image, editor, outpaint_image], path)
-        prompts = {c.prompt: sent.prompt, c.negative_prompt: sent.negative_prompt, c.styles: styles}
-        return sent_values({**images, **prompts, variation: sent.variation})
+        styles = None if sent.styles is None else list(sent.styles)
+        images = dict.fromkeys(tab.images, sent.path)
+        prompts = dict(zip(prompt_fields, [sent.prompt, sent.negative_prompt, styles], strict=True))
+        return sent_values({**images, **prompts, tab.variation: sent.variation})
 
-    fields = [image, editor, outpaint_image, c.prompt, c.negative_prompt, c.styles, variation]
-    studio.send_to.receive(TAB.id, fields, fill)
-    # A page opened from a link gets the settings of its grid back (the input image is not recorded)
-    results.restore_on_open(
+    studio.send_to.receive(TAB.id, [*tab.images, *prompt_fields, tab.variation], fill)
+    tab.results.restore_on_open(
         c.received_outputs, lambda values: c.received(Sent.of(None, values), studio.presets)
     )
-    studio.send_to.action(
-        TAB.id,
-        "vary",
-        vary_endpoint.fn,
-        vary_endpoint.inputs,
-        results.outputs,
-        after=results.select_first_after,
-        **results.event_options,
-    )
-    return ImageToImageTab(image, editor, outpaint_image, controls, results, actions)
 
 
 def with_steps_doc(parameters: list[Parameter], doc: str) -> list[Parameter]:
