@@ -25,13 +25,45 @@ SCALES = (2, 3, 4, 8)
 @dataclass
 class UpscaleTab:
     image: gr.Image
-    controls: PromptControls
+    upscaler: gr.Dropdown
+    scale: gr.Radio
+    mode: gr.Radio
+    target_width: gr.Number
+    target_height: gr.Number
+    tile_size: gr.Slider
+    upscale: gr.Button
+    stop: gr.Button
+    creative_strength: gr.Slider
+    controls: PromptControls  # the creative pass's
+    comparison: gr.ImageSlider
+    result_file: gr.File
+    status: StatusLine
+    parameters_text: gr.Textbox
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """What a run fills: before/after, the PNG, its parameters and the status line."""
+        return [self.comparison, self.result_file, self.parameters_text, self.status]
 
 
 def create_tab(studio: Studio) -> UpscaleTab:
-    max_side = studio.settings.max_image_side
     pipeline = studio.pipeline("upscale")
-    upscaler_names = pipeline.upscalers.names()
+    tab = layout(studio, pipeline.upscalers.names())
+    endpoint = upscale_endpoint(studio, tab)
+    # Progress on the status line: a failed run leaves the last result in view.
+    options = {"show_progress_on": [tab.status], **GPU_EVENT}
+    event = tab.controls.read_prompt_first(tab.upscale.click, pipeline).success(
+        endpoint.fn, endpoint.inputs, tab.outputs, api_name=endpoint.name, **options
+    )
+    studio.runner.stop_button(tab.stop, [event], tab.status)
+    prompt = tab.controls.prompt
+    studio.send_to.receive(TAB.id, [tab.image, prompt], image_and_prompt(tab.image, prompt))
+    studio.send_to.action(TAB.id, "upscale", endpoint.fn, endpoint.inputs, tab.outputs, **options)
+    wire_restore(studio, tab)
+    return tab
+
+
+def layout(studio: Studio, upscaler_names: list[str]) -> UpscaleTab:
     default_upscaler = UpscaleRequest.default("upscaler")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -45,7 +77,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
                     height=300,
                     elem_id="upscale-image",
                 ),
-                max_side,
+                studio.settings.max_image_side,
                 enlarges=True,
             )
             upscaler = gr.Dropdown(
@@ -73,26 +105,7 @@ def create_tab(studio: Studio) -> UpscaleTab:
                     elem_id="upscale-mode",
                 )
             with gr.Accordion(tr("Exact size and tiles"), open=False):
-                with gr.Row():
-                    target_width = gr.Number(
-                        value=UpscaleRequest.default("target_width"),
-                        precision=0,
-                        label=tr("Width (0: from scale)"),
-                        minimum=0,
-                    )
-                    target_height = gr.Number(
-                        value=UpscaleRequest.default("target_height"),
-                        precision=0,
-                        label=tr("Height (0: from scale)"),
-                        minimum=0,
-                    )
-                tile_size = slider(
-                    UpscaleRequest,
-                    "tile_size",
-                    step=32,
-                    label=tr("Tile size"),
-                    info=tr("Smaller tiles use less memory; the result is the same"),
-                )
+                target_width, target_height, tile_size = size_controls()
             with gr.Row():
                 upscale = gr.Button(tr("Upscale"), variant="primary", elem_id="upscale-generate", scale=2)
                 stop = gr.Button(tr("Stop"), variant="stop", elem_id="upscale-stop", scale=1)
@@ -119,13 +132,45 @@ def create_tab(studio: Studio) -> UpscaleTab:
             parameters_text = gr.Textbox(
                 label=tr("Parameters"), lines=3, interactive=False, elem_id="upscale-parameters"
             )
+    return UpscaleTab(
+        image, upscaler, scale, mode, target_width, target_height, tile_size, upscale, stop,
+        creative_strength, controls, comparison, result_file, status, parameters_text,
+    )  # fmt: skip
+
+
+def size_controls() -> tuple[gr.Number, gr.Number, gr.Slider]:
+    """An exact size instead of a scale, and the super-resolution's tile size."""
+    with gr.Row():
+        target_width = gr.Number(
+            value=UpscaleRequest.default("target_width"),
+            precision=0,
+            label=tr("Width (0: from scale)"),
+            minimum=0,
+        )
+        target_height = gr.Number(
+            value=UpscaleRequest.default("target_height"),
+            precision=0,
+            label=tr("Height (0: from scale)"),
+            minimum=0,
+        )
+    tile_size = slider(
+        UpscaleRequest,
+        "tile_size",
+        step=32,
+        label=tr("Tile size"),
+        info=tr("Smaller tiles use less memory; the result is the same"),
+    )
+    return target_width, target_height, tile_size
+
+
+def upscale_endpoint(studio: Studio, tab: UpscaleTab) -> Endpoint:
+    """/upscale: run the upscale, save its result as the visitor's and show it beside the original."""
 
     def upscale_image(values: dict, request: gr.Request, progress: gr.Progress):
         path = values["image"]
         values = {**values, "image": open_image(path) if path else None, "scale": values["scale"] or None}
-        job = Job("upscale", present(values))
         notes: list[str] = []  # the prompt's unhonoured parameters, said beside the result
-        results = list(studio.runner.run(job, request, progress, notes=notes))
+        results = list(studio.runner.run(Job("upscale", present(values)), request, progress, notes=notes))
         if not results:  # stopped before the result was made: what was shown stays
             return gr.skip(), gr.skip(), gr.skip(), say("Stopped before the upscale finished.")
         finished = results[-1]
@@ -138,54 +183,51 @@ def create_tab(studio: Studio) -> UpscaleTab:
             return (path, finished.image), None, finished.parameters.to_text(), status
         return (path, saved), saved, finished.parameters.to_text(), status_warnings(None, notes)
 
+    def upscale_field(name: str, component: gr.components.Component, doc: str) -> Parameter:
+        return field(UpscaleRequest, name, component, doc)
+
+    controls, max_side = tab.controls, studio.settings.max_image_side
+    prompt_doc = "guides the creative pass (optional)."
     prompt_parameters = [
-        p
-        for p in controls.parameters("guides the creative pass (optional).", mode="creative")
-        if p.name != "num_images"
+        p for p in controls.parameters(prompt_doc, mode="creative") if p.name != "num_images"
     ]
-    endpoint = Endpoint(
+    return Endpoint(
         "upscale",
         "Enlarge an image. Returns (before, after), the lossless PNG, and its parameters.",
         [
             Parameter(
-                "image", image, str | None, REQUIRED, f"the image to enlarge (up to {max_side} px a side)."
+                "image",
+                tab.image,
+                str | None,
+                REQUIRED,
+                f"the image to enlarge (up to {max_side} px a side).",
             ),
-            field(
-                UpscaleRequest,
-                "upscaler",
-                upscaler,
-                'an upscaler name (see the dropdown), or "Lanczos (no model)".',
+            upscale_field(
+                "upscaler", tab.upscaler, 'an upscaler name (see the dropdown), or "Lanczos (no model)".'
             ),
-            field(
-                UpscaleRequest,
+            upscale_field(
                 "scale",
-                scale,
+                tab.scale,
                 f"{', '.join(map(str, SCALES))} on the page; ignored when a target size is given.",
             ),
-            field(UpscaleRequest, "target_width", target_width, "exact width, or 0."),
-            field(
-                UpscaleRequest,
+            upscale_field("target_width", tab.target_width, "exact width, or 0."),
+            upscale_field(
                 "target_height",
-                target_height,
+                tab.target_height,
                 "exact height, or 0 (one of the two keeps the aspect ratio).",
             ),
-            field(
-                UpscaleRequest,
+            upscale_field(
                 "mode",
-                mode,
+                tab.mode,
                 '"fast" (super-resolution) or "creative" (plus a low-strength diffusion pass in tiles).',
             ),
-            field(
-                UpscaleRequest,
+            upscale_field(
                 "tile_size",
-                tile_size,
+                tab.tile_size,
                 "input pixels per super-resolution tile; memory follows it, not the image.",
             ),
-            field(
-                UpscaleRequest,
-                "creative_strength",
-                creative_strength,
-                "how much the creative pass may change.",
+            upscale_field(
+                "creative_strength", tab.creative_strength, "how much the creative pass may change."
             ),
             *prompt_parameters,
             *(p.described(f"creative mode: {p.doc}") for p in controls.later_parameters()),
@@ -193,19 +235,11 @@ def create_tab(studio: Studio) -> UpscaleTab:
         upscale_image,
         streams=False,
     )
-    upscale_outputs = [comparison, result_file, parameters_text, status]
-    # Progress on the status line: a failed run leaves the last result in view.
-    upscale_options = {"show_progress_on": [status], **GPU_EVENT}
-    event = controls.read_prompt_first(upscale.click, pipeline).success(
-        endpoint.fn, endpoint.inputs, upscale_outputs, api_name=endpoint.name, **upscale_options
-    )
-    studio.runner.stop_button(stop, [event], status)
-    studio.send_to.receive(TAB.id, [image, controls.prompt], image_and_prompt(image, controls.prompt))
-    studio.send_to.action(TAB.id, "upscale", endpoint.fn, endpoint.inputs, upscale_outputs, **upscale_options)
 
-    # A page opened from a link gets the settings of its result back (the image enlarged is not recorded)
-    settings = [upscaler, scale, target_width, target_height, mode, creative_strength]
-    settings += controls.received_outputs
+
+def wire_restore(studio: Studio, tab: UpscaleTab) -> None:
+    """A page opened from a link gets the settings of its result back (the image enlarged is not recorded)."""
+    controls = tab.controls
 
     def restored(values: dict) -> Updates:
         extras = values.get("extras") or {}
@@ -213,12 +247,18 @@ def create_tab(studio: Studio) -> UpscaleTab:
             return {}
         creative = "creative_strength" in extras
         received = controls.received(Sent.of(None, values), studio.presets) if creative else {}
-        recorded = {upscaler: extras.get("upscaler"), creative_strength: extras.get("creative_strength")}
-        sized = dict(zip([scale, target_width, target_height], size_settings(extras["upscale"]), strict=True))
-        return sent_values({**recorded, **sized, mode: "creative" if creative else "fast", **received})
+        recorded = {
+            tab.upscaler: extras.get("upscaler"),
+            tab.creative_strength: extras.get("creative_strength"),
+        }
+        sizes = [tab.scale, tab.target_width, tab.target_height]
+        sized = dict(zip(sizes, size_settings(extras["upscale"]), strict=True))
+        return sent_values({**recorded, **sized, tab.mode: "creative" if creative else "fast", **received})
 
-    restore_on_open(studio, result_file, lambda path: path, settings, restored)
-    return UpscaleTab(image, controls)
+    settings = [tab.upscaler, tab.scale, tab.target_width, tab.target_height, tab.mode, tab.creative_strength]
+    restore_on_open(
+        studio, tab.result_file, lambda path: path, settings + controls.received_outputs, restored
+    )
 
 
 def size_settings(upscale: str) -> tuple:
