@@ -15,15 +15,14 @@ from studio.ui.i18n import tr
 from studio.ui.reference_images import ReferenceSlots, reference_slots
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent
-from studio.ui.widgets import (
-    ResultPanel,
+from studio.ui.widgets.aspect_ratio import (
     aspect_ratio_box,
     aspect_ratio_parameter,
-    prompt_box,
-    prompt_settings,
     shaped_outputs,
     shaped_values,
 )
+from studio.ui.widgets.prompt_controls import prompt_box, prompt_settings
+from studio.ui.widgets.result_panel import ResultPanel
 
 TAB = TabInfo("blend", "Blend")
 

@@ -23,7 +23,8 @@ from studio.ui.endpoints import Endpoint
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.send_to import selected_result
-from studio.ui.widgets import PromptControls, ResultPanel
+from studio.ui.widgets.prompt_controls import PromptControls
+from studio.ui.widgets.result_panel import ResultPanel
 
 
 @dataclass

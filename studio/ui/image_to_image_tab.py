@@ -24,7 +24,8 @@ from studio.ui.grid_actions import GridActions, create_grid_actions, open_image,
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent, Updates, sent_values
-from studio.ui.widgets import PromptControls, ResultPanel, prompt_box, prompt_settings
+from studio.ui.widgets.prompt_controls import PromptControls, prompt_box, prompt_settings
+from studio.ui.widgets.result_panel import ResultPanel
 
 TAB = TabInfo("img2img", "Image to Image", takes_images=True)
 

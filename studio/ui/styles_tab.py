@@ -16,7 +16,7 @@ from studio.ui.common import user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
-from studio.ui.widgets import model_choices
+from studio.ui.widgets.prompt_controls import model_choices
 
 TAB = TabInfo("styles", "Style codes")
 COLUMNS = ["Code", "Name", "Images", "Image encoder", "Saved"]

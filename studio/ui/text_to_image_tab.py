@@ -14,16 +14,14 @@ from studio.ui.i18n import tr
 from studio.ui.image_prompt_panel import create_image_prompt_panel
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent, Updates
-from studio.ui.widgets import (
-    PromptControls,
-    ResultPanel,
+from studio.ui.widgets.aspect_ratio import (
     aspect_ratio_box,
     aspect_ratio_parameter,
-    prompt_box,
-    prompt_settings,
     shaped_outputs,
     shaped_values,
 )
+from studio.ui.widgets.prompt_controls import PromptControls, prompt_box, prompt_settings
+from studio.ui.widgets.result_panel import ResultPanel
 
 TAB = TabInfo("txt2img", "Text to Image")
 

@@ -16,7 +16,8 @@ from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent, Updates, image_and_prompt, sent_values
 from studio.ui.status_line import StatusLine
-from studio.ui.widgets import PromptControls, prompt_box, prompt_settings, restore_on_open, status_warnings
+from studio.ui.widgets.prompt_controls import PromptControls, prompt_box, prompt_settings
+from studio.ui.widgets.result_panel import restore_on_open, status_warnings
 
 TAB = TabInfo("upscale", "Upscale", takes_images=True)
 SCALES = (2, 3, 4, 8)
