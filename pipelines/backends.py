@@ -18,7 +18,8 @@ from typing import Any
 from pipelines.decoders import is_tiny
 from pipelines.loras import Adapter, loras_applied
 from pipelines.seamless import seamless
-from studio.core.cache import BaseModel, CacheKey, Lease
+from studio.core.cache import BaseModel, Lease
+from studio.core.cache.kinds import OPENVINO
 from studio.core.openvino_backend import (
     ConvertedModels,
     DecoderForward,
@@ -98,9 +99,17 @@ def use_openvino(
             release(component, module)  # before OpenVINO reads its own copy in: one copy at a time
             return converted.compile(converted.folder / name / "model.xml")
 
-        key = CacheKey(source, f"openvino {component}", "float32", variant=name)
         size = lambda value: converted.weight_bytes(name)  # noqa: E731
-        return lease.model(key, load, module=lambda value: None, nbytes=size, part_of=base)
+        return lease.model(
+            OPENVINO,
+            source,
+            load,
+            part=component,
+            variant=name,
+            module=lambda value: None,
+            nbytes=size,
+            part_of=base,
+        )
 
     def release(component: str, module: Any) -> None:
         if (

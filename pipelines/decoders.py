@@ -15,7 +15,8 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-from studio.core.cache import BaseModel, CacheKey, Lease
+from studio.core.cache import BaseModel, Lease
+from studio.core.cache.kinds import FAST_DECODER
 from studio.core.devices import DeviceConfig
 from studio.core.errors import ModelUnavailable
 from studio.core.models import load_weights, weights_source
@@ -58,8 +59,7 @@ def tiny_autoencoder(lease: Lease, base: BaseModel, preset: DecoderPreset) -> An
 
         return load_weights(source, lease.offline, from_pretrained, hint="or choose the Full decoder.")
 
-    key = CacheKey(source.location, "taesd", device_config.dtype_name)
-    return lease.model(key, load)
+    return lease.model(FAST_DECODER, source.location, load)
 
 
 def decoder_for(

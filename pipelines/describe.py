@@ -25,7 +25,8 @@ from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
 from pipelines.images import check_image
 from pipelines.task import OneResultTask
 from studio.core.access import Reference, is_bare_name
-from studio.core.cache import CacheKey, Lease
+from studio.core.cache import Lease
+from studio.core.cache.kinds import CAPTIONER
 from studio.core.captioners import Captioner, load_captioner
 from studio.core.errors import InvalidRequest, RunCancelled, StudioError
 from studio.core.models import ModelSource, weights_source
@@ -182,10 +183,10 @@ class DescribePipeline(OneResultTask):
         )
 
     def captioner(self, lease: Lease, source: ModelSource) -> Captioner:
-        key = CacheKey(source.location, "captioner", self.cache.device_config.dtype_name)
-        device_config, offline = self.cache.device_config, lease.offline
+        device_config, offline = lease.device_config, lease.offline
         return lease.model(
-            key,
+            CAPTIONER,
+            source.location,
             lambda: load_captioner(source, device_config, offline=offline),
             module=lambda captioner: captioner.model,
         )

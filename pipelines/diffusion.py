@@ -327,7 +327,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         # 3. The models this run needs, pinned until it ends; the task's pipeline and call arguments;
         #    the decoder (the model's VAE, or TAESD) and the live previews
         with self.cache.lease() as lease:
-            on_openvino = self.cache.backend == "openvino"
+            on_openvino = lease.backend == "openvino"
             base = lease.base_model(source, released_ok=on_openvino)
             refusal = (
                 openvino_refusal(base, task_refusal=self.torch_only, image_prompts=bool(prompts))
@@ -352,8 +352,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
             if autoencoder is not None:
                 pipe.vae = autoencoder
             if on_openvino:
-                converted = self.cache.converted
-                use_openvino(lease, base, pipe, converted, tile=request.tile, adapters=adapters,
+                use_openvino(lease, base, pipe, lease.converted, tile=request.tile, adapters=adapters,
                              encodes=self.encodes_image)  # fmt: skip
                 extras["backend"] = "openvino"
                 adapters = []  # fused into the converted models

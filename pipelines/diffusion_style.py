@@ -20,7 +20,8 @@ from pydantic import ConfigDict, Field, model_validator
 from pipelines.diffusion import Denoising, DiffusionTask, GenerationRequest, RunSettings, build_pipeline
 from pipelines.image_prompts import ImagePrompt
 from pipelines.images import InputImage, check_image, resized
-from studio.core.cache import BaseModel, CacheKey, Lease
+from studio.core.cache import BaseModel, Lease
+from studio.core.cache.kinds import CONTROLNET, DETECTOR
 from studio.core.control_models import controlnet_aux_class, detector_module, load_controlnet, load_detector
 from studio.core.errors import InvalidRequest
 
@@ -158,10 +159,9 @@ class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
                 f"(available: {', '.join(have) or 'none'}). Pick another structure or add one to "
                 "presets/controlnets.json."
             )
-        key = CacheKey(preset.source, "controlnet", self.cache.device_config.dtype_name)
-        device_config, offline = self.cache.device_config, self.cache.offline
+        device_config, offline = lease.device_config, lease.offline
         return lease.model(
-            key, lambda: load_controlnet(preset, device_config, offline=offline), offloadable=True
+            CONTROLNET, preset.source, lambda: load_controlnet(preset, device_config, offline=offline)
         )
 
     def structure_map(self, image: Image.Image, request: DiffusionStyleRequest) -> Image.Image | None:
@@ -170,14 +170,14 @@ class DiffusionStylePipeline(DiffusionTask[DiffusionStyleRequest]):
             return None
         if request.structure == "canny":
             return canny_map(image, request.canny_low, request.canny_high)
-        key = CacheKey(self.presets.annotators, f"detector:{request.structure}", "float32")
-        device_config, offline = self.cache.device_config, self.cache.offline
+        annotators = self.presets.annotators
         with self.cache.lease() as lease, self.cache.gpu_lock:
+            device_config, offline = lease.device_config, lease.offline
             detector = lease.model(
-                key,
-                lambda: load_detector(
-                    request.structure, self.presets.annotators, device_config, offline=offline
-                ),
+                DETECTOR,
+                annotators,
+                lambda: load_detector(request.structure, annotators, device_config, offline=offline),
+                part=request.structure,
                 module=detector_module,
             )
             detected = detector(image, detect_resolution=min(image.size), image_resolution=min(image.size))

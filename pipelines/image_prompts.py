@@ -23,7 +23,8 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-from studio.core.cache import BaseModel, CacheKey, Lease, ModelCache
+from studio.core.cache import BaseModel, Lease, ModelCache
+from studio.core.cache.kinds import IP_ADAPTER
 from studio.core.control_models import AdapterUse, IPAdapter, ip_adapters_applied, load_ip_adapter
 from studio.core.errors import InvalidRequest
 from studio.core.presets import IPAdapterPreset, Presets
@@ -182,13 +183,12 @@ class ImagePromptAdapters:
         )
 
     def adapter(self, lease: Lease, base: BaseModel, preset: IPAdapterPreset) -> IPAdapter:
-        key = CacheKey(f"{preset.source}/{preset.weight}", "ip_adapter", self.cache.device_config.dtype_name)
-        unet, device_config, offline = base.components["unet"], self.cache.device_config, self.cache.offline
+        unet, device_config, offline = base.components["unet"], lease.device_config, lease.offline
         return lease.model(
-            key,
+            IP_ADAPTER,
+            f"{preset.source}/{preset.weight}",
             lambda: load_ip_adapter(preset, unet, device_config, offline=offline),
             module=lambda a: a.weights,
-            offloadable=True,
         )
 
 

@@ -23,7 +23,8 @@ from pipelines.images import check_image, resized, to_array, to_image
 from pipelines.recording import derived_parameters
 from pipelines.task import OneResultTask
 from pipelines.tiling import run_tiled, tile_grid
-from studio.core.cache import CacheKey, Lease
+from studio.core.cache import Lease
+from studio.core.cache.kinds import NEURAL_STYLE
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.metadata import GenerationParameters
 from studio.core.neural_style import (
@@ -116,9 +117,10 @@ class InstantStylePipeline(OneResultTask):
     def _session(self, lease: Lease, name: str) -> Any:
         """The onnxruntime session of one of the package's networks, loaded once into the shared cache."""
         path = model_path(name)
-        device = self.cache.device_config.device
-        key = CacheKey(str(path), "onnx", "float32")
-        return lease.model(key, lambda: load_session(path, device), nbytes=path.stat().st_size)
+        device = lease.device_config.device
+        return lease.model(
+            NEURAL_STYLE, str(path), lambda: load_session(path, device), nbytes=path.stat().st_size
+        )
 
     # -- checks ------------------------------------------------------------------------------------------
 

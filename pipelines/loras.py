@@ -23,7 +23,8 @@ from typing import Any
 from huggingface_hub import snapshot_download
 
 from studio.core.access import inside
-from studio.core.cache import BaseModel, CacheKey, Lease, ModelCache
+from studio.core.cache import BaseModel, Lease, ModelCache
+from studio.core.cache.kinds import LORA
 from studio.core.errors import InvalidRequest
 from studio.core.models import HUB_ID, load_weights, weights_source
 
@@ -111,14 +112,16 @@ class Loras:
         """Each chosen LoRA put into `base` (loaded once, pinned for the run), ready for `loras_applied`."""
         adapters = []
         for choice in choices:
-            file = self._local_file(choice.name)
+            file = self._local_file(choice.name, offline=lease.offline)
             # One adapter per LoRA and UNet: an inpainting checkpoint's UNet (kept as long as its base
             # model, as the LoRA is) takes its own copy, beside the text encoders' own.
             unet = f"{base.source.location} unet {id(pipe.unet)}"
             name = "lora_" + hashlib.sha1(f"{file} in {unet}".encode()).hexdigest()[:12]
             lease.model(
-                CacheKey(str(file), "lora", self.cache.device_config.dtype_name, variant=unet),
+                LORA,
+                str(file),
                 partial(self._load, pipe, file, name),
+                variant=unet,
                 module=lambda _: None,
                 nbytes=file.stat().st_size,
                 part_of=base,
@@ -127,7 +130,7 @@ class Loras:
             adapters.append(Adapter(name, choice.weight, choice, self._file_hash(file)))
         return adapters
 
-    def _local_file(self, name: str) -> Path:
+    def _local_file(self, name: str, *, offline: bool) -> Path:
         """The LoRA's .safetensors file on this machine; one from the hub downloaded on first use."""
         location, weight_name = self._locate(name)
         if Path(location).is_file():
@@ -146,7 +149,7 @@ class Loras:
                 )
             return found[0]
 
-        return load_weights(weights_source(f"LoRA {name!r}", location), self.cache.offline, download)
+        return load_weights(weights_source(f"LoRA {name!r}", location), offline, download)
 
     def _file_hash(self, path: Path) -> str:
         """The first 12 hex digits of the file's SHA-256, as AUTOMATIC1111 names a LoRA in `Lora hashes`."""

@@ -39,7 +39,8 @@ from pipelines.prompt_parameters import ReadsPromptParameters
 from pipelines.recording import derived_parameters, source_extras
 from pipelines.task import Task
 from pipelines.tiling import run_tiled, tile_grid
-from studio.core.cache import BaseModel, CacheKey, Lease, ModelCache
+from studio.core.cache import BaseModel, Lease, ModelCache
+from studio.core.cache.kinds import UPSCALER
 from studio.core.errors import InvalidRequest, ModelUnavailable, RunCancelled
 from studio.core.presets import Presets
 from studio.core.upscaler_models import (
@@ -119,11 +120,11 @@ class Upscalers:
     def _unknown(self, name: str) -> InvalidRequest:
         return InvalidRequest(f"Unknown upscaler {name!r}. Choose one of: {', '.join(self.names())}.")
 
-    def download(self, name: str, progress: Progress) -> None:
+    def download(self, name: str, progress: Progress, *, offline: bool) -> None:
         """Fetch official weights into the upscalers folder (checked by loading them), or say how to."""
         download = self.presets.upscaler_downloads[name]
         assert self.folder is not None  # only then is anything downloadable
-        if self.cache.offline:
+        if offline:
             raise ModelUnavailable(
                 f"{name} is not downloaded yet and the studio is offline. Download it from {download.url} "
                 f"and put it in {self.folder}, or pick a packaged Real-ESRGAN model."
@@ -135,17 +136,15 @@ class Upscalers:
         user = self.user_files()
         if name not in packaged_upscalers() and name not in user:
             raise self._unknown(name)
-        device_config = self.cache.device_config
         # Half precision only where the GPU runs it and the architecture supports it.
-        half = device_config.device.type == "cuda" and device_config.dtype == torch.float16
+        half = UPSCALER.dtype_name(lease.device_config) == "float16"
 
         def load() -> Any:  # into RAM: the cache moves it to the device
             network = load_upscaler_file(user[name]) if name in user else load_packaged_upscaler(name)
             return network.half() if half and getattr(network, "supports_half", False) else network
 
         source = str(user[name]) if name in user else name
-        key = CacheKey(source, "upscaler", "float16" if half else "float32")
-        return lease.model(key, load, module=lambda network: getattr(network, "model", network))
+        return lease.model(UPSCALER, source, load, module=lambda network: getattr(network, "model", network))
 
 
 class UpscalePipeline(ReadsPromptParameters, Task):
@@ -183,10 +182,9 @@ class UpscalePipeline(ReadsPromptParameters, Task):
         image, size = self.check_inputs(request)
         if is_cancelled():
             raise RunCancelled()
-        if request.upscaler in self.upscalers.downloadable():
-            self.upscalers.download(request.upscaler, progress)
-
         with self.cache.lease() as lease:  # the network stays pinned while it runs
+            if request.upscaler in self.upscalers.downloadable():
+                self.upscalers.download(request.upscaler, progress, offline=lease.offline)
             # 2. Super-resolution in tiles (or plain resampling), then exactly to the asked size
             if request.upscaler == LANCZOS:
                 enlarged = image.resize(size, Image.Resampling.LANCZOS)
@@ -224,7 +222,7 @@ class UpscalePipeline(ReadsPromptParameters, Task):
             passes = max(
                 1, math.ceil(math.log(max(size[0] / image.width, size[1] / image.height), scale) - 1e-9)
             )
-            device, dtype = self.cache.device_config.device, next(network.model.parameters()).dtype
+            device, dtype = lease.device_config.device, next(network.model.parameters()).dtype
             overlap = max(8, tile_size // 8)
 
             def process(tile: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import skimage.data
 from PIL import Image
 
 from pipelines.instant_style import DEFAULT_STYLES_PATH, InstantStylePipeline, InstantStyleRequest
-from studio.core.cache import CacheKey
+from studio.core.cache.kinds import NEURAL_STYLE
 from studio.core.errors import InvalidRequest, ModelUnavailable, PresetError, RunCancelled
 from studio.core.metadata import GenerationParameters, save_png
 from studio.core.neural_style import NUM_STYLES, load_neural_styles, model_path
@@ -178,7 +178,7 @@ def test_the_networks_are_cached_once_with_their_file_size(pipeline, cache):
     stylized(pipeline, styles=(name,))
     assert cache.stats().weight_loads == loads
     path = model_path("multistyle26")
-    [entry] = [e for e in cache.stats().entries if e.key == CacheKey(str(path), "onnx", "float32")]
+    [entry] = [e for e in cache.stats().entries if e.key == NEURAL_STYLE.key(str(path), cache.device_config)]
     assert entry.size_bytes == path.stat().st_size
 
 

@@ -12,7 +12,8 @@ from diffusers import (
 
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import CacheKey, ModelCache, module_bytes
-from studio.core.devices import resolve_device
+from studio.core.cache.kinds import CONTROLNET, DETECTOR, IP_ADAPTER, OPENVINO, UPSCALER
+from studio.core.devices import DeviceConfig, resolve_device
 from studio.core.memory import MemoryBudget
 from studio.core.models import resolve_model
 from studio.core.requests import parse_request
@@ -183,19 +184,16 @@ def test_a_model_fetched_during_a_run_is_never_evicted_while_the_run_holds_it():
     fetch makes room by dropping idle models only, never the first one the run is still using."""
     megabyte = 1024**2
     cache = ModelCache(resolve_device("cpu"), offline=True, budget=MemoryBudget(None, 3 * megabyte))
-    controlnet_key, adapter_key = (
-        CacheKey("cn", "controlnet", "float32"),
-        CacheKey("ip", "ip_adapter", "float32"),
-    )
     with cache.lease() as lease:
-        controlnet = lease.model(controlnet_key, lambda: linear(2 * megabyte), offloadable=True)
-        adapter = lease.model(adapter_key, lambda: linear(2 * megabyte), offloadable=True)
+        controlnet = lease.model(CONTROLNET, "cn", lambda: linear(2 * megabyte))
+        adapter = lease.model(IP_ADAPTER, "ip", lambda: linear(2 * megabyte))
         held = {entry.key for entry in cache.stats().entries}
-        assert held == {controlnet_key, adapter_key}, "the first model survived the second fetch"
+        expected = {CONTROLNET.key("cn", cache.device_config), IP_ADAPTER.key("ip", cache.device_config)}
+        assert held == expected, "the first model survived the second fetch"
         assert all(entry.pins == 1 for entry in cache.stats().entries)
         assert controlnet.weight.sum().item() == controlnet.weight.sum().item() and adapter is not controlnet
     with cache.lease() as lease:  # once the run is over, the budget applies again
-        lease.model(CacheKey("other", "controlnet", "float32"), lambda: linear(2 * megabyte))
+        lease.model(CONTROLNET, "other", lambda: linear(2 * megabyte))
     assert [entry.key.source for entry in cache.stats().entries] == ["other"]
     assert cache.stats().weight_loads == 3
 
@@ -250,3 +248,17 @@ def test_the_inpainting_unet_is_placed_and_counted_with_its_base_model(inpaint_p
         cache.clear()
     assert outcome[1024**4] == (True, "none"), "on the GPU when the budget holds it"
     assert outcome[base_bytes] == (False, "model"), "else it waits in RAM for an offloaded run"
+
+
+def test_a_model_kind_makes_its_keys_and_keeps_its_precision():
+    cpu_bf16 = DeviceConfig(torch.device("cpu"), torch.bfloat16, "sdpa")
+    gpu_half = DeviceConfig(torch.device("cuda"), torch.float16, "sdpa")
+    assert CONTROLNET.key("cn", cpu_bf16) == CacheKey("cn", "controlnet", "bfloat16"), (
+        "the device's precision"
+    )
+    assert UPSCALER.key("up", cpu_bf16).dtype == "float32" and UPSCALER.key("up", gpu_half).dtype == "float16"
+    assert DETECTOR.key("annotators", gpu_half, part="depth") == CacheKey(
+        "annotators", "detector:depth", "float32"
+    )
+    converted = OPENVINO.key("sd", cpu_bf16, part="unet", variant="unet-tiled")
+    assert converted == CacheKey("sd", "openvino unet", "float32", "unet-tiled")

@@ -198,12 +198,12 @@ class MoveRecorder(torch.nn.Linear):
 
 @pytest.mark.parametrize(("budget", "offloadable_moved"), [(TIB, True), (1024, False)])
 def test_an_offloadable_model_stays_in_ram_when_the_budget_cannot_hold_it(budget, offloadable_moved):
-    from studio.core.cache import CacheKey
+    from studio.core.cache.kinds import CONTROLNET, UPSCALER
 
     cache = stand_in_cache(budget)
     with cache.lease() as lease:
-        controlnet = lease.model(CacheKey("cn", "controlnet", "float32"), MoveRecorder, offloadable=True)
-        upscaler = lease.model(CacheKey("up", "upscaler", "float32"), MoveRecorder)
+        controlnet = lease.model(CONTROLNET, "cn", MoveRecorder)
+        upscaler = lease.model(UPSCALER, "up", MoveRecorder)
     assert bool(controlnet.moves) == offloadable_moved, (
         "a pipeline component waits in RAM for an offloaded run"
     )

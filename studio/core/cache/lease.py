@@ -10,12 +10,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.cache.base_model import BaseModel
+from studio.core.cache.kinds import ModelKind
 from studio.core.cache.placement import Placement
 from studio.core.cache.registry import CacheEntry, CacheKey
 from studio.core.models import ModelSource, family_of, weight_bytes_on_disk
+
+if TYPE_CHECKING:
+    from studio.core.openvino_backend import ConvertedModels
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +39,20 @@ class Lease:
         lock: threading.RLock,
         *,
         offline: bool,
+        backend: str,
+        converted: ConvertedModels | None,
         load_pipeline: Loader,
         load_unet: Loader,
     ) -> None:
         self.placement = placement
         self.registry = placement.registry
+        # What a run needs to know of the cache: its device, whether it may reach the hub, what runs the
+        # diffusion calls ("torch" or "openvino") and where OpenVINO's converted models are kept.
         self.device_config = placement.device_config
-        self.lock = lock
         self.offline = offline
+        self.backend = backend
+        self.converted = converted
+        self.lock = lock
         self._load_pipeline = load_pipeline
         self._load_unet = load_unet
         self._held: list[CacheEntry] = []
@@ -98,23 +108,26 @@ class Lease:
 
     def model(
         self,
-        key: CacheKey,
+        kind: ModelKind,
+        source: str,
         load: Callable[[], Any],
         *,
+        part: str = "",
+        variant: str | None = None,
         module: Callable[[Any], Any] = lambda value: value,
         nbytes: int | Callable[[Any], int] | None = None,
-        offloadable: bool = False,
         part_of: BaseModel | None = None,
         on_drop: Callable[[Any], None] | None = None,
     ) -> Any:
-        """Any other model (an upscaler, an ONNX session, a ControlNet), loaded once under `key`.
+        """A model of `kind` (an upscaler, an ONNX session, a ControlNet) from `source`, loaded once; its
+        key is the kind's (`part` and `variant` tell apart several of one source).
 
         `module` picks the torch module inside the value; `nbytes` sizes a value that is not one (or
-        is computed from it). An
-        `offloadable` model (a pipeline component) may wait in RAM for an offloaded run; any other model
-        always goes to the compute device. `part_of`: it lives inside a base model's components (a LoRA),
-        so it is placed and dropped with it; `on_drop(value)` then takes it out.
+        is computed from it). An offloadable kind (a pipeline component) may wait in RAM for an offloaded
+        run; any other model always goes to the compute device. `part_of`: it lives inside a base model's
+        components (a LoRA), so it is placed and dropped with it; `on_drop(value)` then takes it out.
         """
+        key = kind.key(source, self.device_config, part=part, variant=variant)
         with self.lock:
             entry = self.registry.get(key)
             if entry is None:
@@ -126,7 +139,7 @@ class Lease:
                 entry = self.registry.add(
                     key, value, unit=unit, module=module(value), nbytes=size, on_drop=dropped
                 )
-            self._hold([entry], offloadable=offloadable)
+            self._hold([entry], offloadable=kind.offloadable)
             return entry.value
 
     def _hold(self, entries: list[CacheEntry], *, offloadable: bool) -> None:

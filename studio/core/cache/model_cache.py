@@ -117,7 +117,14 @@ class ModelCache:
         """Fetch a run's models through the lease: each stays pinned (never evicted) until the block ends.
         `local_only`: load only what is on this machine, whether or not the hub may be reached."""
         offline = self.offline or local_only
-        lease = Lease(self.placement, self.gpu_lock, offline=offline, **self._loaders)
+        lease = Lease(
+            self.placement,
+            self.gpu_lock,
+            offline=offline,
+            backend=self.backend,
+            converted=self.converted,
+            **self._loaders,
+        )
         try:
             yield lease
         finally:
