@@ -43,6 +43,40 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+# -- torch weights let go while OpenVINO runs a component ------------------------------------------------
+# One copy of each weight in the process: the torch module keeps its config, buffers and identity (the
+# cache's key), its parameters emptied, and reads them back from the model's files when torch runs it again.
+
+
+def can_let_go(module: Any, source_kind: str) -> bool:
+    """Whether a component's torch weights can be read back after being let go: from a folder or the hub
+    cache, not from inside a single-file checkpoint."""
+    return source_kind != "file" and isinstance(module, torch.nn.Module)
+
+
+def let_go(module: torch.nn.Module) -> None:
+    for parameter_name, parameter in module.named_parameters():
+        if not _is_adapter(parameter_name):  # a LoRA's own weights are not in the model's files
+            parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)
+
+
+def read_back(module: torch.nn.Module, location: str, subfolder: str, *, from_hub: bool) -> None:
+    """Read a let-go component's weights back into the very same module, through the library's own loading
+    (weight names, variants), from the model's folder or the hub cache (where it was loaded from)."""
+    dtype = next((parameter.dtype for parameter in module.parameters()), torch.float32)
+    options: dict[str, Any] = {"subfolder": subfolder, "dtype": dtype}
+    if from_hub:
+        options["local_files_only"] = True
+    fresh = dict(type(module).from_pretrained(location, **options).named_parameters())
+    for parameter_name, parameter in module.named_parameters():
+        if not _is_adapter(parameter_name):  # a LoRA wraps the layer it adapts as `base_layer`
+            parameter.data = fresh[parameter_name.replace(".base_layer.", ".")].data.to(parameter.device)
+
+
+def _is_adapter(parameter_name: str) -> bool:
+    return ".lora_" in parameter_name
+
+
 class ConvertedModels:
     """OpenVINO IR on disk, converted once per module identity; compiled for the CPU on demand."""
 

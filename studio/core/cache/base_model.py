@@ -6,8 +6,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from studio.core.models import ModelSource
 from studio.core.presets import SamplerPreset
 
@@ -21,7 +19,7 @@ class BaseModel:
     pipeline_class_name: str  # what the checkpoint was saved as, e.g. StableDiffusionInpaintPipeline
     components: dict[str, Any]  # the scheduler among them only as a config holder
     # Components whose torch weights are let go while another backend (OpenVINO) runs them: read back from
-    # disk (`restore`) before torch runs them again.
+    # disk before torch runs them again (the lease does both, openvino_backend.py says how).
     released: set[str] = field(default_factory=set)
 
     @property
@@ -81,39 +79,3 @@ class BaseModel:
         pipe = pipeline_class(**modules, **options)
         pipe.set_progress_bar_config(disable=True)
         return pipe
-
-    def can_release(self, name: str) -> bool:
-        """Whether a component's torch weights can be read back after being let go: from a folder or the
-        hub cache, not from inside a single-file checkpoint."""
-        return self.source.kind != "file" and isinstance(self.components.get(name), torch.nn.Module)
-
-    def release(self, name: str) -> None:
-        """Let go of a component's torch weights, keeping the module (its config, its identity for the
-        cache) and its buffers."""
-        for parameter_name, parameter in self.components[name].named_parameters():
-            if not _is_adapter(parameter_name):  # a LoRA's own weights are not in the model's files
-                parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)
-        self.released.add(name)
-
-    def restore(self) -> None:
-        """Read the released components' weights back into the very same modules, through the library's
-        own loading (weight names, variants), from the folder or the hub cache."""
-        for name in sorted(self.released):
-            module = self.components[name]
-            options: dict[str, Any] = {"subfolder": name, "dtype": _dtype_of(module)}
-            if self.source.kind == "hub":
-                options["local_files_only"] = True  # it was loaded from there: it is in the hub cache
-            fresh = dict(type(module).from_pretrained(self.source.location, **options).named_parameters())
-            for parameter_name, parameter in module.named_parameters():
-                if not _is_adapter(parameter_name):  # a LoRA wraps the layer it adapts as `base_layer`
-                    original = fresh[parameter_name.replace(".base_layer.", ".")]
-                    parameter.data = original.data.to(parameter.device)
-        self.released.clear()
-
-
-def _dtype_of(module: Any) -> torch.dtype:
-    return next((parameter.dtype for parameter in module.parameters()), torch.float32)
-
-
-def _is_adapter(parameter_name: str) -> bool:
-    return ".lora_" in parameter_name

@@ -10,16 +10,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from studio.core.cache.base_model import BaseModel
 from studio.core.cache.kinds import ModelKind
 from studio.core.cache.placement import Placement
 from studio.core.cache.registry import CacheEntry, CacheKey
 from studio.core.models import ModelSource, family_of, weight_bytes_on_disk
-
-if TYPE_CHECKING:
-    from studio.core.openvino_backend import ConvertedModels
+from studio.core.openvino_backend import ConvertedModels, can_let_go, let_go, read_back
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +77,11 @@ class Lease:
         """Read back the torch weights another backend let go, for a run torch runs."""
         with self.lock:
             log.info("reading back the torch weights of %s", ", ".join(sorted(base.released)))
-            base.restore()
+            for name in sorted(base.released):
+                read_back(
+                    base.components[name], base.source.location, name, from_hub=base.source.kind == "hub"
+                )
+            base.released.clear()
 
     def let_go_weights(self, base: BaseModel, component: str) -> bool:
         """Let go of a base model component's torch weights while another backend runs it, unless another
@@ -87,9 +89,11 @@ class Lease:
         with self.lock:
             key = CacheKey(base.source.location, component, self.device_config.dtype_name)
             entry = self.registry.get(key)
-            if entry is None or entry.pins > 1 or not base.can_release(component):
+            module = base.components.get(component)
+            if entry is None or entry.pins > 1 or not can_let_go(module, base.source.kind):
                 return False
-            base.release(component)
+            let_go(module)
+            base.released.add(component)
             return True
 
     def inpaint_unet(self, base: BaseModel, source: ModelSource) -> Any:
