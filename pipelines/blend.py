@@ -11,8 +11,8 @@ from dataclasses import replace
 from PIL import Image
 from pydantic import Field
 
-from pipelines.image_prompts import ImagePrompt
-from pipelines.images import check_image
+from pipelines.parts.image_prompts import ImagePrompt
+from pipelines.parts.images import check_image
 from pipelines.text_to_image import (
     ReferenceImages,
     ReferenceWeight,

@@ -21,8 +21,8 @@ from PIL import Image
 from pydantic import ConfigDict, Field, field_validator
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
-from pipelines.images import check_image
+from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.images import check_image
 from pipelines.task import OneResultTask
 from studio.core.access import Reference, is_bare_name
 from studio.core.cache import Lease

@@ -28,8 +28,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from PIL import Image
 from pydantic import Field, field_validator
 
-from pipelines.backends import openvino_refusal, use_openvino
-from pipelines.common import (
+from pipelines.parts.backends import openvino_refusal, use_openvino
+from pipelines.parts.common import (
     MAX_SEED,
     GeneratedImage,
     IsCancelled,
@@ -41,15 +41,15 @@ from pipelines.common import (
     no_progress,
     resolve_seed,
 )
-from pipelines.conditioning import prompt_conditioning
-from pipelines.decoders import DecoderChoice, decoder_for
-from pipelines.image_prompts import ImagePrompt, ImagePromptAdapters, guided
-from pipelines.loras import LoraChoice, Loras, loras_applied
-from pipelines.loras import recorded as recorded_loras
-from pipelines.previews import PreviewMode, PreviewSink, live_previews, no_preview
-from pipelines.prompt_parameters import ReadsPromptParameters
-from pipelines.recording import RunSettings, record
-from pipelines.seamless import seamless
+from pipelines.parts.conditioning import prompt_conditioning
+from pipelines.parts.decoders import DecoderChoice, decoder_for
+from pipelines.parts.image_prompts import ImagePrompt, ImagePromptAdapters, guided
+from pipelines.parts.loras import LoraChoice, Loras, loras_applied
+from pipelines.parts.loras import recorded as recorded_loras
+from pipelines.parts.previews import PreviewMode, PreviewSink, live_previews, no_preview
+from pipelines.parts.prompt_parameters import ReadsPromptParameters
+from pipelines.parts.recording import RunSettings, record
+from pipelines.parts.seamless import seamless
 from pipelines.task import Task
 from studio.core.access import Reference
 from studio.core.cache import BaseModel, Lease

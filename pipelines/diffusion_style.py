@@ -18,8 +18,8 @@ from PIL import Image
 from pydantic import ConfigDict, Field, model_validator
 
 from pipelines.diffusion import Denoising, DiffusionTask, GenerationRequest, RunSettings, build_pipeline
-from pipelines.image_prompts import ImagePrompt
-from pipelines.images import InputImage, check_image, resized
+from pipelines.parts.image_prompts import ImagePrompt
+from pipelines.parts.images import InputImage, check_image, resized
 from studio.core.cache import BaseModel, Lease
 from studio.core.cache.kinds import CONTROLNET, DETECTOR
 from studio.core.control_models import controlnet_aux_class, detector_module, load_controlnet, load_detector

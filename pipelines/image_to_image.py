@@ -20,7 +20,7 @@ from pipelines.diffusion import (
     build_pipeline,
     refuse_inpainting_model,
 )
-from pipelines.images import InputImage, check_image, resized, working_size
+from pipelines.parts.images import InputImage, check_image, resized, working_size
 from studio.core.cache import BaseModel, Lease
 from studio.core.metadata import GenerationParameters, read_parameters
 

@@ -16,7 +16,14 @@ from PIL import Image
 from pydantic import ConfigDict, Field
 
 from pipelines.diffusion import Denoising, DiffusionTask, GenerationRequest, RunSettings, build_pipeline
-from pipelines.images import InputImage, blend_outside_mask, check_image, check_mask, resized, working_size
+from pipelines.parts.images import (
+    InputImage,
+    blend_outside_mask,
+    check_image,
+    check_mask,
+    resized,
+    working_size,
+)
 from studio.core.cache import BaseModel, Lease
 from studio.core.errors import ModelUnavailable
 from studio.core.models import ModelSource, resolve_model

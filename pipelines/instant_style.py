@@ -18,11 +18,11 @@ import numpy as np
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.common import GeneratedImage, IsCancelled, Progress, never_cancelled, no_progress
-from pipelines.images import check_image, resized, to_array, to_image
-from pipelines.recording import derived_parameters
+from pipelines.parts.common import GeneratedImage, IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.images import check_image, resized, to_array, to_image
+from pipelines.parts.recording import derived_parameters
+from pipelines.parts.tiling import run_tiled, tile_grid
 from pipelines.task import OneResultTask
-from pipelines.tiling import run_tiled, tile_grid
 from studio.core.cache import Lease
 from studio.core.cache.kinds import NEURAL_STYLE
 from studio.core.errors import InvalidRequest, RunCancelled

@@ -14,8 +14,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from pydantic import ConfigDict, Field
 
 from pipelines.diffusion import GenerationRequest
-from pipelines.images import check_image
 from pipelines.inpaint import InpaintPipeline, MaskedImage
+from pipelines.parts.images import check_image
 from studio.core.errors import InvalidRequest
 
 Direction = Literal["zoom_out_1.5", "zoom_out_2", "pan_left", "pan_right", "pan_up", "pan_down"]

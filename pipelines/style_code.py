@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
-from pipelines.image_prompts import ImagePrompt, ImagePromptAdapters
-from pipelines.images import check_image
+from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.image_prompts import ImagePrompt, ImagePromptAdapters
+from pipelines.parts.images import check_image
 from pipelines.task import OneResultTask
 from pipelines.text_to_image import ReferenceWeight, check_weights
 from studio.core.access import Reference

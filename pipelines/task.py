@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
-from pipelines.previews import PreviewSink, no_preview
+from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.previews import PreviewSink, no_preview
 from studio.core.cache import ModelCache
 from studio.core.presets import Presets
 from studio.core.requests import Request

@@ -5,7 +5,7 @@ more memory than one image, and finished images can be shown while the next one 
 
 Image prompts steer it too: up to three style references (images and saved style codes, each weighted;
 `--sref`, `--sw`) reach the style blocks only, and a character or object reference (`--oref`, `--ow`)
-every block (pipelines/image_prompts.py).
+every block (pipelines/parts/image_prompts.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pipelines.diffusion import (
     build_pipeline,
     refuse_inpainting_model,
 )
-from pipelines.image_prompts import ImagePrompt, object_scale, style_scale
-from pipelines.images import check_image
+from pipelines.parts.image_prompts import ImagePrompt, object_scale, style_scale
+from pipelines.parts.images import check_image
 from studio.core.cache import BaseModel, Lease
 from studio.core.errors import InvalidRequest
 

@@ -21,8 +21,6 @@ import torch
 from PIL import Image
 from pydantic import ConfigDict, Field
 
-from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
-from pipelines.decoders import DecoderChoice
 from pipelines.diffusion import (
     Denoising,
     DiffusionTask,
@@ -33,12 +31,14 @@ from pipelines.diffusion import (
     check_prompt_side,
     refuse_inpainting_model,
 )
-from pipelines.images import InputImage, check_image, resized, to_array, to_image, working_size
-from pipelines.previews import PreviewMode, PreviewSink, no_preview
-from pipelines.prompt_parameters import ReadsPromptParameters
-from pipelines.recording import derived_parameters, source_extras
+from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.decoders import DecoderChoice
+from pipelines.parts.images import InputImage, check_image, resized, to_array, to_image, working_size
+from pipelines.parts.previews import PreviewMode, PreviewSink, no_preview
+from pipelines.parts.prompt_parameters import ReadsPromptParameters
+from pipelines.parts.recording import derived_parameters, source_extras
+from pipelines.parts.tiling import run_tiled, tile_grid
 from pipelines.task import Task
-from pipelines.tiling import run_tiled, tile_grid
 from studio.core.cache import BaseModel, Lease, ModelCache
 from studio.core.cache.kinds import UPSCALER
 from studio.core.errors import InvalidRequest, ModelUnavailable, RunCancelled

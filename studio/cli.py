@@ -22,7 +22,7 @@ from PIL import Image
 from pipelines.diffusion import DiffusionRequest, GenerationRequest
 from pipelines.diffusion_style import DiffusionStyleRequest
 from pipelines.instant_style import InstantStylePipeline, InstantStyleRequest
-from pipelines.prompt_parameters import apply_prompt_parameters
+from pipelines.parts.prompt_parameters import apply_prompt_parameters
 from pipelines.registry import TASKS
 from pipelines.text_to_image import TextToImageRequest
 from pipelines.upscale import UpscaleRequest

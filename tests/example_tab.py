@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import gradio as gr
 from pydantic import Field
 
-from pipelines.common import IsCancelled, Progress, never_cancelled, no_progress
-from pipelines.previews import PreviewSink, no_preview
+from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.previews import PreviewSink, no_preview
 from pipelines.task import Task
 from studio.core.errors import RunCancelled
 from studio.core.requests import Request

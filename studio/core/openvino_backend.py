@@ -14,7 +14,7 @@ not equal. "f32" gives torch's pixels to fp32 rounding (--backend torch gives th
 
 The wrappers look to diffusers like the modules they stand for (config, dtype, device, the call), for
 the calls this studio makes; what they cannot run (ControlNet residuals, IP-Adapters' layers) the caller
-keeps on torch (pipelines/backends.py), which also converts a run's variant (a tile, LoRAs) of each.
+keeps on torch (pipelines/parts/backends.py), which also converts a run's variant (a tile, LoRAs) of each.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class UNetWithAddedConditionForward(UNetForward):
 
 class OpenVinoUNet(_Standing):
     """Any prompt length (compel's chunked embeddings are 77 tokens a chunk), batch and size; the LoRAs
-    and seamless padding of the run are part of the converted graph (pipelines/backends.py)."""
+    and seamless padding of the run are part of the converted graph (pipelines/parts/backends.py)."""
 
     def __init__(self, original: Any, compiled: Any) -> None:
         super().__init__(original, compiled)

@@ -12,8 +12,8 @@ import gradio as gr
 
 from pipelines.image_to_image import ImageToImageRequest, variation_request
 from pipelines.inpaint import InpaintRequest
-from pipelines.loras import Loras
 from pipelines.outpaint import DIRECTION_LABELS, OutpaintRequest
+from pipelines.parts.loras import Loras
 from pipelines.task import Task
 from studio.core.metadata import GenerationParameters, read_parameters
 from studio.core.presets import Presets

@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from pipelines.previews import PreviewImage, no_preview
+from pipelines.parts.previews import PreviewImage, no_preview
 from pipelines.task import Task
 from studio.core.access import ModelAccess, RateLimit
 from studio.core.downloads import downloads_reported_to, preparation_reported_to

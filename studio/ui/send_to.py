@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from pipelines.diffusion import DiffusionRequest
-from pipelines.prompt_parameters import parse_prompt_parameters
+from pipelines.parts.prompt_parameters import parse_prompt_parameters
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT
 from studio.ui.i18n import say, tr

@@ -18,7 +18,7 @@ from PIL import Image
 
 from pipelines.diffusion_style import STRUCTURES, DiffusionStylePipeline, DiffusionStyleRequest
 from pipelines.instant_style import MAX_MIXED_STYLES, InstantStyleRequest
-from pipelines.loras import Loras
+from pipelines.parts.loras import Loras
 from studio.core.requests import parse_request
 from studio.ui.common import INSTANT_EVENT, readable, slider, user_errors
 from studio.ui.context import Studio, TabInfo

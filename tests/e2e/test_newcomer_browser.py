@@ -78,7 +78,7 @@ def test_stop_says_how_far_the_run_got_with_no_error_and_no_unfinished_preview(
 
     monkeypatch.setattr(cache, "denoise", second_waits_for_stop)
     # A preview after every step but the last, however fast the steps (the studio times them otherwise).
-    monkeypatch.setattr("pipelines.previews.preview_due", lambda step, steps, **_: step < steps)
+    monkeypatch.setattr("pipelines.parts.previews.preview_due", lambda step, steps, **_: step < steps)
     panel = tab_panel(page, "#txt2img-generate")
     page.locator("#txt2img-prompt textarea").fill("a slow river")
     set_slider(panel, "Images", 4)

@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from pipelines.images import check_image
+from pipelines.parts.images import check_image
 from studio.core.errors import InvalidRequest
 from studio.core.metadata import read_parameters
 

@@ -41,3 +41,18 @@ def test_no_module_imports_itself_round_a_circle():
         }
     )
     assert circles == [], circles
+
+
+def test_a_part_of_the_pipelines_never_imports_a_task():
+    """pipelines/parts/ holds what tasks are made of; a part that imported a task would tie them in a knot."""
+    import grimp
+
+    graph = grimp.build_graph("pipelines", cache_dir=None)
+    parts = {module for module in graph.modules if module.startswith("pipelines.parts")}
+    reaching_out = sorted(
+        (part, imported)
+        for part in parts
+        for imported in graph.find_modules_directly_imported_by(part)
+        if imported.startswith("pipelines") and imported not in parts and imported != "pipelines"
+    )
+    assert reaching_out == [], reaching_out

@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from pipelines.conditioning import prompt_conditioning, to_compel, weighted_segments
+from pipelines.parts.conditioning import prompt_conditioning, to_compel, weighted_segments
 
 
 @pytest.fixture(scope="module")

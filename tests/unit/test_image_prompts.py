@@ -8,7 +8,7 @@ import skimage.data
 from PIL import Image
 
 from pipelines.blend import BlendPipeline, BlendRequest
-from pipelines.prompt_parameters import apply_prompt_parameters
+from pipelines.parts.prompt_parameters import apply_prompt_parameters
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.errors import InvalidRequest
 from studio.core.history import History

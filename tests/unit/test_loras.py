@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.loras import LoraChoice
+from pipelines.parts.loras import LoraChoice
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device

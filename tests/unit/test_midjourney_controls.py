@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
-from pipelines.seamless import seamless
+from pipelines.parts.seamless import seamless
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.requests import parse_request
 

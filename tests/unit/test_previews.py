@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.decoders import approximate_rgb, wanted_decoder
 from pipelines.diffusion import enhanced_values
-from pipelines.previews import PREVIEW_SHARE, PreviewImage, preview_due
+from pipelines.parts.decoders import approximate_rgb, wanted_decoder
+from pipelines.parts.previews import PREVIEW_SHARE, PreviewImage, preview_due
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import DeviceConfig, resolve_device
@@ -80,7 +80,7 @@ def test_previews_stream_before_each_final_image_and_never_join_the_results(
 ):
     # A preview after every step but the last: whether one is due by its time share (preview_due, tested
     # on its own) depends on how fast this machine's steps are, which this test is not about.
-    monkeypatch.setattr("pipelines.previews.preview_due", lambda step, steps, **_: step < steps)
+    monkeypatch.setattr("pipelines.parts.previews.preview_due", lambda step, steps, **_: step < steps)
     req = request(tiny_sd, num_images=2, previews="approximate")
     events = run_watched(TextToImagePipeline(cache, presets), req)
     kinds = [kind for kind, _ in events]

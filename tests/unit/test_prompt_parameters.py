@@ -5,7 +5,7 @@ import pytest
 from pipelines.diffusion import stylize_weight
 from pipelines.diffusion_style import DiffusionStyleRequest
 from pipelines.image_to_image import ImageToImageRequest
-from pipelines.prompt_parameters import apply_prompt_parameters, parse_prompt_parameters
+from pipelines.parts.prompt_parameters import apply_prompt_parameters, parse_prompt_parameters
 from pipelines.text_to_image import TextToImageRequest
 from studio.core.errors import InvalidRequest
 from studio.core.requests import parse_request

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from pydantic import Field
 
-from pipelines.previews import PreviewImage
+from pipelines.parts.previews import PreviewImage
 from pipelines.task import Task
 from studio.core.errors import RunCancelled
 from studio.core.requests import Request

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipelines.tiling import run_tiled, tile_grid, tile_weights
+from pipelines.parts.tiling import run_tiled, tile_grid, tile_weights
 from studio.core.errors import RunCancelled
 
 

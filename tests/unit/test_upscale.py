@@ -4,7 +4,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from pipelines.tiling import tile_grid
+from pipelines.parts.tiling import tile_grid
 from pipelines.upscale import LANCZOS, UpscalePipeline, UpscaleRequest
 from studio.core.errors import InvalidRequest, RunCancelled
 from studio.core.metadata import GenerationParameters, read_parameters, save_png

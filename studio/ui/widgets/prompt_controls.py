@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from pipelines.common import MAX_SEED
 from pipelines.diffusion import MAX_PROMPT_CHARS, DiffusionRequest, GenerationRequest
+from pipelines.parts.common import MAX_SEED
 from studio.core.presets import Presets
 from studio.ui.common import INSTANT_EVENT, slider, user_errors
 from studio.ui.endpoints import Parameter, control, field
@@ -20,7 +20,7 @@ from studio.ui.i18n import say, say_phrases, tr
 from studio.ui.send_to import Sent, Updates, sent_values
 
 if TYPE_CHECKING:  # the Studio is built from these widgets' module's neighbours
-    from pipelines.loras import Loras
+    from pipelines.parts.loras import Loras
     from studio.ui.context import Studio
 
 

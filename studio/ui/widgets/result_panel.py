@@ -10,7 +10,7 @@ import gradio as gr
 from PIL import Image
 
 from pipelines.diffusion import GeneratedImage
-from pipelines.previews import PreviewImage
+from pipelines.parts.previews import PreviewImage
 from studio.core.errors import ResultNotSaved
 from studio.core.metadata import GenerationParameters, read_parameters
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, describe_parameters

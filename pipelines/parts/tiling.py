@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.common import IsCancelled, Progress
+from pipelines.parts.common import IsCancelled, Progress
 from studio.core.errors import RunCancelled
 
 

@@ -15,9 +15,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pipelines.decoders import is_tiny
-from pipelines.loras import Adapter, loras_applied
-from pipelines.seamless import seamless
+from pipelines.parts.decoders import is_tiny
+from pipelines.parts.loras import Adapter, loras_applied
+from pipelines.parts.seamless import seamless
 from studio.core.cache import BaseModel, Lease
 from studio.core.cache.kinds import OPENVINO
 from studio.core.openvino_backend import (

@@ -65,7 +65,7 @@ class StepReporter:
         self.is_cancelled = is_cancelled
         self.images = images
         self.image_index = 0
-        self.previews: Any = None  # a run's LivePreviews (pipelines/previews.py), when it shows them
+        self.previews: Any = None  # a run's LivePreviews (pipelines/parts/previews.py), when it shows them
 
     def begin_image(self, index: int) -> None:
         self.image_index = index

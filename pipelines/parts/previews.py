@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-from pipelines.decoders import approximate_rgb, decoded_rgb, tiny_autoencoder
+from pipelines.parts.decoders import approximate_rgb, decoded_rgb, tiny_autoencoder
 from studio.core.cache import BaseModel, Lease
 from studio.core.errors import ModelUnavailable
 from studio.core.presets import DecoderPreset
