@@ -57,26 +57,32 @@ def test_a_refused_request_leaves_the_last_grid_in_view_with_the_message_beside_
     expect(page.locator(SELECTED)).to_have_value(re.compile(r"^a windmill\n"))
 
 
-def test_stop_says_how_far_the_run_got_with_no_error_and_no_unfinished_preview(
-    page: Page, running_app, monkeypatch
-) -> None:
-    # The second image holds, its previews shown, until Stop is pressed: on a fast backend the other three
-    # would otherwise finish before the click lands.
-    cache, stop_pressed = running_app.demo.studio.cache, threading.Event()
+def hold_the_second_image(cache, until: threading.Event, monkeypatch) -> None:
+    """The second denoising call of the next run finishes its steps, then waits for `until`: on a fast
+    backend a run's other images would otherwise finish before the test can act in between."""
     denoise, calls = cache.denoise, itertools.count()
 
-    def second_waits_for_stop(base, size, call, **kwargs):
+    def second_waits(base, size, call, **kwargs):
         if next(calls) != 1:
             return denoise(base, size, call, **kwargs)
 
         def then_wait():
             finished = call()
-            stop_pressed.wait(timeout=GENERATE_TIMEOUT_MS / 1000)
+            until.wait(timeout=GENERATE_TIMEOUT_MS / 1000)
             return finished
 
         return denoise(base, size, then_wait, **kwargs)
 
-    monkeypatch.setattr(cache, "denoise", second_waits_for_stop)
+    monkeypatch.setattr(cache, "denoise", second_waits)
+
+
+def test_stop_says_how_far_the_run_got_with_no_error_and_no_unfinished_preview(
+    page: Page, running_app, monkeypatch
+) -> None:
+    # The second image holds, its previews shown, until Stop is pressed: on a fast backend the other three
+    # would otherwise finish before the click lands.
+    stop_pressed = threading.Event()
+    hold_the_second_image(running_app.demo.studio.cache, stop_pressed, monkeypatch)
     # A preview after every step but the last, however fast the steps (the studio times them otherwise).
     monkeypatch.setattr("pipelines.parts.previews.preview_due", lambda step, steps, **_: step < steps)
     panel = tab_panel(page, "#txt2img-generate")
@@ -106,19 +112,8 @@ def test_a_page_closed_mid_run_stops_it_and_the_history_says_what_was_not_made(
     # three would otherwise finish first. It may still be finished and saved (its steps are done); the
     # third never starts.
     studio, left, ended = running_app.demo.studio, threading.Event(), threading.Event()
-    denoise, calls, leave = studio.cache.denoise, itertools.count(), studio.runner.runs.left
-    unfinished = studio.runner.unfinished
-
-    def second_waits_for_the_page_to_close(base, size, call, **kwargs):
-        if next(calls) != 1:
-            return denoise(base, size, call, **kwargs)
-
-        def then_wait():
-            finished = call()
-            left.wait(timeout=GENERATE_TIMEOUT_MS / 1000)
-            return finished
-
-        return denoise(base, size, then_wait, **kwargs)
+    leave, unfinished = studio.runner.runs.left, studio.runner.unfinished
+    hold_the_second_image(studio.cache, left, monkeypatch)
 
     def leaving(session: str):
         try:
@@ -130,7 +125,6 @@ def test_a_page_closed_mid_run_stops_it_and_the_history_says_what_was_not_made(
         unfinished(run)
         ended.set()
 
-    monkeypatch.setattr(studio.cache, "denoise", second_waits_for_the_page_to_close)
     monkeypatch.setattr(studio.runner.runs, "left", leaving)
     monkeypatch.setattr(studio.runner, "unfinished", noted)
     panel = tab_panel(page, "#txt2img-generate")

@@ -205,8 +205,8 @@ def test_the_inpainting_unet_is_placed_and_counted_with_its_base_model(inpaint_p
     RAM."""
     from pipelines.inpaint import InpaintPipeline, InpaintRequest
     from studio.core.cache import CacheEntry
-    from tests.unit.test_image_to_image import photo, square_mask
-    from tests.unit.test_offload import stand_in_cache
+    from tests.models.test_image_to_image import photo, square_mask
+    from tests.models.test_offload import stand_in_cache
 
     on_gpu: set[int] = set()
     move = CacheEntry.moved_to
