@@ -94,7 +94,7 @@ def create_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Bloc
 
         def visitor_left(request: gr.Request) -> None:
             """A closed page: its run stops and its queued runs never start, so nobody waits behind them."""
-            studio.runner.runs.left(session_of(request))
+            studio.runner.visitor_left(session_of(request))
 
         demo.unload(visitor_left)
         memory_panel.create_panel(studio.cache)

@@ -132,8 +132,17 @@ class JobRunner:
         self.gpu_runner = gpu_runner
         self.access = access or ModelAccess()
         self.rate_limit = rate_limit or RateLimit()
-        # Told of each run a closed page left unfinished, once it has ended (the history notes it).
+        # Told of each run a closed page left unfinished (the history notes it).
         self.unfinished: Callable[[Run], None] = lambda run: None
+
+    def visitor_left(self, session: str) -> None:
+        """The page of `session` closed: its run stops at once (a result it finishes after this is not
+        handed over, so not saved) and its queued runs never start, so nobody waits behind them; what it
+        left unmade is told to `unfinished`."""
+        run = self.runs.left(session)
+        if run is not None and run.made < run.total:
+            logger.info("A %s run stopped: its visitor left. %s", run.job.task, run.stopped_message())
+            self.unfinished(run)
 
     def add(self, name: str, pipeline: Task) -> None:
         self.tasks[name] = pipeline
@@ -202,6 +211,8 @@ class JobRunner:
                     if run.stop.is_set():
                         raise RunCancelled()
                     for result in self._results(job.task, pipeline, parsed, run, progress, where):
+                        if self.runs.has_left(session):  # noted as unfinished already: nobody to show it
+                            raise RunCancelled()
                         run.made += not isinstance(result, PreviewImage)
                         yield result
             except RunCancelled:
@@ -209,9 +220,6 @@ class JobRunner:
                     gr.Warning(run.stopped_message())
             finally:
                 self.runs.end(session, run)
-                if self.runs.has_left(session) and run.made < run.total:
-                    logger.info("A %s run stopped: its visitor left. %s", job.task, run.stopped_message())
-                    self.unfinished(run)
 
     def _results(
         self, task: str, pipeline: Task, parsed: Request, run: Run, progress: gr.Progress, where: str

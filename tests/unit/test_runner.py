@@ -208,7 +208,7 @@ def test_a_visitor_who_left_mid_run_holds_nothing_and_their_queued_runs_never_st
     runner.unfinished = unfinished.append
     abandoned = runner.run(Job("echo", {"prompt": "a fox", "num_images": 4}), None, progress)
     assert next(abandoned) == "a fox #1"  # the page took one image, then closed: nobody asks for more
-    runner.runs.left("api")
+    runner.visitor_left("api")
     assert holder.let_go.wait(timeout=10), "the task stops at its next step and lets its models go"
     assert list(abandoned) == [], "the page's event ends with the run"
     assert list(runner.run(Job("echo", {"prompt": "a kite"}), None, progress)) == []
@@ -227,5 +227,5 @@ def test_a_visitor_who_left_after_their_run_finished_leaves_nothing_unfinished()
     runner.add("echo", Echo())
     runner.unfinished = unfinished.append
     assert len(list(runner.run(Job("echo", {"prompt": "a fox"}), None, progress))) == 2
-    runner.runs.left("api")
+    runner.visitor_left("api")
     assert unfinished == []
