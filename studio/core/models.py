@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,12 @@ from studio.core.errors import InvalidRequest, ModelUnavailable
 from studio.core.presets import ModelPreset, Presets
 
 log = logging.getLogger(__name__)
+
+# diffusers passes huggingface_hub an argument it deprecated, on every config read from the hub: a warning
+# on each start that nobody running the studio can act on.
+warnings.filterwarnings(
+    "ignore", message="The `local_dir_use_symlinks` argument is deprecated", category=UserWarning
+)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,21 @@ def test_every_setting_reads_its_variable_and_a_bad_value_is_named(monkeypatch, 
     monkeypatch.setenv("STUDIO_MAX_IMAGES", "four")
     with pytest.raises(InvalidRequest, match="STUDIO_MAX_IMAGES must be a whole number, got 'four'"):
         load_settings([])
+
+
+def test_reading_a_model_from_the_hub_prints_no_warning_of_diffusers_own_making():
+    """diffusers hands huggingface_hub a deprecated argument on every config read: the console of every
+    start said so, and nobody running the studio can do anything about it. (A process of its own: pytest
+    resets warning filters set while it collects.)"""
+    read = (
+        "import contextlib, studio.core.models\n"
+        "from diffusers import AutoencoderTiny\n"
+        "with contextlib.suppress(Exception):\n"
+        "    AutoencoderTiny.load_config('madebyollin/taesd', local_files_only=True)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", read], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "local_dir_use_symlinks" not in done.stderr
