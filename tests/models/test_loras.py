@@ -32,7 +32,7 @@ def lora_folder(tiny_sd, tiny_sdxl, tmp_path_factory) -> Path:
 def lora_cache(lora_folder):
     cache = ModelCache(resolve_device("cpu"), offline=True, lora_folder=lora_folder)
     yield cache
-    cache.clear()
+    cache.clear(collect=False)  # as conftest's `cache`
 
 
 @pytest.fixture

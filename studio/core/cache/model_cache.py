@@ -184,11 +184,14 @@ class ModelCache:
         with self.gpu_lock:
             return self.placement.free_idle()
 
-    def clear(self) -> None:
+    def clear(self, *, collect: bool = True) -> None:
+        """Drop every model; `collect`: then run a full garbage collection (and empty the GPU's cache), which
+        in a process holding many objects takes seconds."""
         with self.gpu_lock:
             for name in list(self.registry.units()):
                 self.registry.drop(name)
-        free_memory()
+        if collect:
+            free_memory()
 
     def stats(self) -> CacheStats:
         """What is loaded now, and how much loading it took: for tests and benchmarks."""
