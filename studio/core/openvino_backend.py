@@ -19,10 +19,12 @@ keeps on torch (pipelines/parts/backends.py), which also converts a run's varian
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,6 +43,30 @@ PRECISIONS = ("auto", "f32")
 
 def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
+
+
+@functools.cache
+def openvino() -> Any:
+    """The `openvino` module, imported with its converter's telemetry declined.
+
+    Unless the machine's user opted out, OpenVINO reports its import and each conversion to Google
+    Analytics: a studio converts on its visitors' behalf and reports nothing of theirs (offline, each report
+    also cost about 0.2 s of CPU building TLS contexts for nowhere). Its one switch in code is the one it
+    keeps for automated runs, read when the converter first asks for consent: both happen here.
+    """
+    flagged = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        import openvino
+        from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry
+
+        init_ovc_telemetry()  # conversions reuse this consent while their app name stays the same
+    finally:
+        if flagged is None:
+            del os.environ["CI"]
+        else:
+            os.environ["CI"] = flagged
+    return openvino
 
 
 # -- torch weights let go while OpenVINO runs a component ------------------------------------------------
@@ -92,14 +118,12 @@ class ConvertedModels:
     ) -> str:
         """A folder name for one converted module: what it was converted from (the `variant` of it: a
         seamless tile, LoRAs fused in), how, by which OpenVINO."""
-        import openvino
-
         stamp = {
             "variant": variant or {},
             "location": location,
             "component": component,
             "files": [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()],
-            "openvino": openvino.get_version(),
+            "openvino": openvino().get_version(),
             "converter": CONVERTER_VERSION,
             "precision": self.precision,
         }
@@ -114,8 +138,7 @@ class ConvertedModels:
     ) -> Path:
         """The IR of `module` (whose forward takes `inputs`: an example each, and its shape, -1 where any
         size goes) saved under `name`: converted now when it is not on disk yet."""
-        import openvino as ov
-
+        ov = openvino()
         path = self.folder / name / "model.xml"
         if not path.exists():
             report_preparation(
@@ -146,8 +169,7 @@ class ConvertedModels:
     def compile(self, path: Path) -> Any:
         """The IR compiled for the CPU. The compiled form is kept too (OpenVINO's model cache): a later
         start imports it instead of reading the IR and repacking its weights, which holds two copies."""
-        import openvino as ov
-
+        ov = openvino()
         exact = {"INFERENCE_PRECISION_HINT": "f32"} if self.precision == "f32" else {}
         config = {**CPU_CONFIG, **exact, "CACHE_DIR": str(self.folder / "compiled")}
         report_preparation(f"Compiling the {_component(path.parent.name)} for the CPU…")

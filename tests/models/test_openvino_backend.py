@@ -1,5 +1,10 @@
 """The OpenVINO CPU backend on the tiny models: the torch path's pixels, IR kept on disk, torch fallback."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import skimage.data
@@ -39,6 +44,31 @@ def test_auto_is_openvino_on_a_cpu_where_it_is_installed_and_torch_elsewhere():
     assert choose_backend("auto", cpu, installed=False) == ("torch", None)
     backend, notice = choose_backend("openvino", cpu, installed=False)
     assert backend == "torch" and "pip install openvino" in notice
+
+
+CONVERT_IN_A_FRESH_PROCESS = textwrap.dedent("""
+    import sys, torch
+    from pathlib import Path
+    from studio.core.openvino_backend import ConvertedModels
+    converted = ConvertedModels(Path(sys.argv[1]))
+    example = torch.ones(1, 4)
+    path = converted.converted("linear-x", torch.nn.Linear(4, 2), {"input": (example, [-1, 4])})
+    print(converted.compile(path)(example.numpy())[0].shape)
+""")
+
+
+@needs_openvino
+def test_converting_reports_nothing_to_openvinos_telemetry(tmp_path):
+    """OpenVINO reports imports and conversions to Google Analytics unless told not to, and keeps a client
+    id and counts in ~/intel to do it: the studio declines, so a fresh home stays empty."""
+    home = tmp_path / "home"
+    home.mkdir()
+    environment = {key: value for key, value in os.environ.items() if key != "CI"} | {"HOME": str(home)}
+    script = [sys.executable, "-c", CONVERT_IN_A_FRESH_PROCESS, str(tmp_path / "converted")]
+    done = subprocess.run(script, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 2)"
+    assert not list(home.rglob("*")), "nothing written for telemetry"
 
 
 @needs_openvino
