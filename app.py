@@ -33,6 +33,7 @@ from studio.ui import (
     describe_tab,
     history_tab,
     image_to_image_tab,
+    live_tab,
     memory_panel,
     png_info_tab,
     style_transfer_tab,
@@ -49,6 +50,7 @@ log = logging.getLogger("studio")
 
 TABS = (
     text_to_image_tab,
+    live_tab,
     image_to_image_tab,
     blend_tab,
     style_transfer_tab,

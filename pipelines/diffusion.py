@@ -217,15 +217,12 @@ def build_pipeline(
 
 
 def call_arguments(
-    pipe: Any, family: str, run: RunSettings, seed: int, reporter: StepReporter
+    conditioning: dict[str, Any], run: RunSettings, seed: int, reporter: StepReporter
 ) -> dict[str, Any]:
-    """What every denoising call passes: the prompts' embeddings (weighted, long ones chunked), the sampling
-    settings, and a generator new on each call, so a retry after out-of-memory starts from the same noise.
-    Run it inside the call: the text encoders run here."""
+    """What every denoising call passes: the prompts' embeddings (`conditioning`), the sampling settings,
+    and a generator new on each call, so a retry after out-of-memory starts from the same noise."""
     return {
-        **prompt_conditioning(
-            pipe, family, run.prompt, run.negative_prompt, guided=guided(pipe, run.guidance_scale)
-        ),
+        **conditioning,
         "num_inference_steps": run.steps,
         "guidance_scale": run.guidance_scale,
         "generator": generator_for(seed),
@@ -254,6 +251,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
     prompt_required: ClassVar[bool] = False
     encodes_image: ClassVar[bool] = False  # starts from an image: its autoencoder's encoder runs too
     torch_only: ClassVar[str | None] = None  # why OpenVINO cannot run this task, where it cannot
+    fast_decoder_everywhere: ClassVar[bool] = False  # "auto" decodes with TAESD on a GPU too
 
     def setup(self) -> None:
         self.loras = Loras(self.cache, self.cache.lora_folder)
@@ -292,6 +290,12 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
     def finish(self, image: Image.Image, inputs: Any) -> Image.Image:
         """The denoised image made into the result (back at the input's size, say)."""
         return image
+
+    def encode_prompts(self, pipe: Any, base: BaseModel, run: RunSettings, loras: dict[str, Any]) -> dict:
+        """The prompts' embeddings for a denoising call of `pipe` (weighted, long ones chunked), with `loras`
+        (as recorded) applied. Run inside the call: the text encoders run here."""
+        guidance = guided(pipe, run.guidance_scale)
+        return prompt_conditioning(pipe, base.family, run.prompt, run.negative_prompt, guided=guidance)
 
     # -- the scaffold ---------------------------------------------------------------------------------
 
@@ -346,9 +350,12 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
             image_prompts = self.adapters.attach(lease, base, prompts, run.seed)
             extras.update(image_prompts.extras)
             adapters = self.loras.adapters(lease, base, pipe, loras)
-            extras.update(denoising.extras, **recorded_loras(adapters))
+            lora_record = recorded_loras(adapters)
+            extras.update(denoising.extras, **lora_record)
             decoders = self.presets.decoder(base.family)
-            autoencoder, extras["decoder"] = decoder_for(lease, base, decoders, request.decoder)
+            autoencoder, extras["decoder"] = decoder_for(
+                lease, base, decoders, request.decoder, auto_is_fast=self.fast_decoder_everywhere
+            )
             if autoencoder is not None:
                 pipe.vae = autoencoder
             if on_openvino:
@@ -375,7 +382,8 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                     )
                     attached = image_prompts.applied(pipe.unet, pipe._execution_device)
                     with attached, tiled, loras_applied(pipe, adapters):
-                        arguments = call_arguments(pipe, base.family, image_run, seed, reporter)
+                        conditioning = self.encode_prompts(pipe, base, image_run, lora_record)
+                        arguments = call_arguments(conditioning, image_run, seed, reporter)
                         arguments |= image_prompts.arguments(guided(pipe, image_run.guidance_scale))
                         return pipe(**arguments, **denoising.arguments, **task_arguments)
 

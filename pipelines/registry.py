@@ -8,6 +8,7 @@ from pipelines.diffusion_style import DiffusionStylePipeline
 from pipelines.image_to_image import ImageToImagePipeline
 from pipelines.inpaint import InpaintPipeline
 from pipelines.instant_style import InstantStylePipeline
+from pipelines.live import LivePipeline
 from pipelines.outpaint import OutpaintPipeline
 from pipelines.style_code import StyleCodePipeline
 from pipelines.task import Task
@@ -16,6 +17,7 @@ from pipelines.upscale import UpscalePipeline
 
 TASKS: dict[str, type[Task]] = {
     "txt2img": TextToImagePipeline,
+    "live": LivePipeline,
     "blend": BlendPipeline,
     "img2img": ImageToImagePipeline,
     "inpaint": InpaintPipeline,

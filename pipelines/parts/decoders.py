@@ -27,11 +27,14 @@ log = logging.getLogger(__name__)
 DecoderChoice = Literal["auto", "fast", "full"]
 
 
-def wanted_decoder(choice: str, device_config: DeviceConfig) -> Literal["fast", "full"]:
+def wanted_decoder(
+    choice: str, device_config: DeviceConfig, *, auto_is_fast: bool = False
+) -> Literal["fast", "full"]:
     """The decoder a request asks for: "auto" is Fast on a CPU (where the VAE is most of the time) and
-    Full on a GPU (where it is cheap and the detail is worth it)."""
+    Full on a GPU (where it is cheap and the detail is worth it), or Fast everywhere for a task whose
+    frames must be quick (`auto_is_fast`)."""
     if choice == "auto":
-        return "full" if device_config.is_accelerator else "fast"
+        return "full" if device_config.is_accelerator and not auto_is_fast else "fast"
     return "full" if choice == "full" else "fast"
 
 
@@ -63,11 +66,11 @@ def tiny_autoencoder(lease: Lease, base: BaseModel, preset: DecoderPreset) -> An
 
 
 def decoder_for(
-    lease: Lease, base: BaseModel, preset: DecoderPreset, choice: str
+    lease: Lease, base: BaseModel, preset: DecoderPreset, choice: str, *, auto_is_fast: bool = False
 ) -> tuple[Any | None, Literal["fast", "full"]]:
     """The autoencoder to decode with (None: the model's own) and what to record. "auto" on a CPU takes
     TAESD when it can be had, else the full VAE; "fast" without TAESD is an error that says why."""
-    wanted = wanted_decoder(choice, lease.device_config)
+    wanted = wanted_decoder(choice, lease.device_config, auto_is_fast=auto_is_fast)
     if wanted == "full" or is_tiny(base.components["vae"]):
         return None, "fast" if is_tiny(base.components["vae"]) else "full"
     try:

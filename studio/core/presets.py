@@ -33,6 +33,10 @@ class ModelPreset(_Preset):
     guidance_scale: float = Field(ge=0, le=30)
     sampler: str
     enhance_model: str | None = None  # the fuller preset Enhance re-renders a draft of this model with
+    # Live frames: a one- or few-step model runs them itself at `live_steps`; a full model names its
+    # distilled sibling (`live_model`), which Live runs in its place.
+    live_model: str | None = None
+    live_steps: int | None = Field(None, ge=1, le=8)
     description: str = ""
 
 
@@ -428,6 +432,10 @@ def load_presets(folder: Path) -> Presets:
         if model.enhance_model is not None and model.enhance_model not in models:
             raise PresetError(
                 f"{models_file}: {model.name!r}: enhance_model {model.enhance_model!r} is not a model here."
+            )
+        if model.live_model is not None and model.live_model not in models:
+            raise PresetError(
+                f"{models_file}: {model.name!r}: live_model {model.live_model!r} is not a model here."
             )
     for model in [*models.values(), other_models]:
         if model.sampler not in samplers:

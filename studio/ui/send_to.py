@@ -48,6 +48,7 @@ class Sent:
     chaos: int | None = None
     stylize: int | None = None
     aspect_ratio: str | None = None  # as asked for, where the image records it
+    decoder: str | None = None  # "full" for a render done properly (Live's Enhance)
 
     @classmethod
     def of(cls, path: str | None, fields: dict[str, Any]) -> Sent:

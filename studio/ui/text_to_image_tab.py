@@ -89,6 +89,9 @@ def create_tab(studio: Studio) -> TextToImageTab:
     wire_generation(
         studio, endpoint, pipeline, controls, results, actions, generate=generate, stop=stop, shape=shape
     )
+    # Sent here to render at once (Live's Enhance).
+    studio.send_to.action(TAB.id, "generate", endpoint.fn, endpoint.inputs, results.outputs,
+                          after=results.select_first_after, **results.event_options)  # fmt: skip
 
     c = controls
     outputs = shaped_outputs(c, aspect_ratio)

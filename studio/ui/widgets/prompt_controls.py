@@ -56,7 +56,7 @@ class PromptControls:
         """What `received` may fill: the controls this task has."""
         c = self
         receivers = [c.prompt, c.negative_prompt, c.styles, c.seed, c.steps, c.guidance_scale, c.sampler]
-        receivers += [c.model, c.loras, c.tile, c.chaos, c.stylize]
+        receivers += [c.model, c.loras, c.tile, c.chaos, c.stylize, c.decoder]
         return [component for component in receivers if component is not None]
 
     def received(self, sent: Sent, presets: Presets) -> Updates:
@@ -91,6 +91,7 @@ class PromptControls:
                 self.tile: sent.tile,
                 self.chaos: sent.chaos,
                 self.stylize: sent.stylize,
+                self.decoder: sent.decoder,
             }
         )
 
@@ -238,6 +239,29 @@ def prompt_box(prefix: str, placeholder: str) -> gr.Textbox:
     )
 
 
+def styles_box(prefix: str, presets: Presets) -> gr.Dropdown:
+    return gr.Dropdown(
+        choices=list(presets.styles),
+        value=[],
+        multiselect=True,
+        label=tr("Styles"),
+        info=tr("Stack several: each wraps the prompt of the one before."),
+        elem_id=f"{prefix}-styles",
+    )
+
+
+def model_box(prefix: str, presets: Presets, default_model: str, *, info: str = "") -> gr.Dropdown:
+    return gr.Dropdown(
+        choices=model_choices(presets, default_model),
+        value=default_model,
+        allow_custom_value=True,
+        label=tr("Model"),
+        info=tr(info or "A preset, or type a hub id, a local folder or a .safetensors path."),
+        scale=2,
+        elem_id=f"{prefix}-model",
+    )
+
+
 def prompt_settings(
     prefix: str, prompt: gr.Textbox, studio: Studio, *, loras: Loras | None = None, image_count: bool = True
 ) -> PromptControls:
@@ -253,24 +277,9 @@ def prompt_settings(
         max_length=MAX_PROMPT_CHARS,
         elem_id=f"{prefix}-negative",
     )
-    styles = gr.Dropdown(
-        choices=list(presets.styles),
-        value=[],
-        multiselect=True,
-        label=tr("Styles"),
-        info=tr("Stack several: each wraps the prompt of the one before."),
-        elem_id=f"{prefix}-styles",
-    )
+    styles = styles_box(prefix, presets)
     with gr.Row():
-        model = gr.Dropdown(
-            choices=model_choices(presets, default_model),
-            value=default_model,
-            allow_custom_value=True,
-            label=tr("Model"),
-            info=tr("A preset, or type a hub id, a local folder or a .safetensors path."),
-            scale=2,
-            elem_id=f"{prefix}-model",
-        )
+        model = model_box(prefix, presets, default_model)
         num_images = slider(
             DiffusionRequest,
             "num_images",

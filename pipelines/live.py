@@ -1,0 +1,197 @@
+"""Live: one frame, made again as the prompt and the sliders change — text to image, or image to image on a
+sketch — fast enough to follow typing.
+
+A frame is a text-to-image run, with everything one takes (long and weighted prompts, styles, --chaos,
+--tile, LoRAs, image prompts), and what makes it quick:
+- a one- or few-step model: the preset's live sibling (`live_model`: SD 1.5 → SDXS, SDXL → SDXL-Turbo)
+  at its `live_steps`;
+- a live size: on a CPU half the model's side (a quarter of its pixels, shown scaled up), on a GPU its own;
+- the fast decoder (TAESD), no previews;
+- the prompts' embeddings kept per (model, LoRAs, prompt): moving a slider encodes nothing again;
+- the seed the caller keeps: the same starting noise each frame, so a small edit makes a small change.
+
+Which request is worth a frame (the newest of a visitor's) is the caller's to decide (studio/ui/live.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from PIL import Image, ImageOps
+from pydantic import Field
+
+from pipelines.diffusion import Denoising, RunSettings, build_pipeline, refuse_inpainting_model
+from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.images import check_image
+from pipelines.parts.previews import PreviewMode, PreviewSink, no_preview
+from pipelines.text_to_image import ReferenceImages, TextToImagePipeline, TextToImageRequest
+from studio.core.cache import BaseModel, Lease
+from studio.core.metadata import GenerationParameters
+from studio.core.presets import Presets
+
+LiveSize = Literal["auto", "half", "full"]
+CPU_LIVE_SCALE = 0.5  # "auto" on a CPU: half the model's side (bench/live_bench.py measures why)
+MIN_HALVED = 512  # "auto" halves models made for this side or more
+STEPS_WITHOUT_LIVE_PRESET = 4  # a model with no live preset: few steps, rough but quick
+KEPT_PROMPTS = 32  # prompts' embeddings kept (a few hundred kB each)
+
+
+class LiveRequest(TextToImageRequest):
+    num_images: int = Field(1, ge=1, le=1, title="Images")
+    steps: int | None = Field(None, ge=1, le=8)  # None: the live model's live steps
+    image: Image.Image | None = None  # a sketch: the frame follows it at `strength`
+    strength: float = Field(0.7, ge=0.05, le=1.0, title="Sketch strength")
+    live_size: LiveSize = "auto"  # auto: half the model's side on a CPU, the whole of it on a GPU
+    previews: PreviewMode = "none"
+
+
+@dataclass(frozen=True)
+class LiveInputs:
+    references: ReferenceImages
+    sketch: Image.Image | None
+
+
+def live_request(request: LiveRequest, presets: Presets) -> LiveRequest:
+    """The request with the model it names swapped for its live sibling, and the live steps filled in."""
+    preset = presets.models.get(request.model or presets.default_model)
+    if preset is not None and preset.live_model is not None:
+        preset = presets.models[preset.live_model]
+    model = preset.name if preset is not None else request.model
+    if request.steps is not None:
+        steps = request.steps
+    elif preset is not None:
+        steps = preset.live_steps or min(preset.steps, STEPS_WITHOUT_LIVE_PRESET)
+    else:
+        steps = min(presets.other_models.steps, STEPS_WITHOUT_LIVE_PRESET)
+    return request.model_copy(update={"model": model, "steps": steps})
+
+
+def live_side(resolution: int, live_size: LiveSize, on_cpu: bool) -> int:
+    """The side of the square a frame's area matches: "auto" halves it on a CPU, for a model made for 512
+    pixels or more (below, pictures fall apart)."""
+    half = live_size == "half" or (live_size == "auto" and on_cpu and resolution >= MIN_HALVED)
+    return round(resolution * CPU_LIVE_SCALE) if half else resolution
+
+
+class PromptMemo:
+    """The prompts' embeddings of the latest frames, by everything they depend on."""
+
+    def __init__(self, size: int = KEPT_PROMPTS) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.encoded = 0  # prompts encoded, not found kept
+
+    def get(self, key: tuple) -> dict[str, Any] | None:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+            return None
+
+    def put(self, key: tuple, conditioning: dict[str, Any]) -> None:
+        with self._lock:
+            self.encoded += 1
+            self._kept[key] = conditioning
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+
+
+class LivePipeline(TextToImagePipeline):
+    task = "live"
+    request_type = LiveRequest
+    shows_previews = False
+    encodes_image = True  # a sketch is encoded by the autoencoder
+    fast_decoder_everywhere = True  # TAESD where it can be had, on a GPU too
+
+    def setup(self) -> None:
+        super().setup()
+        self.prompts = PromptMemo()
+
+    def generate(
+        self,
+        request: LiveRequest,
+        progress: Progress = no_progress,
+        is_cancelled: IsCancelled = never_cancelled,
+        preview: PreviewSink = no_preview,
+    ) -> Iterator[Any]:
+        yield from super().generate(live_request(request, self.presets), progress, is_cancelled, preview)
+
+    def frame(self, request: LiveRequest, is_cancelled: IsCancelled = never_cancelled) -> Any:
+        """The one frame of `request`."""
+        return next(iter(self.generate(request, is_cancelled=is_cancelled)))
+
+    def check_inputs(self, request: LiveRequest) -> LiveInputs:  # type: ignore[override]
+        sketch = None if request.image is None else check_image(request.image, "sketch")
+        return LiveInputs(super().check_inputs(request), sketch)
+
+    def strength(self, request: LiveRequest, inputs: LiveInputs) -> float | None:  # type: ignore[override]
+        return None if inputs.sketch is None else request.strength
+
+    def extras(self, request: LiveRequest, inputs: LiveInputs) -> dict:  # type: ignore[override]
+        extras = super().extras(request, inputs.references)
+        if inputs.sketch is not None:
+            extras["sketch_strength"] = request.strength
+        return extras
+
+    def image_prompts(self, request: LiveRequest, inputs: LiveInputs) -> list:  # type: ignore[override]
+        return super().image_prompts(request, inputs.references)
+
+    def prepare(  # type: ignore[override]
+        self, lease: Lease, base: BaseModel, request: LiveRequest, inputs: LiveInputs, run: RunSettings
+    ) -> Denoising:
+        refuse_inpainting_model(base, run, "Live runs regular models; pick another.")
+        on_cpu = lease.device_config.device.type == "cpu"
+        side = live_side(base.resolution(run.source), request.live_size, on_cpu)
+        size = self.presets.aspect_ratio(request.aspect_ratio).size_for(side, base.size_multiple)
+        extras = {"live_size": f"{size[0]}x{size[1]}"}
+        if inputs.sketch is None:
+            pipe = build_pipeline(base, run, self.presets, "txt2img")
+            return Denoising(pipe, size, {"width": size[0], "height": size[1]}, extras)
+        sketch = ImageOps.fit(inputs.sketch, size, Image.Resampling.LANCZOS)
+        pipe = build_pipeline(base, run, self.presets, "img2img")
+        return Denoising(pipe, size, {"image": sketch, "strength": request.strength}, extras)
+
+    def encode_prompts(self, pipe: Any, base: BaseModel, run: RunSettings, loras: dict[str, Any]) -> dict:
+        key = (
+            base.source.location,
+            type(pipe.text_encoder).__name__,  # torch's or OpenVINO's: their embeddings differ by rounding
+            tuple(loras.get("loras", ())),
+            run.prompt,
+            run.negative_prompt,
+            run.guidance_scale > 1,
+        )
+        conditioning = self.prompts.get(key)
+        if conditioning is None:
+            conditioning = super().encode_prompts(pipe, base, run, loras)
+            self.prompts.put(key, conditioning)
+        return conditioning
+
+
+def enhanced_live_values(frame: GenerationParameters, presets: Presets, chosen_model: str | None) -> dict:
+    """Enhance: what Text to Image runs to render a frame properly — the frame's prompt, styles, seed and
+    shape on the model the visitor chose (not its live sibling), at that model's steps, guidance and size,
+    decoded by the full VAE."""
+    model = chosen_model or presets.default_model
+    defaults = presets.defaults_for(model)
+    extras = frame.extras
+    return {
+        "prompt": frame.typed_prompt,
+        "negative_prompt": frame.typed_negative_prompt,
+        "styles": frame.styles,
+        "seed": frame.seed,
+        "model": model,
+        "steps": defaults.steps,
+        "guidance_scale": defaults.guidance_scale,
+        "sampler": defaults.sampler,
+        "aspect_ratio": extras.get("aspect_ratio", TextToImageRequest.default("aspect_ratio")),
+        "tile": bool(extras.get("tile")),
+        "loras": ", ".join(extras.get("loras", [])),
+        "chaos": 0,  # the frame records the settings --chaos drew for it
+        "stylize": extras.get("stylize", TextToImageRequest.default("stylize")),
+        "decoder": "full",
+    }
