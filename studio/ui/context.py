@@ -21,6 +21,7 @@ from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.history import History, StoppedRun
 from studio.core.history_index import Viewer
+from studio.core.latest_only import LatestOnly
 from studio.core.presets import Presets, load_presets
 from studio.core.settings import Settings
 from studio.core.style_codes import StyleCodes
@@ -48,6 +49,7 @@ class Studio:
     send_to: SendTo
     model_check: ModelCheck
     style_codes: StyleCodes  # saved styles (`--sref CODE`), in the styles folder
+    live_turns: LatestOnly = dataclasses.field(default_factory=LatestOnly)  # whose live frame is made next
     tab_blocks: dict[str, gr.Tab] = dataclasses.field(default_factory=dict)  # by id, as app.py makes them
     loads: list[tuple[Callable, list, list]] = dataclasses.field(default_factory=list)  # app.py's demo.load
 

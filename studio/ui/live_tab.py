@@ -18,7 +18,6 @@ from PIL import Image
 
 from pipelines.live import LiveRequest, enhanced_live_values
 from pipelines.parts.common import GeneratedImage
-from studio.core.latest_only import LatestOnly
 from studio.core.presets import Presets
 from studio.core.requests import parse_request
 from studio.ui.common import INSTANT_EVENT, session_of, slider, user_errors
@@ -151,12 +150,11 @@ class LiveFrames:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.pipeline = studio.pipeline("live")
-        self.gate = LatestOnly()
 
     def make(self, values: dict[str, Any], request: gr.Request | None) -> tuple[GeneratedImage | None, str]:
         """The frame of `values` and what the status line says of it; no frame for a request a newer one
         replaced before its turn. A refused request raises `gr.Error`."""
-        with self.gate.turn(session_of(request)) as turn:
+        with self.studio.live_turns.turn(session_of(request)) as turn:
             if not turn.mine:
                 return None, say("Replaced by a newer request before its turn: no frame.")
             started = time.perf_counter()

@@ -17,12 +17,14 @@ from pipelines.blend import BlendPipeline
 from pipelines.diffusion_style import DiffusionStylePipeline
 from pipelines.image_to_image import ImageToImagePipeline
 from pipelines.inpaint import InpaintPipeline
+from pipelines.live import LivePipeline
 from pipelines.outpaint import OutpaintPipeline
 from pipelines.text_to_image import TextToImagePipeline
 from pipelines.upscale import LANCZOS, UpscalePipeline
 
 TASKS = {
     "txt2img": TextToImagePipeline,
+    "live": LivePipeline,
     "blend": BlendPipeline,
     "vary": ImageToImagePipeline,
     "inpaint": InpaintPipeline,
@@ -121,6 +123,6 @@ def values_for(task: str, feature: str, family: str, side: int, loras: dict[str,
         values["loras"] = (loras[family],)
     elif feature == "style_image":
         values["style_images"] = (picture((side, side)),)
-    elif feature == "odd_aspect" and task in {"txt2img", "blend"}:
+    elif feature == "odd_aspect" and task in {"txt2img", "live", "blend"}:
         values["aspect_ratio"] = "21:9"
     return values
