@@ -162,9 +162,14 @@ class LiveFrames:
                 values, notes = self.pipeline.read_prompt_parameters(present(values))
                 parsed = parse_request(LiveRequest, values)
                 self.studio.runner.check_limits(parsed)
-                frame = self.pipeline.frame(parsed)
+                frame = self.frame(parsed)
             took = time.perf_counter() - started
         return frame, frame_status(frame, self.studio.presets, took, turn.skipped, notes)
+
+    def frame(self, request: LiveRequest) -> GeneratedImage:
+        """On ZeroGPU, in the platform's GPU function, as every run there."""
+        gpu_runner = self.studio.runner.gpu_runner
+        return self.pipeline.frame(request) if gpu_runner is None else gpu_runner("live", request)[0]
 
 
 def frame_status(frame: GeneratedImage, presets: Presets, took: float, skipped: int, notes: list[str]) -> str:

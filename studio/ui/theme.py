@@ -24,4 +24,6 @@ CSS = """
 #history-gallery .thumbnail-item { aspect-ratio: 1; }
 /* On a phone the inpaint editor's zoom bar would cover its label (the instruction): it moves below it */
 @media (max-width: 480px) { #inpaint-editor .top-panel { top: 40px; } }
+/* A live frame made at half size on a CPU is shown scaled up to the frame's box */
+#live-frame img { width: 100%; height: 100%; object-fit: contain; }
 """

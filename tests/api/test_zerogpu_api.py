@@ -61,6 +61,9 @@ def test_requests_run_in_the_gpu_function_with_a_duration_from_the_request(zero_
     assert [task for task, _ in spaces.calls] == ["txt2img", "txt2img"]
     (_, quick), (_, slow) = spaces.calls
     assert MIN_SECONDS <= quick < slow <= MAX_SECONDS
+    frame, parameters, _ = client.predict(prompt="a bell", seed=1, api_name="/live")
+    assert frame and parameters["task"] == "live"
+    assert spaces.calls[-1][0] == "live", "a live frame runs in the GPU function too"
 
 
 def test_durations_grow_with_the_work(presets):
