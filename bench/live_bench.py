@@ -2,6 +2,7 @@
 
     python bench/live_bench.py --work /tmp/live-bench   # SD-Turbo's and SDXS-512's shapes; reuses --work
     python bench/live_bench.py --tiny                     # the same code paths on the tiny test model
+    python bench/live_bench.py --device cuda              # on a GPU: frames a second, and the typing run
 
 For each model, 20 edits are typed at 5 characters a second (one every 0.2 s) into a prompt whose first frame
 is already made (models loaded, compiled and warm). Each keystroke is a request in its own thread, as the
@@ -143,13 +144,24 @@ def typing_run(pipeline: LivePipeline, model: str) -> dict:
     }
 
 
+def frames_per_second(pipeline: LivePipeline, model: str, frames: int = 10) -> float:
+    """Frames made back to back, each with the next character typed (a new prompt each time)."""
+    started = time.perf_counter()
+    for index in range(frames):
+        values = {"prompt": BASE_PROMPT + TYPED[: index + 1], "model": model, "seed": SEED}
+        pipeline.frame(parse_request(LiveRequest, values))
+    return frames / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tiny", action="store_true", help="the tiny test model: checks the code paths")
     parser.add_argument("--work", help="keep the models and converted files here, and reuse them")
+    parser.add_argument("--device", default="cpu", help="cpu (OpenVINO, the CPU's default) or cuda (torch)")
     args = parser.parse_args()
+    on_cpu = args.device == "cpu"
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="live-bench-"))
     print(f"building models in {work} …", flush=True)
     turbo, taesd = build_models(work, args.tiny)
@@ -158,23 +170,25 @@ def main() -> None:
         sdxs = work / "sdxs"
         models["sdxs"] = sdxs if (sdxs / "model_index.json").exists() else build_sdxs(sdxs)
     presets = load_presets(live_presets(work, models, taesd))
-    cache = ModelCache.for_machine(resolve_device("cpu"), offline=True, openvino_folder=work / "openvino")
+    device = resolve_device(args.device)
+    cache = ModelCache.for_machine(device, offline=True, openvino_folder=work / "openvino")
     pipeline = LivePipeline(cache, presets)
-    rate = machine_gflops()
-    print(f"OpenVINO MatMul here: {rate:.0f} GFLOP/s; {torch.get_num_threads()} threads")
-    print(
-        "| model | live size | frame GFLOP | bound s | frame s (median) | keystroke→frame median | p95 "
-        "| frames | dropped |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    rate = machine_gflops() if on_cpu else None
+    if rate:
+        print(f"OpenVINO MatMul here: {rate:.0f} GFLOP/s; {torch.get_num_threads()} threads")
+    print("| model | live size | frame GFLOP | bound s | frame s (median) | keystroke→frame median | p95 "
+          "| frames | dropped | frames/s back to back |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in models:
-        side = live_side(presets.models[name].resolution, "auto", on_cpu=True)
+        side = live_side(presets.models[name].resolution, "auto", on_cpu=on_cpu)
         result = typing_run(pipeline, name)
         gflop = frame_gflop(pipeline, name, side)
+        bound = f"{gflop / rate:.2f}" if rate else "—"
         latency = f"{result['median']:.2f} s | {result['p95']:.2f} s"
-        print(f"| {name} | {side}² | {gflop:.0f} | {gflop / rate:.2f} | {result['frame_s']:.2f} | {latency} "
-              f"| {result['frames']} | {result['dropped']} |", flush=True)  # fmt: skip
-    if "sdxs" in models:
+        print(f"| {name} | {side}² | {gflop:.0f} | {bound} | {result['frame_s']:.2f} | {latency} "
+              f"| {result['frames']} | {result['dropped']} | {frames_per_second(pipeline, name):.1f} |",
+              flush=True)  # fmt: skip
+    if "sdxs" in models and rate:
         full = []
         for _ in range(4):  # the first compiles the full size
             started = time.perf_counter()

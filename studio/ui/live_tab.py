@@ -20,10 +20,11 @@ from pipelines.live import LiveRequest, enhanced_live_values
 from pipelines.parts.common import GeneratedImage
 from studio.core.presets import Presets
 from studio.core.requests import parse_request
-from studio.ui.common import INSTANT_EVENT, session_of, slider, user_errors
+from studio.ui.common import INSTANT_EVENT, readable, session_of, slider, user_errors
 from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import IMAGE_FILE, Endpoint, Parameter, field, present
 from studio.ui.i18n import say, say_phrases, tr
+from studio.ui.runner import reported_on
 from studio.ui.send_to import Sent
 from studio.ui.widgets.aspect_ratio import aspect_ratio_box, aspect_ratio_parameter
 from studio.ui.widgets.prompt_controls import model_box, prompt_box, styles_box
@@ -31,7 +32,8 @@ from studio.ui.widgets.prompt_controls import model_box, prompt_box, styles_box
 TAB = TabInfo("live", "Live")
 LIVE_SIZES = {"auto": "Auto (half size on a CPU)", "half": "Half size", "full": "Full size"}
 TYPE_A_PROMPT = "Type a prompt: the picture follows it as you type."
-FRAME_EVENT = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "multiple"}
+# Every change is sent, and the newest waiting is made (so no queue limit here, nor Gradio's coalescing).
+FRAME_EVENT = {"concurrency_limit": None, "trigger_mode": "multiple"}
 
 
 @dataclass
@@ -114,7 +116,10 @@ def layout(studio: Studio) -> LiveTab:
                     label=tr("How far the picture may move from the sketch"),
                     elem_id="live-strength",
                 )
-            sketch_image = gr.Image(type="pil", visible=False, elem_id="live-sketch-image")
+            sketch_image = readable(
+                gr.Image(type="pil", visible=False, elem_id="live-sketch-image"),
+                studio.settings.max_image_side,
+            )
             with gr.Accordion(tr("Advanced"), open=False):
                 live_size = gr.Radio(
                     choices=[(tr(label), value) for value, label in LIVE_SIZES.items()],
@@ -151,14 +156,17 @@ class LiveFrames:
         self.studio = studio
         self.pipeline = studio.pipeline("live")
 
-    def make(self, values: dict[str, Any], request: gr.Request | None) -> tuple[GeneratedImage | None, str]:
+    def make(
+        self, values: dict[str, Any], request: gr.Request | None, progress: gr.Progress
+    ) -> tuple[GeneratedImage | None, str]:
         """The frame of `values` and what the status line says of it; no frame for a request a newer one
-        replaced before its turn. A refused request raises `gr.Error`."""
+        replaced before its turn. A refused request raises `gr.Error`. The first frame of a model may
+        download or convert it: that shows on the progress bar (a frame after it shows none)."""
         with self.studio.live_turns.turn(session_of(request)) as turn:
             if not turn.mine:
                 return None, say("Replaced by a newer request before its turn: no frame.")
             started = time.perf_counter()
-            with user_errors():
+            with user_errors(), reported_on(progress):
                 values, notes = self.pipeline.read_prompt_parameters(present(values))
                 parsed = parse_request(LiveRequest, values)
                 self.studio.runner.check_limits(parsed)
@@ -188,10 +196,11 @@ def frame_status(frame: GeneratedImage, presets: Presets, took: float, skipped: 
 
 def sketched(value: dict | None) -> Image.Image | None:
     """The drawing on the sketch pad, or None while it is blank."""
-    composite = (value or {}).get("composite")
-    if composite is None or composite.convert("L").getextrema()[0] == composite.convert("L").getextrema()[1]:
+    composite = (value or {}).get("composite")  # flattened on white
+    if composite is None:
         return None
-    return composite.convert("RGB")
+    darkest, lightest = composite.convert("L").getextrema()
+    return None if darkest == lightest else composite.convert("RGB")
 
 
 def live_endpoints(studio: Studio, tab: LiveTab) -> tuple[Endpoint, Endpoint]:
@@ -211,7 +220,7 @@ def live_endpoints(studio: Studio, tab: LiveTab) -> tuple[Endpoint, Endpoint]:
     ]  # fmt: skip
 
     def api(values: dict, request: gr.Request, progress: gr.Progress) -> tuple:
-        frame, status = frames.make(values, request)
+        frame, status = frames.make(values, request, progress)
         return (None, None, status) if frame is None else (frame.image, frame.parameters.to_dict(), status)
 
     def page(values: dict, request: gr.Request, progress: gr.Progress) -> tuple:
@@ -221,7 +230,7 @@ def live_endpoints(studio: Studio, tab: LiveTab) -> tuple[Endpoint, Endpoint]:
         if not str(values.get("prompt") or "").strip():
             return unchanged, unchanged, say(TYPE_A_PROMPT), unchanged
         try:
-            frame, status = frames.make(values, request)
+            frame, status = frames.make(values, request, progress)
         except gr.Error as error:
             return unchanged, unchanged, f"⚠️ {error.message}", unchanged
         if frame is None:
@@ -244,16 +253,18 @@ def wire_frames(tab: LiveTab, api: Endpoint, page: Endpoint) -> None:
     changes = [tab.prompt.input, tab.prompt.submit, tab.styles.change, tab.model.change,
                tab.aspect_ratio.change, tab.guidance_scale.input, tab.seed.input, tab.strength.release,
                tab.live_size.change, tab.sketch_image.change]  # fmt: skip
-    gr.on(changes, page.fn, page.inputs, tab.outputs, api_visibility="private", **FRAME_EVENT)
+    # Progress (a first frame's download or conversion) shows on the status line; the picture stays in view.
+    frame_event = {**FRAME_EVENT, "show_progress_on": [tab.status]}
+    gr.on(changes, page.fn, page.inputs, tab.outputs, api_visibility="private", **frame_event)
     api_trigger = gr.Button(visible=False, elem_id="live-api")
-    api_trigger.click(api.fn, api.inputs, tab.outputs[:3], api_name=api.name, **FRAME_EVENT)
+    api_trigger.click(api.fn, api.inputs, tab.outputs[:3], api_name=api.name, **frame_event)
     tab.sketch.change(sketched, tab.sketch, tab.sketch_image, **INSTANT_EVENT)
 
     def another_seed(seed: float | None) -> int:
         return (int(seed or 0) * 7919 + 104729) % (LiveRequest.bounds("seed")[1] + 1)
 
     tab.new_seed.click(another_seed, tab.seed, tab.seed, **INSTANT_EVENT).then(
-        page.fn, page.inputs, tab.outputs, api_visibility="private", **FRAME_EVENT
+        page.fn, page.inputs, tab.outputs, api_visibility="private", **frame_event
     )
 
 

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,6 +278,24 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
+@contextmanager
+def reported_on(progress: gr.Progress) -> Iterator[None]:
+    """Model downloads (in bytes) and preparation steps ("Converting the UNet for OpenVINO…") started in
+    this thread inside the block, on `progress`."""
+
+    def show(done: int, total: int) -> None:
+        progress(
+            done / total if total else None,
+            desc=say(f"Downloading the model: {_size(done)} of {_size(total)}"),
+        )
+
+    with (
+        downloads_reported_to(show),
+        preparation_reported_to(lambda text: progress(None, desc=say(text))),
+    ):
+        yield
+
+
 class _Failed:
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -301,18 +320,9 @@ def in_worker(
     wanted = threading.Semaphore(0)  # released once for each result asked for
     closed = threading.Event()
 
-    def show(done: int, total: int) -> None:
-        progress(
-            done / total if total else None,
-            desc=say(f"Downloading the model: {_size(done)} of {_size(total)}"),
-        )
-
     def work() -> None:
         try:
-            with (
-                downloads_reported_to(show),
-                preparation_reported_to(lambda text: progress(None, desc=say(text))),
-            ):
+            with reported_on(progress):
                 stream = results(events.put)
                 try:
                     while wanted.acquire() and not closed.is_set():
