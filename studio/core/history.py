@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 THUMBNAILS = ".thumbs"
 THUMBNAIL_SIDE = 256
 STOPPED_RUNS = ".stopped-runs.jsonl"
+STOPPED_RUNS_KEPT = 500  # notes kept once the file holds twice as many: it is read whole on each listing
 _NUMBERED = re.compile(r"^(\d{5,})-")
 _PATH_SAFE = re.compile(r"[^\w.-]+")
 
@@ -135,10 +136,22 @@ class History:
         line = json.dumps(asdict(run) | {"when": dt.datetime.now().isoformat(timespec="seconds")})
         try:
             self.outputs.mkdir(parents=True, exist_ok=True)
-            with self._lock, open(self.outputs / STOPPED_RUNS, "a", encoding="utf-8") as notes:
-                notes.write(f"\n{line}\n")  # a line cut short (a full disk) runs into no other
+            with self._lock:
+                with open(self.outputs / STOPPED_RUNS, "a", encoding="utf-8") as notes:
+                    notes.write(f"\n{line}\n")  # a line cut short (a full disk) runs into no other
+                self._trim_stopped_runs()
         except OSError:
             log.exception("could not note a stopped run")
+
+    def _trim_stopped_runs(self) -> None:
+        """Past twice `STOPPED_RUNS_KEPT` notes, keep the newest `STOPPED_RUNS_KEPT` (replaced whole)."""
+        path = self.outputs / STOPPED_RUNS
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(lines) <= 2 * STOPPED_RUNS_KEPT:
+            return
+        partial = path.with_suffix(".partial")
+        partial.write_text("\n".join(lines[-STOPPED_RUNS_KEPT:]) + "\n", encoding="utf-8")
+        partial.replace(path)
 
     def stopped_runs(self, viewer: Viewer, limit: int = 3) -> list[StoppedRun]:
         """The latest runs `viewer` left unfinished, newest first."""

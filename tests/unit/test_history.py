@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
+from studio.core import history as history_module
 from studio.core.history import STOPPED_RUNS, History, StoppedRun
 from studio.core.history_index import Query, Viewer
 from studio.core.metadata import GenerationParameters, read_parameters
@@ -210,3 +211,15 @@ def test_runs_a_closed_page_left_unfinished_are_noted_for_their_owner_newest_fir
     assert history.stopped_runs(Viewer("session:c", sees_all=False)) == []
     assert History(tmp_path / "new").stopped_runs(Viewer()) == [], "none noted yet"
     assert history.index.sync() == {"added": 0, "changed": 0, "removed": 0}, "a note is no result"
+
+
+def test_the_notes_of_stopped_runs_stay_bounded_and_keep_the_newest(tmp_path, monkeypatch):
+    monkeypatch.setattr(history_module, "STOPPED_RUNS_KEPT", 5)
+    history = History(tmp_path, indexed=False)
+    for number in range(11):
+        history.note_stopped(StoppedRun("txt2img", f"prompt {number}", 0, 1))
+    lines = [line for line in (tmp_path / STOPPED_RUNS).read_text().splitlines() if line.strip()]
+    assert len(lines) == 5, "past 10 notes, the newest 5 are kept"
+    assert [run.prompt for run in history.stopped_runs(Viewer(), limit=6)] == [
+        f"prompt {number}" for number in range(10, 5, -1)
+    ]
