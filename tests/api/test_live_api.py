@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from tests.unit.test_latest_only import wait_until
+from tests.conditions import wait_until
 
 pytestmark = pytest.mark.api
 

@@ -9,6 +9,7 @@ import threading
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conditions import wait_until
 from tests.e2e.helpers import (
     GENERATE_TIMEOUT_MS,
     TXT2IMG_GALLERY,
@@ -16,7 +17,6 @@ from tests.e2e.helpers import (
     saved_pngs,
     wait_for_images,
 )
-from tests.unit.test_latest_only import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -3,15 +3,7 @@
 import threading
 
 from studio.core.latest_only import LatestOnly
-
-
-def wait_until(condition, timeout: float = 10) -> None:
-    changed = threading.Event()
-    for _ in range(int(timeout / 0.005)):
-        if condition():
-            return
-        changed.wait(0.005)  # polling a count the gate keeps; there is no event to wait on from outside
-    raise AssertionError("the condition never held")
+from tests.conditions import wait_until
 
 
 def in_thread(gate: LatestOnly, visitor: str, turns: dict, name: str, hold: threading.Event | None = None):
