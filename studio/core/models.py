@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -230,13 +231,25 @@ def _from_single_file(source: ModelSource, dtype: torch.dtype, offline: bool) ->
     return pipeline_class.from_single_file(source.location, **options)
 
 
+# diffusers builds a model's layers under accelerate's `init_empty_weights` and its own `no_init_weights`,
+# which patch torch.nn for the whole process while they run: a second load at that moment (another cache
+# in the same process, a weight read back) would get its layers on the meta device, or uninitialised.
+ONE_LOAD_AT_A_TIME = threading.RLock()
+
+
 def load_weights(
     source: ModelSource, offline: bool, load: Callable[[bool], Any], hint: str = MODEL_HINT
 ) -> Any:
-    """Run `load(local_only)`: from disk first, from the hub only when it is reachable and allowed.
+    """Run `load(local_only)`: from disk first, from the hub only when it is reachable and allowed; one
+    load at a time in the process.
 
     Every failure becomes a `ModelUnavailable` that says what is wrong and what to do.
     """
+    with ONE_LOAD_AT_A_TIME:
+        return _load_weights(source, offline, load, hint)
+
+
+def _load_weights(source: ModelSource, offline: bool, load: Callable[[bool], Any], hint: str) -> Any:
     try:
         if source.kind == "file":
             return load(offline or not hub_reachable())

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from studio.core.downloads import report_preparation
+from studio.core.models import ONE_LOAD_AT_A_TIME
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def read_back(module: torch.nn.Module, location: str, subfolder: str, *, from_hu
     options: dict[str, Any] = {"subfolder": subfolder, "dtype": dtype}
     if from_hub:
         options["local_files_only"] = True
-    fresh = dict(type(module).from_pretrained(location, **options).named_parameters())
+    with ONE_LOAD_AT_A_TIME:
+        fresh = dict(type(module).from_pretrained(location, **options).named_parameters())
     for parameter_name, parameter in module.named_parameters():
         if not _is_adapter(parameter_name):  # a LoRA wraps the layer it adapts as `base_layer`
             parameter.data = fresh[parameter_name.replace(".base_layer.", ".")].data.to(parameter.device)
