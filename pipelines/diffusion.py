@@ -113,9 +113,12 @@ class GenerationRequest(DiffusionRequest):
             else value
         )
 
+    def lora_names(self) -> list[str]:
+        return [LoraChoice.parse(text).name for text in self.loras]
+
     def references(self) -> list[Reference]:
-        names = [LoraChoice.parse(text).name for text in self.loras]
-        return [*super().references(), *(Reference("LoRA", name, bare_name_in_folder=True) for name in names)]
+        named = (Reference("LoRA", name, bare_name_in_folder=True) for name in self.lora_names())
+        return [*super().references(), *named]
 
 
 def check_prompt_side(request: DiffusionRequest, presets: Presets, *, prompt_required: bool) -> ModelSource:

@@ -3,8 +3,8 @@ sketch — fast enough to follow typing.
 
 A frame is a text-to-image run, with everything one takes (long and weighted prompts, styles, --chaos,
 --tile, LoRAs, image prompts), and what makes it quick:
-- a one- or few-step model: the preset's live sibling (`live_model`: SD 1.5 → SDXS, SDXL → SDXL-Turbo)
-  at its `live_steps`;
+- a one- or few-step model: the preset's live sibling (SD 1.5 → SDXS, SDXL → SDXL-Turbo), or a few-step
+  LoRA (LCM, Hyper-SD) where a preset names one, at the live steps (`live` in presets/models.json);
 - a live size: on a CPU half the model's side (a quarter of its pixels, shown scaled up), on a GPU its own;
 - the fast decoder (TAESD), no previews;
 - the prompts' embeddings kept per (model, LoRAs, prompt): moving a slider encodes nothing again;
@@ -27,16 +27,17 @@ from pydantic import Field
 from pipelines.diffusion import Denoising, RunSettings, build_pipeline, refuse_inpainting_model
 from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
 from pipelines.parts.images import check_image
+from pipelines.parts.loras import LoraChoice
 from pipelines.parts.previews import PreviewMode, PreviewSink, no_preview
 from pipelines.text_to_image import ReferenceImages, TextToImagePipeline, TextToImageRequest
 from studio.core.cache import BaseModel, Lease
 from studio.core.metadata import GenerationParameters
-from studio.core.presets import Presets
+from studio.core.presets import LiveSettings, Presets
 
 LiveSize = Literal["auto", "half", "full"]
 CPU_LIVE_SCALE = 0.5  # "auto" on a CPU: half the model's side (bench/live_bench.py measures why)
 MIN_HALVED = 512  # "auto" halves models made for this side or more
-STEPS_WITHOUT_LIVE_PRESET = 4  # a model with no live preset: few steps, rough but quick
+STEPS_WITHOUT_LIVE_SETTINGS = 4  # a model with none: few steps, rough but quick
 KEPT_PROMPTS = 32  # prompts' embeddings kept (a few hundred kB each)
 
 
@@ -56,18 +57,24 @@ class LiveInputs:
 
 
 def live_request(request: LiveRequest, presets: Presets) -> LiveRequest:
-    """The request with the model it names swapped for its live sibling, and the live steps filled in."""
+    """The request as its model's live settings make it: a full model swapped for its distilled sibling,
+    or given its few-step LoRA with the sampler and guidance that LoRA wants; the live steps filled in.
+    What the request sets itself stays."""
     preset = presets.models.get(request.model or presets.default_model)
-    if preset is not None and preset.live_model is not None:
-        preset = presets.models[preset.live_model]
-    model = preset.name if preset is not None else request.model
-    if request.steps is not None:
-        steps = request.steps
-    elif preset is not None:
-        steps = preset.live_steps or min(preset.steps, STEPS_WITHOUT_LIVE_PRESET)
-    else:
-        steps = min(presets.other_models.steps, STEPS_WITHOUT_LIVE_PRESET)
-    return request.model_copy(update={"model": model, "steps": steps})
+    live = (preset.live if preset else None) or LiveSettings()
+    if live.model is not None:
+        preset = presets.models[live.model]
+        live = preset.live or LiveSettings()
+    updates: dict = {"model": preset.name if preset is not None else request.model}
+    few_steps = min((preset or presets.other_models).steps, STEPS_WITHOUT_LIVE_SETTINGS)
+    updates["steps"] = request.steps or live.steps or few_steps
+    if live.lora is not None and LoraChoice.parse(live.lora).name not in request.lora_names():
+        updates["loras"] = (*request.loras, live.lora)
+    if request.sampler is None and live.sampler is not None:
+        updates["sampler"] = live.sampler
+    if request.guidance_scale is None and live.guidance_scale is not None:
+        updates["guidance_scale"] = live.guidance_scale
+    return request.model_copy(update=updates)
 
 
 def live_side(resolution: int, live_size: LiveSize, on_cpu: bool) -> int:

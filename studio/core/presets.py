@@ -22,6 +22,19 @@ class _Preset(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LiveSettings(_Preset):
+    """How Live makes this model's frames: a full model names its distilled sibling (`model`), which runs
+    in its place with that sibling's own live settings; or a few-step LoRA (LCM, Hyper-SD, Lightning: a
+    name in the LoRA folder, a file or a hub id, `:weight` optional) with the sampler, steps and guidance it
+    wants; a one-step model only its `steps`."""
+
+    model: str | None = None
+    lora: str | None = None
+    sampler: str | None = None
+    steps: int | None = Field(None, ge=1, le=8)
+    guidance_scale: float | None = Field(None, ge=0, le=30)
+
+
 class ModelPreset(_Preset):
     name: str = Field(min_length=1)
     label: str = Field(min_length=1)
@@ -33,10 +46,7 @@ class ModelPreset(_Preset):
     guidance_scale: float = Field(ge=0, le=30)
     sampler: str
     enhance_model: str | None = None  # the fuller preset Enhance re-renders a draft of this model with
-    # Live frames: a one- or few-step model runs them itself at `live_steps`; a full model names its
-    # distilled sibling (`live_model`), which Live runs in its place.
-    live_model: str | None = None
-    live_steps: int | None = Field(None, ge=1, le=8)
+    live: LiveSettings | None = None  # how Live makes this model's frames
     description: str = ""
 
 
@@ -433,9 +443,14 @@ def load_presets(folder: Path) -> Presets:
             raise PresetError(
                 f"{models_file}: {model.name!r}: enhance_model {model.enhance_model!r} is not a model here."
             )
-        if model.live_model is not None and model.live_model not in models:
+        live = model.live or LiveSettings()
+        if live.model is not None and live.model not in models:
             raise PresetError(
-                f"{models_file}: {model.name!r}: live_model {model.live_model!r} is not a model here."
+                f"{models_file}: {model.name!r}: live model {live.model!r} is not a model here."
+            )
+        if live.sampler is not None and live.sampler not in samplers:
+            raise PresetError(
+                f"{models_file}: {model.name!r}: live sampler {live.sampler!r} is not in samplers.json."
             )
     for model in [*models.values(), other_models]:
         if model.sampler not in samplers:

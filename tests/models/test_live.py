@@ -1,5 +1,8 @@
 """Live frames on the tiny models, on the CPU's default backend: what a frame is, and what it reuses."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import skimage.data
@@ -8,7 +11,12 @@ from PIL import Image
 from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest
 from pipelines.live import LivePipeline, LiveRequest
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from studio.core.cache import ModelCache
+from studio.core.devices import resolve_device
+from studio.core.presets import load_presets
 from studio.core.requests import parse_request
+from tests.conftest import OPENVINO_FOLDER
+from tests.tiny_models import build_lora
 
 PROMPT = "a red fox in the snow"
 
@@ -80,3 +88,29 @@ def test_a_sketched_frame_is_image_to_image_of_the_sketch(live, cache, tiny_pres
     assert np.array_equal(pixels(varied[0].image), pixels(made.image))
     plain = frame(live, tiny_sd)
     assert not np.array_equal(pixels(plain.image), pixels(made.image))
+
+
+def test_a_presets_few_step_lora_makes_its_frames_on_the_fast_backend(tiny_sd, tiny_presets_dir, tmp_path):
+    """A preset that names an LCM-style LoRA: Live adds it, with the sampler, steps and guidance it wants."""
+    loras = tmp_path / "loras"
+    build_lora(tiny_sd, loras / "lcm.safetensors", seed=4, text_encoders=True)
+    folder = tmp_path / "presets"
+    shutil.copytree(tiny_presets_dir, folder)
+    models = json.loads((folder / "models.json").read_text())
+    live = {"lora": "lcm:0.9", "sampler": "LCM", "steps": 4, "guidance_scale": 1.5}
+    tiny = {"name": "tiny-lcm", "label": "Tiny", "source": str(tiny_sd), "family": "sd", "resolution": 256}
+    tiny.update(steps=25, guidance_scale=7, sampler="DPM++ 2M Karras", live=live)
+    models["models"].append(tiny)
+    (folder / "models.json").write_text(json.dumps(models))
+    cache = ModelCache.for_machine(
+        resolve_device("cpu"), offline=True, openvino_folder=OPENVINO_FOLDER, lora_folder=loras
+    )
+    try:
+        made = LivePipeline(cache, load_presets(folder)).frame(
+            parse_request(LiveRequest, {"prompt": PROMPT, "model": "tiny-lcm", "seed": 5})
+        )
+    finally:
+        cache.clear(collect=False)
+    p = made.parameters
+    assert p.extras["loras"] == ["lcm:0.9"] and p.extras["backend"] == "openvino", "fused into a variant"
+    assert (p.sampler, p.steps, p.guidance_scale) == ("LCM", 4, 1.5)

@@ -1,5 +1,7 @@
 """What a live frame runs: the preset's one-step sibling, its steps, the live size; and what Enhance runs."""
 
+import pytest
+
 from pipelines.live import LiveRequest, enhanced_live_values, live_request, live_side
 from studio.core.metadata import GenerationParameters
 from studio.core.presets import load_presets
@@ -45,3 +47,38 @@ def test_enhance_renders_the_frame_on_the_chosen_model_with_its_own_settings_and
     )
     assert values["styles"] == ("Cinematic",) and values["aspect_ratio"] == "16:9"
     assert values["tile"] and values["loras"] == "ink:0.6" and values["decoder"] == "full"
+
+
+def test_a_preset_may_name_a_few_step_lora_with_the_sampler_steps_and_guidance_it_wants(tmp_path):
+    import json
+    import shutil
+
+    from studio.core.presets import PresetError
+
+    folder = tmp_path / "presets"
+    shutil.copytree(DEFAULT_PRESETS_DIR, folder)
+    models = json.loads((folder / "models.json").read_text())
+    live = {"lora": "lcm-lora-sdv1-5:0.9", "sampler": "LCM", "steps": 4, "guidance_scale": 1.5}
+    models["models"].append(
+        {**models["models"][1], "name": "dreamshaper", "label": "DreamShaper", "live": live}
+    )
+    (folder / "models.json").write_text(json.dumps(models))
+    presets = load_presets(folder)
+
+    def dreamshaper(**values) -> LiveRequest:
+        return live_request(LiveRequest(prompt="a fox", model="dreamshaper", **values), presets)
+
+    request = dreamshaper(loras=("ink",))
+    assert request.model == "dreamshaper" and request.loras == ("ink", "lcm-lora-sdv1-5:0.9")
+    assert (request.sampler, request.steps, request.guidance_scale) == ("LCM", 4, 1.5)
+    asked = dreamshaper(guidance_scale=2, steps=6)
+    assert (asked.guidance_scale, asked.steps) == (2, 6), "what the request sets stays"
+    once = live_request(
+        LiveRequest(prompt="a fox", model="dreamshaper", loras=("lcm-lora-sdv1-5:0.5",)), presets
+    )
+    assert once.loras == ("lcm-lora-sdv1-5:0.5",), "a LoRA already asked for is not added twice"
+
+    models["models"][-1]["live"] = {"sampler": "Warp"}
+    (folder / "models.json").write_text(json.dumps(models))
+    with pytest.raises(PresetError, match="live sampler 'Warp' is not in samplers.json"):
+        load_presets(folder)
