@@ -5,10 +5,11 @@
     python bench/live_bench.py --device cuda              # on a GPU: frames a second, and the typing run
 
 For each model, 20 edits are typed at 5 characters a second (one every 0.2 s) into a prompt whose first frame
-is already made (models loaded, compiled and warm). Each keystroke is a request in its own thread, as the
-page sends them, through the studio's own `LatestOnly` and `LivePipeline` at the live size it picks for a
-CPU: a request still waiting when a newer one arrives is dropped. A keystroke's latency is the time until a
-frame that includes it is shown (its own, or a newer one's). Printed with it: the frame's FLOP count
+is already made (models loaded, compiled and warm). Each keystroke is a request in its own thread, as an
+API client sending every keystroke does, through the studio's own `LatestOnly` and `LivePipeline` at the
+live size it picks for a CPU: a request still waiting when a newer one arrives is dropped (the page keeps
+only its newest change while a frame is made, which comes to the same). A keystroke's latency is the time
+until a frame that includes it is shown (its own, or a newer one's). Printed with it: the frame's FLOP count
 (torch's FlopCounterMode on the UNet step, the text encoder and TAESD) over the machine's own rate (an
 OpenVINO MatMul compiled as the studio compiles, so at the precision OpenVINO computes in here), which is
 the fastest any frame could be. Then SDXS at its full 512² (a single frame, median of 3).

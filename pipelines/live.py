@@ -10,7 +10,8 @@ A frame is a text-to-image run, with everything one takes (long and weighted pro
 - the prompts' embeddings kept per (model, LoRAs, prompt): moving a slider encodes nothing again;
 - the seed the caller keeps: the same starting noise each frame, so a small edit makes a small change.
 
-Which request is worth a frame (the newest of a visitor's) is the caller's to decide (studio/ui/live.py).
+Which request is worth a frame (the newest of a visitor's) is the caller's to decide: studio/ui/live_tab.py,
+with studio/core/latest_only.py.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ class PromptMemo:
                 self._kept.move_to_end(key)
                 return self._kept[key]
             return None
+
+    def prompts(self) -> set[str]:
+        """The prompts (styles applied) whose embeddings are kept."""
+        with self._lock:
+            return {key[3] for key in self._kept}
 
     def put(self, key: tuple, conditioning: dict[str, Any]) -> None:
         with self._lock:

@@ -62,13 +62,3 @@ class LatestOnly:
         """`visitor`'s requests being worked on or waiting."""
         with self._changed:
             return self._inside.get(visitor, 0)
-
-    def replaced(self, visitor: str) -> int:
-        """`visitor`'s requests replaced since their last turn."""
-        with self._changed:
-            return self._skipped.get(visitor, 0)
-
-    def visitors(self) -> list[str]:
-        """The visitors with a request being worked on or waiting."""
-        with self._changed:
-            return list(self._inside)

@@ -1,9 +1,10 @@
 """The Live tab: the picture follows the prompt, the sliders and a sketch as they change, with no Generate
 button. Keep saves the frame to the history; Enhance renders it properly as a grid in Text to Image.
 
-Every change sends a request; each visitor's newest one is made and those it made stale are dropped
-(studio/core/latest_only.py), so the picture never lags behind a queue of old edits. `/live` is the same
-frame for API callers: the same settings and seed give the same frame.
+Every change asks for a frame; while one is made, the page keeps only the newest change and sends it when
+the frame is back, so the picture never lags behind a queue of old edits. API callers may send requests
+at once (`/live`): each caller's newest is made and those it made stale are dropped
+(studio/core/latest_only.py). The same settings and seed give the same frame.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from studio.ui.widgets.prompt_controls import model_box, prompt_box, styles_box
 TAB = TabInfo("live", "Live")
 LIVE_SIZES = {"auto": "Auto (half size on a CPU)", "half": "Half size", "full": "Full size"}
 TYPE_A_PROMPT = "Type a prompt: the picture follows it as you type."
-# Every change is sent, and the newest waiting is made (so no queue limit here, nor Gradio's coalescing).
-FRAME_EVENT = {"concurrency_limit": None, "trigger_mode": "multiple"}
+# Frames run beside each other (each visitor's one at a time: `Studio.live_turns`), outside the GPU queue.
+FRAME_EVENT = {"concurrency_limit": None}
+# The page sends its next change only once its frame is back, and of the changes made meanwhile only the
+# last: sent all at once, they could reach the server out of order and leave an older prompt's frame last.
+PAGE_FRAME_EVENT = {**FRAME_EVENT, "trigger_mode": "always_last"}
 
 
 @dataclass
@@ -254,17 +258,18 @@ def wire_frames(tab: LiveTab, api: Endpoint, page: Endpoint) -> None:
                tab.aspect_ratio.change, tab.guidance_scale.input, tab.seed.input, tab.strength.release,
                tab.live_size.change, tab.sketch_image.change]  # fmt: skip
     # Progress (a first frame's download or conversion) shows on the status line; the picture stays in view.
-    frame_event = {**FRAME_EVENT, "show_progress_on": [tab.status]}
-    gr.on(changes, page.fn, page.inputs, tab.outputs, api_visibility="private", **frame_event)
+    on_status = {"show_progress_on": [tab.status]}
+    page_event = {**PAGE_FRAME_EVENT, **on_status}
+    gr.on(changes, page.fn, page.inputs, tab.outputs, api_visibility="private", **page_event)
     api_trigger = gr.Button(visible=False, elem_id="live-api")
-    api_trigger.click(api.fn, api.inputs, tab.outputs[:3], api_name=api.name, **frame_event)
+    api_trigger.click(api.fn, api.inputs, tab.outputs[:3], api_name=api.name, **FRAME_EVENT, **on_status)
     tab.sketch.change(sketched, tab.sketch, tab.sketch_image, **INSTANT_EVENT)
 
     def another_seed(seed: float | None) -> int:
         return (int(seed or 0) * 7919 + 104729) % (LiveRequest.bounds("seed")[1] + 1)
 
     tab.new_seed.click(another_seed, tab.seed, tab.seed, **INSTANT_EVENT).then(
-        page.fn, page.inputs, tab.outputs, api_visibility="private", **frame_event
+        page.fn, page.inputs, tab.outputs, api_visibility="private", **page_event
     )
 
 

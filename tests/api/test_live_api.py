@@ -1,13 +1,11 @@
 """/live against the launched studio: a frame, the same frame again, only a caller's newest request made."""
 
-import threading
-
 import numpy as np
 import pytest
 from gradio_client import Client
 from PIL import Image
 
-from tests.conditions import wait_until
+from tests.conditions import FirstCallHeld, wait_until
 
 pytestmark = pytest.mark.api
 
@@ -42,29 +40,16 @@ def test_a_waiting_request_is_dropped_when_a_newer_one_arrives(running_app, clie
     """While a frame is made, the caller's next request waits; a newer one replaces it, which returns no
     frame at once; the newest is made next and says how many it made stale."""
     turns, live = running_app.demo.studio.live_turns, running_app.demo.studio.runner.tasks["live"]
-    session, release, inside = client.session_hash, threading.Event(), threading.Event()
-    made = live.frame
-
-    def held(request, **options):  # the first frame is held until the test has sent the others
-        if not inside.is_set():
-            inside.set()
-            release.wait(30)
-        return made(request, **options)
-
-    live.frame = held
-    try:
+    with FirstCallHeld(live, "frame") as first_frame:  # held until the others are sent
         first = client.submit(prompt="a fox", seed=1, api_name="/live")
-        assert inside.wait(30)
+        assert first_frame.inside.wait(30)
         stale = client.submit(prompt="a fox in", seed=1, api_name="/live")
-        wait_until(lambda: turns.pending(session) == 2)
+        wait_until(lambda: turns.pending(client.session_hash) == 2)
         newest = client.submit(prompt="a fox in snow", seed=1, api_name="/live")
         frame, parameters, status = stale.result(timeout=30)  # replaced while the first is still held
         assert frame is None and parameters is None and status.startswith("Replaced by a newer request")
         assert not first.done()
-        release.set()
+        first_frame.release()
         assert first.result(timeout=30)[1]["user_prompt"] == "a fox"
         frame, parameters, status = newest.result(timeout=30)
         assert parameters["user_prompt"] == "a fox in snow" and "1 stale edit skipped" in status
-    finally:
-        release.set()
-        live.frame = made
