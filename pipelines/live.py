@@ -135,8 +135,8 @@ class LivePipeline(TextToImagePipeline):
         yield from super().generate(live_request(request, self.presets), progress, is_cancelled, preview)
 
     def frame(self, request: LiveRequest, is_cancelled: IsCancelled = never_cancelled) -> Any:
-        """The one frame of `request`."""
-        return next(iter(self.generate(request, is_cancelled=is_cancelled)))
+        """The one frame of `request` (the run ends, its lease too, before it is handed over)."""
+        return self(request, is_cancelled=is_cancelled)[0]
 
     def check_inputs(self, request: LiveRequest) -> LiveInputs:  # type: ignore[override]
         sketch = None if request.image is None else check_image(request.image, "sketch")
