@@ -18,7 +18,7 @@ import gradio as gr
 from PIL import Image
 
 from pipelines.live import LiveRequest, enhanced_live_values
-from pipelines.parts.common import GeneratedImage
+from pipelines.parts.common import GeneratedImage, resolve_seed
 from studio.core.presets import Presets
 from studio.core.requests import parse_request
 from studio.ui.common import INSTANT_EVENT, readable, session_of, slider, user_errors
@@ -265,10 +265,10 @@ def wire_frames(tab: LiveTab, api: Endpoint, page: Endpoint) -> None:
     api_trigger.click(api.fn, api.inputs, tab.outputs[:3], api_name=api.name, **FRAME_EVENT, **on_status)
     tab.sketch.change(sketched, tab.sketch, tab.sketch_image, **INSTANT_EVENT)
 
-    def another_seed(seed: float | None) -> int:
-        return (int(seed or 0) * 7919 + 104729) % (LiveRequest.bounds("seed")[1] + 1)
+    def another_seed() -> int:
+        return resolve_seed(-1)
 
-    tab.new_seed.click(another_seed, tab.seed, tab.seed, **INSTANT_EVENT).then(
+    tab.new_seed.click(another_seed, None, tab.seed, **INSTANT_EVENT).then(
         page.fn, page.inputs, tab.outputs, api_visibility="private", **page_event
     )
 
