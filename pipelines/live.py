@@ -20,13 +20,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from PIL import Image, ImageOps
 from pydantic import Field
 
 from pipelines.diffusion import Denoising, RunSettings, build_pipeline, refuse_inpainting_model
 from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.image_prompts import guided
 from pipelines.parts.images import check_image
 from pipelines.parts.loras import LoraChoice
 from pipelines.parts.previews import PreviewMode, PreviewSink, no_preview
@@ -85,16 +86,27 @@ def live_side(resolution: int, live_size: LiveSize, on_cpu: bool) -> int:
     return round(resolution * CPU_LIVE_SCALE) if half else resolution
 
 
+class PromptKey(NamedTuple):
+    """Everything a run's prompt embeddings depend on."""
+
+    model: str
+    text_encoder: str
+    loras: tuple[str, ...]
+    prompt: str
+    negative_prompt: str
+    guided: bool
+
+
 class PromptMemo:
     """The prompts' embeddings of the latest frames, by everything they depend on."""
 
     def __init__(self, size: int = KEPT_PROMPTS) -> None:
         self.size = size
-        self._kept: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._kept: OrderedDict[PromptKey, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.encoded = 0  # prompts encoded, not found kept
 
-    def get(self, key: tuple) -> dict[str, Any] | None:
+    def get(self, key: PromptKey) -> dict[str, Any] | None:
         with self._lock:
             if key in self._kept:
                 self._kept.move_to_end(key)
@@ -104,9 +116,9 @@ class PromptMemo:
     def prompts(self) -> set[str]:
         """The prompts (styles applied) whose embeddings are kept."""
         with self._lock:
-            return {key[3] for key in self._kept}
+            return {key.prompt for key in self._kept}
 
-    def put(self, key: tuple, conditioning: dict[str, Any]) -> None:
+    def put(self, key: PromptKey, conditioning: dict[str, Any]) -> None:
         with self._lock:
             self.encoded += 1
             self._kept[key] = conditioning
@@ -170,13 +182,13 @@ class LivePipeline(TextToImagePipeline):
         return Denoising(pipe, size, {"image": sketch, "strength": request.strength}, extras)
 
     def encode_prompts(self, pipe: Any, base: BaseModel, run: RunSettings, loras: dict[str, Any]) -> dict:
-        key = (
+        key = PromptKey(
             base.source.location,
             type(pipe.text_encoder).__name__,  # torch's or OpenVINO's: their embeddings differ by rounding
             tuple(loras.get("loras", ())),
             run.prompt,
             run.negative_prompt,
-            run.guidance_scale > 1,
+            guided(pipe, run.guidance_scale),  # what decides whether the negative prompt is encoded
         )
         conditioning = self.prompts.get(key)
         if conditioning is None:
