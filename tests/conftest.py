@@ -61,6 +61,26 @@ def converted_models_removed() -> Iterator[None]:
     shutil.rmtree(OPENVINO_FOLDER, ignore_errors=True)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def closed_apps_freed() -> Iterator[None]:
+    """Let the studios a module launched be freed once it is done (this fixture is torn down last).
+
+    FastAPI keeps every route's endpoint in module-level caches of 4096 callables, and the endpoints hold
+    their Gradio app: without this, every studio a session launched stayed in memory (about 55,000 objects
+    each), and late in a run each full garbage collection stopped the process for 2 s or more: long enough
+    for Gradio's 3-second check of its own page to fail a launch ("When localhost is not accessible…").
+    """
+    yield
+    from fastapi.dependencies import models
+
+    for cached in (
+        models._is_gen_callable_cached,
+        models._is_async_gen_callable_cached,
+        models._is_coroutine_callable_cached,
+    ):
+        cached.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def presets() -> Presets:
     return load_presets(DEFAULT_PRESETS_DIR)
