@@ -41,7 +41,7 @@ from pipelines.parts.common import (
     no_progress,
     resolve_seed,
 )
-from pipelines.parts.conditioning import prompt_conditioning
+from pipelines.parts.conditioning import plain_text, prompt_conditioning, text_conditioning
 from pipelines.parts.decoders import DecoderChoice, decoder_for
 from pipelines.parts.image_prompts import ImagePrompt, ImagePromptAdapters, guided
 from pipelines.parts.loras import LoraChoice, Loras, loras_applied
@@ -54,6 +54,7 @@ from pipelines.task import Task
 from studio.core.access import Reference
 from studio.core.cache import BaseModel, Lease
 from studio.core.errors import InvalidRequest
+from studio.core.families import Family
 from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
@@ -62,18 +63,6 @@ from studio.core.requests import Request
 log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 4000
-
-# diffusers pipeline class names by (family, kind of pipeline)
-PIPELINE_CLASSES = {
-    ("sd", "txt2img"): "StableDiffusionPipeline",
-    ("sdxl", "txt2img"): "StableDiffusionXLPipeline",
-    ("sd", "img2img"): "StableDiffusionImg2ImgPipeline",
-    ("sdxl", "img2img"): "StableDiffusionXLImg2ImgPipeline",
-    ("sd", "inpaint"): "StableDiffusionInpaintPipeline",
-    ("sdxl", "inpaint"): "StableDiffusionXLInpaintPipeline",
-    ("sd", "controlnet_img2img"): "StableDiffusionControlNetImg2ImgPipeline",
-    ("sdxl", "controlnet_img2img"): "StableDiffusionXLControlNetImg2ImgPipeline",
-}
 
 
 class DiffusionRequest(Request):
@@ -160,6 +149,51 @@ def resolve_run(
     )
 
 
+def family_rules_applied(
+    rules: Family,
+    request: DiffusionRequest,
+    run: RunSettings,
+    presets: Presets,
+    *,
+    loras: list[LoraChoice],
+    prompts: list[ImagePrompt],
+    strength: float | None,
+) -> RunSettings:
+    """Refuse what the model's family cannot do, naming it; the family's sampling defaults for a model
+    with no preset, and a sampler of the kind the family samples with."""
+    if isinstance(request, GenerationRequest) and request.tile:
+        rules.check("tile")
+    if loras:
+        rules.check("loras")
+    if prompts:
+        rules.check("image_prompts")
+    if rules.samplers == "noise" or presets.sampler(run.sampler).flow_scheduler:
+        return run
+    if request.sampler is not None:
+        raise InvalidRequest(
+            f"{request.sampler} has no flow-matching form for {rules.label} models: choose one of "
+            f"{', '.join(presets.flow_samplers())}."
+        )
+    if run.source.preset is None:  # the studio's defaults for other models are a UNet family's
+        steps = effective_steps(request.steps or rules.default_steps, strength)
+        guidance = rules.default_guidance if request.guidance_scale is None else request.guidance_scale
+        run = replace(run, steps=steps, guidance_scale=guidance)
+    return replace(run, sampler=presets.flow_samplers()[0])
+
+
+def family_notes(rules: Family, run: RunSettings, extras: dict[str, Any]) -> dict[str, Any]:
+    """What the prompt asked that the family does not read (weights, a negative prompt), recorded with
+    the prompt's other ignored parameters."""
+    notes = []
+    if not rules.can("weights") and plain_text(run.prompt) != run.prompt.strip():
+        notes.append(rules.refusal("weights"))
+    if not rules.can("negative_prompt") and run.negative_prompt.strip():
+        notes.append(rules.refusal("negative_prompt"))
+    if not notes:
+        return {}
+    return {"ignored_parameters": [*extras.get("ignored_parameters", []), *notes]}
+
+
 def stylize_weight(stylize: int) -> float:
     """Midjourney's --stylize (0-1000, 100 as usual) as the weight of the style presets' own words:
     0.5 at 0, 1 at 100, 2 at 900 and above."""
@@ -215,8 +249,17 @@ def build_pipeline(
     this run's own scheduler."""
     import diffusers
 
-    pipeline_class = getattr(diffusers, PIPELINE_CLASSES[(base.family, kind)])
+    pipeline_class = getattr(diffusers, base.rules.pipeline_class(kind))
     return base.build(pipeline_class, base.new_scheduler(presets.sampler(run.sampler)), **replacements)
+
+
+def image_size(base: BaseModel, arguments: dict[str, Any]) -> dict[str, int]:
+    """The width and height of a call that starts from an image, for a family whose pipelines would
+    otherwise work at their default size."""
+    image = arguments.get("image")
+    if not base.rules.image_calls_need_size or image is None or "width" in arguments:
+        return {}
+    return {"width": image.width, "height": image.height}
 
 
 def call_arguments(
@@ -297,7 +340,9 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
     def encode_prompts(self, pipe: Any, base: BaseModel, run: RunSettings, loras: dict[str, Any]) -> dict:
         """The prompts' embeddings for a denoising call of `pipe` (weighted, long ones chunked), with `loras`
         (as recorded) applied. Run inside the call: the text encoders run here."""
-        guidance = guided(pipe, run.guidance_scale)
+        if base.rules.conditioning == "text":
+            return text_conditioning(run.prompt, base.rules.text_tokens)
+        guidance = guided(base, pipe, run.guidance_scale)
         return prompt_conditioning(pipe, base.family, run.prompt, run.negative_prompt, guided=guidance)
 
     # -- the scaffold ---------------------------------------------------------------------------------
@@ -336,6 +381,10 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         with self.cache.lease() as lease:
             on_openvino = lease.backend == "openvino"
             base = lease.base_model(source, released_ok=on_openvino)
+            run = family_rules_applied(
+                base.rules, request, run, self.presets, loras=loras, prompts=prompts, strength=strength
+            )
+            extras |= family_notes(base.rules, run, extras)
             refusal = (
                 openvino_refusal(base, task_refusal=self.torch_only, image_prompts=bool(prompts))
                 if on_openvino
@@ -355,7 +404,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
             adapters = self.loras.adapters(lease, base, pipe, loras)
             lora_record = recorded_loras(adapters)
             extras.update(denoising.extras, **lora_record)
-            decoders = self.presets.decoder(base.family)
+            decoders = self.presets.decoder(base.family)  # None: the family has no fast decoder here
             autoencoder, extras["decoder"] = decoder_for(
                 lease, base, decoders, request.decoder, auto_is_fast=self.fast_decoder_everywhere
             )
@@ -383,12 +432,16 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                         if request.tile
                         else nullcontext()
                     )
-                    attached = image_prompts.applied(pipe.unet, pipe._execution_device)
-                    with attached, tiled, loras_applied(pipe, adapters):
+                    attached = (
+                        image_prompts.applied(pipe.unet, pipe._execution_device) if prompts else nullcontext()
+                    )
+                    loras_on = loras_applied(pipe, adapters) if base.rules.can("loras") else nullcontext()
+                    with attached, tiled, loras_on:
                         conditioning = self.encode_prompts(pipe, base, image_run, lora_record)
                         arguments = call_arguments(conditioning, image_run, seed, reporter)
-                        arguments |= image_prompts.arguments(guided(pipe, image_run.guidance_scale))
-                        return pipe(**arguments, **denoising.arguments, **task_arguments)
+                        arguments |= image_prompts.arguments(guided(base, pipe, image_run.guidance_scale))
+                        arguments |= {**denoising.arguments, **task_arguments}
+                        return pipe(**arguments, **image_size(base, arguments))
 
                 def denoise_once(
                     call: Callable[..., Any] = call, calls: Iterator[int] = calls, **task_arguments: Any

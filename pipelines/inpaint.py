@@ -65,9 +65,9 @@ class InpaintPipeline(DiffusionTask[InpaintRequest]):
     def prepare(
         self, lease: Lease, base: BaseModel, request: GenerationRequest, inputs: MaskedImage, run: RunSettings
     ) -> Denoising:
-        unet, checkpoint = self._unet_for(lease, base, run.source)
+        replacements, checkpoint = self._denoiser_for(lease, base, run.source)
         size = working_size(inputs.image.size, base.size_multiple)
-        pipe = build_pipeline(base, run, self.presets, "inpaint", unet=unet)
+        pipe = build_pipeline(base, run, self.presets, "inpaint", **replacements)
         arguments = {
             "image": resized(inputs.image, size),
             "mask_image": resized(inputs.mask, size),
@@ -80,15 +80,16 @@ class InpaintPipeline(DiffusionTask[InpaintRequest]):
     def finish(self, image: Image.Image, inputs: MaskedImage) -> Image.Image:
         return blend_outside_mask(inputs.image, image, inputs.mask, inputs.mask_blur)
 
-    def _unet_for(self, lease: Lease, base: BaseModel, source: ModelSource) -> tuple[object, str]:
-        """The UNet to repaint with, and what to record about it."""
+    def _denoiser_for(self, lease: Lease, base: BaseModel, source: ModelSource) -> tuple[dict, str]:
+        """The pipeline's components to repaint with in place of the model's own (a dedicated inpainting
+        checkpoint's UNet, where the preset names one), and what to record about it."""
         preset = source.preset
-        if preset and preset.inpaint_source and not base.is_inpainting:
+        if preset and preset.inpaint_source and base.has_unet and not base.is_inpainting:
             inpaint_source = resolve_model(preset.inpaint_source, self.presets)
             try:
-                return lease.inpaint_unet(base, inpaint_source), inpaint_source.name
+                return {"unet": lease.inpaint_unet(base, inpaint_source)}, inpaint_source.name
             except ModelUnavailable as error:
                 # The ordinary checkpoint inpaints too, a little less cleanly: better than no result.
                 log.warning("inpainting with %s itself: %s", source.name, error)
-                return base.components["unet"], f"same as model ({inpaint_source.name} unavailable)"
-        return base.components["unet"], "same as model"
+                return {}, f"same as model ({inpaint_source.name} unavailable)"
+        return {}, "same as model"

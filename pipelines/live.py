@@ -188,7 +188,7 @@ class LivePipeline(TextToImagePipeline):
             tuple(loras.get("loras", ())),
             run.prompt,
             run.negative_prompt,
-            guided(pipe, run.guidance_scale),  # what decides whether the negative prompt is encoded
+            guided(base, pipe, run.guidance_scale),  # what decides whether the negative prompt is encoded
         )
         conditioning = self.prompts.get(key)
         if conditioning is None:

@@ -28,6 +28,7 @@ from studio.core.settings import DEFAULT_PRESETS_DIR, Settings  # noqa: E402
 from tests.tiny_models import (  # noqa: E402
     build_captioner,
     build_controlnet,
+    build_flux,
     build_ip_adapter,
     build_ip_adapter_plus,
     build_sd,
@@ -48,6 +49,11 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_flux(tmp_path_factory.mktemp("models") / "tiny-flux")
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,9 @@ from diffusers import (
     AutoencoderKL,
     ControlNetModel,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -30,6 +33,9 @@ from transformers import (
     CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
+    T5Config,
+    T5EncoderModel,
+    T5TokenizerFast,
 )
 
 
@@ -167,6 +173,64 @@ def build_sdxl(folder: Path, seed: int = 0) -> Path:
         tokenizer_2=tokenizer,
         unet=unet,
         scheduler=_scheduler(),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def _t5_tokenizer() -> T5TokenizerFast:
+    """A character-level T5 tokenizer (a unigram vocabulary of single characters, with and without T5's
+    word-start mark), made without SentencePiece files or a hub download."""
+    chars = [chr(code) for code in range(33, 127)]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [(char, -3.0) for char in chars] + [("\u2581" + char, -2.5) for char in chars]
+    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=512)
+
+
+def build_flux(folder: Path, seed: int = 0) -> Path:
+    """A FLUX.1-family pipeline (a transformer on packed latents, CLIP and T5, a 1-channel autoencoder that
+    keeps the image's size) that makes 64x64 images by default; with `guidance_embeds`, as FLUX.1-dev."""
+    torch.manual_seed(seed)
+    tokenizer_2 = _t5_tokenizer()
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4,  # 2x2 patches of the 1-channel latents
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,  # T5's width
+        pooled_projection_dim=32,  # CLIP's pooled embedding
+        guidance_embeds=True,
+        axes_dims_rope=[4, 4, 8],
+    )
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+        )
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        sample_size=64,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=CLIPTextModel(_text_config()),
+        tokenizer=_tokenizer(),
+        text_encoder_2=t5,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+        vae=vae,
     )
     pipe.save_pretrained(folder)
     return folder

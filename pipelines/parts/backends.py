@@ -44,6 +44,8 @@ def openvino_refusal(base: BaseModel, *, task_refusal: str | None, image_prompts
     """Why OpenVINO cannot run this call whole (None: it can)."""
     if task_refusal:
         return task_refusal
+    if not base.rules.can("openvino"):
+        return base.rules.refusal("openvino")
     if image_prompts:
         return "image prompts add IP-Adapter attention layers to the UNet"
     if base.unet_config.get("time_cond_proj_dim"):

@@ -104,6 +104,12 @@ def _compel_text(prompt: str) -> str:
     return "".join(pieces)
 
 
+def text_conditioning(prompt: str, tokens: int) -> dict[str, Any]:
+    """The call's prompt for a family whose pipeline reads it as text (FLUX.1: T5 for `tokens` tokens
+    beside CLIP): the words without weights or multi-prompt marks, which T5 has no way to weigh."""
+    return {"prompt": plain_text(prompt), "max_sequence_length": tokens}
+
+
 def prompt_conditioning(
     pipe: Any, family: str, prompt: str, negative_prompt: str, *, guided: bool = True
 ) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from PIL import Image
 from studio.core.cache import BaseModel, Lease
 from studio.core.cache.kinds import FAST_DECODER
 from studio.core.devices import DeviceConfig
-from studio.core.errors import ModelUnavailable
+from studio.core.errors import InvalidRequest, ModelUnavailable
 from studio.core.models import load_weights, weights_source
 from studio.core.presets import DecoderPreset
 
@@ -66,13 +66,18 @@ def tiny_autoencoder(lease: Lease, base: BaseModel, preset: DecoderPreset) -> An
 
 
 def decoder_for(
-    lease: Lease, base: BaseModel, preset: DecoderPreset, choice: str, *, auto_is_fast: bool = False
+    lease: Lease, base: BaseModel, preset: DecoderPreset | None, choice: str, *, auto_is_fast: bool = False
 ) -> tuple[Any | None, Literal["fast", "full"]]:
     """The autoencoder to decode with (None: the model's own) and what to record. "auto" on a CPU takes
-    TAESD when it can be had, else the full VAE; "fast" without TAESD is an error that says why."""
+    TAESD when it can be had, else the full VAE; "fast" without TAESD (or with none for the model's
+    family, `preset` None) is an error that says why."""
     wanted = wanted_decoder(choice, lease.device_config, auto_is_fast=auto_is_fast)
     if wanted == "full" or is_tiny(base.components["vae"]):
         return None, "fast" if is_tiny(base.components["vae"]) else "full"
+    if preset is None:
+        if choice == "fast":
+            raise InvalidRequest(f"There is no fast decoder for {base.rules.label} models: choose Full.")
+        return None, "full"
     try:
         return tiny_autoencoder(lease, base, preset), "fast"
     except ModelUnavailable:

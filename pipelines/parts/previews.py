@@ -136,15 +136,16 @@ class LivePreviews:
 def live_previews(
     lease: Lease,
     base: BaseModel,
-    preset: DecoderPreset,
+    preset: DecoderPreset | None,
     mode: str,
     send: PreviewSink,
     scheduler: Any,
     size: tuple[int, int],
 ) -> LivePreviews | None:
-    """The previews of a run in `mode` with the request's `scheduler` (None when off, or when nobody
-    watches); "taesd" without its weights previews by the approximation instead."""
-    if mode == "off" or send is no_preview:
+    """The previews of a run in `mode` with the request's `scheduler` (None when off, when nobody
+    watches, or for a family with no decoder preset, whose latents have no preview map here); "taesd"
+    without its weights previews by the approximation instead."""
+    if mode == "off" or send is no_preview or preset is None:
         return None
     if mode == "taesd":
         try:

@@ -24,6 +24,7 @@ import torch
 
 from studio.core.devices import DeviceConfig
 from studio.core.errors import InvalidRequest, ModelUnavailable
+from studio.core.families import family_of
 from studio.core.presets import ModelPreset, Presets
 
 log = logging.getLogger(__name__)
@@ -179,22 +180,11 @@ def _pipeline_class_name(source: ModelSource, local_only: bool) -> str:
     return str(config.get("_class_name", ""))
 
 
-def family_of(class_name: str) -> Literal["sd", "sdxl"]:
-    if "XL" in class_name:
-        return "sdxl"
-    if class_name.startswith("StableDiffusion") or class_name.startswith("LatentConsistency"):
-        return "sd"
-    raise InvalidRequest(
-        f"{class_name or 'This model'} is not a Stable Diffusion 1.x/2.x or SDXL pipeline, "
-        "which are the families this studio runs."
-    )
-
-
 def _from_pretrained(source: ModelSource, dtype: torch.dtype, local_only: bool) -> Any:
     from diffusers import DiffusionPipeline
 
     class_name = _pipeline_class_name(source, local_only)
-    family = family_of(class_name)
+    family = family_of(class_name).name
     options: dict[str, Any] = {"dtype": dtype}
     if family == "sd":
         options.update(safety_checker=None, requires_safety_checker=False)

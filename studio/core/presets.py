@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from studio.core.errors import InvalidRequest, PresetError
+from studio.core.families import FAMILIES, FamilyName
 
 
 class _Preset(BaseModel):
@@ -40,7 +41,7 @@ class ModelPreset(_Preset):
     label: str = Field(min_length=1)
     source: str = Field(min_length=1)  # hub id, local folder or .safetensors file
     inpaint_source: str | None = None  # a dedicated inpainting checkpoint of the same family
-    family: Literal["sd", "sdxl"]
+    family: FamilyName
     resolution: int = Field(ge=256, le=2048)  # the side of the square the model was trained at
     steps: int = Field(ge=1, le=150)
     guidance_scale: float = Field(ge=0, le=30)
@@ -75,14 +76,19 @@ class SamplerPreset(_Preset):
     name: str = Field(min_length=1)
     scheduler: str  # a diffusers scheduler class name
     options: dict = Field(default_factory=dict)  # passed to the scheduler's from_config
+    # The same sampler for a family that samples by flow matching (FLUX.1), where diffusers has one.
+    flow_scheduler: str | None = None
+    flow_options: dict = Field(default_factory=dict)
     # What other studios call it, lower case: "dpmpp_2m karras" is ComfyUI's sampler and scheduler.
     aliases: tuple[str, ...] = ()
 
-    @field_validator("scheduler")
+    @field_validator("scheduler", "flow_scheduler")
     @classmethod
-    def _known_scheduler(cls, scheduler: str) -> str:
+    def _known_scheduler(cls, scheduler: str | None) -> str | None:
         import diffusers
 
+        if scheduler is None:
+            return None
         if not scheduler.endswith("Scheduler") or not hasattr(diffusers, scheduler):
             raise ValueError(f"diffusers has no scheduler class {scheduler!r}")
         return scheduler
@@ -210,7 +216,7 @@ class DecoderPreset(_Preset):
     to RGB that previews an image with no weights at all."""
 
     name: str = Field(min_length=1)
-    family: Literal["sd", "sdxl"]
+    family: FamilyName
     source: str = Field(min_length=1)  # hub id or local folder of a diffusers AutoencoderTiny
     latent_rgb_factors: tuple[tuple[float, float, float], ...] = Field(min_length=4, max_length=4)
     latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -270,6 +276,10 @@ class Presets:
             raise InvalidRequest(f"Unknown sampler {name!r}. Choose one of: {', '.join(self.samplers)}.")
         return self.samplers[name]
 
+    def flow_samplers(self) -> list[str]:
+        """The samplers that have a flow-matching form, for families that sample by flow matching."""
+        return [sampler.name for sampler in self.samplers.values() if sampler.flow_scheduler]
+
     def sampler_named(self, name: str | None, schedule: str | None = None) -> str | None:
         """Ours for another studio's sampler (and schedule type), or None when nothing here is the same."""
         if not name:
@@ -326,8 +336,9 @@ class Presets:
             None,
         )
 
-    def decoder(self, family: str) -> DecoderPreset:
-        return self.decoders[family]
+    def decoder(self, family: str) -> DecoderPreset | None:
+        """The family's fast decoder, where the presets name one."""
+        return self.decoders.get(family)
 
     def check_styles(self, names: list[str]) -> None:
         unknown = [name for name in names if name not in self.styles]
@@ -457,6 +468,12 @@ def load_presets(folder: Path) -> Presets:
             raise PresetError(
                 f"{models_file}: {getattr(model, 'name', 'other_models')!r}: "
                 f"sampler {model.sampler!r} is not in samplers.json."
+            )
+    for model in models.values():
+        if FAMILIES[model.family].samplers == "flow" and not samplers[model.sampler].flow_scheduler:
+            raise PresetError(
+                f"{models_file}: {model.name!r}: sampler {model.sampler!r} has no flow-matching form "
+                f"(flow_scheduler in samplers.json), which {FAMILIES[model.family].label} models sample with."
             )
     return Presets(
         models=models,

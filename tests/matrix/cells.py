@@ -43,15 +43,16 @@ FEATURES = [
     "style_image",
     "odd_aspect",
 ]
-FAMILIES = ["sd", "sdxl"]
+FAMILIES = ["sd", "sdxl", "flux"]
+TORCH_FAMILIES = {"flux"}  # families OpenVINO does not run: their cells record `Backend: torch`
 LONG_PROMPT = ", ".join(["a lighthouse on a granite cliff at dusk", "waves breaking in white foam"] * 6)
 TORCH_ONLY = {"blend", "style_transfer"}  # image prompts (IP-Adapters); ControlNet residuals
 IMAGE_TASKS = {"vary", "inpaint", "outpaint", "style_transfer", "creative_upscale"}
 
 
-def stays_on_torch(task: str, feature: str) -> bool:
+def stays_on_torch(task: str, feature: str, family: str) -> bool:
     """What OpenVINO cannot run whole: it records `Backend: torch`."""
-    return task in TORCH_ONLY or feature == "style_image"
+    return task in TORCH_ONLY or feature == "style_image" or family in TORCH_FAMILIES
 
 
 def picture(size: tuple[int, int]) -> Image.Image:

@@ -23,16 +23,18 @@ from studio.core.requests import parse_request
 from tests.matrix.cells import FAMILIES, FEATURES, TASKS, stays_on_torch, values_for, write_matrix_presets
 from tests.tiny_models import build_lora
 
-LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink"}
+LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink", "flux": "detail:0.8"}
 
 
 @pytest.fixture(scope="module")
-def matrix_presets(fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_sd_inpaint, tmp_path_factory):
+def matrix_presets(
+    fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd_inpaint, tmp_path_factory
+):
     """The tiny presets, TAESD-like fast decoder included, with a preset per family: "sd" (with its
-    inpainting checkpoint) and "sdxl"."""
+    inpainting checkpoint), "sdxl" and "flux"."""
     folder = tmp_path_factory.mktemp("matrix-presets")
-    models = {"sd": tiny_sd, "sdxl": tiny_sdxl}
-    resolutions = {"sd": 256, "sdxl": 256}  # the least a preset may say
+    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux}
+    resolutions = {"sd": 256, "sdxl": 256, "flux": 256}  # the least a preset may say
     return load_presets(
         write_matrix_presets(folder, fast_decoder_presets_dir, models, resolutions, tiny_sd_inpaint)
     )
@@ -75,9 +77,9 @@ def pixels(image: Image.Image) -> np.ndarray:
 @pytest.mark.parametrize("feature", FEATURES)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plainly(
-    caches, matrix_presets, task, feature, family, tiny_sd, tiny_sdxl
+    caches, matrix_presets, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux
 ):
-    models = {"sd": tiny_sd, "sdxl": tiny_sdxl}
+    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux}
     values = values_for(task, feature, family, 64, LORAS)
     if task not in {"inpaint", "outpaint"}:  # the preset is for the inpainting UNet; elsewhere the model's
         values["model"] = str(models[family])  # own size (64²), which keeps the matrix quick
@@ -95,7 +97,7 @@ def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plain
     on_torch, on_openvino = results["torch"][0], results["openvino"][0]
     assert on_torch.image.size == on_openvino.image.size
     assert "backend" not in on_torch.parameters.extras
-    expected = "torch" if stays_on_torch(task, feature) else "openvino"
+    expected = "torch" if stays_on_torch(task, feature, family) else "openvino"
     assert on_openvino.parameters.extras["backend"] == expected
     difference = np.abs(pixels(on_openvino.image) - pixels(on_torch.image))
     if expected == "torch":

@@ -158,3 +158,33 @@ def test_a_local_model_is_known_by_its_folders_name_and_never_takes_a_presets(pr
     named = presets.named_locally(str(folder))
     assert named.default_model == "sd-turbo-2" and named.local_names == {"sd-turbo-2": str(folder)}
     assert presets.named_locally(str(tmp_path / "mine.safetensors")).default_model == "mine"
+
+
+def test_a_flow_matching_models_preset_must_name_a_sampler_with_a_flow_form(tmp_path):
+    folder = _copy_presets(tmp_path)
+    flux = lambda d: next(m for m in d["models"] if m["family"] == "flux")  # noqa: E731
+    _edit(folder, "models.json", lambda d: flux(d).update(sampler="DPM++ 2M Karras"))
+    with pytest.raises(
+        PresetError, match=r"'flux-schnell': sampler 'DPM\+\+ 2M Karras' has no flow-matching form"
+    ):
+        load_presets(folder)
+
+
+def test_the_families_are_named_by_their_diffusers_pipeline_classes():
+    from studio.core.families import family_of
+
+    assert family_of("StableDiffusionPipeline").name == "sd"
+    assert family_of("LatentConsistencyModelPipeline").name == "sd"
+    assert family_of("StableDiffusionXLInpaintPipeline").name == "sdxl"
+    assert family_of("FluxPipeline").name == "flux"
+    assert family_of("FluxKontextPipeline").label == "FLUX.1"
+    with pytest.raises(
+        InvalidRequest, match=r"^WanPipeline is not a pipeline of a family this studio runs \("
+    ):
+        family_of("WanPipeline")
+    flux = family_of("FluxPipeline")
+    assert flux.pipeline_class("img2img") == "FluxImg2ImgPipeline"
+    with pytest.raises(
+        InvalidRequest, match=r"^Style transfer by structure \(ControlNet\) is not available for FLUX\.1"
+    ):
+        flux.pipeline_class("controlnet_img2img")

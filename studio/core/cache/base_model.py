@@ -6,21 +6,31 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from studio.core.families import FAMILIES, Family
 from studio.core.models import ModelSource
 from studio.core.presets import SamplerPreset
 
 
 @dataclass
 class BaseModel:
-    """The loaded components of one Stable Diffusion model, shared by every task built on it."""
+    """The loaded components of one diffusion model, shared by every task built on it."""
 
     source: ModelSource
-    family: str  # "sd" or "sdxl"
+    family: str  # a name in studio/core/families.py: "sd", "sdxl", "flux"
     pipeline_class_name: str  # what the checkpoint was saved as, e.g. StableDiffusionInpaintPipeline
     components: dict[str, Any]  # the scheduler among them only as a config holder
     # Components whose torch weights are let go while another backend (OpenVINO) runs them: read back from
     # disk before torch runs them again (the lease does both, openvino_backend.py says how).
     released: set[str] = field(default_factory=set)
+
+    @property
+    def rules(self) -> Family:
+        """What its family does and cannot do."""
+        return FAMILIES[self.family]
+
+    @property
+    def has_unet(self) -> bool:
+        return self.rules.denoiser == "unet"
 
     @property
     def unet_config(self) -> Any:
@@ -32,6 +42,8 @@ class BaseModel:
 
     @property
     def native_resolution(self) -> int:
+        if not self.has_unet:  # a transformer has no size of its own; its autoencoder's config says it
+            return int(self.components["vae"].config.sample_size)
         return int(self.unet_config.sample_size) * self.vae_scale_factor
 
     def resolution(self, source: ModelSource) -> int:
@@ -42,26 +54,32 @@ class BaseModel:
     @property
     def size_multiple(self) -> int:
         """Width and height must be multiples of this for the UNet's down- and up-sampling to line up
-        (and of 8, which diffusers' pipelines require)."""
+        (and of 8, which diffusers' pipelines require); a transformer's 2×2 latent patches, for it."""
+        if not self.has_unet:
+            return math.lcm(8, self.vae_scale_factor * 2)
         return math.lcm(8, self.vae_scale_factor * 2 ** (len(self.unet_config.block_out_channels) - 1))
 
     @property
     def architecture(self) -> str:
         """What adapter weights (ControlNets, IP-Adapters) must be made for: sd1, sd2 or sdxl."""
-        if self.family == "sdxl":
-            return "sdxl"
+        if self.family != "sd":
+            return self.family
         return "sd2" if int(self.unet_config.cross_attention_dim) == 1024 else "sd1"
 
     @property
     def is_inpainting(self) -> bool:
-        return int(self.unet_config.in_channels) == 9
+        return self.has_unet and int(self.unet_config.in_channels) == 9
 
     def new_scheduler(self, sampler: SamplerPreset) -> Any:
-        """A fresh scheduler for one request: schedulers are stateful, so requests never share one."""
+        """A fresh scheduler for one request: schedulers are stateful, so requests never share one. A family
+        that samples by flow matching gets the sampler's flow form (the caller checked it has one)."""
         import diffusers
 
-        scheduler_class = getattr(diffusers, sampler.scheduler)
-        return scheduler_class.from_config(self.components["scheduler"].config, **sampler.options)
+        name, options = sampler.scheduler, sampler.options
+        if self.rules.samplers == "flow":
+            name, options = sampler.flow_scheduler, sampler.flow_options
+        scheduler_class = getattr(diffusers, name)
+        return scheduler_class.from_config(self.components["scheduler"].config, **options)
 
     def build(self, pipeline_class: type, scheduler: Any, **replacements: Any) -> Any:
         """A diffusers pipeline of `pipeline_class` around the shared components (no copy, no cast).

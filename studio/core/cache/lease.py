@@ -16,7 +16,8 @@ from studio.core.cache.base_model import BaseModel
 from studio.core.cache.kinds import ModelKind
 from studio.core.cache.placement import Placement
 from studio.core.cache.registry import CacheEntry, CacheKey
-from studio.core.models import ModelSource, family_of, weight_bytes_on_disk
+from studio.core.families import family_of
+from studio.core.models import ModelSource, weight_bytes_on_disk
 from studio.core.openvino_backend import ConvertedModels, can_let_go, let_go, read_back
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Lease:
                 self.registry.weight_loads += 1
                 class_name = type(pipe).__name__
                 components = {name: value for name, value in pipe.components.items() if value is not None}
-                base = BaseModel(source, family_of(class_name), class_name, components)
+                base = BaseModel(source, family_of(class_name).name, class_name, components)
                 self.registry.add_base_model(base, self.device_config.dtype_name)
             self._hold(self.registry.entries(source.location), offloadable=True)
             if base.released and not released_ok:

@@ -1,0 +1,141 @@
+"""The model families the studio runs, as data: which diffusers pipeline class does each kind of task, and
+what a family cannot do (said plainly, naming the family, where a request asks for it).
+
+SD 1.x/2.x and SDXL denoise with a UNet and condition on CLIP through compel (weights, long prompts in
+chunks). FLUX.1 denoises with a transformer on packed latents, samples by flow matching, takes its guidance
+as an embedding (distilled: no negative prompt) and reads the prompt with T5 (512 tokens) beside CLIP.
+A family joins by a row here, its pipeline classes being diffusers' own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from studio.core.errors import InvalidRequest
+
+FamilyName = Literal["sd", "sdxl", "flux"]
+# What a request may ask that only some families do, and how a refusal names it.
+Feature = Literal["tile", "loras", "image_prompts", "controlnet", "openvino", "weights", "negative_prompt"]
+TASK_WORDS = {  # the kinds of pipeline, as a refusal names them
+    "txt2img": "Text to image",
+    "img2img": "Image to image",
+    "inpaint": "Inpainting",
+    "controlnet_img2img": "Style transfer by structure (ControlNet)",
+}
+FEATURE_WORDS: dict[str, str] = {
+    "tile": "make seamless tiles (--tile)",
+    "loras": "take LoRAs here yet",
+    "image_prompts": "take image prompts (style images and references, Blend) here yet",
+    "controlnet": "follow a ControlNet here yet",
+    "openvino": "run on OpenVINO",
+    "weights": "weigh words: prompt weights are read as plain words",
+    "negative_prompt": "use a negative prompt: its guidance is distilled",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: FamilyName
+    label: str  # as people call it, in messages
+    class_prefixes: tuple[str, ...]  # the diffusers pipeline classes a saved model of the family names
+    pipelines: dict[str, str]  # diffusers pipeline class by kind of task ("txt2img", "img2img", ...)
+    denoiser: Literal["unet", "transformer"]
+    conditioning: Literal["compel", "text"]  # compel's weighted embeddings, or the text to the pipeline
+    cannot: frozenset[str] = field(default_factory=frozenset)  # features (see FEATURE_WORDS) it lacks
+    # "cfg": classifier-free guidance above 1, with a negative prompt; "distilled": the guidance scale is an
+    # input of the denoiser (FLUX.1-dev; schnell ignores it), and there is no negative prompt
+    guidance: Literal["cfg", "distilled"] = "cfg"
+    samplers: Literal["noise", "flow"] = "noise"  # which scheduler kind its samplers must be
+    default_steps: int = 25  # for a model of the family with no preset
+    default_guidance: float = 7.0
+    text_tokens: int = 77  # what its main text encoder reads of a prompt at once
+    # Its image-to-image call works at its default size, not the image's, unless told the size
+    image_calls_need_size: bool = False
+
+    def can(self, feature: Feature) -> bool:
+        return feature not in self.cannot
+
+    def refusal(self, feature: Feature) -> str:
+        return f"{self.label} models cannot {FEATURE_WORDS[feature]}."
+
+    def check(self, feature: Feature) -> None:
+        if not self.can(feature):
+            raise InvalidRequest(self.refusal(feature))
+
+    def pipeline_class(self, kind: str) -> str:
+        """The diffusers pipeline class name for `kind`, or a plain refusal naming the task and family."""
+        if kind not in self.pipelines:
+            raise InvalidRequest(f"{TASK_WORDS[kind]} is not available for {self.label} models yet.")
+        return self.pipelines[kind]
+
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        Family(
+            name="sd",
+            label="Stable Diffusion 1.x/2.x",
+            class_prefixes=("StableDiffusion", "LatentConsistency"),
+            pipelines={
+                "txt2img": "StableDiffusionPipeline",
+                "img2img": "StableDiffusionImg2ImgPipeline",
+                "inpaint": "StableDiffusionInpaintPipeline",
+                "controlnet_img2img": "StableDiffusionControlNetImg2ImgPipeline",
+            },
+            denoiser="unet",
+            conditioning="compel",
+        ),
+        Family(
+            name="sdxl",
+            label="SDXL",
+            class_prefixes=("StableDiffusionXL",),
+            pipelines={
+                "txt2img": "StableDiffusionXLPipeline",
+                "img2img": "StableDiffusionXLImg2ImgPipeline",
+                "inpaint": "StableDiffusionXLInpaintPipeline",
+                "controlnet_img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
+            },
+            denoiser="unet",
+            conditioning="compel",
+        ),
+        Family(
+            name="flux",
+            label="FLUX.1",
+            class_prefixes=("Flux",),
+            pipelines={
+                "txt2img": "FluxPipeline",
+                "img2img": "FluxImg2ImgPipeline",
+                "inpaint": "FluxInpaintPipeline",
+            },
+            denoiser="transformer",
+            conditioning="text",
+            cannot=frozenset(
+                {"tile", "loras", "image_prompts", "controlnet", "openvino", "weights", "negative_prompt"}
+            ),
+            guidance="distilled",
+            samplers="flow",
+            default_steps=28,
+            default_guidance=3.5,
+            text_tokens=512,
+            image_calls_need_size=True,
+        ),
+    )
+}
+
+
+def family_of(class_name: str) -> Family:
+    """The family of a saved diffusers pipeline class (its model_index.json's `_class_name`); the longest
+    matching prefix wins (StableDiffusionXL… is SDXL, not SD)."""
+    matches = [
+        (len(prefix), family)
+        for family in FAMILIES.values()
+        for prefix in family.class_prefixes
+        if class_name.startswith(prefix)
+    ]
+    if not matches:
+        labels = ", ".join(family.label for family in FAMILIES.values())
+        raise InvalidRequest(
+            f"{class_name or 'This model'} is not a pipeline of a family this studio runs ({labels})."
+        )
+    return max(matches, key=lambda match: match[0])[1]

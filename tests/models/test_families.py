@@ -1,0 +1,118 @@
+"""Model families beyond SD and SDXL, on tiny random models of each (diffusers layout, loaded back by path):
+their images equal diffusers' own pipeline for the same settings, they are recorded and read back, and what a
+family cannot do is refused plainly, naming it. Every task × feature for each family: tests/matrix."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines.image_to_image import ImageToImagePipeline
+from pipelines.inpaint import InpaintPipeline
+from pipelines.parts.conditioning import plain_text
+from pipelines.text_to_image import TextToImagePipeline
+from studio.core.errors import InvalidRequest
+from studio.core.metadata import read_parameters, save_png
+from studio.core.requests import parse_request
+
+PROMPT = "a (lighthouse:1.3) on a granite cliff at dusk, " + "waves breaking in white foam, " * 8
+
+
+def run(task, model, **values):
+    values = {"prompt": PROMPT, "model": str(model), "steps": 3, "seed": 11, **values}
+    return task(parse_request(task.request_type, values))
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def flux_diffusers(tiny_flux):
+    from diffusers import FluxImg2ImgPipeline, FluxPipeline
+
+    text = FluxPipeline.from_pretrained(tiny_flux)
+    text.set_progress_bar_config(disable=True)
+    return text, FluxImg2ImgPipeline(**text.components)
+
+
+def test_flux_text_to_image_equals_diffusers_on_the_machines_default_backend(
+    cache, presets, tiny_flux, flux_diffusers
+):
+    [made] = run(TextToImagePipeline(cache, presets), tiny_flux, negative_prompt="blurry")
+    text, _ = flux_diffusers
+    expected = text(
+        plain_text(PROMPT), num_inference_steps=3, guidance_scale=3.5, height=64, width=64,
+        generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    recorded = made.parameters
+    assert (recorded.sampler, recorded.steps, recorded.guidance_scale) == ("Euler", 3, 3.5)
+    assert recorded.extras["backend"] == "torch", "OpenVINO does not run FLUX.1: torch does, and says so"
+    assert recorded.extras["ignored_parameters"] == [
+        "FLUX.1 models cannot weigh words: prompt weights are read as plain words.",
+        "FLUX.1 models cannot use a negative prompt: its guidance is distilled.",
+    ]
+    assert recorded.user_prompt == PROMPT.strip(), "recorded as typed"
+
+
+def test_flux_image_to_image_equals_diffusers_and_a_saved_image_is_read_back(
+    cache, presets, tiny_flux, flux_diffusers, tmp_path
+):
+    photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    [made] = run(ImageToImagePipeline(cache, presets), tiny_flux, image=photo, strength=0.6, steps=5)
+    _, image_to_image = flux_diffusers
+    expected = image_to_image(
+        plain_text(PROMPT), image=photo, strength=0.6, num_inference_steps=5, guidance_scale=3.5,
+        height=64, width=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    path = tmp_path / "flux.png"
+    save_png(made.image, path, made.parameters)
+    back = read_parameters(path)
+    assert (back.model, back.sampler, back.steps, back.guidance_scale, back.seed) == (
+        str(tiny_flux),
+        "Euler",
+        5,
+        3.5,
+        11,
+    )
+    assert back.extras["denoising_strength"] == 0.6
+
+
+def test_flux_inpaints_inside_the_mask_only(cache, presets, tiny_flux):
+    photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    [made] = run(InpaintPipeline(cache, presets), tiny_flux, image=photo, mask=mask, mask_blur=0)
+    inside, outside = np.asarray(mask) > 0, np.asarray(mask) == 0
+    difference = np.abs(pixels(made.image) - pixels(photo)).max(axis=2)
+    assert difference[outside].max() == 0 and difference[inside].mean() > 5
+
+
+def test_a_flux_model_samples_by_flow_matching_and_refuses_other_samplers_plainly(cache, presets, tiny_flux):
+    task = TextToImagePipeline(cache, presets)
+    assert run(task, tiny_flux, steps=2, sampler="Euler")[0].parameters.sampler == "Euler"
+    with pytest.raises(InvalidRequest) as refused:
+        run(task, tiny_flux, sampler="DPM++ 2M Karras")
+    assert (
+        str(refused.value)
+        == "DPM++ 2M Karras has no flow-matching form for FLUX.1 models: choose one of Euler."
+    )
+    with pytest.raises(InvalidRequest, match=r"^There is no fast decoder for FLUX\.1 models: choose Full\.$"):
+        run(task, tiny_flux, decoder="fast")
+
+
+def test_a_flux_models_components_are_loaded_once_and_counted_in_bytes(cache, presets, tiny_flux):
+    task = TextToImagePipeline(cache, presets)
+    run(task, tiny_flux, steps=1)
+    run(ImageToImagePipeline(cache, presets), tiny_flux, steps=2, image=Image.new("RGB", (64, 64), "teal"))
+    assert cache.stats().weight_loads == 1, "Vary reuses the loaded transformer and text encoders"
+    [unit] = cache.memory_report()["models"]
+    components = unit["components"]
+    assert {"transformer", "text_encoder", "text_encoder_2", "vae"} <= set(components)
+    assert components["transformer"] > 0 and components["text_encoder_2"] > 0
