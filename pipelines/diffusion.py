@@ -340,9 +340,9 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
     def encode_prompts(self, pipe: Any, base: BaseModel, run: RunSettings, loras: dict[str, Any]) -> dict:
         """The prompts' embeddings for a denoising call of `pipe` (weighted, long ones chunked), with `loras`
         (as recorded) applied. Run inside the call: the text encoders run here."""
-        if base.rules.conditioning == "text":
-            return text_conditioning(run.prompt, base.rules.text_tokens)
         guidance = guided(base, pipe, run.guidance_scale)
+        if base.rules.conditioning == "text":
+            return text_conditioning(run.prompt, run.negative_prompt, base.rules.text_tokens, guided=guidance)
         return prompt_conditioning(pipe, base.family, run.prompt, run.negative_prompt, guided=guidance)
 
     # -- the scaffold ---------------------------------------------------------------------------------

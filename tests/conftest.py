@@ -32,6 +32,7 @@ from tests.tiny_models import (  # noqa: E402
     build_ip_adapter,
     build_ip_adapter_plus,
     build_sd,
+    build_sd3,
     build_sd_inpaint,
     build_sdxl,
     build_tiny_autoencoder,
@@ -54,6 +55,11 @@ def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_flux(tmp_path_factory.mktemp("models") / "tiny-flux")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sd3(tmp_path_factory.mktemp("models") / "tiny-sd3")
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
-"""Tiny random Stable Diffusion models in diffusers layout, and the models beside them (ControlNets,
-IP-Adapters, a BLIP captioner), built offline.
+"""Tiny random models of each family in diffusers layout (SD, SDXL, FLUX.1, SD 3.5), and the models beside
+them (ControlNets, IP-Adapters, a BLIP captioner), built offline.
 
 The tests load these back by path through the studio's real loading code. Weights are random but seeded, so
-a model built twice is the same model. Run `python -m tests.tiny_models FOLDER [sd|sdxl]` to write one for
-trying the studio by hand (`python app.py --model FOLDER`).
+a model built twice is the same model. Run `python -m tests.tiny_models FOLDER [sd|sdxl|flux|sd3]` to write
+one for trying the studio by hand (`python app.py --model FOLDER`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
     FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -204,33 +206,73 @@ def build_flux(folder: Path, seed: int = 0) -> Path:
         guidance_embeds=True,
         axes_dims_rope=[4, 4, 8],
     )
-    t5 = T5EncoderModel(
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=CLIPTextModel(_text_config()),
+        tokenizer=_tokenizer(),
+        text_encoder_2=_t5(tokenizer_2),
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+        vae=_transformer_vae(latent_channels=1),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def _t5(tokenizer: T5TokenizerFast) -> T5EncoderModel:
+    return T5EncoderModel(
         T5Config(
-            vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+            vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
             relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
         )
     )  # fmt: skip
-    vae = AutoencoderKL(
+
+
+def _transformer_vae(latent_channels: int) -> AutoencoderKL:
+    """A one-block autoencoder (latents at the image's size) that says 64 px is its native size."""
+    return AutoencoderKL(
         sample_size=64,
         in_channels=3,
         out_channels=3,
         block_out_channels=(4,),
         layers_per_block=1,
-        latent_channels=1,
+        latent_channels=latent_channels,
         norm_num_groups=1,
         use_quant_conv=False,
         use_post_quant_conv=False,
         shift_factor=0.0609,
         scaling_factor=1.5035,
     )
-    pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-        text_encoder=CLIPTextModel(_text_config()),
-        tokenizer=_tokenizer(),
-        text_encoder_2=t5,
-        tokenizer_2=tokenizer_2,
+
+
+def build_sd3(folder: Path, seed: int = 0) -> Path:
+    """An SD 3.5-family pipeline (a transformer, two CLIPs with projections and T5, flow matching) that
+    makes 64x64 images by default."""
+    torch.manual_seed(seed)
+    tokenizer_3 = _t5_tokenizer()
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=1,
+        in_channels=16,  # SD 3.5's latent channels, which its inpainting pipeline checks for
+        out_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=32,  # T5's width
+        pooled_projection_dim=64,  # both CLIPs' projections side by side
+        pos_embed_max_size=192,  # as SD 3.5's: 3072 px sides at its 8× autoencoder
+    )
+    pipe = StableDiffusion3Pipeline(
         transformer=transformer,
-        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_transformer_vae(latent_channels=16),
+        text_encoder=CLIPTextModelWithProjection(_text_config()),
+        tokenizer=_tokenizer(),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config()),
+        tokenizer_2=_tokenizer(),
+        text_encoder_3=_t5(tokenizer_3),
+        tokenizer_3=tokenizer_3,
     )
     pipe.save_pretrained(folder)
     return folder
@@ -551,6 +593,9 @@ def write_tiny_presets(model: Path, folder: Path, family: str) -> Path:
     return write_adapter_presets(folder, built, plus)
 
 
+BUILDERS = {"sd": build_sd, "sdxl": build_sdxl, "flux": build_flux, "sd3": build_sd3}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -560,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         "without downloads: python app.py --model FOLDER (it makes 64x64 noise, fast).",
     )
     parser.add_argument("folder", type=Path, help="where to write the model (a new or empty folder)")
-    parser.add_argument("family", nargs="?", choices=["sd", "sdxl"], default="sd", help="default: sd")
+    parser.add_argument("family", nargs="?", choices=list(BUILDERS), default="sd", help="default: sd")
     parser.add_argument(
         "--presets",
         type=Path,
@@ -571,9 +616,11 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (args.folder, args.presets):
         if folder is not None and folder.exists() and any(folder.iterdir()):
             parser.error(f"{folder} is not empty: give a new or empty folder")
-    (build_sdxl if args.family == "sdxl" else build_sd)(args.folder)
+    BUILDERS[args.family](args.folder)
     print(f"wrote a tiny {args.family} model to {args.folder}")
     if args.presets is not None:
+        if args.family not in {"sd", "sdxl"}:
+            parser.error("--presets writes ControlNet and IP-Adapter presets, which are for sd and sdxl")
         write_tiny_presets(args.folder, args.presets, args.family)
         print(f"wrote presets with a tiny ControlNet and IP-Adapter for it to {args.presets}")
     return 0

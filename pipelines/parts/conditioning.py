@@ -104,10 +104,14 @@ def _compel_text(prompt: str) -> str:
     return "".join(pieces)
 
 
-def text_conditioning(prompt: str, tokens: int) -> dict[str, Any]:
-    """The call's prompt for a family whose pipeline reads it as text (FLUX.1: T5 for `tokens` tokens
-    beside CLIP): the words without weights or multi-prompt marks, which T5 has no way to weigh."""
-    return {"prompt": plain_text(prompt), "max_sequence_length": tokens}
+def text_conditioning(prompt: str, negative_prompt: str, tokens: int, *, guided: bool) -> dict[str, Any]:
+    """The call's prompts for a family whose pipeline reads them as text (FLUX.1, SD 3.5: T5 for `tokens`
+    tokens beside CLIP): the words without weights or multi-prompt marks, which T5 has no way to weigh; the
+    negative prompt where the call is `guided`."""
+    arguments: dict[str, Any] = {"prompt": plain_text(prompt), "max_sequence_length": tokens}
+    if guided:
+        arguments["negative_prompt"] = plain_text(negative_prompt)
+    return arguments
 
 
 def prompt_conditioning(

@@ -195,6 +195,6 @@ class ImagePromptAdapters:
 def guided(base: BaseModel, pipe: Any, guidance_scale: float) -> bool:
     """Whether a diffusers call of `pipe` (built on `base`) runs classifier-free guidance (so it takes
     negative embeddings): not for a family whose guidance is distilled, nor for an LCM UNet."""
-    if base.rules.guidance != "cfg":
+    if base.rules.guidance != "cfg" or guidance_scale <= 1:
         return False
-    return guidance_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+    return not base.has_unet or getattr(pipe.unet.config, "time_cond_proj_dim", None) is None

@@ -4,7 +4,9 @@ what a family cannot do (said plainly, naming the family, where a request asks f
 SD 1.x/2.x and SDXL denoise with a UNet and condition on CLIP through compel (weights, long prompts in
 chunks). FLUX.1 denoises with a transformer on packed latents, samples by flow matching, takes its guidance
 as an embedding (distilled: no negative prompt) and reads the prompt with T5 (512 tokens) beside CLIP.
-A family joins by a row here, its pipeline classes being diffusers' own.
+SD 3.5 denoises with a transformer too, samples by flow matching, and guides with classifier-free guidance
+(a negative prompt), reading the prompt with two CLIPs and T5 (256 tokens). A family joins by a row here,
+its pipeline classes being diffusers' own.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Literal
 
 from studio.core.errors import InvalidRequest
 
-FamilyName = Literal["sd", "sdxl", "flux"]
+FamilyName = Literal["sd", "sdxl", "flux", "sd3"]
 # What a request may ask that only some families do, and how a refusal names it.
 Feature = Literal["tile", "loras", "image_prompts", "controlnet", "openvino", "weights", "negative_prompt"]
 TASK_WORDS = {  # the kinds of pipeline, as a refusal names them
@@ -118,6 +120,24 @@ FAMILIES: dict[str, Family] = {
             default_steps=28,
             default_guidance=3.5,
             text_tokens=512,
+            image_calls_need_size=True,
+        ),
+        Family(
+            name="sd3",
+            label="SD 3.5",
+            class_prefixes=("StableDiffusion3",),
+            pipelines={
+                "txt2img": "StableDiffusion3Pipeline",
+                "img2img": "StableDiffusion3Img2ImgPipeline",
+                "inpaint": "StableDiffusion3InpaintPipeline",
+            },
+            denoiser="transformer",
+            conditioning="text",
+            cannot=frozenset({"tile", "loras", "image_prompts", "controlnet", "openvino", "weights"}),
+            samplers="flow",
+            default_steps=28,
+            default_guidance=4.5,
+            text_tokens=256,
             image_calls_need_size=True,
         ),
     )

@@ -1,8 +1,9 @@
 """Every diffusion task × backend × feature on the tiny models: each makes its image or refuses plainly.
 
 A CPU user runs OpenVINO by default; a GPU user runs torch. Both run here, cell by cell, on the defaults a
-user gets (the fast decoder, the machine's precision), for SD 1.x and SDXL. A cell that OpenVINO runs whole
-records `Backend: openvino` and stays close to torch's pixels; what stays on torch records why. The cells
+user gets (the fast decoder, the machine's precision), for SD 1.x, SDXL, FLUX.1 and SD 3.5. A cell that
+OpenVINO runs whole records `Backend: openvino` and stays close to torch's pixels; what stays on torch (all
+of FLUX.1 and SD 3.5) records why. The cells
 are in tests/matrix/cells.py (bench/gpu_matrix.py runs them on a GPU).
 """
 
@@ -23,18 +24,18 @@ from studio.core.requests import parse_request
 from tests.matrix.cells import FAMILIES, FEATURES, TASKS, stays_on_torch, values_for, write_matrix_presets
 from tests.tiny_models import build_lora
 
-LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink", "flux": "detail:0.8"}
+LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink", "flux": "detail:0.8", "sd3": "detail:0.8"}
 
 
 @pytest.fixture(scope="module")
 def matrix_presets(
-    fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd_inpaint, tmp_path_factory
+    fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3, tiny_sd_inpaint, tmp_path_factory
 ):
     """The tiny presets, TAESD-like fast decoder included, with a preset per family: "sd" (with its
-    inpainting checkpoint), "sdxl" and "flux"."""
+    inpainting checkpoint), "sdxl", "flux" and "sd3"."""
     folder = tmp_path_factory.mktemp("matrix-presets")
-    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux}
-    resolutions = {"sd": 256, "sdxl": 256, "flux": 256}  # the least a preset may say
+    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3}
+    resolutions = dict.fromkeys(models, 256)  # the least a preset may say
     return load_presets(
         write_matrix_presets(folder, fast_decoder_presets_dir, models, resolutions, tiny_sd_inpaint)
     )
@@ -77,9 +78,9 @@ def pixels(image: Image.Image) -> np.ndarray:
 @pytest.mark.parametrize("feature", FEATURES)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plainly(
-    caches, matrix_presets, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux
+    caches, matrix_presets, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3
 ):
-    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux}
+    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3}
     values = values_for(task, feature, family, 64, LORAS)
     if task not in {"inpaint", "outpaint"}:  # the preset is for the inpainting UNet; elsewhere the model's
         values["model"] = str(models[family])  # own size (64²), which keeps the matrix quick

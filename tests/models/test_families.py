@@ -116,3 +116,23 @@ def test_a_flux_models_components_are_loaded_once_and_counted_in_bytes(cache, pr
     components = unit["components"]
     assert {"transformer", "text_encoder", "text_encoder_2", "vae"} <= set(components)
     assert components["transformer"] > 0 and components["text_encoder_2"] > 0
+
+
+def test_sd3_text_to_image_guides_with_its_negative_prompt_and_equals_diffusers(cache, presets, tiny_sd3):
+    from diffusers import StableDiffusion3Pipeline
+
+    [made] = run(TextToImagePipeline(cache, presets), tiny_sd3, negative_prompt="blurry, (grain:1.2)")
+    assert (made.parameters.sampler, made.parameters.guidance_scale) == ("Euler", 4.5), "the family's own"
+    assert made.parameters.extras["ignored_parameters"] == [
+        "SD 3.5 models cannot weigh words: prompt weights are read as plain words."
+    ]
+    raw = StableDiffusion3Pipeline.from_pretrained(tiny_sd3)
+    raw.set_progress_bar_config(disable=True)
+    expected = raw(
+        plain_text(PROMPT), negative_prompt="blurry, grain", num_inference_steps=3, guidance_scale=4.5,
+        height=64, width=64, generator=generator(11), max_sequence_length=256,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    unguided = run(TextToImagePipeline(cache, presets), tiny_sd3, negative_prompt="blurry", guidance_scale=1)
+    ignored = run(TextToImagePipeline(cache, presets), tiny_sd3, guidance_scale=1)
+    assert np.array_equal(pixels(unguided[0].image), pixels(ignored[0].image)), "no guidance: no negative"
