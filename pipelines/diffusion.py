@@ -160,7 +160,8 @@ def family_rules_applied(
     strength: float | None,
 ) -> RunSettings:
     """Refuse what the model's family cannot do, naming it; the family's sampling defaults for a model
-    with no preset, and a sampler of the kind the family samples with."""
+    with no preset, and a sampler of the kind the family samples with (its first, where the one asked for
+    has no such form)."""
     if isinstance(request, GenerationRequest) and request.tile:
         rules.check("tile")
     if loras:
@@ -169,11 +170,8 @@ def family_rules_applied(
         rules.check("image_prompts")
     if rules.samplers == "noise" or presets.sampler(run.sampler).flow_scheduler:
         return run
-    if request.sampler is not None:
-        raise InvalidRequest(
-            f"{request.sampler} has no flow-matching form for {rules.label} models: choose one of "
-            f"{', '.join(presets.flow_samplers())}."
-        )
+    # A sampler with no flow-matching form (the page always sends one) gives way to the family's own,
+    # recorded by family_notes: refusing would leave a FLUX.1 model unusable from a page set for SD.
     if run.source.preset is None:  # the studio's defaults for other models are a UNet family's
         steps = effective_steps(request.steps or rules.default_steps, strength)
         guidance = rules.default_guidance if request.guidance_scale is None else request.guidance_scale
@@ -181,10 +179,14 @@ def family_rules_applied(
     return replace(run, sampler=presets.flow_samplers()[0])
 
 
-def family_notes(rules: Family, run: RunSettings, extras: dict[str, Any]) -> dict[str, Any]:
-    """What the prompt asked that the family does not read (weights, a negative prompt), recorded with
-    the prompt's other ignored parameters."""
+def family_notes(
+    rules: Family, request: DiffusionRequest, run: RunSettings, extras: dict[str, Any]
+) -> dict[str, Any]:
+    """What the request asked that the family does not do (weights, a negative prompt, a sampler with no
+    flow-matching form), recorded with the prompt's other ignored parameters."""
     notes = []
+    if request.sampler is not None and request.sampler != run.sampler:
+        notes.append(f"{rules.label} models sample by flow matching, which {request.sampler} has no form of.")
     if not rules.can("weights") and plain_text(run.prompt) != run.prompt.strip():
         notes.append(rules.refusal("weights"))
     if not rules.can("negative_prompt") and run.negative_prompt.strip():
@@ -384,7 +386,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
             run = family_rules_applied(
                 base.rules, request, run, self.presets, loras=loras, prompts=prompts, strength=strength
             )
-            extras |= family_notes(base.rules, run, extras)
+            extras |= family_notes(base.rules, request, run, extras)
             refusal = (
                 openvino_refusal(base, task_refusal=self.torch_only, image_prompts=bool(prompts))
                 if on_openvino

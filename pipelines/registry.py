@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipelines.blend import BlendPipeline
 from pipelines.describe import DescribePipeline
 from pipelines.diffusion_style import DiffusionStylePipeline
+from pipelines.edit import EditPipeline
 from pipelines.image_to_image import ImageToImagePipeline
 from pipelines.inpaint import InpaintPipeline
 from pipelines.instant_style import InstantStylePipeline
@@ -20,6 +21,7 @@ TASKS: dict[str, type[Task]] = {
     "live": LivePipeline,
     "blend": BlendPipeline,
     "img2img": ImageToImagePipeline,
+    "edit": EditPipeline,
     "inpaint": InpaintPipeline,
     "outpaint": OutpaintPipeline,
     "style_instant": InstantStylePipeline,

@@ -39,6 +39,7 @@ from tests.tiny_models import (  # noqa: E402
     write_adapter_presets,
     write_captioner_presets,
     write_decoder_presets,
+    write_editor_presets,
 )
 
 
@@ -55,6 +56,11 @@ def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_flux(tmp_path_factory.mktemp("models") / "tiny-flux")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_kontext(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_flux(tmp_path_factory.mktemp("models") / "tiny-flux-kontext", seed=1, kontext=True)
 
 
 @pytest.fixture(scope="session")
@@ -99,9 +105,11 @@ def presets() -> Presets:
 
 
 @pytest.fixture(scope="session")
-def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_presets_dir(
+    tiny_sd: Path, tiny_sdxl: Path, tiny_flux_kontext: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The shipped presets, with tiny Canny ControlNets and IP-Adapters for the tiny models, an IP-Adapter
-    Plus for the tiny SD model, and a tiny captioner."""
+    Plus for the tiny SD model, a tiny captioner, and a tiny Kontext as the editing model."""
     models = tmp_path_factory.mktemp("adapters")
     adapters = {
         architecture: (
@@ -113,6 +121,7 @@ def tiny_presets_dir(tiny_sd: Path, tiny_sdxl: Path, tmp_path_factory: pytest.Te
     }
     plus = {"sd1": build_ip_adapter_plus(tiny_sd, models / "ip-adapter-plus-sd1")}  # SDXL has none: refused
     presets = write_adapter_presets(tmp_path_factory.mktemp("presets"), adapters, plus)
+    write_editor_presets(presets, tiny_flux_kontext)
     return write_captioner_presets(presets, build_captioner(models / "captioner"))
 
 

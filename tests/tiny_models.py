@@ -20,6 +20,7 @@ from diffusers import (
     ControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    FluxKontextPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
     SD3Transformer2DModel,
@@ -189,9 +190,10 @@ def _t5_tokenizer() -> T5TokenizerFast:
     return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=512)
 
 
-def build_flux(folder: Path, seed: int = 0) -> Path:
+def build_flux(folder: Path, seed: int = 0, *, kontext: bool = False) -> Path:
     """A FLUX.1-family pipeline (a transformer on packed latents, CLIP and T5, a 1-channel autoencoder that
-    keeps the image's size) that makes 64x64 images by default; with `guidance_embeds`, as FLUX.1-dev."""
+    keeps the image's size) that makes 64x64 images by default; with `guidance_embeds`, as FLUX.1-dev.
+    `kontext`: saved as an instruction-editing checkpoint (FLUX.1 Kontext has the same architecture)."""
     torch.manual_seed(seed)
     tokenizer_2 = _t5_tokenizer()
     transformer = FluxTransformer2DModel(
@@ -206,7 +208,7 @@ def build_flux(folder: Path, seed: int = 0) -> Path:
         guidance_embeds=True,
         axes_dims_rope=[4, 4, 8],
     )
-    pipe = FluxPipeline(
+    pipe = (FluxKontextPipeline if kontext else FluxPipeline)(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         text_encoder=CLIPTextModel(_text_config()),
         tokenizer=_tokenizer(),
@@ -548,6 +550,16 @@ def write_captioner_presets(folder: Path, captioner: Path) -> Path:
     for preset in captioners["captioners"]:
         preset["source"] = str(captioner)
     (folder / "captioners.json").write_text(json.dumps(captioners))
+    return folder
+
+
+def write_editor_presets(folder: Path, editor: Path) -> Path:
+    """`folder`'s models.json with `editor` (a tiny Kontext) as the source of every editing model preset."""
+    models = json.loads((folder / "models.json").read_text())
+    for preset in models["models"]:
+        if preset.get("edits"):
+            preset["source"] = str(editor)
+    (folder / "models.json").write_text(json.dumps(models))
     return folder
 
 

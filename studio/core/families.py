@@ -24,6 +24,7 @@ TASK_WORDS = {  # the kinds of pipeline, as a refusal names them
     "img2img": "Image to image",
     "inpaint": "Inpainting",
     "controlnet_img2img": "Style transfer by structure (ControlNet)",
+    "edit": "Instruction editing",
 }
 FEATURE_WORDS: dict[str, str] = {
     "tile": "make seamless tiles (--tile)",
@@ -109,6 +110,7 @@ FAMILIES: dict[str, Family] = {
                 "txt2img": "FluxPipeline",
                 "img2img": "FluxImg2ImgPipeline",
                 "inpaint": "FluxInpaintPipeline",
+                "edit": "FluxKontextPipeline",  # by a Kontext checkpoint only
             },
             denoiser="transformer",
             conditioning="text",

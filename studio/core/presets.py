@@ -48,6 +48,7 @@ class ModelPreset(_Preset):
     sampler: str
     enhance_model: str | None = None  # the fuller preset Enhance re-renders a draft of this model with
     live: LiveSettings | None = None  # how Live makes this model's frames
+    edits: bool = False  # made for instruction editing (FLUX.1 Kontext): offered by Edit
     description: str = ""
 
 
@@ -275,6 +276,10 @@ class Presets:
         if name not in self.samplers:
             raise InvalidRequest(f"Unknown sampler {name!r}. Choose one of: {', '.join(self.samplers)}.")
         return self.samplers[name]
+
+    def editors(self) -> list[str]:
+        """The presets of models made for instruction editing, by name."""
+        return [preset.name for preset in self.models.values() if preset.edits]
 
     def flow_samplers(self) -> list[str]:
         """The samplers that have a flow-matching form, for families that sample by flow matching."""

@@ -1,7 +1,8 @@
-"""The Image to Image tab: re-imagine an image, vary it, repaint a painted region, zoom out or pan.
+"""The Image to Image tab: re-imagine an image, vary it, repaint a painted region, zoom out or pan, or edit
+it by an instruction.
 
-The three modes share the prompt controls and the result grid. Dropping one of our PNGs (or another
-studio's) fills the prompt from the parameters it carries.
+The modes share the prompt controls and the result grid (Edit takes its own, editing model). Dropping one
+of our PNGs (or another studio's) fills the prompt from the parameters it carries.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class ImageToImageTab:
     outpaint_image: gr.Image  # Zoom out / Pan's
     direction: gr.Radio
     extend: gr.Button
+    edit_image: gr.Image  # Edit's
+    editing_model: gr.Dropdown
+    edit: gr.Button
     stop: gr.Button
     controls: PromptControls
     results: ResultPanel
@@ -52,7 +56,7 @@ class ImageToImageTab:
     @property
     def images(self) -> list[gr.components.Component]:
         """Every mode's image, which all get the same one."""
-        return [self.image, self.editor, self.outpaint_image]
+        return [self.image, self.editor, self.outpaint_image, self.edit_image]
 
 
 def input_image(elem_id: str, label: str, max_side: int) -> gr.Image:
@@ -71,7 +75,7 @@ def input_image(elem_id: str, label: str, max_side: int) -> gr.Image:
 
 
 def create_tab(studio: Studio) -> ImageToImageTab:
-    pipelines = {task: studio.pipeline(task) for task in ("img2img", "inpaint", "outpaint")}
+    pipelines = {task: studio.pipeline(task) for task in ("img2img", "inpaint", "outpaint", "edit")}
     tab = layout(studio, pipelines["img2img"].loras)
     endpoints = [*image_endpoints(tab), vary_endpoint(tab, studio.presets)]
     wire_runs(studio, tab, pipelines, endpoints)
@@ -120,6 +124,17 @@ def layout(studio: Studio, loras: Loras) -> ImageToImageTab:
                         elem_id="outpaint-direction",
                     )
                     extend = gr.Button(tr("Extend canvas"), variant="primary", elem_id="outpaint-generate")
+                with gr.Tab(tr("Edit"), id="edit"):
+                    edit_image = input_image("edit-image", "Image to edit", max_side)
+                    editing_model = gr.Dropdown(
+                        choices=[(presets.models[name].label, name) for name in presets.editors()],
+                        value=next(iter(presets.editors()), None),
+                        allow_custom_value=True,  # a Kontext folder or hub id
+                        label=tr("Editing model"),
+                        info=tr("Made for instruction editing: the prompt says what to change"),
+                        elem_id="edit-model",
+                    )
+                    edit = gr.Button(tr("Edit"), variant="primary", elem_id="edit-generate")
             with gr.Row(elem_classes=["run-buttons"]):
                 reroll = gr.Button(tr("Reroll"), elem_id="img2img-reroll", min_width=0)
                 stop = gr.Button(tr("Stop"), variant="stop", elem_id="img2img-stop", min_width=0)
@@ -129,7 +144,7 @@ def layout(studio: Studio, loras: Loras) -> ImageToImageTab:
             actions = create_grid_actions("img2img", studio, results, controls)
     return ImageToImageTab(
         image, strength, generate, variation, vary, editor, inpaint_strength, mask_blur, inpaint,
-        outpaint_image, direction, extend, stop, controls, results, actions,
+        outpaint_image, direction, extend, edit_image, editing_model, edit, stop, controls, results, actions,
     )  # fmt: skip
 
 
@@ -165,7 +180,8 @@ def runs_on(results: ResultPanel, task: str, action: str = "", *, image_file: bo
 
 
 def image_endpoints(tab: ImageToImageTab) -> list[Endpoint]:
-    """/img2img, /inpaint and /outpaint: each mode's image, the prompt controls and its own settings."""
+    """/img2img, /inpaint, /outpaint and /edit: each mode's image, the prompt controls and its own
+    settings."""
     controls, results = tab.controls, tab.results
 
     def image_parameter(doc: str, component: gr.components.Component) -> Parameter:
@@ -221,7 +237,22 @@ def image_endpoints(tab: ImageToImageTab) -> list[Endpoint]:
         ],
         runs_on(results, "outpaint", "Zoom out / Pan", image_file=True),
     )
-    return [reimagine, inpaint, outpaint]
+    edit_doc = 'the instruction: what to change, e.g. "make it night" or "remove the car".'
+    edit = Endpoint(
+        "edit",
+        "Edit an image by an instruction with a model made for it (FLUX.1 Kontext): what it does not name "
+        "stays.",
+        [
+            image_parameter("the image to edit.", tab.edit_image),
+            *[
+                p if p.name != "model" else control("model", tab.editing_model, str, "an editing model.")
+                for p in controls.parameters(edit_doc)
+            ],
+            *controls.later_parameters(),
+        ],
+        runs_on(results, "edit", "Edit", image_file=True),
+    )
+    return [reimagine, inpaint, outpaint, edit]
 
 
 def vary_endpoint(tab: ImageToImageTab, presets: Presets) -> Endpoint:
@@ -260,7 +291,7 @@ def wire_runs(
 ) -> None:
     """Each mode's button runs its endpoint once the prompt's parameters are read; the grid's Vary and
     enhance buttons run here too; Stop ends them all; another tab may start a Vary here."""
-    reimagine, inpaint, outpaint, vary = endpoints
+    reimagine, inpaint, outpaint, edit, vary = endpoints
     controls, results = tab.controls, tab.results
     # --iw is the image's weight: less change for the input image, or the region's old colours
     image_weights = {"img2img": {"strength": tab.strength}, "inpaint": {"strength": tab.inpaint_strength}}
@@ -272,7 +303,7 @@ def wire_runs(
             endpoint.fn, endpoint.inputs, results.outputs, api_name=task, **results.event_options
         )
 
-    runs = ((tab.generate, reimagine), (tab.inpaint, inpaint), (tab.extend, outpaint))
+    runs = ((tab.generate, reimagine), (tab.inpaint, inpaint), (tab.extend, outpaint), (tab.edit, edit))
     events = [read_then_run(button, endpoint) for button, endpoint in runs]
     options = results.event_options
     events.append(tab.vary.click(vary.fn, vary.inputs, results.outputs, api_name=vary.name, **options))
@@ -305,10 +336,11 @@ def wire_filling(studio: Studio, tab: ImageToImageTab) -> None:
             **dict(zip(prompt_fields, prompts, strict=True)),
             tab.editor: path,
             tab.outpaint_image: path,
+            tab.edit_image: path,
         }
         return sent_values(updates) or gr.skip()
 
-    outputs = [*prompt_fields, tab.editor, tab.outpaint_image]
+    outputs = [*prompt_fields, tab.editor, tab.outpaint_image, tab.edit_image]
     tab.image.upload(fill_from_image, [tab.image], outputs, **INSTANT_EVENT)
 
     def fill(sent: Sent) -> Updates:

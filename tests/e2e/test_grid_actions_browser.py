@@ -1,4 +1,5 @@
-"""Grid actions in a headless Chromium: Vary on a grid image, Send to Image to Image, Send to Upscale."""
+"""Grid actions in a headless Chromium: Vary on a grid image, Send to Image to Image (and Edit there), Send
+to Upscale."""
 
 from __future__ import annotations
 
@@ -75,6 +76,15 @@ def test_send_to_image_to_image_fills_the_tab_and_it_runs(page: Page) -> None:
     wait_for_images(page, "#img2img-gallery img", 1)
     expect(page.locator("#img2img-selected textarea")).to_have_value(
         re.compile(r"^a stone bridge\n.*Denoising strength: 0\.6", re.S), timeout=GENERATE_TIMEOUT_MS
+    )
+
+    # The same image, edited by an instruction with the editing model (a tiny Kontext here)
+    page.get_by_role("tab", name="Edit", exact=True).click()
+    expect(page.locator("#edit-image img")).to_have_count(1)
+    page.locator("#img2img-prompt textarea").fill("make it night")
+    page.locator("#edit-generate").click()
+    expect(page.locator("#img2img-selected textarea")).to_have_value(
+        re.compile(r"^make it night\n.*Model: flux-kontext", re.S), timeout=GENERATE_TIMEOUT_MS
     )
 
 

@@ -253,7 +253,7 @@ def test_the_layout_keeps_rows_and_labels_on_one_line(page: Page) -> None:
     page.get_by_role("tab", name="Image to Image", exact=True).click()
     prompt = box(page, "#img2img-prompt")
     for mode, button in (("Re-imagine", "#img2img-generate"), ("Inpaint", "#inpaint-generate"),
-                         ("Zoom out / Pan", "#outpaint-generate")):  # fmt: skip
+                         ("Zoom out / Pan", "#outpaint-generate"), ("Edit", "#edit-generate")):  # fmt: skip
         page.get_by_role("tab", name=mode, exact=True).click()
         assert prompt["y"] < box(page, button)["y"], f"the prompt comes before {mode}'s button"
 

@@ -94,15 +94,17 @@ def test_flux_inpaints_inside_the_mask_only(cache, presets, tiny_flux):
     assert difference[outside].max() == 0 and difference[inside].mean() > 5
 
 
-def test_a_flux_model_samples_by_flow_matching_and_refuses_other_samplers_plainly(cache, presets, tiny_flux):
+def test_a_flux_model_samples_by_flow_matching_whichever_sampler_the_page_sends(cache, presets, tiny_flux):
     task = TextToImagePipeline(cache, presets)
-    assert run(task, tiny_flux, steps=2, sampler="Euler")[0].parameters.sampler == "Euler"
-    with pytest.raises(InvalidRequest) as refused:
-        run(task, tiny_flux, sampler="DPM++ 2M Karras")
-    assert (
-        str(refused.value)
-        == "DPM++ 2M Karras has no flow-matching form for FLUX.1 models: choose one of Euler."
-    )
+    euler = run(task, tiny_flux, steps=2, sampler="Euler", prompt="a fox")[0]
+    assert euler.parameters.sampler == "Euler" and "ignored_parameters" not in euler.parameters.extras
+    # The page always sends its sampler: one with no flow-matching form gives way to Euler's, and says so
+    other = run(task, tiny_flux, steps=2, sampler="DPM++ 2M Karras", prompt="a fox")[0]
+    assert other.parameters.sampler == "Euler"
+    assert np.array_equal(pixels(other.image), pixels(run(task, tiny_flux, steps=2, prompt="a fox")[0].image))
+    assert other.parameters.extras["ignored_parameters"] == [
+        "FLUX.1 models sample by flow matching, which DPM++ 2M Karras has no form of."
+    ]
     with pytest.raises(InvalidRequest, match=r"^There is no fast decoder for FLUX\.1 models: choose Full\.$"):
         run(task, tiny_flux, decoder="fast")
 
@@ -136,3 +138,41 @@ def test_sd3_text_to_image_guides_with_its_negative_prompt_and_equals_diffusers(
     unguided = run(TextToImagePipeline(cache, presets), tiny_sd3, negative_prompt="blurry", guidance_scale=1)
     ignored = run(TextToImagePipeline(cache, presets), tiny_sd3, guidance_scale=1)
     assert np.array_equal(pixels(unguided[0].image), pixels(ignored[0].image)), "no guidance: no negative"
+
+
+def test_an_instruction_edit_by_a_kontext_model_equals_diffusers_and_keeps_the_images_size(
+    cache, presets, tiny_flux_kontext
+):
+    from diffusers import FluxKontextPipeline
+
+    from pipelines.edit import EditPipeline
+
+    photo = Image.effect_mandelbrot((96, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    [made] = run(EditPipeline(cache, presets), tiny_flux_kontext, prompt="make it night", image=photo)
+    assert made.image.size == (96, 64) and made.parameters.task == "edit"
+    raw = FluxKontextPipeline.from_pretrained(tiny_flux_kontext)
+    raw.set_progress_bar_config(disable=True)
+    expected = raw(
+        image=photo, prompt="make it night", num_inference_steps=3, guidance_scale=3.5, width=96, height=64,
+        max_area=96 * 64, generator=generator(11), max_sequence_length=512, _auto_resize=False,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+
+
+def test_edit_refuses_a_family_without_an_editing_pipeline_and_a_model_not_made_for_it(
+    cache, presets, tiny_sd, tiny_flux
+):
+    from pipelines.edit import EditPipeline
+
+    edit, photo = EditPipeline(cache, presets), Image.new("RGB", (64, 64), "teal")
+    with pytest.raises(InvalidRequest) as refused:
+        run(edit, tiny_sd, prompt="make it night", image=photo)
+    assert (
+        str(refused.value) == "Instruction editing is not available for Stable Diffusion 1.x/2.x models yet."
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        run(edit, tiny_flux, prompt="make it night", image=photo)
+    assert str(refused.value) == (
+        f"{tiny_flux} is not an instruction-editing model (a FluxKontextPipeline checkpoint): "
+        "choose flux-kontext."
+    )

@@ -230,16 +230,16 @@ def test_the_inpainting_unet_is_placed_and_counted_with_its_base_model(inpaint_p
     for budget in (1024**4, base_bytes):
         cache = stand_in_cache(budget)
         pipeline = InpaintPipeline(cache, inpaint_presets)
-        fetch = pipeline._unet_for
+        fetch = pipeline._denoiser_for
         seen = {}
 
         def spy(lease, base, source, fetch=fetch, seen=seen):
-            unet, name = fetch(lease, base, source)
-            [seen["entry"]] = [e for e in lease.registry.entries() if e.value is unet]
+            replacements, name = fetch(lease, base, source)
+            [seen["entry"]] = [e for e in lease.registry.entries() if e.value is replacements["unet"]]
             seen["pins"], seen["on_gpu"] = seen["entry"].pins, id(seen["entry"]) in on_gpu
-            return unet, name
+            return replacements, name
 
-        monkeypatch.setattr(pipeline, "_unet_for", spy)
+        monkeypatch.setattr(pipeline, "_denoiser_for", spy)
         pipeline(request)
         [unit] = cache.memory_report()["models"]
         assert seen["pins"] == 1 and seen["entry"].pins == 0, "pinned while the run uses it, then free"
