@@ -4,6 +4,7 @@ recovery from a forced out-of-memory error, and a sequence of tabs under a GPU b
     python bench/cache_bench.py                 # on a GPU: SD 1.5 512² × 25 steps and SDXL 1024² × 30 steps
                                                 # then SDXL t2i → style transfer → ×4 upscale → t2i, 8 GiB
     python bench/cache_bench.py --tiny          # the same code paths with the test suite's tiny models (CPU)
+    python bench/cache_bench.py --flux          # on a GPU: FLUX.1-schnell's shape, 1024² × 4 steps, bf16
 
 Models are the real architectures with random weights (../shared/bench/arch.py), saved in diffusers layout
 and loaded back by path through the studio's loader; speed and memory do not depend on weight values.
@@ -13,12 +14,13 @@ Raw diffusers runs the same request from the same folder, in the same process, o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +34,7 @@ from pipelines.image_to_image import ImageToImagePipeline, ImageToImageRequest  
 from pipelines.inpaint import InpaintPipeline, InpaintRequest  # noqa: E402
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest  # noqa: E402
 from pipelines.upscale import UpscalePipeline, UpscaleRequest  # noqa: E402
-from studio.core.cache import ModelCache, free_memory  # noqa: E402
+from studio.core.cache import BaseModel, ModelCache, free_memory  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
 from studio.core.errors import OutOfMemory  # noqa: E402
 from studio.core.memory import MemoryBudget  # noqa: E402
@@ -45,13 +47,27 @@ GIB = 1024**3
 
 def build(kind: str, folder: Path) -> Path:
     if kind.startswith("tiny"):
-        from tests.tiny_models import build_sd, build_sdxl
+        from tests.tiny_models import BUILDERS
 
-        return (build_sdxl if kind == "tiny-sdxl" else build_sd)(folder)
+        return BUILDERS[kind.removeprefix("tiny-")](folder)
     import arch
 
+    if kind == "flux1_schnell":  # 12B + 4.8B parameters: built in bf16, as they are published
+        arch.flux1_schnell("cpu", torch.bfloat16).save_pretrained(folder)
+        return folder
     getattr(arch, kind)().save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def square_side(side: int) -> Iterator[None]:
+    """Text to image at `side`² whatever the model's own size (its 1:1 aspect is at the model's side)."""
+    resolution = BaseModel.resolution
+    BaseModel.resolution = lambda base, source: side
+    try:
+        yield
+    finally:
+        BaseModel.resolution = resolution
 
 
 def measure(
@@ -74,33 +90,34 @@ def measure(
     return statistics.median(times), peak
 
 
-def studio_vs_raw(folder: Path, size: int, steps: int, device_name: str, repeats: int) -> None:
+def studio_vs_raw(
+    folder: Path, size: int, steps: int, device_name: str, repeats: int, guidance: float = 7.0
+) -> None:
     from diffusers import DiffusionPipeline, EulerDiscreteScheduler
 
     config = resolve_device(device_name)
     presets = load_presets(DEFAULT_PRESETS_DIR)
     request = parse_request(
         TextToImageRequest,
-        {"prompt": "a lighthouse", "model": str(folder), "steps": steps, "guidance_scale": 7.0,
+        {"prompt": "a lighthouse", "model": str(folder), "steps": steps, "guidance_scale": guidance,
          "sampler": "Euler", "seed": 1},
     )  # fmt: skip
     cache = ModelCache(config, offline=True)
     studio = TextToImagePipeline(cache, presets)
-    size_for = studio.size_for
-    studio.size_for = lambda request, base: (size, size)  # the exact size raw diffusers gets
-    studio_time, studio_peak = measure(lambda: studio(request), config.device, repeats)
-    studio.size_for = size_for
+    with square_side(size):  # the exact size raw diffusers gets
+        studio_time, studio_peak = measure(lambda: studio(request), config.device, repeats)
     cache.clear()
     free_memory()
 
     raw = DiffusionPipeline.from_pretrained(folder, dtype=config.dtype).to(config.device)
-    raw.scheduler = EulerDiscreteScheduler.from_config(raw.scheduler.config)
+    if "unet" in raw.components:  # the studio's Euler; a flow-matching model keeps its own Euler
+        raw.scheduler = EulerDiscreteScheduler.from_config(raw.scheduler.config)
     raw.set_progress_bar_config(disable=True)
 
     def raw_run() -> object:
         generator = torch.Generator(config.device).manual_seed(1)
-        return raw("a lighthouse", height=size, width=size, num_inference_steps=steps, guidance_scale=7.0,
-                   generator=generator)  # fmt: skip
+        return raw("a lighthouse", height=size, width=size, num_inference_steps=steps,
+                   guidance_scale=guidance, generator=generator)  # fmt: skip
 
     raw_time, raw_peak = measure(raw_run, config.device, repeats)
     raw = None  # let its weights go before the next model
@@ -150,14 +167,13 @@ def forced_out_of_memory(folder: Path, device_name: str) -> None:
     presets = load_presets(DEFAULT_PRESETS_DIR)
     cache = ModelCache(config, offline=True, budget=MemoryBudget(1 * GIB, None))
     pipeline = TextToImagePipeline(cache, presets)
-    pipeline.size_for = lambda request, base: (4096, 4096)
     started = time.perf_counter()
     try:
-        pipeline(parse_request(TextToImageRequest, {"prompt": "x", "model": str(folder), "steps": 2}))
+        with square_side(4096):
+            pipeline(parse_request(TextToImageRequest, {"prompt": "x", "model": str(folder), "steps": 2}))
         print(f"4096² run recovered (tiled decoding) in {time.perf_counter() - started:.1f} s")
     except OutOfMemory as error:
         print(f"4096² run reported after {time.perf_counter() - started:.1f} s: {error}")
-    del pipeline.size_for
     pipeline(parse_request(TextToImageRequest, {"prompt": "x", "model": str(folder), "steps": 2}))
     print("the next normal run succeeded")
     cache.clear()
@@ -206,8 +222,7 @@ def budget_sequence(
             cache = ModelCache(
                 config, offline=True, budget=MemoryBudget(None if budget is None else int(budget), None)
             )
-            text_to_image = TextToImagePipeline(cache, presets)
-            text_to_image.size_for = lambda request, base: (size, size)
+            text_to_image = TextToImagePipeline(cache, presets)  # at the model's own side: `size`
             runs = [
                 ("text to image", text_to_image, TextToImageRequest, common),
                 ("style transfer", DiffusionStylePipeline(cache, presets), DiffusionStyleRequest,
@@ -234,7 +249,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=8.0, help="GiB, for the SDXL budget sequence")
+    parser.add_argument("--flux", action="store_true", help="FLUX.1-schnell's shape (with --tiny: tiny FLUX)")
     args = parser.parse_args()
+    if args.flux:  # studio against raw diffusers only: the tab sequence is the UNet models' measure
+        kind, size = ("tiny-flux", 64) if args.tiny else ("flux1_schnell", 1024)
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = build(kind, Path(scratch) / kind)
+            print(f"device: {resolve_device(args.device).describe()}")
+            studio_vs_raw(folder, size, 4, args.device, args.repeats, guidance=0.0)
+        return
     cases = (
         [("tiny-sd", 64, 4), ("tiny-sdxl", 64, 4)] if args.tiny else [("sd15", 512, 25), ("sdxl", 1024, 30)]
     )

@@ -254,7 +254,7 @@ def build_sd3(folder: Path, seed: int = 0) -> Path:
     tokenizer_3 = _t5_tokenizer()
     transformer = SD3Transformer2DModel(
         sample_size=32,
-        patch_size=1,
+        patch_size=2,  # as SD 3.5's: a quarter of the tokens patch 1 would make
         in_channels=16,  # SD 3.5's latent channels, which its inpainting pipeline checks for
         out_channels=16,
         num_layers=1,
@@ -263,7 +263,7 @@ def build_sd3(folder: Path, seed: int = 0) -> Path:
         caption_projection_dim=32,
         joint_attention_dim=32,  # T5's width
         pooled_projection_dim=64,  # both CLIPs' projections side by side
-        pos_embed_max_size=192,  # as SD 3.5's: 3072 px sides at its 8× autoencoder
+        pos_embed_max_size=192,  # as SD 3.5's
     )
     pipe = StableDiffusion3Pipeline(
         transformer=transformer,
