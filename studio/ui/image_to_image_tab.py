@@ -29,6 +29,12 @@ from studio.ui.widgets.prompt_controls import PromptControls, prompt_box, prompt
 from studio.ui.widgets.result_panel import ResultPanel
 
 TAB = TabInfo("img2img", "Image to Image", takes_images=True)
+EDITING_MODELS_OWN = {
+    "model",
+    "steps",
+    "guidance_scale",
+    "sampler",
+}  # Edit takes its preset's, not the page's
 
 
 @dataclass
@@ -244,10 +250,9 @@ def image_endpoints(tab: ImageToImageTab) -> list[Endpoint]:
         "stays.",
         [
             image_parameter("the image to edit.", tab.edit_image),
-            *[
-                p if p.name != "model" else control("model", tab.editing_model, str, "an editing model.")
-                for p in controls.parameters(edit_doc)
-            ],
+            control("model", tab.editing_model, str, "an editing model preset, folder or hub id."),
+            # Steps, guidance and sampler are the editing model's own: the page's are set for its Model
+            *[p for p in controls.parameters(edit_doc) if p.name not in EDITING_MODELS_OWN],
             *controls.later_parameters(),
         ],
         runs_on(results, "edit", "Edit", image_file=True),
