@@ -168,15 +168,15 @@ def family_rules_applied(
         rules.check("loras")
     if prompts:
         rules.check("image_prompts")
-    if rules.samplers == "noise" or presets.sampler(run.sampler).flow_scheduler:
-        return run
-    # A sampler with no flow-matching form (the page always sends one) gives way to the family's own,
-    # recorded by family_notes: refusing would leave a FLUX.1 model unusable from a page set for SD.
-    if run.source.preset is None:  # the studio's defaults for other models are a UNet family's
+    if run.source.preset is None and rules.default_steps is not None:  # other_models' are a UNet family's
         steps = effective_steps(request.steps or rules.default_steps, strength)
         guidance = rules.default_guidance if request.guidance_scale is None else request.guidance_scale
         run = replace(run, steps=steps, guidance_scale=guidance)
-    return replace(run, sampler=presets.flow_samplers()[0])
+    # A sampler with no flow-matching form (the page always sends one) gives way to the family's own,
+    # recorded by family_notes: refusing would leave a FLUX.1 model unusable from a page set for SD.
+    if rules.samplers == "flow" and not presets.sampler(run.sampler).flow_scheduler:
+        run = replace(run, sampler=presets.flow_samplers()[0])
+    return run
 
 
 def family_notes(

@@ -17,8 +17,9 @@ from typing import Literal
 from studio.core.errors import InvalidRequest
 
 FamilyName = Literal["sd", "sdxl", "flux", "sd3"]
-# What a request may ask that only some families do, and how a refusal names it.
-Feature = Literal["tile", "loras", "image_prompts", "controlnet", "openvino", "weights", "negative_prompt"]
+# What a request may ask that only some families do, and how a refusal names it (a task a family has no
+# pipeline for, ControlNet's among them, is refused by `pipeline_class`).
+Feature = Literal["tile", "loras", "image_prompts", "openvino", "weights", "negative_prompt"]
 TASK_WORDS = {  # the kinds of pipeline, as a refusal names them
     "txt2img": "Text to image",
     "img2img": "Image to image",
@@ -30,7 +31,6 @@ FEATURE_WORDS: dict[str, str] = {
     "tile": "make seamless tiles (--tile)",
     "loras": "take LoRAs here yet",
     "image_prompts": "take image prompts (style images and references, Blend) here yet",
-    "controlnet": "follow a ControlNet here yet",
     "openvino": "run on OpenVINO",
     "weights": "weigh words: prompt weights are read as plain words",
     "negative_prompt": "use a negative prompt: its guidance is distilled",
@@ -50,8 +50,9 @@ class Family:
     # input of the denoiser (FLUX.1-dev; schnell ignores it), and there is no negative prompt
     guidance: Literal["cfg", "distilled"] = "cfg"
     samplers: Literal["noise", "flow"] = "noise"  # which scheduler kind its samplers must be
-    default_steps: int = 25  # for a model of the family with no preset
-    default_guidance: float = 7.0
+    # Steps and guidance for a model of the family with no preset; None: the presets' `other_models`
+    default_steps: int | None = None
+    default_guidance: float | None = None
     text_tokens: int = 77  # what its main text encoder reads of a prompt at once
     # Its image-to-image call works at its default size, not the image's, unless told the size
     image_calls_need_size: bool = False
@@ -114,9 +115,7 @@ FAMILIES: dict[str, Family] = {
             },
             denoiser="transformer",
             conditioning="text",
-            cannot=frozenset(
-                {"tile", "loras", "image_prompts", "controlnet", "openvino", "weights", "negative_prompt"}
-            ),
+            cannot=frozenset({"tile", "loras", "image_prompts", "openvino", "weights", "negative_prompt"}),
             guidance="distilled",
             samplers="flow",
             default_steps=28,
@@ -135,7 +134,7 @@ FAMILIES: dict[str, Family] = {
             },
             denoiser="transformer",
             conditioning="text",
-            cannot=frozenset({"tile", "loras", "image_prompts", "controlnet", "openvino", "weights"}),
+            cannot=frozenset({"tile", "loras", "image_prompts", "openvino", "weights"}),
             samplers="flow",
             default_steps=28,
             default_guidance=4.5,

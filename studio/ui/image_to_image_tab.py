@@ -29,12 +29,8 @@ from studio.ui.widgets.prompt_controls import PromptControls, prompt_box, prompt
 from studio.ui.widgets.result_panel import ResultPanel
 
 TAB = TabInfo("img2img", "Image to Image", takes_images=True)
-EDITING_MODELS_OWN = {
-    "model",
-    "steps",
-    "guidance_scale",
-    "sampler",
-}  # Edit takes its preset's, not the page's
+# What Edit takes from its editing model's preset, not from the page's controls (set for the page's Model)
+EDITING_MODELS_OWN = {"model", "steps", "guidance_scale", "sampler"}
 
 
 @dataclass
@@ -251,7 +247,6 @@ def image_endpoints(tab: ImageToImageTab) -> list[Endpoint]:
         [
             image_parameter("the image to edit.", tab.edit_image),
             control("model", tab.editing_model, str, "an editing model preset, folder or hub id."),
-            # Steps, guidance and sampler are the editing model's own: the page's are set for its Model
             *[p for p in controls.parameters(edit_doc) if p.name not in EDITING_MODELS_OWN],
             *controls.later_parameters(),
         ],

@@ -98,6 +98,7 @@ def test_a_flux_model_samples_by_flow_matching_whichever_sampler_the_page_sends(
     task = TextToImagePipeline(cache, presets)
     euler = run(task, tiny_flux, steps=2, sampler="Euler", prompt="a fox")[0]
     assert euler.parameters.sampler == "Euler" and "ignored_parameters" not in euler.parameters.extras
+    assert (euler.parameters.steps, euler.parameters.guidance_scale) == (2, 3.5), "the family's guidance"
     # The page always sends its sampler: one with no flow-matching form gives way to Euler's, and says so
     other = run(task, tiny_flux, steps=2, sampler="DPM++ 2M Karras", prompt="a fox")[0]
     assert other.parameters.sampler == "Euler"
