@@ -16,6 +16,7 @@ from types import ModuleType
 
 import gradio as gr
 
+from studio import client_apis
 from studio.core.devices import DeviceConfig
 from studio.core.errors import StudioError
 from studio.core.models import (
@@ -163,7 +164,10 @@ def display_name(model: str) -> str:
     return Path(model).name if Path(model).is_absolute() or model.startswith((".", "~")) else model
 
 
-def launch_options(settings: Settings) -> dict:
+def launch_options(app: gr.Blocks) -> dict:
+    """`launch()`'s arguments for a studio `create_app` made: its settings, and the APIs other apps speak
+    (AUTOMATIC1111's `/sdapi/v1`, OpenAI's `/v1/images`) served on the same server."""
+    settings = app.studio.settings
     if settings.mcp:
         agent_tools.serve_tools()
     return {
@@ -183,6 +187,7 @@ def launch_options(settings: Settings) -> dict:
         "head": HEAD,  # keeps the page's language where the server reads it, for messages
         "i18n": translations(),
         "footer_links": ["api", "gradio", "settings"],
+        "app_kwargs": {"routes": client_apis.routes(app.studio)},
     }
 
 
@@ -198,7 +203,7 @@ def main(argv: list[str]) -> int:
         log.warning("Sharing a public link without --auth: anyone with the link can use this studio.")
     try:
         # Quiet: Gradio's own lines speak of launch()'s arguments; these speak of the studio's flags.
-        app.launch(**launch_options(settings), quiet=True, prevent_thread_lock=True)
+        app.launch(**launch_options(app), quiet=True, prevent_thread_lock=True)
     except OSError as error:
         if "port" not in str(error):
             raise

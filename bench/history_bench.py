@@ -115,7 +115,7 @@ def over_http(outputs: Path) -> tuple[float, float]:
         port = probe.getsockname()[1]
     settings = Settings(device="cpu", port=port, outputs=outputs, offline=True)
     demo = app.create_app(settings)
-    demo.launch(**{**app.launch_options(settings), "prevent_thread_lock": True, "quiet": True})
+    demo.launch(**{**app.launch_options(demo), "prevent_thread_lock": True, "quiet": True})
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
         client.predict(api_name="/history")  # the once-per-start sync

@@ -69,9 +69,7 @@ def launch(work: Path, **settings_values) -> TinyStudio:
         offline=True, presets_dir=presets_dir, **settings_values,
     )  # fmt: skip
     demo = app.create_app(settings)
-    demo.launch(
-        **{**app.launch_options(settings), "prevent_thread_lock": True, "quiet": True, "share": False}
-    )
+    demo.launch(**{**app.launch_options(demo), "prevent_thread_lock": True, "quiet": True, "share": False})
     return TinyStudio(demo, f"http://127.0.0.1:{port}/", settings.outputs, cache_folder)
 
 

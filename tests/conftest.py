@@ -203,7 +203,7 @@ def launch_app(settings: Settings) -> RunningApp:
     import app as studio_app
 
     demo = studio_app.create_app(settings)
-    options = studio_app.launch_options(settings)
+    options = studio_app.launch_options(demo)
     options.update(prevent_thread_lock=True, quiet=True, share=False)
     demo.launch(**options)
     return RunningApp(demo, f"http://127.0.0.1:{settings.port}/", settings.outputs)

@@ -90,6 +90,22 @@ class Settings:
         repeated=True,
         metavar="USER:PASSWORD",
     )
+    api_keys: tuple[str, ...] = option(
+        (),
+        "--api-key",
+        "a key OpenAI-style clients must send (Authorization: Bearer KEY) to the /v1 images API; repeat for "
+        "several",
+        repeated=True,
+        metavar="KEY",
+    )
+    api_keys_file: Path | None = option(
+        None,
+        "--api-keys-file",
+        "a file of /v1 API keys, one a line, read again at each request (keys added or removed take effect "
+        "at once)",
+        parse=folder,
+        metavar="FILE",
+    )
     outputs: Path = option(
         Path("outputs"), "--outputs", "folder where every result is saved as PNG", parse=folder
     )

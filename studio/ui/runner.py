@@ -116,6 +116,45 @@ class Runs:
         return run
 
 
+class Turns:
+    """Whose job runs on the models next: one job at a time, first come first served, whether it came from
+    the page (Gradio's queue already lets one through at a time) or from an HTTP client (client_apis)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+        self._abandoned: set[int] = set()  # tickets whose job stopped while it waited
+
+    @contextmanager
+    def taken(self, waiting: Callable[[], None], stopped: Callable[[], bool]) -> Iterator[bool]:
+        """Inside the block, True while this job holds the turn; False when it was `stopped` while it
+        waited (a `wake` makes it look). `waiting` is told once when another job holds the turn first."""
+        with self._changed:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            if ticket != self._serving:
+                waiting()
+            self._changed.wait_for(lambda: ticket == self._serving or stopped())
+            ours = ticket == self._serving
+            if not ours:
+                self._abandoned.add(ticket)
+        try:
+            yield ours
+        finally:
+            if ours:
+                with self._changed:
+                    self._serving += 1
+                    while self._serving in self._abandoned:
+                        self._abandoned.remove(self._serving)
+                        self._serving += 1
+                    self._changed.notify_all()
+
+    def wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+
 class JobRunner:
     def __init__(
         self,
@@ -128,6 +167,7 @@ class JobRunner:
     ) -> None:
         self.tasks: dict[str, Task] = {}
         self.runs = Runs()
+        self.turns = Turns()
         self.max_image_side = max_image_side
         self.max_images = max_images
         self.gpu_runner = gpu_runner
@@ -229,13 +269,21 @@ class JobRunner:
             progress(0, desc=where + say("Waiting for a GPU…"))
             return iter(self.gpu_runner(task, parsed))
 
+        run.wakers.append(self.turns.wake)  # Stop reaches a job waiting for its turn
+
+        def waiting() -> None:
+            progress(0, desc=where + say("Waiting for the run before it to finish…"))
+
         def results(preview: Callable[[PreviewImage], None]) -> Iterator[Any]:
-            return pipeline.generate(
-                parsed,
-                progress=gradio_progress(progress, pipeline.progress_label, where),
-                is_cancelled=run.stop.is_set,
-                preview=preview if pipeline.shows_previews else no_preview,
-            )
+            with self.turns.taken(waiting, run.stop.is_set) as ours:
+                if not ours or run.stop.is_set():
+                    raise RunCancelled()
+                yield from pipeline.generate(
+                    parsed,
+                    progress=gradio_progress(progress, pipeline.progress_label, where),
+                    is_cancelled=run.stop.is_set,
+                    preview=preview if pipeline.shows_previews else no_preview,
+                )
 
         return in_worker(results, run, progress)
 

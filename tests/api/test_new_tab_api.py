@@ -14,7 +14,7 @@ pytestmark = pytest.mark.api
 def client(tiny_sd, tmp_path_factory):
     settings = studio_settings(tiny_sd, tmp_path_factory.mktemp("out"))
     demo = app.create_app(settings, tabs=(*app.TABS, example_tab))
-    options = app.launch_options(settings)
+    options = app.launch_options(demo)
     options.update(prevent_thread_lock=True, quiet=True)
     demo.launch(**options)
     yield Client(f"http://127.0.0.1:{settings.port}/", verbose=False)

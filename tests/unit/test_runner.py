@@ -13,7 +13,7 @@ from pipelines.parts.previews import PreviewImage
 from pipelines.task import Task
 from studio.core.errors import RunCancelled
 from studio.core.requests import Request
-from studio.ui.runner import Job, JobRunner, Run, in_worker
+from studio.ui.runner import Job, JobRunner, Run, Turns, in_worker
 
 
 class EchoRequest(Request):
@@ -229,3 +229,70 @@ def test_a_visitor_who_left_after_their_run_finished_leaves_nothing_unfinished()
     assert len(list(runner.run(Job("echo", {"prompt": "a fox"}), None, progress))) == 2
     runner.visitor_left("api")
     assert unfinished == []
+
+
+def test_turns_serve_jobs_one_at_a_time_in_the_order_they_came():
+    turns, order, waited = Turns(), [], []
+    first_holds, release_first = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with turns.taken(lambda: waited.append("first"), lambda: False):
+            first_holds.set()
+            release_first.wait()
+            order.append("first")
+
+    def later(name: str, queued: threading.Event) -> None:
+        with turns.taken(queued.set, lambda: False) as ours:
+            assert ours
+            order.append(name)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    first_holds.wait()
+    others = []
+    for name in ("second", "third"):  # each queued before the next starts: the order they came in
+        queued = threading.Event()
+        others.append(threading.Thread(target=later, args=(name, queued)))
+        others[-1].start()
+        assert queued.wait(5), f"{name} was told it waits"
+    release_first.set()
+    for thread in (holder, *others):
+        thread.join(5)
+    assert order == ["first", "second", "third"]
+    assert waited == [], "the first job found the turn free"
+
+
+def test_a_job_stopped_while_it_waits_gives_up_its_turn_and_the_next_one_runs():
+    turns, stop, order = Turns(), threading.Event(), []
+    holding, release = threading.Event(), threading.Event()
+    outcome: dict[str, bool] = {}
+
+    def holder() -> None:
+        with turns.taken(lambda: None, lambda: False):
+            holding.set()
+            release.wait()
+
+    def stopped_job(queued: threading.Event) -> None:
+        with turns.taken(queued.set, stop.is_set) as ours:
+            outcome["stopped"] = ours
+
+    def next_job(queued: threading.Event) -> None:
+        with turns.taken(queued.set, lambda: False) as ours:
+            outcome["next"] = ours
+            order.append("next")
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    holding.wait()
+    for job in (stopped_job, next_job):
+        queued = threading.Event()
+        threads.append(threading.Thread(target=job, args=(queued,)))
+        threads[-1].start()
+        queued.wait(5)
+    stop.set()
+    turns.wake()
+    threads[1].join(5)
+    assert outcome == {"stopped": False}, "it gave up at once, without waiting for the holder"
+    release.set()
+    threads[2].join(5)
+    assert outcome["next"] is True and order == ["next"], "the abandoned ticket does not block the queue"

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -102,7 +103,8 @@ def test_server_settings_for_a_reverse_proxy_and_the_queue(monkeypatch):
     assert (settings.root_path, settings.queue_size) == ("/studio", 12)
     import app
 
-    assert app.launch_options(settings)["root_path"] == "/studio"
+    studio = SimpleNamespace(settings=settings)  # what launch_options reads; the routes are only declared
+    assert app.launch_options(SimpleNamespace(studio=studio))["root_path"] == "/studio"
 
 
 def test_style_codes_live_in_the_outputs_folder_unless_given_a_folder(monkeypatch, tmp_path):
