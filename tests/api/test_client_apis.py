@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 
 import httpx
@@ -17,6 +18,7 @@ from gradio_client import Client
 from PIL import Image
 
 from studio.core.metadata import GenerationParameters, read_parameters
+from studio.core.settings import PROJECT_ROOT
 from tests.conditions import FirstCallHeld, wait_until
 from tests.conftest import launch_app, studio_settings
 
@@ -271,3 +273,24 @@ def test_with_auth_the_right_credentials_run_as_that_user(protected_app):
     assert list((protected_app.outputs / "users" / "alice").rglob("*.png")), "in alice's history"
     keyed = openai.OpenAI(base_url=protected_app.url + "v1", api_key="sk-test", max_retries=0)
     assert len(keyed.images.generate(prompt="a hut").data) == 1
+
+
+CLIENT_DOCS = (PROJECT_ROOT / "docs" / "clients.md").read_text(encoding="utf-8")
+CLIENT_EXAMPLES = re.findall(
+    r"^## From a script: `(\w+)`\n.*?```python\n(.*?)```", CLIENT_DOCS, flags=re.S | re.M
+)
+
+
+@pytest.mark.parametrize(("client", "code"), CLIENT_EXAMPLES, ids=[client for client, _ in CLIENT_EXAMPLES])
+def test_the_clients_docs_examples_run(running_app, tmp_path, monkeypatch, capsys, client, code):
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (96, 64), (90, 140, 60)).save("photo.png")
+    mask = Image.new("RGBA", (96, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (30, 20, 60, 44))
+    mask.save("mask.png")
+    exec(
+        compile(code.replace("http://127.0.0.1:7860/", running_app.url), f"docs/clients.md {client}", "exec"),
+        {},
+    )
+    expected = {"webuiapi": "2 [42, 43]\n42\n", "openai": "2 True\n"}[client]
+    assert capsys.readouterr().out.endswith(expected)
