@@ -53,26 +53,31 @@ QUIET = {
     "save_images", "do_not_save_samples", "do_not_save_grid", "override_settings_restore_afterwards",
     "include_init_images", "force_task_id", "comments", "url", "auth", "infotext",
 }  # fmt: skip
-# Fields the studio does not do, and the values of theirs that ask for nothing beyond "empty" ones.
+FROM_SCRATCH = (2, 3)  # inpainting_fill values that repaint the masked area from noise
+# Fields the studio does not do whose neutral values are not just "empty" ones (None, 0, False, "", [], {}):
+# the values that ask for nothing, A1111's defaults and webuiapi's.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "subseed": (-1,),
-    "seed_resize_from_h": (-1,),
-    "seed_resize_from_w": (-1,),
-    "eta": (1,),
-    "s_noise": (1,),
-    "s_tmax": (math.inf,),
-    "clip_skip": (1,),
-    "image_cfg_scale": (1.5,),
-    "initial_noise_multiplier": (1,),
-    "inpainting_fill": (1,),  # "original": the masked area starts from the image, as the studio's does
-    "inpaint_full_res": (True, 1),
-    "inpaint_full_res_padding": (32,),
+    "subseed": (-1, 0),
+    "seed_resize_from_h": (-1, 0),
+    "seed_resize_from_w": (-1, 0),
+    "eta": (1, None),
+    "s_noise": (1, None),
+    "s_tmax": (math.inf, 0, None),
+    "clip_skip": (1, 0, None),
+    "image_cfg_scale": (1.5, None),
+    "initial_noise_multiplier": (1, None),
+    # 1, original: the masked area starts from the image, at the strength asked; 2 and 3, latent noise or
+    # nothing: it starts from scratch (the studio's strength 1). 0, fill (with colours from around it), is
+    # not the studio's: made as original, and listed.
+    "inpainting_fill": (1, *FROM_SCRATCH, None),
+    "inpaint_full_res": (True, False, 1, 0, None),
+    "inpaint_full_res_padding": (32, 0, None),
 }
 HIRES_FIX = "enable_hr"  # its settings (hr_*, and a txt2img's denoising_strength) count only when it is on
 OVERRIDES_TAKEN = {"sd_model_checkpoint"}
 OVERRIDES_NEUTRAL = {"CLIP_stop_at_last_layers": (1,), "sd_vae": ("Automatic", "None")}
-SCHEDULES = ("automatic", "karras", "uniform")  # uniform: a sampler's own spacing, as "automatic" here
-INFO_KEYS = ("seed", "all_seeds", "prompt", "negative_prompt", "sampler_name", "steps", "cfg_scale")
+SCHEDULES = ("automatic", "karras")  # what /schedulers offers
+OWN_SPACING = ("automatic", "uniform", "normal", "simple")  # schedules that mean the sampler's own steps
 
 
 def is_empty(value: Any) -> bool:
@@ -83,7 +88,8 @@ def ignored_fields(body: dict[str, Any], task: str) -> list[str]:
     """The fields of `body` the studio will not honour, as `name=value`, for the image's record."""
     ignored = []
     for name, value in body.items():
-        if name in TAKEN or name in QUIET or is_empty(value) or value in NEUTRAL.get(name, ()):
+        neutral = value in NEUTRAL[name] if name in NEUTRAL else is_empty(value)
+        if name in TAKEN or name in QUIET or neutral:
             continue
         hires_setting = name.startswith(("hr_", "firstphase_")) or (
             name == "denoising_strength" and task == "txt2img"
@@ -146,10 +152,10 @@ class A1111Api:
         schedule = str(body.get("scheduler") or "automatic").lower()
         if not name:
             return None
-        ours = self.studio.presets.sampler_named(name, None if schedule in SCHEDULES[::2] else schedule)
+        ours = self.studio.presets.sampler_named(name, None if schedule in OWN_SPACING else schedule)
         if ours is None:
             return str(name)  # the studio's refusal names the samplers it has
-        if schedule not in SCHEDULES[::2] and not ours.lower().endswith(schedule):
+        if schedule not in OWN_SPACING and not ours.lower().endswith(schedule):
             ignored.append(f"scheduler={schedule}")
         return ours
 
@@ -198,6 +204,8 @@ class A1111Api:
             mask = decoded_image(body["mask"], "mask").convert("L").resize(image.size)
             values["mask"] = ImageOps.invert(mask) if body.get("inpainting_mask_invert") else mask
             values["mask_blur"] = body.get("mask_blur", 4)
+            if body.get("inpainting_fill") in FROM_SCRATCH:
+                values["strength"] = 1.0
         return values
 
     def most_images(self) -> int:
@@ -404,6 +412,8 @@ def router(studio: Studio, runs: ClientRuns) -> APIRouter:
                 return JSONResponse(await run_in_threadpool(work, *arguments))
             except ClientError as error:
                 return a1111_error(error)
+            except (TypeError, ValueError, AttributeError) as error:  # a field of the wrong kind
+                return a1111_error(ClientError(422, f"A field has a value of the wrong kind ({error})."))
 
         routes.add_api_route(path, endpoint, methods=[method])
 

@@ -148,6 +148,9 @@ class ImagesApi:
                 f"The mask is {mask.width}×{mask.height}; it must be the image's size, "
                 f"{image.width}×{image.height}.",
             )
+        size = SIZE.fullmatch(str(fields.get("size") or ""))
+        if size and (int(size[1]), int(size[2])) != image.size:  # an edit keeps the image's own size
+            values["ignored_parameters"].append(f"size={fields['size']}")
         repaint = transparent_area(mask if mask is not None else image)
         if repaint is not None:
             return self.made(
@@ -259,6 +262,8 @@ def router(studio: Studio, runs: ClientRuns) -> APIRouter:
             return JSONResponse(await run_in_threadpool(work, *arguments))
         except ClientError as error:
             return openai_error(error)
+        except (TypeError, ValueError, AttributeError) as error:  # a field of the wrong kind
+            return openai_error(ClientError(400, f"A field has a value of the wrong kind ({error})."))
 
     @routes.post("/images/generations")
     async def generations(http: HttpRequest) -> Response:

@@ -115,7 +115,14 @@ def test_webuiapi_img2img_and_inpaint(a1111):
     mask = Image.new("L", (256, 256), 0)
     mask.paste(255, (64, 64, 192, 192))  # white: repaint
     painted = a1111.img2img(images=[source.resize((256, 256))], mask_image=mask, prompt="a window", seed=6)
-    assert parameters_of(painted.image).task == "inpaint"
+    record = parameters_of(painted.image)
+    assert record.task == "inpaint"
+    assert "inpainting_fill=0" in record.extras["ignored_parameters"], "fill (webuiapi's default) is not ours"
+    from_noise = a1111.img2img(
+        images=[source.resize((256, 256))], mask_image=mask, prompt="a window", denoising_strength=0.4,
+        inpainting_fill=2,  # latent noise: repainted from scratch
+    )  # fmt: skip
+    assert parameters_of(from_noise.image).extras["denoising_strength"] == 1.0
 
 
 def test_webuiapi_png_info_and_upscale(a1111):
@@ -156,6 +163,27 @@ def test_webuiapi_skip_ends_the_current_batch_only(a1111, running_app):
     assert [parameters_of(image).seed for image in finished["result"].images] == [2, 3]
 
 
+def test_a_client_run_and_a_page_run_take_turns(a1111, running_app):
+    page = Client(running_app.url, verbose=False)
+    finished: dict = {}
+
+    def page_says(text: str) -> bool:
+        return any(text in (unit.desc or "") for unit in queued.status().progress_data or [])
+
+    with FirstCallHeld(running_app.demo.studio.cache, "denoise") as held:
+        worker = threading.Thread(
+            target=lambda: finished.update(client=a1111.txt2img(prompt="a tower", seed=1))
+        )
+        worker.start()
+        held.inside.wait(30)
+        queued = page.submit(prompt="a barn", seed=2, steps=2, num_images=1, api_name="/txt2img")
+        wait_until(lambda: page_says("Waiting for the run before it to finish"), timeout=30)
+        assert not queued.done(), "the page's run waits while the client's holds the models"
+    images, _ = queued.result(timeout=60)
+    worker.join(60)
+    assert len(images) == 1 and len(finished["client"].images) == 1
+
+
 def test_sdapi_refusals_come_in_a1111s_error_shape(running_app):
     base = running_app.url + "sdapi/v1"
     malformed = requests.post(
@@ -166,6 +194,8 @@ def test_sdapi_refusals_come_in_a1111s_error_shape(running_app):
     assert unknown.status_code == 400 and "no-such-model" in unknown.json()["detail"]
     sampler = requests.post(f"{base}/txt2img", json={"prompt": "x", "sampler_name": "Nonsense 3000"})
     assert sampler.status_code == 400 and "Euler a" in sampler.json()["detail"], "names the samplers it has"
+    wrong_kind = requests.post(f"{base}/txt2img", json={"prompt": "x", "n_iter": "many"})
+    assert wrong_kind.status_code == 422 and "many" in wrong_kind.json()["detail"]
     empty_login = requests.get(f"{base}/options", headers={"Authorization": "Basic "})
     assert empty_login.status_code == 200, "Open WebUI and SillyTavern send an empty login to open studios"
 
