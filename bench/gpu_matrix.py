@@ -88,7 +88,7 @@ def build_side_models(work: Path, bases: dict[str, Path]) -> tuple[Path, Path]:
 
 
 def run_cell(
-    cache: ModelCache, presets, task: str, values: dict, device: torch.device
+    cache: ModelCache, presets, task: str, values: dict, device: torch.device, loras: Path
 ) -> tuple[str, float, float]:
     """(outcome, seconds, peak GPU GiB) of one cell."""
     cuda = device.type == "cuda"
@@ -97,7 +97,7 @@ def run_cell(
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     try:
-        pipeline = TASKS[task](cache, presets)
+        pipeline = TASKS[task](cache, presets, loras_dir=loras)
         results = pipeline(parse_request(pipeline.request_type, values))
         outcome = f"works ({results[0].parameters.extras.get('backend', 'torch')})"
     except InvalidRequest as refusal:
@@ -132,7 +132,7 @@ def main() -> None:
     resolutions = {family: max(256, pixels) for family, pixels in side.items()}  # 256: a preset's least
     presets = load_presets(write_matrix_presets(work / "presets", adapter_presets, bases, resolutions))
     device_config = resolve_device(args.device)
-    cache = ModelCache.for_machine(device_config, offline=True, lora_folder=loras)
+    cache = ModelCache.for_machine(device_config, offline=True)
     name = torch.cuda.get_device_name() if device_config.device.type == "cuda" else args.device
     print(f"built in {time.perf_counter() - started:.0f} s; {name}, {device_config.dtype_name}, "
           f"backend {cache.backend}", flush=True)  # fmt: skip
@@ -141,7 +141,7 @@ def main() -> None:
         for task in args.tasks:
             for feature in FEATURES:
                 values = values_for(task, feature, family, side[family], LORAS)
-                outcome, seconds, peak = run_cell(cache, presets, task, values, device_config.device)
+                outcome, seconds, peak = run_cell(cache, presets, task, values, device_config.device, loras)
                 print(f"{family:6} {task:17} {feature:12} {seconds:7.2f} {peak:9.2f}  {outcome}", flush=True)
     print(f"total {time.perf_counter() - started:.0f} s")
     if not args.work:

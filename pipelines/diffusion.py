@@ -302,7 +302,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
     fast_decoder_everywhere: ClassVar[bool] = False  # "auto" decodes with TAESD on a GPU too
 
     def setup(self) -> None:
-        self.loras = Loras(self.cache, self.cache.lora_folder)
+        self.loras = Loras(self.cache, self.loras_dir)
         self.adapters = ImagePromptAdapters(self.cache, self.presets, self.style_codes)
 
     # -- what each task states -----------------------------------------------------------------------

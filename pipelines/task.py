@@ -2,7 +2,7 @@
 
 A task declares what the job runner, the command line and ZeroGPU need to know of it as class attributes
 (as diffusers' pipelines declare `_optional_components`), is built one way, `Task(cache, presets,
-style_codes, upscalers_dir)`, taking what it uses, and streams its results from `generate`. Nothing
+style_codes, upscalers_dir, loras_dir)`, taking what it uses, and streams its results from `generate`. Nothing
 discovers a capability by looking at a task's methods or signature.
 """
 
@@ -34,11 +34,13 @@ class Task:
         presets: Presets,
         style_codes: StyleCodes | None = None,
         upscalers_dir: Path | None = None,
+        loras_dir: Path | None = None,
     ) -> None:
         self.cache = cache
         self.presets = presets
         self.style_codes = style_codes
         self.upscalers_dir = upscalers_dir
+        self.loras_dir = loras_dir  # where LoRAs named by file live (--loras)
         self.setup()
 
     def setup(self) -> None:

@@ -154,7 +154,7 @@ class UpscalePipeline(ReadsPromptParameters, Task):
 
     def setup(self) -> None:
         self.upscalers = Upscalers(self.cache, self.presets, self.upscalers_dir)
-        self.creative_pass = CreativeUpscaleTask(self.cache, self.presets)
+        self.creative_pass = CreativeUpscaleTask(self.cache, self.presets, loras_dir=self.loras_dir)
 
     def check_inputs(self, request: UpscaleRequest) -> tuple[Image.Image, tuple[int, int]]:
         image = check_image(request.image)

@@ -217,6 +217,7 @@ def _job(args: argparse.Namespace, cache: ModelCache, presets: Presets) -> tuple
     """The pipeline for the task on the command line, and its request values."""
     given = vars(args)
     upscalers = Path(args.upscalers) if args.task == "upscale" else None
+    loras = Path(getattr(args, "lora_folder", Settings.loras_dir))
     if args.task == "generate":
         task = "txt2img"
     elif args.task == "upscale":
@@ -237,7 +238,7 @@ def _job(args: argparse.Namespace, cache: ModelCache, presets: Presets) -> tuple
             "style_image": style_image,
             **_neural_styles(args.neural_styles),
         }
-    pipeline = TASKS[task](cache, presets, upscalers_dir=upscalers)
+    pipeline = TASKS[task](cache, presets, upscalers_dir=upscalers, loras_dir=loras)
     fields = pipeline.request_type.model_fields
     return pipeline, {name: value for name, value in given.items() if name in fields and value is not None}
 
@@ -251,7 +252,6 @@ def run(argv: list[str]) -> Iterator[Path]:
         offline=args.offline,
         gpu_budget_gib=args.gpu_budget_gib,
         offload=args.offload,
-        lora_folder=Path(getattr(args, "lora_folder", Settings.loras_dir)),
         backend=args.backend,
         openvino_folder=args.openvino_cache,
     )

@@ -63,7 +63,6 @@ class Studio:
         cache = ModelCache.for_machine(
             resolve_device(settings.device, settings.dtype),
             offline=settings.offline,
-            lora_folder=settings.loras_dir,
             backend=settings.backend,
             openvino_folder=settings.openvino_cache,
             gpu_budget_gib=settings.gpu_budget_gib,
@@ -127,7 +126,11 @@ class Studio:
         of a tab's own), built the first time it is asked for."""
         if task not in self.runner.tasks:
             built = (task_type or TASKS[task])(
-                self.cache, self.presets, self.style_codes, self.settings.upscalers_dir
+                self.cache,
+                self.presets,
+                self.style_codes,
+                self.settings.upscalers_dir,
+                self.settings.loras_dir,
             )
             self.runner.add(task, built)
         return self.runner.tasks[task]

@@ -55,18 +55,16 @@ def caches(lora_folder, tmp_path_factory):
     cpu = resolve_device("cpu")
     converted = ConvertedModels(tmp_path_factory.mktemp("openvino"))
     built = {
-        "torch": ModelCache(cpu, offline=True, lora_folder=lora_folder),
-        "openvino": ModelCache(
-            cpu, offline=True, lora_folder=lora_folder, backend="openvino", converted=converted
-        ),
+        "torch": ModelCache(cpu, offline=True),
+        "openvino": ModelCache(cpu, offline=True, backend="openvino", converted=converted),
     }
     yield built
     for cache in built.values():
         cache.clear()
 
 
-def run_cell(cache, presets, task: str, values: dict):
-    pipeline = TASKS[task](cache, presets)
+def run_cell(cache, presets, task: str, values: dict, loras: Path):
+    pipeline = TASKS[task](cache, presets, loras_dir=loras)
     return pipeline(parse_request(pipeline.request_type, values))
 
 
@@ -78,7 +76,7 @@ def pixels(image: Image.Image) -> np.ndarray:
 @pytest.mark.parametrize("feature", FEATURES)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plainly(
-    caches, matrix_presets, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3
+    caches, matrix_presets, lora_folder, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3
 ):
     models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3}
     values = values_for(task, feature, family, 64, LORAS)
@@ -87,7 +85,7 @@ def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plain
     results = {}
     for backend, cache in caches.items():
         try:
-            results[backend] = run_cell(cache, matrix_presets, task, values)
+            results[backend] = run_cell(cache, matrix_presets, task, values, lora_folder)
         except InvalidRequest as refusal:  # a plain sentence, the same on both backends
             results[backend] = str(refusal)
     refusals = {backend: r for backend, r in results.items() if isinstance(r, str)}

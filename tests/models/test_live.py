@@ -102,11 +102,9 @@ def test_a_presets_few_step_lora_makes_its_frames_on_the_fast_backend(tiny_sd, t
     tiny.update(steps=25, guidance_scale=7, sampler="DPM++ 2M Karras", live=live)
     models["models"].append(tiny)
     (folder / "models.json").write_text(json.dumps(models))
-    cache = ModelCache.for_machine(
-        resolve_device("cpu"), offline=True, openvino_folder=OPENVINO_FOLDER, lora_folder=loras
-    )
+    cache = ModelCache.for_machine(resolve_device("cpu"), offline=True, openvino_folder=OPENVINO_FOLDER)
     try:
-        made = LivePipeline(cache, load_presets(folder)).frame(
+        made = LivePipeline(cache, load_presets(folder), loras_dir=loras).frame(
             parse_request(LiveRequest, {"prompt": PROMPT, "model": "tiny-lcm", "seed": 5})
         )
     finally:

@@ -29,15 +29,15 @@ def lora_folder(tiny_sd, tiny_sdxl, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def lora_cache(lora_folder):
-    cache = ModelCache(resolve_device("cpu"), offline=True, lora_folder=lora_folder)
+def lora_cache():
+    cache = ModelCache(resolve_device("cpu"), offline=True)
     yield cache
     cache.clear(collect=False)  # as conftest's `cache`
 
 
 @pytest.fixture
-def text_to_image(lora_cache, presets) -> TextToImagePipeline:
-    return TextToImagePipeline(lora_cache, presets)
+def text_to_image(lora_cache, presets, lora_folder) -> TextToImagePipeline:
+    return TextToImagePipeline(lora_cache, presets, loras_dir=lora_folder)
 
 
 def request(model, **values) -> TextToImageRequest:
@@ -186,8 +186,8 @@ def test_a_hub_lora_downloads_on_first_use(monkeypatch, presets, tiny_sd, lora_f
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
         _REACHABILITY.clear()
-        cache = ModelCache(resolve_device("cpu"), offline=False, lora_folder=lora_folder)
-        pipeline = TextToImagePipeline(cache, presets)
+        cache = ModelCache(resolve_device("cpu"), offline=False)
+        pipeline = TextToImagePipeline(cache, presets, loras_dir=lora_folder)
         from_hub = pipeline(request(tiny_sd, loras=("studio-test/detail-lora:0.8",)))[0]
         from_folder = pipeline(request(tiny_sd, loras=("detail:0.8",)))[0]
         cache.clear()

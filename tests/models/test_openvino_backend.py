@@ -119,13 +119,17 @@ def test_at_the_cpus_own_precision_the_image_stays_close_to_the_torch_paths(tiny
 def test_a_tile_and_loras_are_converted_variants_that_give_torchs_pixels(tiny_sd, presets, tmp_path):
     folder = tmp_path / "loras"
     build_lora(tiny_sd, folder / "ink.safetensors", seed=4, text_encoders=True)
-    on_torch = ModelCache(resolve_device("cpu"), offline=True, lora_folder=folder)
-    cache = openvino_cache(tmp_path / "ir", lora_folder=folder)
+    on_torch = ModelCache(resolve_device("cpu"), offline=True)
+    cache = openvino_cache(tmp_path / "ir")
     variants = [{}, {"tile": True}, {"loras": ["ink:0.7"]}, {"loras": ["ink:0.7"], "tile": True}]
     made = []
     for variant in variants:
-        torch_image = TextToImagePipeline(on_torch, presets)(request(tiny_sd, decoder="full", **variant))[0]
-        image = TextToImagePipeline(cache, presets)(request(tiny_sd, decoder="full", **variant))[0]
+        torch_image = TextToImagePipeline(on_torch, presets, loras_dir=folder)(
+            request(tiny_sd, decoder="full", **variant)
+        )[0]
+        image = TextToImagePipeline(cache, presets, loras_dir=folder)(
+            request(tiny_sd, decoder="full", **variant)
+        )[0]
         assert image.parameters.extras["backend"] == "openvino", variant
         assert np.abs(pixels(image.image) - pixels(torch_image.image)).max() <= 2, (
             f"{variant}: torch's pixels"

@@ -61,7 +61,6 @@ class ModelCache:
         loader: Callable[..., Any] = load_pipeline,
         unet_loader: Callable[..., Any] = load_unet,
         free_accelerator_bytes: Callable[[], int] | None = None,
-        lora_folder: Path | None = None,
         backend: str = "torch",
         converted: ConvertedModels | None = None,
     ) -> None:
@@ -69,7 +68,6 @@ class ModelCache:
         self.backend = backend  # what runs diffusion calls: "torch" or (on a CPU) "openvino"
         self.converted = converted  # where OpenVINO's converted models are kept
         self.offline = offline
-        self.lora_folder = lora_folder  # where LoRAs named by file live (--loras)
         # Held around loading, moving and each piece of GPU work (never across a yield).
         self.gpu_lock = threading.RLock()
         self.registry = Registry()
@@ -90,7 +88,6 @@ class ModelCache:
         gpu_budget_gib: float | None = None,
         ram_budget_gib: float | None = None,
         offload: str = "auto",
-        lora_folder: Path | None = None,
         backend: str = "auto",
         openvino_folder: Path = Settings.openvino_cache,
     ) -> ModelCache:
@@ -105,7 +102,6 @@ class ModelCache:
             offline=offline,
             budget=budget,
             offload=offload,
-            lora_folder=lora_folder,
             backend=chosen,
             converted=ConvertedModels(openvino_folder) if chosen == "openvino" else None,
         )
