@@ -22,7 +22,6 @@ from fastapi.responses import JSONResponse
 from PIL import Image, ImageOps
 from starlette.concurrency import run_in_threadpool
 
-from pipelines.diffusion import DiffusionRequest
 from pipelines.upscale import LANCZOS, UpscaleRequest
 from studio.client_apis.credentials import basic_user
 from studio.client_apis.runs import (
@@ -33,6 +32,7 @@ from studio.client_apis.runs import (
     batches,
     caller_visitor,
     decoded_image,
+    most_per_job,
     png_base64,
 )
 from studio.core.metadata import GenerationParameters, read_parameters
@@ -47,6 +47,8 @@ PREFIX = "/sdapi/v1"
 TAKEN = {
     "prompt", "negative_prompt", "styles", "seed", "sampler_name", "sampler_index", "scheduler", "steps",
     "cfg_scale", "width", "height", "tiling", "n_iter", "batch_size", "override_settings", "send_images",
+}  # fmt: skip
+TAKEN_BY_IMG2IMG = {
     "init_images", "denoising_strength", "mask", "mask_blur", "inpainting_mask_invert", "resize_mode",
 }  # fmt: skip
 QUIET = {
@@ -89,11 +91,11 @@ def ignored_fields(body: dict[str, Any], task: str) -> list[str]:
     ignored = []
     for name, value in body.items():
         neutral = value in NEUTRAL[name] if name in NEUTRAL else is_empty(value)
-        if name in TAKEN or name in QUIET or neutral:
+        taken = name in TAKEN or (task == "img2img" and name in TAKEN_BY_IMG2IMG)
+        if taken or name in QUIET or neutral:
             continue
-        hires_setting = name.startswith(("hr_", "firstphase_")) or (
-            name == "denoising_strength" and task == "txt2img"
-        )
+        # A txt2img's denoising_strength is the hires fix's second pass
+        hires_setting = name.startswith(("hr_", "firstphase_")) or name == "denoising_strength"
         if hires_setting and not body.get(HIRES_FIX):
             continue
         if name == "alwayson_scripts" and all(is_empty((s or {}).get("args")) for s in value.values()):
@@ -159,6 +161,13 @@ class A1111Api:
             ignored.append(f"scheduler={schedule}")
         return ours
 
+    def styles(self, body: dict[str, Any], ignored: list[str]) -> list[str]:
+        """The studio's styles named; others are listed as ignored, as A1111 passes over styles it lacks
+        ("None", which some clients send for no style, is no style here either)."""
+        named = [str(name) for name in body.get("styles") or [] if name not in (None, "", "None")]
+        ignored += [f"styles={name}" for name in named if name not in self.studio.presets.styles]
+        return [name for name in named if name in self.studio.presets.styles]
+
     def read(self, body: dict[str, Any], task: str) -> Fields:
         presets = self.studio.presets
         ignored = ignored_fields(body, task)
@@ -166,7 +175,7 @@ class A1111Api:
         values: dict[str, Any] = {
             "prompt": body.get("prompt") or "",
             "negative_prompt": body.get("negative_prompt") or "",
-            "styles": list(body.get("styles") or []),
+            "styles": self.styles(body, ignored),
             "model": self.checkpoint(model) if model else self.model,
             "steps": body.get("steps"),
             "guidance_scale": body.get("cfg_scale"),
@@ -181,7 +190,7 @@ class A1111Api:
             task = "inpaint" if "mask" in values else "img2img"
         values["ignored_parameters"] = ignored
         count = int(body.get("n_iter") or 1) * int(body.get("batch_size") or 1)
-        per_job = min(int(body.get("batch_size") or 1), self.most_images())
+        per_job = min(int(body.get("batch_size") or 1), most_per_job(self.settings))
         seed = body.get("seed")
         plan = batches(int(seed) if seed is not None else -1, max(count, 1), max(per_job, 1))
         return Fields(
@@ -207,9 +216,6 @@ class A1111Api:
             if body.get("inpainting_fill") in FROM_SCRATCH:
                 values["strength"] = 1.0
         return values
-
-    def most_images(self) -> int:
-        return min(DiffusionRequest.bounds("num_images")[1], self.settings.max_images or math.inf)
 
     # -- running ------------------------------------------------------------------------------------------
 
@@ -398,7 +404,7 @@ def a1111_error(error: ClientError) -> JSONResponse:
 
 def router(studio: Studio, runs: ClientRuns) -> APIRouter:
     api = A1111Api(studio, runs)
-    routes = APIRouter(prefix=PREFIX)
+    routes = APIRouter()
 
     def route(path: str, method: str, work: Callable[..., Any], *, body: bool = False, caller: bool = False):
         """`work(body?, http?, user?)` answered as JSON, in a worker thread (a run takes a while); a
@@ -454,28 +460,35 @@ def router(studio: Studio, runs: ClientRuns) -> APIRouter:
         "cmd-flags": lambda: command_flags(studio.settings),
         "options": api.options,
     }.items():
-        route(f"/{path}", "GET", listing)
+        route(f"{PREFIX}/{path}", "GET", listing)
 
     def progress(http: HttpRequest, user: str | None) -> dict[str, Any]:
         return api.progress(http.query_params.get("skip_current_image") == "true")
 
-    route("/progress", "GET", progress, caller=True)
-    route("/txt2img", "POST", lambda body, http, user: api.generate(body, http, user, "txt2img"),
+    route(f"{PREFIX}/progress", "GET", progress, caller=True)
+    route(f"{PREFIX}/txt2img", "POST", lambda body, http, user: api.generate(body, http, user, "txt2img"),
           body=True, caller=True)  # fmt: skip
-    route("/img2img", "POST", lambda body, http, user: api.generate(body, http, user, "img2img"),
+    route(f"{PREFIX}/img2img", "POST", lambda body, http, user: api.generate(body, http, user, "img2img"),
           body=True, caller=True)  # fmt: skip
-    route("/extra-single-image", "POST", api.extra_single_image, body=True, caller=True)
-    route("/interrogate", "POST", api.interrogate, body=True, caller=True)
-    route("/png-info", "POST", png_info, body=True)
-    route("/options", "POST", api.set_options, body=True)
-    route(
-        "/interrupt", "POST", lambda http, user: runs.stop(caller_visitor(http, user)) and None, caller=True
-    )
-    route("/skip", "POST", lambda http, user: runs.stop(caller_visitor(http, user), skip=True) and None,
-          caller=True)  # fmt: skip
+    route(f"{PREFIX}/extra-single-image", "POST", api.extra_single_image, body=True, caller=True)
+    route(f"{PREFIX}/interrogate", "POST", api.interrogate, body=True, caller=True)
+    route(f"{PREFIX}/png-info", "POST", png_info, body=True)
+    # The web UI's Gradio 3 queue, which some plugins (cyanic-sd-krita) ask for first to see the server is up.
+    route("/queue/status", "GET", lambda: {"msg": "estimation", "queue_size": runs.unfinished, "rank": None,
+                                           "rank_eta": None, "queue_eta": 0})  # fmt: skip
+    route(f"{PREFIX}/options", "POST", api.set_options, body=True)
+
+    def interrupt(http: HttpRequest, user: str | None) -> None:
+        runs.stop(caller_visitor(http, user))
+
+    def skip(http: HttpRequest, user: str | None) -> None:
+        runs.stop(caller_visitor(http, user), skip=True)
+
+    route(f"{PREFIX}/interrupt", "POST", interrupt, caller=True)
+    route(f"{PREFIX}/skip", "POST", skip, caller=True)
     for path in ("refresh-checkpoints", "refresh-vae", "refresh-loras", "reload-checkpoint"):
-        route(f"/{path}", "POST", lambda: None)  # the studio reads its folders at each request
-    route("/unload-checkpoint", "POST", lambda: studio.cache.free_idle() and None)
+        route(f"{PREFIX}/{path}", "POST", lambda: None)  # the studio reads its folders at each request
+    route(f"{PREFIX}/unload-checkpoint", "POST", lambda: studio.cache.free_idle() and None)
     return routes
 
 

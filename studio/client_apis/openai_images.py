@@ -24,9 +24,16 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from pipelines.diffusion import DiffusionRequest
 from studio.client_apis.credentials import bearer_user
-from studio.client_apis.runs import ClientError, ClientJob, ClientRuns, Made, batches, caller_visitor
+from studio.client_apis.runs import (
+    ClientError,
+    ClientJob,
+    ClientRuns,
+    Made,
+    batches,
+    caller_visitor,
+    most_per_job,
+)
 from studio.ui.context import Studio
 from studio.ui.runner import Job
 
@@ -115,8 +122,7 @@ class ImagesApi:
             and value not in NEUTRAL.get(name, ())
         ]
         values = {"prompt": prompt, "model": self.model(fields.get("model")), "ignored_parameters": ignored}
-        most = min(DiffusionRequest.bounds("num_images")[1], self.studio.settings.max_images or MOST_IMAGES)
-        return values, batches(-1, count, most), answer
+        return values, batches(-1, count, most_per_job(self.studio.settings)), answer
 
     def generations(self, fields: dict[str, Any], http: HttpRequest, user: str | None) -> dict[str, Any]:
         values, plan, answer = self.read(fields)

@@ -18,11 +18,12 @@ import gradio as gr
 from fastapi import Request as HttpRequest
 from PIL import Image
 
-from pipelines.diffusion import GeneratedImage
+from pipelines.diffusion import DiffusionRequest, GeneratedImage
 from pipelines.parts.common import image_seed, resolve_seed
 from pipelines.parts.previews import PreviewImage
 from studio.core.errors import ResultNotSaved, StudioError
 from studio.core.metadata import GenerationParameters, png_info
+from studio.core.settings import Settings
 from studio.ui.common import visitor_of
 from studio.ui.context import Studio
 from studio.ui.runner import Job
@@ -103,6 +104,12 @@ def decoded_image(data: Any, what: str) -> Image.Image:
     return image
 
 
+def most_per_job(settings: Settings) -> int:
+    """The most images one job makes: a request's own bound, or this studio's lower --max-images."""
+    most = DiffusionRequest.bounds("num_images")[1]
+    return min(most, settings.max_images) if settings.max_images else most
+
+
 def batches(seed: int, count: int, per_job: int) -> list[tuple[int, int]]:
     """(seed, images) of each job that makes `count` images `per_job` at a time; image i of the whole
     request gets seed s+i whatever the split, as on the page (-1: one random s for all)."""
@@ -121,6 +128,12 @@ class ClientRuns:
         """The oldest client job not finished: the one running, or next to run."""
         with self._lock:
             return self._jobs[0] if self._jobs else None
+
+    @property
+    def unfinished(self) -> int:
+        """Client jobs running or waiting for their turn."""
+        with self._lock:
+            return len(self._jobs)
 
     def run(self, job: ClientJob, runs: list[Job], http: HttpRequest, username: str | None) -> list[Any]:
         """The results of each of `runs` in turn, made as `username` (signed in with --auth) from `http`'s
@@ -170,18 +183,19 @@ class ClientRuns:
         return Made(result.image, result.parameters, path)
 
     def stop(self, visitor: str, *, skip: bool = False) -> bool:
-        """End `visitor`'s running client job (`skip`: only its current batch, as A1111's Skip does);
-        whether there was one."""
+        """End `visitor`'s oldest client job, the one running or next to (`skip`: only its current batch,
+        as A1111's Skip does); whether there was one. Their later requests still run, as on A1111."""
         with self._lock:
-            theirs = [job for job in self._jobs if job.visitor == visitor]
-        for job in theirs:
-            if skip:
-                job.skipped = True
-            else:
-                job.interrupted = True
-            if job.session is not None:
-                self.studio.runner.runs.stop(job.session)
-        return bool(theirs)
+            job = next((job for job in self._jobs if job.visitor == visitor), None)
+        if job is None:
+            return False
+        if skip:
+            job.skipped = True
+        else:
+            job.interrupted = True
+        if job.session is not None:
+            self.studio.runner.runs.stop(job.session)
+        return True
 
 
 def caller_visitor(http: HttpRequest, username: str | None) -> str:

@@ -56,6 +56,8 @@ def test_webuiapi_reads_what_the_studio_has(a1111, running_app):
     assert a1111.get_memory()["ram"]["total"] > 0
     assert a1111.get_scripts() == {"txt2img": [], "img2img": []}
     assert a1111.get_progress()["state"]["job_count"] == 0, "idle: SillyTavern waits for 0 after a switch"
+    queue = requests.get(running_app.url + "queue/status")  # cyanic-sd-krita's first call
+    assert queue.ok and queue.json()["queue_size"] == 0
 
 
 def test_webuiapi_txt2img_with_seed_and_batches_answers_as_a1111_and_saves_to_the_history(a1111, running_app):

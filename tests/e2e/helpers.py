@@ -8,6 +8,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
+from tests.conditions import wait_until
+
 LOAD_TIMEOUT_MS = 30_000
 GENERATE_TIMEOUT_MS = 90_000
 SLIDER_ATTEMPTS = 3
@@ -23,11 +25,12 @@ def saved_pngs(outputs: Path) -> set[Path]:
 def wait_for_saved(page: Page, outputs: Path, before: set[Path]) -> None:
     """Until a result is saved beyond `before` (a grid shows live previews before its first image); fails
     when none is within the generation timeout."""
-    for _ in range(GENERATE_TIMEOUT_MS // 100):
-        if saved_pngs(outputs) - before:
-            return
-        page.wait_for_timeout(100)  # the files are the server's: polled, as nothing in the page says
-    raise AssertionError(f"no result saved in {outputs} within {GENERATE_TIMEOUT_MS / 1000:.0f} s")
+    try:  # the files are the server's: polled, as nothing in the page says
+        wait_until(lambda: bool(saved_pngs(outputs) - before), timeout=GENERATE_TIMEOUT_MS / 1000)
+    except AssertionError:
+        raise AssertionError(
+            f"no result saved in {outputs} within {GENERATE_TIMEOUT_MS / 1000:.0f} s"
+        ) from None
 
 
 def toast(page: Page, text: str) -> Locator:

@@ -56,12 +56,18 @@ def copied_link(page: Page) -> str:
     page.evaluate("navigator.clipboard.writeText('')")
     page.get_by_role("button", name="Copy a link to this page").click()
     expect(page.get_by_role("button", name="Link copied")).to_be_visible()
-    link = ""
-    for _ in range(100):
-        link = page.evaluate("navigator.clipboard.readText()")
-        if link:
-            break
-        page.wait_for_timeout(100)
+    # Written once the server has answered: read again at each frame until it holds something.
+    link = page.evaluate(
+        """async () => {
+            const until = performance.now() + 10000;
+            while (performance.now() < until) {
+                const text = await navigator.clipboard.readText();
+                if (text) return text;
+                await new Promise(requestAnimationFrame);
+            }
+            return "";
+        }"""
+    )
     assert re.search(r"[?&]deep_link=", link), link
     return link
 

@@ -113,7 +113,7 @@ def swipe(page: Page, start: tuple[float, float], end: tuple[float, float], move
     )
     for x, y in points[1:]:
         touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
-        page.wait_for_timeout(30)
+        page.evaluate("() => new Promise(requestAnimationFrame)")  # drawn before the finger moves on
     touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
