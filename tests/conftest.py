@@ -36,6 +36,7 @@ from tests.tiny_models import (  # noqa: E402
     build_sd_inpaint,
     build_sdxl,
     build_tiny_autoencoder,
+    build_zimage,
     write_adapter_presets,
     write_captioner_presets,
     write_decoder_presets,
@@ -66,6 +67,11 @@ def tiny_flux_kontext(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sd3(tmp_path_factory.mktemp("models") / "tiny-sd3")
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_zimage(tmp_path_factory.mktemp("models") / "tiny-zimage")
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,10 @@ from diffusers import (
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
 )
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -36,6 +39,9 @@ from transformers import (
     CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
+    PreTrainedTokenizerFast,
+    Qwen3Config,
+    Qwen3Model,
     T5Config,
     T5EncoderModel,
     T5TokenizerFast,
@@ -277,6 +283,56 @@ def build_sd3(folder: Path, seed: int = 0) -> Path:
         tokenizer_3=tokenizer_3,
     )
     pipe.save_pretrained(folder)
+    return folder
+
+
+# The chat layout Qwen3's tokenizer wraps a prompt in (Z-Image encodes the prompt as a user's message)
+QWEN_CHAT = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _qwen_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with no merges (a token per byte) and Qwen's chat markers, made without a
+    hub download."""
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    vocab = {
+        token: index for index, token in enumerate([*specials, *sorted(pre_tokenizers.ByteLevel.alphabet())])
+    }
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens(specials)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<|endoftext|>", eos_token="<|im_end|>",
+        chat_template=QWEN_CHAT, model_max_length=512,
+    )  # fmt: skip
+
+
+def build_zimage(folder: Path, seed: int = 0) -> Path:
+    """A Z-Image pipeline (a single-stream transformer, a Qwen3 text encoder read at its second-last layer,
+    flow matching, an autoencoder at the image's size) that makes 64x64 images by default."""
+    torch.manual_seed(seed)
+    tokenizer = _qwen_tokenizer()
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=1024,
+            pad_token_id=0,
+        )
+    )  # fmt: skip
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=4, dim=32, n_layers=1, n_refiner_layers=1,
+        n_heads=2, n_kv_heads=2, cap_feat_dim=32, axes_dims=[4, 6, 6], axes_lens=[1024, 512, 512],
+    )  # fmt: skip
+    ZImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=_transformer_vae(latent_channels=4),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+    ).save_pretrained(folder)
     return folder
 
 
@@ -605,7 +661,7 @@ def write_tiny_presets(model: Path, folder: Path, family: str) -> Path:
     return write_adapter_presets(folder, built, plus)
 
 
-BUILDERS = {"sd": build_sd, "sdxl": build_sdxl, "flux": build_flux, "sd3": build_sd3}
+BUILDERS = {"sd": build_sd, "sdxl": build_sdxl, "flux": build_flux, "sd3": build_sd3, "zimage": build_zimage}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,10 @@ SD 1.x/2.x and SDXL denoise with a UNet and condition on CLIP through compel (we
 chunks). FLUX.1 denoises with a transformer on packed latents, samples by flow matching, takes its guidance
 as an embedding (distilled: no negative prompt) and reads the prompt with T5 (512 tokens) beside CLIP.
 SD 3.5 denoises with a transformer too, samples by flow matching, and guides with classifier-free guidance
-(a negative prompt), reading the prompt with two CLIPs and T5 (256 tokens). A family joins by a row here,
-its pipeline classes being diffusers' own.
+(a negative prompt), reading the prompt with two CLIPs and T5 (256 tokens). Z-Image denoises with a
+single-stream transformer by flow matching and reads the prompt with a Qwen3 language model (512 tokens);
+Z-Image-Turbo takes no guidance, Z-Image itself guides with a negative prompt. A family joins by a row
+here, its pipeline classes being diffusers' own.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 
 from studio.core.errors import InvalidRequest
 
-FamilyName = Literal["sd", "sdxl", "flux", "sd3"]
+FamilyName = Literal["sd", "sdxl", "flux", "sd3", "zimage"]
 # What a request may ask that only some families do, and how a refusal names it (a task a family has no
 # pipeline for, ControlNet's among them, is refused by `pipeline_class`).
 Feature = Literal["tile", "loras", "image_prompts", "openvino", "weights", "negative_prompt"]
@@ -139,6 +141,24 @@ FAMILIES: dict[str, Family] = {
             default_steps=28,
             default_guidance=4.5,
             text_tokens=256,
+            image_calls_need_size=True,
+        ),
+        Family(
+            name="zimage",
+            label="Z-Image",
+            class_prefixes=("ZImage",),
+            pipelines={
+                "txt2img": "ZImagePipeline",
+                "img2img": "ZImageImg2ImgPipeline",
+                "inpaint": "ZImageInpaintPipeline",
+            },
+            denoiser="transformer",
+            conditioning="text",
+            cannot=frozenset({"tile", "loras", "image_prompts", "openvino", "weights"}),
+            samplers="flow",
+            default_steps=9,  # Z-Image-Turbo's, the one people run; no guidance
+            default_guidance=0.0,
+            text_tokens=512,
             image_calls_need_size=True,
         ),
     )

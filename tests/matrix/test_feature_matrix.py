@@ -24,17 +24,18 @@ from studio.core.requests import parse_request
 from tests.matrix.cells import FAMILIES, FEATURES, TASKS, stays_on_torch, values_for, write_matrix_presets
 from tests.tiny_models import build_lora
 
-LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink", "flux": "detail:0.8", "sd3": "detail:0.8"}
+LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink", **dict.fromkeys(["flux", "sd3", "zimage"], "detail:0.8")}
 
 
 @pytest.fixture(scope="module")
 def matrix_presets(
-    fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3, tiny_sd_inpaint, tmp_path_factory
-):
+    fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3, tiny_zimage, tiny_sd_inpaint,
+    tmp_path_factory,
+):  # fmt: skip
     """The tiny presets, TAESD-like fast decoder included, with a preset per family: "sd" (with its
-    inpainting checkpoint), "sdxl", "flux" and "sd3"."""
+    inpainting checkpoint), "sdxl", "flux", "sd3" and "zimage"."""
     folder = tmp_path_factory.mktemp("matrix-presets")
-    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3}
+    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage}
     resolutions = dict.fromkeys(models, 256)  # the least a preset may say
     return load_presets(
         write_matrix_presets(folder, fast_decoder_presets_dir, models, resolutions, tiny_sd_inpaint)
@@ -76,9 +77,10 @@ def pixels(image: Image.Image) -> np.ndarray:
 @pytest.mark.parametrize("feature", FEATURES)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plainly(
-    caches, matrix_presets, lora_folder, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3
-):
-    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3}
+    caches, matrix_presets, lora_folder, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3,
+    tiny_zimage,
+):  # fmt: skip
+    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage}
     values = values_for(task, feature, family, 64, LORAS)
     if task not in {"inpaint", "outpaint"}:  # the preset is for the inpainting UNet; elsewhere the model's
         values["model"] = str(models[family])  # own size (64²), which keeps the matrix quick

@@ -177,3 +177,51 @@ def test_edit_refuses_a_family_without_an_editing_pipeline_and_a_model_not_made_
         f"{tiny_flux} is not an instruction-editing model (a FluxKontextPipeline checkpoint): "
         "choose flux-kontext."
     )
+
+
+def test_zimage_text_to_image_equals_diffusers_with_its_negative_prompt_and_turbos_defaults(
+    cache, presets, tiny_zimage
+):
+    from diffusers import ZImagePipeline
+
+    [made] = run(TextToImagePipeline(cache, presets), tiny_zimage, negative_prompt="blurry", guidance_scale=4)
+    assert made.parameters.extras["backend"] == "torch", (
+        "OpenVINO does not run Z-Image: torch does, and says so"
+    )
+    assert made.parameters.extras["ignored_parameters"] == [
+        "Z-Image models cannot weigh words: prompt weights are read as plain words."
+    ]
+    raw = ZImagePipeline.from_pretrained(tiny_zimage)
+    raw.set_progress_bar_config(disable=True)
+    expected = raw(
+        plain_text(PROMPT), negative_prompt="blurry", num_inference_steps=3, guidance_scale=4, height=64,
+        width=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    [turbo] = run(TextToImagePipeline(cache, presets), tiny_zimage, steps=None, sampler="DPM++ 2M Karras")
+    recorded = turbo.parameters
+    assert (recorded.steps, recorded.guidance_scale, recorded.sampler) == (9, 0.0, "Euler"), (
+        "a Z-Image model with no preset runs as Z-Image-Turbo does, on the flow form of Euler"
+    )
+
+
+def test_zimage_image_to_image_equals_diffusers_and_inpaint_keeps_the_image_outside_its_mask(
+    cache, presets, tiny_zimage
+):
+    from diffusers import ZImageImg2ImgPipeline
+
+    photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    [made] = run(ImageToImagePipeline(cache, presets), tiny_zimage, image=photo, strength=0.6, steps=5)
+    raw = ZImageImg2ImgPipeline.from_pretrained(tiny_zimage)
+    raw.set_progress_bar_config(disable=True)
+    expected = raw(
+        plain_text(PROMPT), image=photo, strength=0.6, num_inference_steps=5, guidance_scale=0.0, height=64,
+        width=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    [painted] = run(InpaintPipeline(cache, presets), tiny_zimage, image=photo, mask=mask)
+    assert painted.parameters.task == "inpaint" and painted.image.size == photo.size
+    with pytest.raises(InvalidRequest, match="Z-Image models cannot make seamless tiles"):
+        run(TextToImagePipeline(cache, presets), tiny_zimage, tile=True)
