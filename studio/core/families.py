@@ -167,12 +167,13 @@ FAMILIES: dict[str, Family] = {
 
 def family_of(class_name: str) -> Family:
     """The family of a saved diffusers pipeline class (its model_index.json's `_class_name`); the longest
-    matching prefix wins (StableDiffusionXL… is SDXL, not SD)."""
+    matching prefix wins (StableDiffusionXL… is SDXL, not SD). A prefix followed by a digit is another
+    generation's name, not this family's (Flux2Pipeline is FLUX.2, not FLUX.1)."""
     matches = [
         (len(prefix), family)
         for family in FAMILIES.values()
         for prefix in family.class_prefixes
-        if class_name.startswith(prefix)
+        if class_name.startswith(prefix) and not class_name[len(prefix) : len(prefix) + 1].isdigit()
     ]
     if not matches:
         labels = ", ".join(family.label for family in FAMILIES.values())

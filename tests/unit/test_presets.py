@@ -178,10 +178,13 @@ def test_the_families_are_named_by_their_diffusers_pipeline_classes():
     assert family_of("StableDiffusionXLInpaintPipeline").name == "sdxl"
     assert family_of("FluxPipeline").name == "flux"
     assert family_of("FluxKontextPipeline").label == "FLUX.1"
-    with pytest.raises(
-        InvalidRequest, match=r"^WanPipeline is not a pipeline of a family this studio runs \("
-    ):
-        family_of("WanPipeline")
+    assert family_of("StableDiffusion3Img2ImgPipeline").name == "sd3"
+    assert family_of("ZImageInpaintPipeline").label == "Z-Image"
+    for unknown in ("WanPipeline", "Flux2Pipeline"):  # FLUX.2 is not FLUX.1 with a longer name
+        with pytest.raises(
+            InvalidRequest, match=rf"^{unknown} is not a pipeline of a family this studio runs \("
+        ):
+            family_of(unknown)
     flux = family_of("FluxPipeline")
     assert flux.pipeline_class("img2img") == "FluxImg2ImgPipeline"
     with pytest.raises(
