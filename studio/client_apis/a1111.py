@@ -32,6 +32,7 @@ from studio.client_apis.runs import (
     batches,
     caller_visitor,
     decoded_image,
+    json_object,
     most_per_job,
     png_base64,
 )
@@ -413,7 +414,7 @@ def router(studio: Studio, runs: ClientRuns) -> APIRouter:
         async def endpoint(http: HttpRequest) -> Any:
             try:
                 user = basic_user(http, studio.settings)
-                arguments: list[Any] = [await json_body(http)] if body else []
+                arguments: list[Any] = [await json_object(http, refused=422)] if body else []
                 arguments += [http, user] if caller else []
                 return JSONResponse(await run_in_threadpool(work, *arguments))
             except ClientError as error:
@@ -501,13 +502,3 @@ def command_flags(settings: Settings) -> dict[str, Any]:
         else (str(value) if not isinstance(value, int | float | bool | None) else value)
         for name, value in vars(settings).items()
     }
-
-
-async def json_body(http: HttpRequest) -> dict[str, Any]:
-    try:
-        body = await http.json()
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ClientError(422, f"The body is not JSON ({error}).") from error
-    if not isinstance(body, dict):
-        raise ClientError(422, "The body must be a JSON object of fields.")
-    return body

@@ -14,6 +14,7 @@ import re
 import secrets
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from studio.client_apis.runs import (
     Made,
     batches,
     caller_visitor,
+    json_object,
     most_per_job,
 )
 from studio.ui.context import Studio
@@ -224,7 +226,7 @@ def openai_error(error: ClientError) -> JSONResponse:
 async def form_fields(http: HttpRequest) -> dict[str, Any]:
     """A multipart (or JSON) body's fields, its image files opened."""
     if http.headers.get("content-type", "").startswith("application/json"):
-        return await json_fields(http)
+        return await json_object(http, refused=400)
     try:
         form = await http.form()
     except Exception as error:  # Starlette's parser raises several kinds for a malformed body
@@ -246,16 +248,6 @@ async def form_fields(http: HttpRequest) -> dict[str, Any]:
     return fields
 
 
-async def json_fields(http: HttpRequest) -> dict[str, Any]:
-    try:
-        body = await http.json()
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ClientError(400, f"The body is not JSON ({error}).") from error
-    if not isinstance(body, dict):
-        raise ClientError(400, "The body must be a JSON object of fields.")
-    return body
-
-
 def router(studio: Studio, runs: ClientRuns) -> APIRouter:
     api = ImagesApi(studio, runs)
     routes = APIRouter(prefix=PREFIX)
@@ -273,7 +265,7 @@ def router(studio: Studio, runs: ClientRuns) -> APIRouter:
 
     @routes.post("/images/generations")
     async def generations(http: HttpRequest) -> Response:
-        return await answered(http, api.generations, json_fields)
+        return await answered(http, api.generations, partial(json_object, refused=400))
 
     @routes.post("/images/edits")
     async def edits(http: HttpRequest) -> Response:

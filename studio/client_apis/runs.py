@@ -104,6 +104,18 @@ def decoded_image(data: Any, what: str) -> Image.Image:
     return image
 
 
+async def json_object(http: HttpRequest, *, refused: int) -> dict[str, Any]:
+    """A request's JSON object of fields; anything else is refused with status `refused` (A1111 answers
+    422, OpenAI 400)."""
+    try:
+        body = await http.json()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ClientError(refused, f"The body is not JSON ({error}).") from error
+    if not isinstance(body, dict):
+        raise ClientError(refused, "The body must be a JSON object of fields.")
+    return body
+
+
 def most_per_job(settings: Settings) -> int:
     """The most images one job makes: a request's own bound, or this studio's lower --max-images."""
     most = DiffusionRequest.bounds("num_images")[1]

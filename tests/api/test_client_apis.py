@@ -136,7 +136,9 @@ def test_webuiapi_png_info_and_upscale(a1111):
     assert upscaled.image.size == (2 * made.width, 2 * made.height)
 
 
-def test_webuiapi_interrupt_ends_the_run_with_what_was_made(a1111, running_app):
+def three_batches(a1111, running_app, while_the_first_runs) -> webuiapi.WebUIApiResult:
+    """webuiapi's txt2img of three batches (seeds 1, 2, 3), `while_the_first_runs()` called while the first
+    is held inside its denoising call."""
     finished: dict = {}
     with FirstCallHeld(running_app.demo.studio.cache, "denoise") as held:
         worker = threading.Thread(
@@ -144,25 +146,25 @@ def test_webuiapi_interrupt_ends_the_run_with_what_was_made(a1111, running_app):
         )
         worker.start()
         held.inside.wait(30)
+        while_the_first_runs()
+    worker.join(60)
+    return finished["result"]
+
+
+def test_webuiapi_interrupt_ends_the_run_with_what_was_made(a1111, running_app):
+    def interrupt() -> None:
         progress = a1111.get_progress()
         assert progress["state"]["job_count"] == 3 and progress["progress"] < 1
         a1111.interrupt()
-    worker.join(60)
-    assert len(finished["result"].images) < 3, "the batches after the interrupted one never ran"
+
+    result = three_batches(a1111, running_app, interrupt)
+    assert len(result.images) < 3, "the batches after the interrupted one never ran"
     wait_until(lambda: a1111.get_progress()["state"]["job_count"] == 0)
 
 
 def test_webuiapi_skip_ends_the_current_batch_only(a1111, running_app):
-    finished: dict = {}
-    with FirstCallHeld(running_app.demo.studio.cache, "denoise") as held:
-        worker = threading.Thread(
-            target=lambda: finished.update(result=a1111.txt2img(prompt="a tower", n_iter=3, seed=1))
-        )
-        worker.start()
-        held.inside.wait(30)
-        a1111.skip()
-    worker.join(60)
-    assert [parameters_of(image).seed for image in finished["result"].images] == [2, 3]
+    result = three_batches(a1111, running_app, a1111.skip)
+    assert [parameters_of(image).seed for image in result.images] == [2, 3]
 
 
 def test_a_client_run_and_a_page_run_take_turns(a1111, running_app):
