@@ -265,14 +265,15 @@ def image_size(base: BaseModel, arguments: dict[str, Any]) -> dict[str, int]:
 
 
 def call_arguments(
-    conditioning: dict[str, Any], run: RunSettings, seed: int, reporter: StepReporter
+    conditioning: dict[str, Any], run: RunSettings, seed: int, reporter: StepReporter, rules: Family
 ) -> dict[str, Any]:
-    """What every denoising call passes: the prompts' embeddings (`conditioning`), the sampling settings,
-    and a generator new on each call, so a retry after out-of-memory starts from the same noise."""
+    """What every denoising call passes: the prompts' embeddings (`conditioning`), the sampling settings
+    (the guidance by the name the family's pipelines give it), and a generator new on each call, so a
+    retry after out-of-memory starts from the same noise."""
     return {
         **conditioning,
         "num_inference_steps": run.steps,
-        "guidance_scale": run.guidance_scale,
+        rules.guidance_argument: run.guidance_scale,
         "generator": generator_for(seed),
         "callback_on_step_end": reporter,
     }
@@ -440,7 +441,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                     loras_on = loras_applied(pipe, adapters) if base.rules.can("loras") else nullcontext()
                     with attached, tiled, loras_on:
                         conditioning = self.encode_prompts(pipe, base, image_run, lora_record)
-                        arguments = call_arguments(conditioning, image_run, seed, reporter)
+                        arguments = call_arguments(conditioning, image_run, seed, reporter, base.rules)
                         arguments |= image_prompts.arguments(guided(base, pipe, image_run.guidance_scale))
                         arguments |= {**denoising.arguments, **task_arguments}
                         return pipe(**arguments, **image_size(base, arguments))

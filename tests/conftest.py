@@ -31,6 +31,7 @@ from tests.tiny_models import (  # noqa: E402
     build_flux,
     build_ip_adapter,
     build_ip_adapter_plus,
+    build_qwen_image,
     build_sd,
     build_sd3,
     build_sd_inpaint,
@@ -72,6 +73,11 @@ def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_zimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_zimage(tmp_path_factory.mktemp("models") / "tiny-zimage")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_qwen_image(tmp_path_factory.mktemp("models") / "tiny-qwen-image")
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,15 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLQwenImage,
     ControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxKontextPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
+    QwenImagePipeline,
+    QwenImageTransformer2DModel,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
@@ -40,6 +43,8 @@ from transformers import (
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
     PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen3Config,
     Qwen3Model,
     T5Config,
@@ -332,6 +337,55 @@ def build_zimage(folder: Path, seed: int = 0) -> Path:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         transformer=transformer,
+    ).save_pretrained(folder)
+    return folder
+
+
+def build_qwen_image(folder: Path, seed: int = 0) -> Path:
+    """A Qwen-Image pipeline (a dual-stream transformer on packed latents, Qwen2.5-VL's language model as
+    the text encoder, flow matching, its causal-video autoencoder at 4 latent channels) that makes 64x64
+    images by default."""
+    torch.manual_seed(seed)
+    tokenizer = _qwen_tokenizer()
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},  # halves of the 8-wide heads
+    )  # fmt: skip
+    vision = dict(
+        depth=1, hidden_size=32, intermediate_size=37, num_heads=2, out_hidden_size=32,
+        fullatt_block_indexes=[0],
+    )  # fmt: skip
+    text_encoder = Qwen2_5_VLForConditionalGeneration(
+        Qwen2_5_VLConfig(
+            text_config=text, vision_config=vision, vocab_size=len(tokenizer), hidden_size=32,
+            bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )
+    )  # fmt: skip
+    channels = 4
+    QwenImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=AutoencoderKLQwenImage(
+            base_dim=8,
+            z_dim=channels,
+            dim_mult=[1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False],
+            latents_mean=[0.0] * channels,
+            latents_std=[1.0] * channels,
+        ),  # fmt: skip
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=channels * 4,
+            out_channels=channels,
+            num_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            axes_dims_rope=(4, 6, 6),
+        ),  # fmt: skip
     ).save_pretrained(folder)
     return folder
 
@@ -661,7 +715,14 @@ def write_tiny_presets(model: Path, folder: Path, family: str) -> Path:
     return write_adapter_presets(folder, built, plus)
 
 
-BUILDERS = {"sd": build_sd, "sdxl": build_sdxl, "flux": build_flux, "sd3": build_sd3, "zimage": build_zimage}
+BUILDERS = {
+    "sd": build_sd,
+    "sdxl": build_sdxl,
+    "flux": build_flux,
+    "sd3": build_sd3,
+    "zimage": build_zimage,
+    "qwen": build_qwen_image,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

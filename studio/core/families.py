@@ -7,8 +7,10 @@ as an embedding (distilled: no negative prompt) and reads the prompt with T5 (51
 SD 3.5 denoises with a transformer too, samples by flow matching, and guides with classifier-free guidance
 (a negative prompt), reading the prompt with two CLIPs and T5 (256 tokens). Z-Image denoises with a
 single-stream transformer by flow matching and reads the prompt with a Qwen3 language model (512 tokens);
-Z-Image-Turbo takes no guidance, Z-Image itself guides with a negative prompt. A family joins by a row
-here, its pipeline classes being diffusers' own.
+Z-Image-Turbo takes no guidance, Z-Image itself guides with a negative prompt. Qwen-Image denoises with a
+dual-stream transformer by flow matching, reads the prompt with Qwen2.5-VL's language model and guides
+with a negative prompt (its pipelines call that `true_cfg_scale`). A family joins by a row here, its
+pipeline classes being diffusers' own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Literal
 
 from studio.core.errors import InvalidRequest
 
-FamilyName = Literal["sd", "sdxl", "flux", "sd3", "zimage"]
+FamilyName = Literal["sd", "sdxl", "flux", "sd3", "zimage", "qwen"]
 # What a request may ask that only some families do, and how a refusal names it (a task a family has no
 # pipeline for, ControlNet's among them, is refused by `pipeline_class`).
 Feature = Literal["tile", "loras", "image_prompts", "openvino", "weights", "negative_prompt"]
@@ -51,6 +53,7 @@ class Family:
     # "cfg": classifier-free guidance above 1, with a negative prompt; "distilled": the guidance scale is an
     # input of the denoiser (FLUX.1-dev; schnell ignores it), and there is no negative prompt
     guidance: Literal["cfg", "distilled"] = "cfg"
+    guidance_argument: str = "guidance_scale"  # what its pipelines call the guidance scale
     samplers: Literal["noise", "flow"] = "noise"  # which scheduler kind its samplers must be
     # Steps and guidance for a model of the family with no preset; None: the presets' `other_models`
     default_steps: int | None = None
@@ -58,6 +61,7 @@ class Family:
     text_tokens: int = 77  # what its main text encoder reads of a prompt at once
     # Its image-to-image call works at its default size, not the image's, unless told the size
     image_calls_need_size: bool = False
+    native_side: int = 1024  # a transformer's square side where its autoencoder's config does not say one
 
     def can(self, feature: Feature) -> bool:
         return feature not in self.cannot
@@ -160,6 +164,26 @@ FAMILIES: dict[str, Family] = {
             default_guidance=0.0,
             text_tokens=512,
             image_calls_need_size=True,
+        ),
+        Family(
+            name="qwen",
+            label="Qwen-Image",
+            class_prefixes=("QwenImage",),
+            pipelines={
+                "txt2img": "QwenImagePipeline",
+                "img2img": "QwenImageImg2ImgPipeline",
+                "inpaint": "QwenImageInpaintPipeline",
+            },
+            denoiser="transformer",
+            conditioning="text",
+            cannot=frozenset({"tile", "loras", "image_prompts", "openvino", "weights"}),
+            guidance_argument="true_cfg_scale",  # its `guidance_scale` is for guidance-distilled checkpoints
+            samplers="flow",
+            default_steps=50,
+            default_guidance=4.0,
+            text_tokens=512,
+            image_calls_need_size=True,
+            native_side=1328,
         ),
     )
 }

@@ -43,12 +43,9 @@ FEATURES = [
     "style_image",
     "odd_aspect",
 ]
-FAMILIES = ["sd", "sdxl", "flux", "sd3", "zimage"]
-TORCH_FAMILIES = {
-    "flux",
-    "sd3",
-    "zimage",
-}  # families OpenVINO does not run: their cells record `Backend: torch`
+FAMILIES = ["sd", "sdxl", "flux", "sd3", "zimage", "qwen"]
+# Families OpenVINO does not run: their cells record `Backend: torch`
+TORCH_FAMILIES = {"flux", "sd3", "zimage", "qwen"}
 LONG_PROMPT = ", ".join(["a lighthouse on a granite cliff at dusk", "waves breaking in white foam"] * 6)
 TORCH_ONLY = {"blend", "style_transfer"}  # image prompts (IP-Adapters); ControlNet residuals
 IMAGE_TASKS = {"vary", "inpaint", "outpaint", "style_transfer", "creative_upscale"}

@@ -24,18 +24,29 @@ from studio.core.requests import parse_request
 from tests.matrix.cells import FAMILIES, FEATURES, TASKS, stays_on_torch, values_for, write_matrix_presets
 from tests.tiny_models import build_lora
 
-LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink", **dict.fromkeys(["flux", "sd3", "zimage"], "detail:0.8")}
+LORAS = {
+    "sd": "detail:0.8",
+    "sdxl": "xl-ink",
+    **dict.fromkeys(["flux", "sd3", "zimage", "qwen"], "detail:0.8"),
+}
 
 
 @pytest.fixture(scope="module")
 def matrix_presets(
-    fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3, tiny_zimage, tiny_sd_inpaint,
-    tmp_path_factory,
+    fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3, tiny_zimage, tiny_qwen_image,
+    tiny_sd_inpaint, tmp_path_factory,
 ):  # fmt: skip
     """The tiny presets, TAESD-like fast decoder included, with a preset per family: "sd" (with its
-    inpainting checkpoint), "sdxl", "flux", "sd3" and "zimage"."""
+    inpainting checkpoint), "sdxl", "flux", "sd3", "zimage" and "qwen"."""
     folder = tmp_path_factory.mktemp("matrix-presets")
-    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage}
+    models = {
+        "sd": tiny_sd,
+        "sdxl": tiny_sdxl,
+        "flux": tiny_flux,
+        "sd3": tiny_sd3,
+        "zimage": tiny_zimage,
+        "qwen": tiny_qwen_image,
+    }
     resolutions = dict.fromkeys(models, 256)  # the least a preset may say
     return load_presets(
         write_matrix_presets(folder, fast_decoder_presets_dir, models, resolutions, tiny_sd_inpaint)
@@ -78,12 +89,21 @@ def pixels(image: Image.Image) -> np.ndarray:
 @pytest.mark.parametrize("task", list(TASKS))
 def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plainly(
     caches, matrix_presets, lora_folder, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3,
-    tiny_zimage,
+    tiny_zimage, tiny_qwen_image,
 ):  # fmt: skip
-    models = {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage}
+    models = {
+        "sd": tiny_sd,
+        "sdxl": tiny_sdxl,
+        "flux": tiny_flux,
+        "sd3": tiny_sd3,
+        "zimage": tiny_zimage,
+        "qwen": tiny_qwen_image,
+    }
     values = values_for(task, feature, family, 64, LORAS)
-    if task not in {"inpaint", "outpaint"}:  # the preset is for the inpainting UNet; elsewhere the model's
-        values["model"] = str(models[family])  # own size (64²), which keeps the matrix quick
+    # The preset is for the inpainting UNet; elsewhere the model's own size (64²), which keeps the matrix
+    # quick; Qwen-Image's autoencoder names no size (the family's is 1328²): its preset's 256²
+    if task not in {"inpaint", "outpaint"} and family != "qwen":
+        values["model"] = str(models[family])
     results = {}
     for backend, cache in caches.items():
         try:

@@ -2,6 +2,8 @@
 their images equal diffusers' own pipeline for the same settings, they are recorded and read back, and what a
 family cannot do is refused plainly, naming it. Every task × feature for each family: tests/matrix."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from pipelines.parts.conditioning import plain_text
 from pipelines.text_to_image import TextToImagePipeline
 from studio.core.errors import InvalidRequest
 from studio.core.metadata import read_parameters, save_png
+from studio.core.presets import ModelPreset
 from studio.core.requests import parse_request
 
 PROMPT = "a (lighthouse:1.3) on a granite cliff at dusk, " + "waves breaking in white foam, " * 8
@@ -225,3 +228,46 @@ def test_zimage_image_to_image_equals_diffusers_and_inpaint_keeps_the_image_outs
     assert painted.parameters.task == "inpaint" and painted.image.size == photo.size
     with pytest.raises(InvalidRequest, match="Z-Image models cannot make seamless tiles"):
         run(TextToImagePipeline(cache, presets), tiny_zimage, tile=True)
+
+
+@pytest.fixture
+def qwen_presets(presets, tiny_qwen_image):
+    """The presets with the tiny Qwen-Image at 64² (its autoencoder names no size; the family's is 1328²)."""
+    tiny = ModelPreset(
+        name="tiny-qwen-image", label="Tiny Qwen-Image", source=str(tiny_qwen_image), family="qwen",
+        resolution=256, steps=3, guidance_scale=4.0, sampler="Euler",
+    )  # fmt: skip
+    return dataclasses.replace(presets, models={**presets.models, tiny.name: tiny})
+
+
+def test_qwen_image_guides_by_true_cfg_with_its_negative_prompt_and_equals_diffusers(
+    cache, qwen_presets, tiny_qwen_image
+):
+    from diffusers import QwenImageImg2ImgPipeline, QwenImagePipeline
+
+    presets = qwen_presets
+    [made] = run(TextToImagePipeline(cache, presets), "tiny-qwen-image", negative_prompt="blurry")
+    recorded = made.parameters
+    assert (recorded.guidance_scale, recorded.sampler, recorded.extras["backend"]) == (4.0, "Euler", "torch")
+    assert made.image.size == (256, 256)
+    raw = QwenImagePipeline.from_pretrained(tiny_qwen_image)
+    raw.set_progress_bar_config(disable=True)
+    expected = raw(
+        plain_text(PROMPT), negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=3, height=256,
+        width=256, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2, "the family's guidance is true CFG"
+    photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    [varied] = run(
+        ImageToImagePipeline(cache, presets), "tiny-qwen-image", image=photo, strength=0.6, steps=5
+    )
+    image_to_image = QwenImageImg2ImgPipeline(**raw.components)
+    expected = image_to_image(  # guided with an empty negative prompt, as Qwen-Image's own examples do
+        plain_text(PROMPT), negative_prompt="", image=photo, strength=0.6, true_cfg_scale=4.0,
+        num_inference_steps=5, height=64, width=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(varied.image) - pixels(expected)).max() <= 2
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    [painted] = run(InpaintPipeline(cache, presets), "tiny-qwen-image", image=photo, mask=mask)
+    assert painted.parameters.task == "inpaint" and painted.image.size == photo.size

@@ -38,12 +38,15 @@ class BaseModel:
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.components["vae"].config.block_out_channels) - 1)
+        config = self.components["vae"].config
+        if "temperal_downsample" in config:  # Qwen-Image's video autoencoder: a halving per down stage
+            return 2 ** len(config.temperal_downsample)
+        return 2 ** (len(config.block_out_channels) - 1)
 
     @property
     def native_resolution(self) -> int:
-        if not self.has_unet:  # a transformer has no size of its own; its autoencoder's config says it
-            return int(self.components["vae"].config.sample_size)
+        if not self.has_unet:  # a transformer has no size of its own: its autoencoder's, or the family's
+            return int(self.components["vae"].config.get("sample_size") or self.rules.native_side)
         return int(self.unet_config.sample_size) * self.vae_scale_factor
 
     def resolution(self, source: ModelSource) -> int:
