@@ -107,22 +107,24 @@ def test_a_webuiapi_image_is_made_again_pixel_for_pixel_through_the_page_api(a11
 
 
 def test_webuiapi_img2img_and_inpaint(a1111):
-    source = Image.new("RGB", (320, 256), (200, 60, 40))
+    source = Image.new("RGB", (80, 64), (200, 60, 40))
     changed = a1111.img2img(
-        images=[source], prompt="a barn", denoising_strength=0.5, seed=5, width=256, height=256
+        images=[source], prompt="a barn", denoising_strength=0.5, seed=5, width=64, height=64
     )
-    assert changed.image.size == (256, 256), "resized to width x height first, as A1111 does"
+    assert changed.image.size == (64, 64), "resized to width x height first, as A1111 does"
     record = parameters_of(changed.image)
     assert record.task == "img2img" and record.seed == 5 and record.extras["denoising_strength"] == 0.5
-    mask = Image.new("L", (256, 256), 0)
-    mask.paste(255, (64, 64, 192, 192))  # white: repaint
-    painted = a1111.img2img(images=[source.resize((256, 256))], mask_image=mask, prompt="a window", seed=6)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))  # white: repaint
+    painted = a1111.img2img(
+        images=[source.resize((64, 64))], mask_image=mask, prompt="a window", seed=6, width=64, height=64
+    )
     record = parameters_of(painted.image)
     assert record.task == "inpaint"
     assert "inpainting_fill=0" in record.extras["ignored_parameters"], "fill (webuiapi's default) is not ours"
     from_noise = a1111.img2img(
-        images=[source.resize((256, 256))], mask_image=mask, prompt="a window", denoising_strength=0.4,
-        inpainting_fill=2,  # latent noise: repainted from scratch
+        images=[source.resize((64, 64))], mask_image=mask, prompt="a window", denoising_strength=0.4,
+        width=64, height=64, inpainting_fill=2,  # latent noise: repainted from scratch
     )  # fmt: skip
     assert parameters_of(from_noise.image).extras["denoising_strength"] == 1.0
 
@@ -239,14 +241,14 @@ def test_openai_generations_in_openais_shapes(images_client, running_app):
 
 def test_openai_edits_repaint_a_masks_transparent_pixels(images_client, tmp_path):
     image_file, mask_file = tmp_path / "image.png", tmp_path / "mask.png"
-    Image.new("RGB", (256, 256), (40, 90, 200)).save(image_file)
-    mask = Image.new("RGBA", (256, 256), (0, 0, 0, 255))
-    mask.paste((0, 0, 0, 0), (0, 0, 128, 256))  # the left half transparent: repainted
+    Image.new("RGB", (64, 64), (40, 90, 200)).save(image_file)
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 64))  # the left half transparent: repainted
     mask.save(mask_file)
     with open(image_file, "rb") as image, open(mask_file, "rb") as mask_handle:
         answer = images_client.images.edit(image=image, mask=mask_handle, prompt="a sunflower", n=1)
     edited = Image.open(io.BytesIO(base64.b64decode(answer.data[0].b64_json)))
-    assert parameters_of(edited).task == "inpaint" and edited.size == (256, 256)
+    assert parameters_of(edited).task == "inpaint" and edited.size == (64, 64)
 
 
 def test_openai_edits_without_a_mask_are_instructions_to_the_editing_model(images_client, tmp_path):
