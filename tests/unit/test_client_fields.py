@@ -2,6 +2,7 @@
 request's images split into jobs, what an OpenAI mask repaints, and who may call."""
 
 import base64
+import io
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 from studio.client_apis.a1111 import A1111Api, ignored_fields
 from studio.client_apis.credentials import KEY_USER, basic_user, bearer_user
 from studio.client_apis.openai_images import transparent_area
-from studio.client_apis.runs import ClientError, batches
+from studio.client_apis.runs import ClientError, ClientJob, batches
 from studio.core.presets import load_presets
 from studio.core.settings import DEFAULT_PRESETS_DIR, Settings
 
@@ -98,3 +99,23 @@ def test_styles_the_studio_lacks_are_passed_over_and_listed_as_a1111_does():
     ignored: list[str] = []
     named = A1111Api(studio, runs=None).styles({"styles": ["Cinematic", "My Own Style", "None"]}, ignored)
     assert named == ["Cinematic"] and ignored == ["styles=My Own Style"]
+
+
+def test_progress_says_how_far_the_client_run_got_and_shows_its_latest_preview():
+    preview = Image.new("RGB", (8, 8), (200, 10, 10))
+    job = ClientJob("txt2img", "address:127.0.0.1", images=4, made=1, step=2, steps=4, preview=preview)
+    runs = SimpleNamespace(current=job)
+    api = A1111Api(SimpleNamespace(presets=None, settings=Settings()), runs)
+    progress = api.progress(skip_current_image=False)
+    assert progress["progress"] == (1 + 2 / 4) / 4
+    assert {k: progress["state"][k] for k in ("job_count", "job_no", "sampling_step", "sampling_steps")} == {
+        "job_count": 4, "job_no": 1, "sampling_step": 2, "sampling_steps": 4,
+    }  # fmt: skip
+    shown = Image.open(io.BytesIO(base64.b64decode(progress["current_image"])))
+    assert shown.getpixel((0, 0)) == (200, 10, 10)
+    assert api.progress(skip_current_image=True)["current_image"] is None
+    runs.current = None
+    idle = api.progress(skip_current_image=False)
+    assert idle["progress"] == 0 and idle["state"]["job_count"] == 0, (
+        "SillyTavern waits for this after a switch"
+    )
