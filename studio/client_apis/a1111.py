@@ -20,7 +20,6 @@ from fastapi import APIRouter
 from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse
 from PIL import Image, ImageOps
-from starlette.concurrency import run_in_threadpool
 
 from pipelines.upscale import LANCZOS, UpscaleRequest
 from studio.client_apis.credentials import basic_user
@@ -407,16 +406,18 @@ def router(studio: Studio, runs: ClientRuns) -> APIRouter:
     api = A1111Api(studio, runs)
     routes = APIRouter()
 
-    def route(path: str, method: str, work: Callable[..., Any], *, body: bool = False, caller: bool = False):
-        """`work(body?, http?, user?)` answered as JSON, in a worker thread (a run takes a while); a
-        refusal in A1111's error shape."""
+    def route(
+        path: str, method: str, work: Callable[..., Any], *, body: bool = False, caller: bool = False,
+        runs_job: bool = False,
+    ) -> None:  # fmt: skip
+        """`work(body?, http?, user?)` answered as JSON, in a worker thread; a refusal in A1111's shape."""
 
         async def endpoint(http: HttpRequest) -> Any:
             try:
                 user = basic_user(http, studio.settings)
                 arguments: list[Any] = [await json_object(http, refused=422)] if body else []
                 arguments += [http, user] if caller else []
-                return JSONResponse(await run_in_threadpool(work, *arguments))
+                return JSONResponse(await runs.in_thread(work, *arguments, runs_job=runs_job))
             except ClientError as error:
                 return a1111_error(error)
             except (TypeError, ValueError, AttributeError) as error:  # a field of the wrong kind
@@ -468,11 +469,13 @@ def router(studio: Studio, runs: ClientRuns) -> APIRouter:
 
     route(f"{PREFIX}/progress", "GET", progress, caller=True)
     route(f"{PREFIX}/txt2img", "POST", lambda body, http, user: api.generate(body, http, user, "txt2img"),
-          body=True, caller=True)  # fmt: skip
+          body=True, caller=True, runs_job=True)  # fmt: skip
     route(f"{PREFIX}/img2img", "POST", lambda body, http, user: api.generate(body, http, user, "img2img"),
-          body=True, caller=True)  # fmt: skip
-    route(f"{PREFIX}/extra-single-image", "POST", api.extra_single_image, body=True, caller=True)
-    route(f"{PREFIX}/interrogate", "POST", api.interrogate, body=True, caller=True)
+          body=True, caller=True, runs_job=True)  # fmt: skip
+    route(
+        f"{PREFIX}/extra-single-image", "POST", api.extra_single_image, body=True, caller=True, runs_job=True
+    )
+    route(f"{PREFIX}/interrogate", "POST", api.interrogate, body=True, caller=True, runs_job=True)
     route(f"{PREFIX}/png-info", "POST", png_info, body=True)
     # The web UI's Gradio 3 queue, which some plugins (cyanic-sd-krita) ask for first to see the server is up.
     route("/queue/status", "GET", lambda: {"msg": "estimation", "queue_size": runs.unfinished, "rank": None,

@@ -22,7 +22,6 @@ from fastapi import APIRouter
 from fastapi import Request as HttpRequest
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from studio.client_apis.credentials import bearer_user
@@ -253,11 +252,12 @@ def router(studio: Studio, runs: ClientRuns) -> APIRouter:
     routes = APIRouter(prefix=PREFIX)
 
     async def answered(http: HttpRequest, work: Any, read: Any) -> Response:
+        """`work(fields, http, user)` (a job's, when there is a body to `read`; else `work()`) as JSON."""
         try:
             user = bearer_user(http, studio.settings)
             fields = await read(http) if read else None
             arguments = [] if read is None else [fields, http, user]
-            return JSONResponse(await run_in_threadpool(work, *arguments))
+            return JSONResponse(await runs.in_thread(work, *arguments, runs_job=read is not None))
         except ClientError as error:
             return openai_error(error)
         except (TypeError, ValueError, AttributeError) as error:  # a field of the wrong kind

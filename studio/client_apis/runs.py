@@ -10,10 +10,12 @@ import io
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import gradio as gr
 from fastapi import Request as HttpRequest
 from PIL import Image
@@ -134,6 +136,13 @@ class ClientRuns:
         self.studio = studio
         self._lock = threading.Lock()
         self._jobs: list[ClientJob] = []  # running or waiting for their turn, oldest first
+        # Requests that wait for their turn at the models hold threads of their own, so however many wait,
+        # the quick routes (/progress, /interrupt) still find one.
+        self._waiting = anyio.CapacityLimiter(studio.settings.queue_size)
+
+    async def in_thread(self, work: Callable[..., Any], *arguments: Any, runs_job: bool) -> Any:
+        """`work(*arguments)` in a worker thread: a job's among the requests that wait for their turn."""
+        return await anyio.to_thread.run_sync(work, *arguments, limiter=self._waiting if runs_job else None)
 
     @property
     def current(self) -> ClientJob | None:
