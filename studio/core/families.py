@@ -189,10 +189,20 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+# Checkpoints a family's pipelines cannot run (their denoiser takes another input layout), refused by name
+# before any weight loads rather than failing inside a pipeline
+NOT_YET = {
+    "FluxFillPipeline": "FLUX.1 Fill (its transformer takes the mask and image beside the latents)",
+    "FluxControlPipeline": "FLUX.1 Canny and Depth (their transformer takes a control image too)",
+}
+
+
 def family_of(class_name: str) -> Family:
     """The family of a saved diffusers pipeline class (its model_index.json's `_class_name`); the longest
     matching prefix wins (StableDiffusionXL… is SDXL, not SD). A prefix followed by a digit is another
     generation's name, not this family's (Flux2Pipeline is FLUX.2, not FLUX.1)."""
+    if class_name in NOT_YET:
+        raise InvalidRequest(f"{NOT_YET[class_name]} checkpoints are not supported yet.")
     matches = [
         (len(prefix), family)
         for family in FAMILIES.values()
