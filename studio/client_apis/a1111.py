@@ -21,6 +21,7 @@ from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse
 from PIL import Image, ImageOps
 
+from pipelines.parts.common import image_seed
 from pipelines.upscale import LANCZOS, UpscaleRequest
 from studio.client_apis.credentials import basic_user
 from studio.client_apis.runs import (
@@ -122,7 +123,7 @@ class Fields:
 
     @property
     def seeds(self) -> list[int]:
-        return [seed + index for seed, count in self.batches for index in range(count)]
+        return [image_seed(seed, index) for seed, count in self.batches for index in range(count)]
 
 
 class A1111Api:
@@ -142,12 +143,13 @@ class A1111Api:
     def checkpoint(self, title: Any) -> str:
         """The studio's model for an A1111 checkpoint title (ours are model names; "name [hash]" and the
         file name also match), refused when it is none of `/sd-models`."""
-        titles = {model["title"]: model["model_name"] for model in self.sd_models()}
+        models = self.sd_models()
         wanted = str(title or "").split(" [")[0].strip()
-        for model in self.sd_models():
+        for model in models:
             if wanted in (model["title"], model["model_name"], model["filename"]):
-                return titles[model["title"]]
-        raise ClientError(400, f"Model {wanted!r} not found. Choose one of: {', '.join(titles)}.")
+                return model["model_name"]
+        choices = ", ".join(model["title"] for model in models)
+        raise ClientError(400, f"Model {wanted!r} not found. Choose one of: {choices}.")
 
     def sampler(self, body: dict[str, Any], ignored: list[str]) -> str | None:
         name = body.get("sampler_name") or body.get("sampler_index")

@@ -32,21 +32,18 @@ LORAS = {
 
 
 @pytest.fixture(scope="module")
-def matrix_presets(
-    fast_decoder_presets_dir, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3, tiny_zimage, tiny_qwen_image,
-    tiny_sd_inpaint, tmp_path_factory,
-):  # fmt: skip
+def family_models(tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3, tiny_zimage, tiny_qwen_image) -> dict[str, Path]:
+    """The tiny model of each family in the matrix."""
+    return {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage,
+            "qwen": tiny_qwen_image}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def matrix_presets(fast_decoder_presets_dir, family_models, tiny_sd_inpaint, tmp_path_factory):
     """The tiny presets, TAESD-like fast decoder included, with a preset per family: "sd" (with its
     inpainting checkpoint), "sdxl", "flux", "sd3", "zimage" and "qwen"."""
     folder = tmp_path_factory.mktemp("matrix-presets")
-    models = {
-        "sd": tiny_sd,
-        "sdxl": tiny_sdxl,
-        "flux": tiny_flux,
-        "sd3": tiny_sd3,
-        "zimage": tiny_zimage,
-        "qwen": tiny_qwen_image,
-    }
+    models = family_models
     resolutions = dict.fromkeys(models, 256)  # the least a preset may say
     return load_presets(
         write_matrix_presets(folder, fast_decoder_presets_dir, models, resolutions, tiny_sd_inpaint)
@@ -88,17 +85,9 @@ def pixels(image: Image.Image) -> np.ndarray:
 @pytest.mark.parametrize("feature", FEATURES)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plainly(
-    caches, matrix_presets, lora_folder, task, feature, family, tiny_sd, tiny_sdxl, tiny_flux, tiny_sd3,
-    tiny_zimage, tiny_qwen_image,
-):  # fmt: skip
-    models = {
-        "sd": tiny_sd,
-        "sdxl": tiny_sdxl,
-        "flux": tiny_flux,
-        "sd3": tiny_sd3,
-        "zimage": tiny_zimage,
-        "qwen": tiny_qwen_image,
-    }
+    caches, matrix_presets, lora_folder, family_models, task, feature, family
+):
+    models = family_models
     values = values_for(task, feature, family, 64, LORAS)
     # The preset is for the inpainting UNet; elsewhere the model's own size (64²), which keeps the matrix
     # quick; Qwen-Image's autoencoder names no size (the family's is 1328²): its preset's 256²

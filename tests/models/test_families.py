@@ -34,12 +34,18 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def from_diffusers(pipeline_class, model):
+    """diffusers' own pipeline of `model`, to compare with, quiet."""
+    pipe = pipeline_class.from_pretrained(model)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 @pytest.fixture
 def flux_diffusers(tiny_flux):
     from diffusers import FluxImg2ImgPipeline, FluxPipeline
 
-    text = FluxPipeline.from_pretrained(tiny_flux)
-    text.set_progress_bar_config(disable=True)
+    text = from_diffusers(FluxPipeline, tiny_flux)
     return text, FluxImg2ImgPipeline(**text.components)
 
 
@@ -132,8 +138,7 @@ def test_sd3_text_to_image_guides_with_its_negative_prompt_and_equals_diffusers(
     assert made.parameters.extras["ignored_parameters"] == [
         "SD 3.5 models cannot weigh words: prompt weights are read as plain words."
     ]
-    raw = StableDiffusion3Pipeline.from_pretrained(tiny_sd3)
-    raw.set_progress_bar_config(disable=True)
+    raw = from_diffusers(StableDiffusion3Pipeline, tiny_sd3)
     expected = raw(
         plain_text(PROMPT), negative_prompt="blurry, grain", num_inference_steps=3, guidance_scale=4.5,
         height=64, width=64, generator=generator(11), max_sequence_length=256,
@@ -154,8 +159,7 @@ def test_an_instruction_edit_by_a_kontext_model_equals_diffusers_and_keeps_the_i
     photo = Image.effect_mandelbrot((96, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
     [made] = run(EditPipeline(cache, presets), tiny_flux_kontext, prompt="make it night", image=photo)
     assert made.image.size == (96, 64) and made.parameters.task == "edit"
-    raw = FluxKontextPipeline.from_pretrained(tiny_flux_kontext)
-    raw.set_progress_bar_config(disable=True)
+    raw = from_diffusers(FluxKontextPipeline, tiny_flux_kontext)
     expected = raw(
         image=photo, prompt="make it night", num_inference_steps=3, guidance_scale=3.5, width=96, height=64,
         max_area=96 * 64, generator=generator(11), max_sequence_length=512, _auto_resize=False,
@@ -194,8 +198,7 @@ def test_zimage_text_to_image_equals_diffusers_with_its_negative_prompt_and_turb
     assert made.parameters.extras["ignored_parameters"] == [
         "Z-Image models cannot weigh words: prompt weights are read as plain words."
     ]
-    raw = ZImagePipeline.from_pretrained(tiny_zimage)
-    raw.set_progress_bar_config(disable=True)
+    raw = from_diffusers(ZImagePipeline, tiny_zimage)
     expected = raw(
         plain_text(PROMPT), negative_prompt="blurry", num_inference_steps=3, guidance_scale=4, height=64,
         width=64, generator=generator(11), max_sequence_length=512,
@@ -215,8 +218,7 @@ def test_zimage_image_to_image_equals_diffusers_and_inpaint_keeps_the_image_outs
 
     photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
     [made] = run(ImageToImagePipeline(cache, presets), tiny_zimage, image=photo, strength=0.6, steps=5)
-    raw = ZImageImg2ImgPipeline.from_pretrained(tiny_zimage)
-    raw.set_progress_bar_config(disable=True)
+    raw = from_diffusers(ZImageImg2ImgPipeline, tiny_zimage)
     expected = raw(
         plain_text(PROMPT), image=photo, strength=0.6, num_inference_steps=5, guidance_scale=0.0, height=64,
         width=64, generator=generator(11), max_sequence_length=512,
@@ -250,8 +252,7 @@ def test_qwen_image_guides_by_true_cfg_with_its_negative_prompt_and_equals_diffu
     recorded = made.parameters
     assert (recorded.guidance_scale, recorded.sampler, recorded.extras["backend"]) == (4.0, "Euler", "torch")
     assert made.image.size == (256, 256)
-    raw = QwenImagePipeline.from_pretrained(tiny_qwen_image)
-    raw.set_progress_bar_config(disable=True)
+    raw = from_diffusers(QwenImagePipeline, tiny_qwen_image)
     expected = raw(
         plain_text(PROMPT), negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=3, height=256,
         width=256, generator=generator(11), max_sequence_length=512,
