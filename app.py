@@ -42,7 +42,7 @@ from studio.ui import (
     text_to_image_tab,
     upscale_tab,
 )
-from studio.ui.common import INSTANT_EVENT, session_of
+from studio.ui.common import BROWSER_HEAD, INSTANT_EVENT, session_of
 from studio.ui.context import Studio
 from studio.ui.i18n import HEAD, say, tr, translations
 from studio.ui.theme import CSS, THEME
@@ -184,7 +184,7 @@ def launch_options(app: gr.Blocks) -> dict:
         ],
         "theme": THEME,
         "css": CSS,
-        "head": HEAD,  # keeps the page's language where the server reads it, for messages
+        "head": HEAD + BROWSER_HEAD,  # keeps the page's language where the server reads it, for messages
         "i18n": translations(),
         "footer_links": ["api", "gradio", "settings"],
         "app_kwargs": {"routes": client_apis.routes(app.studio)},

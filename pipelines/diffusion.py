@@ -16,6 +16,7 @@ A task module subclasses `DiffusionTask` and writes `check_inputs`, `prepare` an
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -26,7 +27,7 @@ from functools import partial
 from typing import Any, ClassVar, Generic, TypeVar
 
 from PIL import Image
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from pipelines.parts.backends import openvino_refusal, use_openvino
 from pipelines.parts.common import (
@@ -59,6 +60,7 @@ from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
 from studio.core.requests import Request
+from studio.core.taste import NO_PROFILE, Profile
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,9 @@ class DiffusionRequest(Request):
 
 class GenerationRequest(DiffusionRequest):
     """The request of a task on the diffusion scaffold below: with Midjourney's controls, LoRAs, live
-    previews and the choice of decoder."""
+    previews, the choice of decoder and a taste profile's steering."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     tile: bool = False  # seamless: the image repeats without a seam
     chaos: int = Field(0, ge=0, le=100, title="Variety (chaos)")  # how much images differ beyond seeds
@@ -91,6 +95,12 @@ class GenerationRequest(DiffusionRequest):
     ignored_parameters: tuple[str, ...] = ()  # prompt parameters this task could not honour, recorded
     previews: PreviewMode = "taesd"  # live previews while denoising: "taesd" falls back to "approximate"
     decoder: DecoderChoice = "auto"  # "fast": TAESD, "full": the model's VAE; "auto": fast on a CPU only
+    # `--p CODE`: steer toward a taste profile ("default": the asker's own), each image the best of `drafts`
+    profile: str | None = None
+    drafts: int = Field(4, ge=2, le=8, title="Drafts per image (--p)")
+    taste: Profile | None = Field(
+        None, exclude=True
+    )  # the profile, looked up among the asker's by the runner
 
     @field_validator("loras", mode="before")
     @classmethod
@@ -241,7 +251,25 @@ def run_extras(request: DiffusionRequest) -> dict[str, Any]:
             extras["chaos"] = request.chaos
         if request.ignored_parameters:
             extras["ignored_parameters"] = list(request.ignored_parameters)
+        if request.taste is not None:
+            extras |= {"personalize": request.taste.code, "drafts": request.drafts}
     return extras
+
+
+DRAFT_SEED_STRIDE = 7_919_993  # draft j of the image with seed s has seed s + j × this: far from s + i
+
+
+def draft_seed(seed: int, draft: int) -> int:
+    """The seed of an image's draft `draft` (draft 0 is the image itself, as without a profile)."""
+    return (seed + draft * DRAFT_SEED_STRIDE) % (MAX_SEED + 1)
+
+
+def best_draft(
+    taste: Profile, drafts: list[tuple[Image.Image, int, RunSettings]]
+) -> tuple[Image.Image, int, RunSettings]:
+    """The draft the profile likes best (the first of equals), with its seed and settings."""
+    scores = [taste.score(image) for image, _, _ in drafts]
+    return drafts[scores.index(max(scores))]
 
 
 def build_pipeline(
@@ -297,6 +325,7 @@ RequestT = TypeVar("RequestT", bound=GenerationRequest)
 class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
     shows_previews = True
     backends = ("torch", "openvino")
+    steered_by_taste = True
     prompt_required: ClassVar[bool] = False
     encodes_image: ClassVar[bool] = False  # starts from an image: its autoencoder's encoder runs too
     torch_only: ClassVar[str | None] = None  # why OpenVINO cannot run this task, where it cannot
@@ -360,6 +389,11 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         """Yield each image as soon as it is finished, and send unfinished ones to `preview` while they
         denoise; Stop raises `RunCancelled` between steps."""
         # 1. Check inputs and fill in the model preset's defaults
+        if request.profile not in (None, NO_PROFILE) and request.taste is None:
+            raise InvalidRequest(
+                f"The taste profile {request.profile[:20]!r} (--p) was not found among yours here: "
+                "profiles are made on the studio's Personalize tab."
+            )
         inputs = self.check_inputs(request)
         source = check_prompt_side(request, self.presets, prompt_required=self.prompt_required)
         loras = [LoraChoice.parse(text) for text in request.loras]
@@ -422,12 +456,17 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                 lease, base, decoders, request.previews, preview, pipe.scheduler, denoising.size
             )
 
-            # 4. Denoise image by image, image i with seed s+i (and, with --chaos, its own settings)
-            for index in range(request.num_images):
-                seed = image_seed(run.seed, index)
+            # 4. Denoise image by image, image i with seed s+i (and, with --chaos, its own settings); with a
+            #    taste profile, each image is the best of its drafts, which it records the seed of
+            drafts = request.drafts if request.taste is not None else 1
+            reporter.images *= drafts
+            made: list[tuple[Image.Image, int, RunSettings]] = []  # this image's drafts so far
+            for index, draft in itertools.product(range(request.num_images), range(drafts)):
+                seed = draft_seed(image_seed(run.seed, index), draft)
                 image_run = varied(run, self.presets, seed, request.chaos)
                 per_image = denoising.calls_per_image
-                calls = iter(range(index * per_image, (index + 1) * per_image))  # for progress and previews
+                first = (index * drafts + draft) * per_image
+                calls = iter(range(first, first + per_image))  # for progress and previews
 
                 def call(seed: int = seed, image_run: RunSettings = image_run, **task_arguments: Any) -> Any:
                     tiled = (
@@ -455,6 +494,11 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
 
                 # 5. The result, recorded with the seed and settings it was denoised with
                 result = self.finish(self.denoise(denoise_once, inputs, denoising), inputs)
+                made = [*(made if draft else []), (result, seed, image_run)]
+                if draft < drafts - 1:
+                    continue
+                if request.taste is not None:
+                    result, seed, image_run = best_draft(request.taste, made)
                 parameters = record(self.task, image_run, seed, result.size, **extras)
                 yield GeneratedImage(result, parameters, image_prompts.png_chunks)
 
@@ -476,6 +520,7 @@ def enhanced_values(values: dict[str, Any], image: GenerationParameters, presets
         "seed": image.seed,
         "num_images": 1,
         "decoder": "full",
+        "profile": NO_PROFILE,  # the image's own seed, not the best of new drafts
     }
     if image.extras.get("decoder") == "fast":
         return again

@@ -27,6 +27,7 @@ class Task:
     reads_prompt_parameters: ClassVar[bool] = False  # moves `--ar 16:9`, `<lora:x>`... to their fields
     shows_previews: ClassVar[bool] = False  # sends unfinished images to `preview` while it works
     backends: ClassVar[tuple[str, ...]] = ("torch",)  # what can run its models
+    steered_by_taste: ClassVar[bool] = False  # a taste profile (`--p`) picks the best of its drafts
 
     def __init__(
         self,

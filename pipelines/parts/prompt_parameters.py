@@ -6,8 +6,9 @@
 (the nearest of the aspect-ratio presets), `--seed N`, `--no a, b` (joined to the negative prompt),
 `--chaos 0-100`, `--tile`, `--stylize`/`--s 0-1000`, `--iw` (image weight, where there is an image
 prompt), `--steps N`, `--cfg N`, `--sref CODE [CODE::2 random]` (saved style codes), `--sw 0-1000`
-(style weight), `--ow 0-1000` (object weight), and LoRA tags. Whatever a task cannot honour is named,
-never silently dropped: the notes come back to be shown, and are recorded in each image's parameters.
+(style weight), `--ow 0-1000` (object weight), `--p [CODE]` (a taste profile), and LoRA tags. Whatever
+a task cannot honour is named, never silently dropped: the notes come back to be shown, and are recorded
+in each image's parameters.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from typing import Any, ClassVar
 from studio.core.errors import InvalidRequest
 from studio.core.presets import RATIO, Presets
 from studio.core.requests import Request
+from studio.core.taste import DEFAULT_PROFILE, is_code
 
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::\s*([-+]?\d*\.?\d+))?\s*>", re.IGNORECASE)
 FLAG = re.compile(r"(?:^|\s)--([a-zA-Z][\w-]*)")
-ALIASES = {"s": "stylize", "c": "chaos", "aspect": "ar", "guidance": "cfg", "image-weight": "iw"}
+ALIASES = {
+    "s": "stylize", "c": "chaos", "aspect": "ar", "guidance": "cfg", "image-weight": "iw", "personalize": "p",
+}  # fmt: skip
 STYLE_CODE_VALUE = re.compile(r"^(?:[a-z2-7]{8,52}|random)(?:::\d*\.?\d+)?$", re.IGNORECASE)
 SEVERAL_VALUES = {"sref": STYLE_CODE_VALUE}  # flags taking every leading value that reads as theirs
 
@@ -121,6 +125,9 @@ def _own_values(flag: str, value: str) -> tuple[str, str]:
     """A flag's value as typed, and the words after it, which belong to the prompt."""
     if flag == "tile":
         return "", value
+    if flag == "p":  # a code, or none: the asker's own profile
+        first, _, rest = value.partition(" ")
+        return (first, rest) if is_code(first.lower()) else ("", value)
     pattern = SEVERAL_VALUES.get(flag)
     if pattern is None:
         first, _, rest = value.partition(" ")
@@ -205,6 +212,10 @@ def _image_weight(values: dict, value: str, presets: Presets, fields: dict, note
         values["strength"] = round(min(1.0, max(0.05, 1 - 0.4 * weight)), 3)
 
 
+def _profile(values: dict, value: str, presets: Presets, fields: dict, notes: list[str]) -> None:
+    values["profile"] = value.lower() if value else DEFAULT_PROFILE
+
+
 def _style_codes(values: dict, value: str, presets: Presets, fields: dict, notes: list[str]) -> None:
     codes = value.split()
     if not codes or not all(STYLE_CODE_VALUE.match(code) for code in codes):
@@ -225,6 +236,7 @@ SETTERS = {
     "sref": ("style_codes", _style_codes),
     "sw": ("style_weight", _integer("style_weight")),
     "ow": ("object_weight", _integer("object_weight")),
+    "p": ("profile", _profile),
 }
 ELSEWHERE = {  # flags whose value is an image: what to do instead of typing it
     "oref": "takes an image here: put it under Character or object reference; it was left out",
@@ -235,6 +247,7 @@ WHY_NOT = {  # why a flag does nothing in a task whose request lacks its field
     "style_codes": "this task takes no style references",
     "style_weight": "this task takes no style references",
     "object_weight": "this task takes no object reference",
+    "profile": "only images made by a model are steered by a profile",
 }
 EXPECTED = {
     "ar": "give it as width:height, e.g. --ar 16:9",
@@ -249,6 +262,7 @@ EXPECTED = {
     "sref": "give saved style codes or random, e.g. --sref k3vq7m2a (style images go under Style references)",
     "sw": "give a whole number from 0 to 1000",
     "ow": "give a whole number from 0 to 1000",
+    "p": "give a profile code from the Personalize tab, e.g. --p k3vq7m2a, or none for your own",
 }
 
 

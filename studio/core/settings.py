@@ -242,6 +242,11 @@ class Settings:
         return self.styles_dir if self.styles_dir is not None else self.outputs / "styles"
 
     @property
+    def profiles_folder(self) -> Path:
+        """Where people's taste profiles are kept, a folder each (studio/core/profiles.py)."""
+        return self.outputs / "profiles"
+
+    @property
     def model_folders(self) -> tuple[Path, ...]:
         return (self.models_dir, self.loras_dir, self.upscalers_dir)
 

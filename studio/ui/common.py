@@ -54,6 +54,31 @@ def checked_by_request(component: gr.components.Component) -> gr.components.Comp
     return component
 
 
+BROWSER_COOKIE = "studio-browser"
+# Each browser gets a random id of its own, kept a year: on a studio others can reach without logins, it
+# is whose taste profiles a page reads (a session is one page load; the id outlives it).
+BROWSER_HEAD = f"""<script>
+(() => {{
+  if (document.cookie.split("; ").some((kept) => kept.startsWith("{BROWSER_COOKIE}="))) return;
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const id = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const scope = location.protocol === "https:" ? "; SameSite=None; Secure; Partitioned" : "; SameSite=Lax";
+  document.cookie = "{BROWSER_COOKIE}=" + id + "; path=/; max-age=31536000" + scope;
+}})();
+</script>"""
+_BROWSER_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def browser_of(request: gr.Request | None) -> str | None:
+    """The asking browser's id (BROWSER_HEAD), when it sent one."""
+    headers = getattr(request, "headers", None) or {}
+    for kept in headers.get("cookie", "").split(";"):
+        name, _, value = kept.strip().partition("=")
+        if name == BROWSER_COOKIE and _BROWSER_ID.match(value):
+            return value
+    return None
+
+
 def session_of(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "api"
 

@@ -14,19 +14,24 @@ from pathlib import Path
 
 import gradio as gr
 
+from pipelines.diffusion import GenerationRequest
 from pipelines.registry import TASKS
 from pipelines.task import Task
 from studio.core.access import ModelAccess, RateLimit
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
+from studio.core.errors import InvalidRequest
 from studio.core.history import History, StoppedRun
 from studio.core.history_index import Viewer
 from studio.core.latest_only import LatestOnly
 from studio.core.presets import Presets, load_presets
+from studio.core.profiles import Profiles
+from studio.core.requests import Request
 from studio.core.settings import Settings
 from studio.core.style_codes import StyleCodes
+from studio.core.taste import DEFAULT_PROFILE, NO_PROFILE, Profile
 from studio.ui import zerogpu
-from studio.ui.common import session_of
+from studio.ui.common import browser_of, session_of
 from studio.ui.model_check import ModelCheck
 from studio.ui.runner import JobRunner, Run
 from studio.ui.send_to import SendTo
@@ -49,6 +54,7 @@ class Studio:
     send_to: SendTo
     model_check: ModelCheck
     style_codes: StyleCodes  # saved styles (`--sref CODE`), in the styles folder
+    profiles: Profiles  # each person's taste profiles (`--p CODE`)
     live_turns: LatestOnly = dataclasses.field(default_factory=LatestOnly)  # whose live frame is made next
     tab_blocks: dict[str, gr.Tab] = dataclasses.field(default_factory=dict)  # by id, as app.py makes them
     loads: list[tuple[Callable, list, list]] = dataclasses.field(default_factory=list)  # app.py's demo.load
@@ -91,9 +97,11 @@ class Studio:
         history = History(settings.outputs)
         style_codes = StyleCodes(settings.styles_folder)
         studio = cls(
-            settings, presets, cache, history, runner, SendTo(image_targets), model_check, style_codes
-        )
+            settings, presets, cache, history, runner, SendTo(image_targets), model_check, style_codes,
+            Profiles(settings.profiles_folder),
+        )  # fmt: skip
         runner.unfinished = studio.note_unfinished
+        runner.personalised = studio.personalised
         return studio
 
     def note_unfinished(self, run: Run) -> None:
@@ -112,6 +120,52 @@ class Studio:
         if self.settings.reachable_by_others:
             return Viewer(f"session:{session_of(request)}", sees_all=self.settings.public_history)
         return Viewer()
+
+    def profile_owner(self, request: gr.Request | None) -> str:
+        """Whose taste profiles a request reads and changes: with --auth, the signed-in user's; on a studio
+        others can reach, the browser's (its cookie; an API client's session); on this machine alone, its
+        one user's."""
+        if self.settings.auth:
+            return f"user:{getattr(request, 'username', None) or 'unknown'}"
+        if self.settings.reachable_by_others:
+            browser = browser_of(request)
+            return f"browser:{browser}" if browser else f"session:{session_of(request)}"
+        return "local"
+
+    def own_profile(self, owner: str, code: str | None) -> Profile | None:
+        """The owner's profile `code`; for none (`--p` alone), the one they turned on, else their newest."""
+        if code and code != DEFAULT_PROFILE:
+            return self.profiles.get(owner, code)
+        return self.profiles.active(owner) or next(reversed(self.profiles.all(owner)), None)
+
+    def personalised(self, task: Task, request: Request, asker: gr.Request | None) -> Request:
+        """`request` steered by the asker's own taste profile: the one its `--p` names, or for none the one
+        they turned on; a task that drafts nothing notes a `--p` it cannot honour."""
+        if not isinstance(request, GenerationRequest) or request.taste is not None:
+            return request
+        if request.profile == NO_PROFILE:
+            return request.model_copy(update={"profile": None})
+        if not task.steered_by_taste:
+            if request.profile is None:
+                return request
+            note = f"--p {request.profile} does nothing here (this task makes no drafts to choose from)"
+            return request.model_copy(
+                update={"profile": None, "ignored_parameters": (*request.ignored_parameters, note)}
+            )
+        owner = self.profile_owner(asker)
+        if request.profile is None:
+            profile = self.profiles.active(owner)
+        else:
+            profile = self.own_profile(owner, request.profile)
+            if profile is None:
+                raise InvalidRequest(
+                    "You have no profile yet: rate pairs on the Personalize tab to make one."
+                )
+        return (
+            request
+            if profile is None
+            else request.model_copy(update={"taste": profile, "profile": profile.code})
+        )
 
     @property
     def default_model(self) -> str:

@@ -175,6 +175,8 @@ class JobRunner:
         self.rate_limit = rate_limit or RateLimit()
         # Told of each run a closed page left unfinished (the history notes it).
         self.unfinished: Callable[[Run], None] = lambda run: None
+        # The request with the asker's taste profile looked up (`--p`, or the one they turned on).
+        self.personalised: Callable[[Task, Request, gr.Request | None], Request] = lambda task, r, asker: r
 
     def visitor_left(self, session: str) -> None:
         """The page of `session` closed: its run stops at once (a result it finishes after this is not
@@ -233,7 +235,10 @@ class JobRunner:
                     gr.Warning(say_phrases([note]))
                 else:
                     notes.append(note)
-            requests = [parse_request(pipeline.request_type, values) for values, _ in readings]
+            requests = [
+                self.personalised(pipeline, parse_request(pipeline.request_type, values), request)
+                for values, _ in readings
+            ]
             for parsed in requests:
                 self.check_limits(parsed)
             self.rate_limit.check(visitor_of(request))

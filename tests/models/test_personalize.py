@@ -1,0 +1,61 @@
+"""Steering by a taste profile (`--p CODE`): each image is the best of its drafts by the profile, on the
+machine's default backend, and reproduces from its PNG."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from studio.core.errors import InvalidRequest
+from studio.core.history import History
+from studio.core.metadata import read_parameters
+from studio.core.requests import parse_request
+from studio.core.taste import PAIRS_WANTED, Profile, new_code
+from tests.unit.test_taste import picture, redness
+
+
+@pytest.fixture(scope="module")
+def likes_red() -> Profile:
+    """A profile from 40 pairs rated by someone who likes redder pictures."""
+    draw, profile = random.Random(11), Profile(new_code())
+    for _ in range(PAIRS_WANTED):
+        a, b = picture(draw), picture(draw)
+        profile = profile.rate(a, b) if redness(a) > redness(b) else profile.rate(b, a)
+    return profile
+
+
+def test_a_profile_makes_the_kind_of_image_it_likes_more_often_and_each_reproduces_from_its_png(
+    cache, fast_decoder_presets, tiny_sd, likes_red, tmp_path
+):
+    pipeline = TextToImagePipeline(cache, fast_decoder_presets)
+    values = {"prompt": "a lighthouse", "model": str(tiny_sd), "steps": 2, "num_images": 4, "seed": 21}
+    plain = pipeline(parse_request(TextToImageRequest, values))
+    steered_values = {**values, "profile": likes_red.code, "taste": likes_red, "drafts": 4}
+    steered = pipeline(parse_request(TextToImageRequest, steered_values))
+    reds, plain_reds = [redness(r.image) for r in steered], [redness(r.image) for r in plain]
+    assert np.mean(reds) > np.mean(plain_reds)
+    assert sum(red > plain_red for red, plain_red in zip(reds, plain_reds, strict=True)) >= 2
+    assert all(red >= plain_red - 0.5 for red, plain_red in zip(reds, plain_reds, strict=True))
+
+    # Each image records the profile and the seed of the draft it is: that seed alone makes it again
+    saved = [read_parameters(History(tmp_path).save(r.image, r.parameters)) for r in steered]
+    assert all(p.extras["personalize"] == likes_red.code and p.extras["drafts"] == 4 for p in saved)
+    assert [p.seed for p in saved] != [21, 22, 23, 24], "some image is a draft other than the first"
+    chosen = saved[int(np.argmax([p.seed != 21 + i for i, p in enumerate(saved)]))]
+    [again] = pipeline(parse_request(TextToImageRequest, {**values, "num_images": 1, "seed": chosen.seed}))
+    index = saved.index(chosen)
+    assert np.array_equal(np.asarray(again.image), np.asarray(steered[index].image))
+
+
+def test_a_profile_named_but_not_looked_up_is_refused_plainly(cache, fast_decoder_presets, tiny_sd):
+    """Only the studio (which knows who asks) looks a code up; a request that reaches a task with a code
+    and no profile says so instead of making images unsteered."""
+    pipeline = TextToImagePipeline(cache, fast_decoder_presets)
+    request = parse_request(
+        TextToImageRequest, {"prompt": "a lighthouse", "model": str(tiny_sd), "profile": "abcdefgh"}
+    )
+    with pytest.raises(InvalidRequest, match="Personalize tab"):
+        pipeline(request)
