@@ -36,6 +36,7 @@ from studio.ui import (
     image_to_image_tab,
     live_tab,
     memory_panel,
+    personalize_tab,
     png_info_tab,
     style_transfer_tab,
     styles_tab,
@@ -58,6 +59,7 @@ TABS = (
     upscale_tab,
     describe_tab,
     styles_tab,
+    personalize_tab,
     history_tab,
     png_info_tab,
 )

@@ -8,6 +8,7 @@ decoder (or its preset's fuller model); both show their grid in the same gallery
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,15 +17,18 @@ from PIL import Image
 
 from pipelines.diffusion import enhanced_values
 from pipelines.image_to_image import variation_request
+from studio.core.errors import StudioError
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT, user_errors
 from studio.ui.context import Studio
 from studio.ui.endpoints import Endpoint
 from studio.ui.i18n import say, tr
 from studio.ui.runner import Job
-from studio.ui.send_to import selected_result
+from studio.ui.send_to import gallery_path, selected_result
 from studio.ui.widgets.prompt_controls import PromptControls
 from studio.ui.widgets.result_panel import ResultPanel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +72,26 @@ def open_image(path: str) -> Image.Image:
         raise gr.Error(say(f"The image could not be read ({error})."), print_exception=False) from error
 
 
+def soft_vote(studio: Studio, gallery_value: list | None, index: int | None, request: gr.Request) -> None:
+    """Picking image `index` of a grid (to vary or enhance it) counts as a soft vote for it over each of its
+    neighbours, in the profile steering the asker's prompts (else their newest; none: nothing is learnt).
+    A vote that cannot be kept never stops the action it came with."""
+    if not gallery_value or len(gallery_value) < 2:
+        return
+    try:
+        owner = studio.profile_owner(request)
+        profile = studio.own_profile(owner, None)
+        if profile is None:
+            return
+        index = index if index is not None and index < len(gallery_value) else 0
+        paths = [gallery_path(item) for item in gallery_value]
+        chosen = open_image(paths[index])
+        for path in paths[:index] + paths[index + 1 :]:
+            studio.profiles.rate(owner, profile.code, chosen, open_image(path), soft=True)
+    except (gr.Error, StudioError, OSError):
+        log.warning("a soft vote for a picked image was not kept", exc_info=True)
+
+
 def wire_vary(actions: GridActions, panel: ResultPanel, studio: Studio, num_images: gr.Slider) -> list:
     """Vary buttons run image to image on the selected image; returns the events (for Stop)."""
     studio.pipeline("img2img")
@@ -75,6 +99,7 @@ def wire_vary(actions: GridActions, panel: ResultPanel, studio: Studio, num_imag
     def make_vary(name: str):
         def vary_selected(gallery_value, params, index, count, request: gr.Request, progress=gr.Progress()):
             path, _ = selected_result(gallery_value, params, index)
+            soft_vote(studio, gallery_value, index, request)
             strength = studio.presets.variation(name).strength
             values = variation_request(open_image(path), strength, num_images=int(count))
             job = Job("img2img", values, action=f"Vary {name}")
@@ -106,6 +131,7 @@ def wire_enhance(actions: GridActions, panel: ResultPanel, studio: Studio) -> li
         _, chosen = selected_result(gallery_value, params, index)
         if job is None:
             raise gr.Error(say("Make a grid first, then enhance one of its images."), print_exception=False)
+        soft_vote(studio, gallery_value, index, request)
         with user_errors():
             values = enhanced_values(job.values, GenerationParameters.from_dict(chosen), studio.presets)
         yield from panel.run(Job(job.task, values, action="Enhance"), request, progress)
