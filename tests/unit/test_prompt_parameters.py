@@ -140,3 +140,10 @@ def test_the_upscalers_creative_pass_reads_the_parameters_it_has(presets):
         True,
     )
     assert len(notes) == 1 and notes[0].startswith("--ar 16:9 does nothing here")
+
+
+def test_a_profile_code_or_none_steers_and_words_after_p_stay_in_the_prompt(presets):
+    steer = lambda typed: apply_prompt_parameters({"prompt": typed}, TextToImageRequest, presets)[0]  # noqa: E731
+    assert steer("a fox --p K3VQ7M2A") == {"prompt": "a fox", "profile": "k3vq7m2a"}
+    assert steer("a fox --personalize") == {"prompt": "a fox", "profile": "default"}  # the asker's own
+    assert steer("a fox --p in the snow") == {"prompt": "a fox in the snow", "profile": "default"}
