@@ -241,6 +241,7 @@ def wire_rating(studio: Studio, tab: PersonalizeTab, summary, left_better, right
             next_pair, None, pair, show_progress_on=pair, **GPU_EVENT
         )
     skip.click(next_pair, None, pair, show_progress_on=pair, **GPU_EVENT)
+
     def first_pair(request: gr.Request):
         return history_pair(studio, request) or (None, None)
 

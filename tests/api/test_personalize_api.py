@@ -50,7 +50,8 @@ def test_rating_pairs_makes_a_profile_that_steers_a_prompt_and_is_its_owners_alo
     answer = rated_pairs(ann, tmp_path, 12)
     code = answer["code"]
     assert answer["pairs"] == 12 and answer["pairs_wanted"] == 40 and 0 <= answer["accuracy"] <= 1
-    assert ann.predict(profile="", api_name="/profile") == answer == ann.predict(profile=code, api_name="/profile")
+    summary = ann.predict(profile=code, api_name="/profile")
+    assert ann.predict(profile="", api_name="/profile") == answer == summary
 
     # --p CODE in a prompt: each image the best of its drafts, recorded with the profile's code
     images, params = ann.predict(prompt=f"a lighthouse --p {code}", steps=1, seed=5, api_name="/txt2img")
@@ -65,4 +66,5 @@ def test_rating_pairs_makes_a_profile_that_steers_a_prompt_and_is_its_owners_alo
     ):
         with pytest.raises(Exception, match=f"You have no profile '{code}'"):
             ask()
-    assert ann.predict(profile=code, api_name="/profile")["pairs"] == 12, "Bo's tries changed nothing of Ann's"
+    unchanged = ann.predict(profile=code, api_name="/profile")
+    assert unchanged["pairs"] == 12, "Bo's tries changed nothing of Ann's"

@@ -5,7 +5,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from studio.core.metadata import read_parameters
-from tests.e2e.helpers import GENERATE_TIMEOUT_MS, TXT2IMG_GALLERY, saved_pngs, wait_for_images, wait_for_saved
+from tests.e2e.helpers import (
+    GENERATE_TIMEOUT_MS,
+    TXT2IMG_GALLERY,
+    saved_pngs,
+    wait_for_images,
+    wait_for_saved,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Each person's taste profiles (studio/core/profiles.py), and whose a request reads (Studio.profile_owner)."""
+"""Each person's taste profiles (studio/core/profiles.py), and whose a request reads (profile_owner)."""
 
 from __future__ import annotations
 
