@@ -256,6 +256,16 @@ def run_extras(request: DiffusionRequest) -> dict[str, Any]:
     return extras
 
 
+def check_taste(request: GenerationRequest) -> None:
+    """A profile is named by its code, but the task needs the profile itself, which only the studio (knowing
+    who asks) looks up: a request that reaches a task without it is refused rather than made unsteered."""
+    if request.profile not in (None, NO_PROFILE) and request.taste is None:
+        raise InvalidRequest(
+            f"The taste profile {request.profile[:20]!r} (--p) was not found among yours here: "
+            "profiles are made on the studio's Personalize tab."
+        )
+
+
 DRAFT_SEED_STRIDE = 7_919_993  # draft j of the image with seed s has seed s + j × this: far from s + i
 
 
@@ -389,11 +399,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         """Yield each image as soon as it is finished, and send unfinished ones to `preview` while they
         denoise; Stop raises `RunCancelled` between steps."""
         # 1. Check inputs and fill in the model preset's defaults
-        if request.profile not in (None, NO_PROFILE) and request.taste is None:
-            raise InvalidRequest(
-                f"The taste profile {request.profile[:20]!r} (--p) was not found among yours here: "
-                "profiles are made on the studio's Personalize tab."
-            )
+        check_taste(request)
         inputs = self.check_inputs(request)
         source = check_prompt_side(request, self.presets, prompt_required=self.prompt_required)
         loras = [LoraChoice.parse(text) for text in request.loras]

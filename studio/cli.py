@@ -31,6 +31,7 @@ from studio.core.devices import resolve_device
 from studio.core.errors import StudioError
 from studio.core.history import History
 from studio.core.presets import Presets, load_presets
+from studio.core.profiles import LOCAL_OWNER, Profiles
 from studio.core.requests import Request, parse_request
 from studio.core.settings import Settings, add_setting_arguments
 
@@ -266,8 +267,8 @@ def run(argv: list[str]) -> Iterator[Path]:
     values, notes = apply_prompt_parameters(values, pipeline.request_type, presets)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    request = parse_request(pipeline.request_type, values)
     out = Path(args.out).expanduser()
+    request = personalised(parse_request(pipeline.request_type, values), out)
     # Into the studio's own outputs folder, through its index; into any other, plain files only.
     history = History(out, dated=False, indexed=(out / ".history.sqlite").exists())
     bar = ProgressBar(args.task)
@@ -276,6 +277,19 @@ def run(argv: list[str]) -> Iterator[Path]:
             yield history.save(result.image, result.parameters, png_chunks=result.png_chunks)
     finally:
         bar.close()
+
+
+def personalised(request: Request, out: Path) -> Request:
+    """`--p CODE` on the command line: a profile of this machine's user, kept where a studio writing into
+    the same outputs folder keeps them (`--out`, ./outputs as the studio's default)."""
+    if not isinstance(request, GenerationRequest) or request.profile is None:
+        return request
+    profile = Profiles(Settings(outputs=out).profiles_folder).own(LOCAL_OWNER, request.profile)
+    if profile is None:
+        raise StudioError(
+            f"There is no taste profile in {out}: rate pairs on the studio's Personalize tab first."
+        )
+    return request.model_copy(update={"taste": profile, "profile": profile.code})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,9 +18,18 @@ from pathlib import Path
 from PIL import Image
 
 from studio.core.errors import InvalidRequest, StudioError
-from studio.core.taste import MAX_NAME_CHARS, SOFT_VOTE, Profile, created_now, is_code, new_code
+from studio.core.taste import (
+    DEFAULT_PROFILE,
+    MAX_NAME_CHARS,
+    SOFT_VOTE,
+    Profile,
+    created_now,
+    is_code,
+    new_code,
+)
 
 MAX_PROFILES = 20  # per person
+LOCAL_OWNER = "local"  # the one user of a studio nobody else can reach, and of the command line
 _ACTIVE = "active"  # the file naming the profile that steers the owner's prompts
 
 
@@ -68,6 +77,12 @@ class Profiles:
                 " yours there."
             )
         return Profile.from_json(path.read_bytes())
+
+    def own(self, owner: str, code: str | None) -> Profile | None:
+        """The owner's profile `code`; for none (`--p` alone), the one they turned on, else their newest."""
+        if code and code != DEFAULT_PROFILE:
+            return self.get(owner, code)
+        return self.active(owner) or next(reversed(self.all(owner)), None)
 
     def exported(self, owner: str, code: str) -> Path:
         """The profile's file, to download."""

@@ -211,6 +211,14 @@ class Settings:
         "browser session sees what it made)",
         switch=True,
     )
+    profile_drafts: int = option(
+        4,
+        "--profile-drafts",
+        "drafts each image steered by a taste profile (--p) is the best of: more comes nearer the taste, and "
+        "each costs one more denoising",
+        parse=int,
+        metavar="K",
+    )
     max_runs_per_minute: int = option(
         0,
         "--max-runs-per-minute",

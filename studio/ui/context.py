@@ -25,11 +25,11 @@ from studio.core.history import History, StoppedRun
 from studio.core.history_index import Viewer
 from studio.core.latest_only import LatestOnly
 from studio.core.presets import Presets, load_presets
-from studio.core.profiles import Profiles
+from studio.core.profiles import LOCAL_OWNER, Profiles
 from studio.core.requests import Request
 from studio.core.settings import Settings
 from studio.core.style_codes import StyleCodes
-from studio.core.taste import DEFAULT_PROFILE, NO_PROFILE, Profile
+from studio.core.taste import NO_PROFILE
 from studio.ui import zerogpu
 from studio.ui.common import browser_of, session_of
 from studio.ui.model_check import ModelCheck
@@ -130,13 +130,7 @@ class Studio:
         if self.settings.reachable_by_others:
             browser = browser_of(request)
             return f"browser:{browser}" if browser else f"session:{session_of(request)}"
-        return "local"
-
-    def own_profile(self, owner: str, code: str | None) -> Profile | None:
-        """The owner's profile `code`; for none (`--p` alone), the one they turned on, else their newest."""
-        if code and code != DEFAULT_PROFILE:
-            return self.profiles.get(owner, code)
-        return self.profiles.active(owner) or next(reversed(self.profiles.all(owner)), None)
+        return LOCAL_OWNER
 
     def personalised(self, task: Task, request: Request, asker: gr.Request | None) -> Request:
         """`request` steered by the asker's own taste profile: the one its `--p` names, or for none the one
@@ -156,16 +150,17 @@ class Studio:
         if request.profile is None:
             profile = self.profiles.active(owner)
         else:
-            profile = self.own_profile(owner, request.profile)
+            profile = self.profiles.own(owner, request.profile)
             if profile is None:
                 raise InvalidRequest(
                     "You have no profile yet: rate pairs on the Personalize tab to make one."
                 )
-        return (
-            request
-            if profile is None
-            else request.model_copy(update={"taste": profile, "profile": profile.code})
-        )
+        if profile is None:
+            return request
+        drafts, (fewest, most) = self.settings.profile_drafts, GenerationRequest.bounds("drafts")
+        if not fewest <= drafts <= most:
+            raise InvalidRequest(f"--profile-drafts must be from {fewest:g} to {most:g} (got {drafts}).")
+        return request.model_copy(update={"taste": profile, "profile": profile.code, "drafts": drafts})
 
     @property
     def default_model(self) -> str:

@@ -29,6 +29,7 @@ from studio.ui.widgets.prompt_controls import PromptControls
 from studio.ui.widgets.result_panel import ResultPanel
 
 log = logging.getLogger(__name__)
+UPSCALE = "upscale"  # the Upscale tab's id
 
 
 @dataclass
@@ -59,6 +60,12 @@ def create_grid_actions(
         return chosen["seed"], gr.Accordion(open=True)  # the seed box is in Advanced
 
     use_seed.click(seed_of_selected, panel.selection, [controls.seed, controls.advanced], **INSTANT_EVENT)
+
+    def picked(gallery_value, params, index, request: gr.Request) -> None:
+        soft_vote(studio, gallery_value, index, request)
+
+    if UPSCALE in send_to:  # sending an image to be upscaled picks it, as Vary and Enhance do
+        send_to[UPSCALE].click(picked, panel.selection, None, **INSTANT_EVENT)
     return GridActions(vary_buttons, enhance, use_seed, send_to)
 
 
@@ -80,7 +87,7 @@ def soft_vote(studio: Studio, gallery_value: list | None, index: int | None, req
         return
     try:
         owner = studio.profile_owner(request)
-        profile = studio.own_profile(owner, None)
+        profile = studio.profiles.own(owner, None)
         if profile is None:
             return
         index = index if index is not None and index < len(gallery_value) else 0

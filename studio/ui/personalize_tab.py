@@ -111,10 +111,15 @@ def create_tab(studio: Studio) -> PersonalizeTab:
         with gr.Row():
             export = gr.Button(tr("Export"), elem_id="personalize-export")
             imported = gr.UploadButton(tr("Import"), file_types=[".json"], elem_id="personalize-import")
+            delete = gr.Button(tr("Delete this profile…"), elem_id="personalize-delete")
+            # Asked again first: a deleted profile cannot be had back (unless it was exported).
+            confirm = gr.Button(
+                tr("Delete it for good"), variant="stop", visible=False, elem_id="personalize-confirm"
+            )
         exported = gr.File(label=tr("Profile file"), interactive=False, elem_id="personalize-file")
     summary = gr.JSON(visible=False)
     tab = PersonalizeTab(profile, left, right, status)
-    wire_profiles(studio, tab, name, create, steer, summary, (export, imported, exported))
+    wire_profiles(studio, tab, name, create, steer, summary, (export, imported, exported, delete, confirm))
     wire_rating(studio, tab, summary, left_better, right_better, skip)
     return tab
 
@@ -123,7 +128,7 @@ def shown(studio: Studio, request: gr.Request | None, code: str | None = None) -
     """The profile list with `code` (else the asker's own) chosen, its status and whether it steers."""
     owner = studio.profile_owner(request)
     profiles = studio.profiles.all(owner)
-    current = next((p for p in profiles if p.code == code), None) or studio.own_profile(owner, None)
+    current = next((p for p in profiles if p.code == code), None) or studio.profiles.own(owner, None)
     active = studio.profiles.active(owner)
     if current is None:
         return gr.Dropdown(choices=[], value=None), say("Rate a pair to start your first profile."), False
@@ -137,7 +142,7 @@ def shown(studio: Studio, request: gr.Request | None, code: str | None = None) -
 
 def wire_profiles(studio: Studio, tab: PersonalizeTab, name, create, steer, summary, files) -> None:
     """Choosing, making, turning on, exporting and importing profiles; `/profile` for API callers."""
-    export, imported, exported = files
+    export, imported, exported, delete, confirm = files
     outputs = [tab.profile, tab.status, steer]
 
     def on_load(request: gr.Request):
@@ -168,10 +173,16 @@ def wire_profiles(studio: Studio, tab: PersonalizeTab, name, create, steer, summ
             profile = studio.profiles.imported(studio.profile_owner(request), file.read(2 * 1024**2 + 1))
         return shown(studio, request, profile.code)
 
+    def deleted(code: str | None, request: gr.Request):
+        if code:
+            with user_errors():
+                studio.profiles.delete(studio.profile_owner(request), code)
+        return (*shown(studio, request), gr.Button(visible=False))
+
     def profile_summary(values: dict[str, Any], request: gr.Request, progress: gr.Progress) -> dict:
         with user_errors():
             owner = studio.profile_owner(request)
-            profile = studio.own_profile(owner, values.get("profile") or None)
+            profile = studio.profiles.own(owner, values.get("profile") or None)
             if profile is None:
                 raise gr.Error(say("You have no profile yet: rate pairs on the Personalize tab to make one."))
             return profile.summary()
@@ -182,6 +193,8 @@ def wire_profiles(studio: Studio, tab: PersonalizeTab, name, create, steer, summ
     steer.input(steered, [steer, tab.profile], None, **INSTANT_EVENT)
     export.click(export_file, [tab.profile], [exported], **INSTANT_EVENT)
     imported.upload(import_file, [imported], outputs, **INSTANT_EVENT)
+    delete.click(lambda: gr.Button(visible=True), None, [confirm], **INSTANT_EVENT)
+    confirm.click(deleted, [tab.profile], [*outputs, confirm], **INSTANT_EVENT)
     endpoint = Endpoint(
         "profile",
         "A taste profile's summary: its code (for --p CODE), name, pairs rated and held-out accuracy.",
@@ -204,7 +217,7 @@ def wire_rating(studio: Studio, tab: PersonalizeTab, summary, left_better, right
             )
         with user_errors():
             owner = studio.profile_owner(request)
-            profile = studio.own_profile(owner, values.get("profile") or None)
+            profile = studio.profiles.own(owner, values.get("profile") or None)
             code = profile.code if profile is not None else studio.profiles.create(owner).code
             return studio.profiles.rate(owner, code, better, worse).summary()
 

@@ -35,7 +35,7 @@ def test_every_endpoint_has_an_example():
     documented = {example.split(" ")[0] for example, _ in EXAMPLES}
     assert documented == {
         "/txt2img", "/live", "/img2img", "/vary", "/inpaint", "/outpaint", "/edit", "/style_transfer",
-        "/upscale", "/png_info", "/memory", "/history", "/describe", "/blend", "/save_style",
+        "/upscale", "/png_info", "/memory", "/history", "/describe", "/blend", "/save_style", "/rate",
     }  # fmt: skip
 
 
@@ -49,7 +49,8 @@ def test_the_docs_example_runs(running_app, inputs, capsys, endpoint, code):
     expected = {"/txt2img": " 43\n", "/img2img": "0.6\n", "/vary": "2\n", "/style_transfer": "canny\n",
                 "/png_info": "3\n", "/describe": "4 True\n", "/outpaint": "192\n", "/history": "8\n",
                 "/edit": "edit 96\n",
-                "/blend": "2\n", "/save_style": "True\n", "/live": "live 0.6\n",
+                "/blend": "2\n", "/save_style": "True\n", "/live": "live 0.6\n", "/rate": "True\n",
+                "/rate #2": "['accuracy', 'code', 'name', 'pairs', 'pairs_wanted', 'soft_votes']\n",
                 "/txt2img #2": "True moss ['--weird 2 is not something this studio does: it was left out']\n",
                 }  # fmt: skip
     if endpoint in expected:

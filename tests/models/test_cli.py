@@ -51,6 +51,19 @@ def test_generate_takes_midjourneys_parameters_loras_and_says_what_it_left_out(c
     assert (made.extras["tile"], made.extras["chaos"], made.extras["stylize"]) == (True, 30, 200)
 
 
+def test_p_steers_with_the_local_users_profile_beside_the_studios_results(capsys, tmp_path, tiny_sd):
+    from studio.core.profiles import LOCAL_OWNER, Profiles
+
+    generate = ("generate", "a fox --p", "--model", str(tiny_sd), "--steps", "1", "--out", str(tmp_path))
+    status, _, err = run(capsys, *generate)
+    assert status == 2 and "There is no taste profile in" in err
+    profiles = Profiles(tmp_path / "profiles")
+    code = profiles.create(LOCAL_OWNER).code
+    profiles.rate(LOCAL_OWNER, code, Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue"))
+    status, [path], _ = run(capsys, *generate)
+    assert status == 0 and read_parameters(path).extras["personalize"] == code
+
+
 def test_upscale_and_style_on_a_photo(capsys, tmp_path):
     photo = tmp_path / "photo.png"
     Image.fromarray(skimage.data.astronaut()).resize((96, 64)).save(photo)
