@@ -30,7 +30,6 @@ from cpu_bench import build_models, presets_with, studio_run  # noqa: E402
 from pipelines.text_to_image import TextToImagePipeline  # noqa: E402
 from studio.core.cache import ModelCache  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
-from studio.core.openvino_backend import ConvertedModels, choose_backend  # noqa: E402
 from studio.core.presets import load_presets  # noqa: E402
 from studio.core.taste import PAIRS_WANTED, Profile, new_code  # noqa: E402
 from tests.unit.test_taste import picture, redness  # noqa: E402
@@ -57,10 +56,7 @@ def main() -> None:
     model, taesd = build_models(work, args.tiny)
     size = 64 if args.tiny else 512
     presets = load_presets(presets_with(taesd, work / "presets"))
-    cache = ModelCache(
-        resolve_device("cpu"), offline=True, backend=choose_backend("auto", "cpu"),
-        converted=ConvertedModels(work / "openvino"),
-    )  # fmt: skip
+    cache = ModelCache.for_machine(resolve_device("cpu"), offline=True, openvino_folder=work / "openvino")
     pipeline = TextToImagePipeline(cache, presets)
 
     started = time.perf_counter()

@@ -167,6 +167,16 @@ class Settings:
         also_from="HF_HUB_OFFLINE",
     )
     root_path: str = option("", "--root-path", "URL prefix when served behind a reverse proxy, e.g. /studio")
+    ray: str | None = option(
+        None,
+        "--ray",
+        "run the tasks in Ray Serve replicas, each with its own model cache: a cluster's address, or local "
+        'to start one on this machine (pip install -e ".[ray]")',
+        metavar="ADDRESS",
+    )
+    replicas: int = option(
+        1, "--replicas", "how many Ray Serve replicas run the tasks (with --ray)", parse=int, metavar="N"
+    )
     queue_size: int = option(
         64, "--queue-size", "how many requests may wait; more are turned away", parse=int
     )

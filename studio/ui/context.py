@@ -91,6 +91,10 @@ class Studio:
             # The platform wants weights on the GPU at start-up; requests then run in spaces.GPU functions.
             model_check.run(download=True)
             runner.gpu_runner = zerogpu.gpu_runner(runner.tasks, presets)
+        elif settings.ray:
+            from studio.ui import ray_replicas  # Ray only with --ray: an optional extra
+
+            runner.gpu_runner = ray_replicas.ray_runner(settings, presets)
         else:
             model_check.start()
         image_targets = {tab.id: tab.label for tab in tabs if tab.takes_images}
