@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.parts.common import GeneratedImage
 from pipelines.registry import TASKS
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
+from studio.core.errors import RunCancelled, StudioError
 from studio.core.presets import Presets
 from studio.core.requests import Request
 from studio.core.settings import Settings
@@ -28,6 +31,8 @@ from studio.core.style_codes import StyleCodes
 log = logging.getLogger(__name__)
 
 APPLICATION = "studio"  # the Serve application's name on the cluster
+ATTEMPTS = 2  # a request whose replica stops mid-run is made again once, on another
+STOP_POLL_S = 0.1  # how often a waiting request looks at its Stop flag
 MODELS_PER_REPLICA = 2  # models a replica is routed requests for before Serve prefers another replica
 
 
@@ -48,9 +53,10 @@ class StudioTasks:
         }
         self.name = name
 
-    def run(self, task: str, request: Request) -> list[Any]:
+    def run(self, task: str, request: Request, is_cancelled: Callable[[], bool]) -> list[Any]:
         """The task's results, each image recording this replica as its worker."""
-        return [worked_by(result, self.name) for result in self.tasks[task].generate(request)]
+        results = self.tasks[task].generate(request, is_cancelled=is_cancelled)
+        return [worked_by(result, self.name) for result in results]
 
 
 def worked_by(result: Any, worker: str) -> Any:
@@ -76,15 +82,24 @@ def deployment(replicas: int) -> Any:
 
         async def run(self, task: str, request: Request) -> list[Any]:
             await self.routed(serve.get_multiplexed_model_id())
-            return await asyncio.to_thread(self.tasks.run, task, request)
+            stop = threading.Event()
+            try:
+                return await asyncio.to_thread(self.tasks.run, task, request, stop.is_set)
+            except asyncio.CancelledError:  # the caller cancelled (Stop): the task ends at its next step
+                stop.set()
+                raise
 
     return StudioReplica
 
 
 def ray_runner(settings: Settings, presets: Presets):
-    """Start (or join) the cluster, deploy the replicas, and return `run(task, request) -> [result, ...]`."""
+    """Start (or join) the cluster, deploy the replicas, and return `run(task, request, is_cancelled) ->
+    [result, ...]`: a request whose replica stops mid-run is made again once, on another; Stop cancels."""
     import ray
     from ray import serve
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    replica_lost = (RayActorError, ActorUnavailableError)
 
     if not ray.is_initialized():
         if settings.ray == "local":
@@ -95,11 +110,34 @@ def ray_runner(settings: Settings, presets: Presets):
     handle = serve.run(replica.bind(settings, presets), name=APPLICATION, route_prefix=None)
     log.info("%d Ray Serve replica(s) run the tasks", settings.replicas)
 
-    def run(task: str, request: Request) -> list[Any]:
+    def run(task: str, request: Request, is_cancelled: Callable[[], bool]) -> list[Any]:
         model = str(getattr(request, "model", None) or presets.default_model)
-        return handle.options(multiplexed_model_id=model).run.remote(task, request).result()
+        routed = handle.options(multiplexed_model_id=model)
+        for attempt in range(ATTEMPTS):
+            try:
+                return answer(routed.run.remote(task, request), is_cancelled)
+            except replica_lost as lost:
+                if attempt == ATTEMPTS - 1:
+                    raise StudioError(
+                        "The worker making this request stopped, and so did the one it was retried on: "
+                        "nothing was made. Try again."
+                    ) from lost
+                log.warning("a replica stopped while making a %s request (%s); retried", task, lost)
+        raise AssertionError("unreachable")
 
     return run
+
+
+def answer(response: Any, is_cancelled: Callable[[], bool]) -> list[Any]:
+    """The remote call's results; Stop cancels the call (its task ends at its next step): `RunCancelled`."""
+    while True:
+        if is_cancelled():
+            response.cancel()
+            raise RunCancelled()
+        try:
+            return response.result(timeout_s=STOP_POLL_S)
+        except TimeoutError:
+            continue
 
 
 def shut_down() -> None:

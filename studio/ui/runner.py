@@ -30,8 +30,9 @@ from studio.ui.i18n import say, say_phrases
 
 logger = logging.getLogger(__name__)
 
-# Runs a whole job in another process (ZeroGPU): results arrive together, without step progress or Stop.
-GpuRunner = Callable[[str, Request], list[Any]]
+# Runs a whole job in another process (ZeroGPU, a Ray Serve replica): results arrive together, without step
+# progress; the third argument says when Stop was pressed (a runner that can cancels the remote call).
+GpuRunner = Callable[[str, Request, Callable[[], bool]], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,7 @@ class JobRunner:
     ) -> Iterator[Any]:
         if self.gpu_runner is not None:
             progress(0, desc=where + say("Waiting for a GPU…"))
-            return iter(self.gpu_runner(task, parsed))
+            return iter(self.gpu_runner(task, parsed, run.stop.is_set))
 
         run.wakers.append(self.turns.wake)  # Stop reaches a job waiting for its turn
 
