@@ -107,7 +107,7 @@ def create_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Bloc
     if settings.ray:  # as many GPU jobs at once as there are replicas to run them
         for fn in demo.fns.values():
             if fn.concurrency_id == GPU_EVENT["concurrency_id"]:
-                fn.concurrency_limit = settings.replicas
+                fn.concurrency_limit = settings.most_replicas
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     demo.studio = studio  # for tests and benchmarks that inspect what was loaded
     return demo

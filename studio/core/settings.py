@@ -177,6 +177,20 @@ class Settings:
     replicas: int = option(
         1, "--replicas", "how many Ray Serve replicas run the tasks (with --ray)", parse=int, metavar="N"
     )
+    min_replicas: int | None = option(
+        None,
+        "--min-replicas",
+        "with --max-replicas: the fewest replicas autoscaling keeps",
+        parse=int,
+        metavar="N",
+    )
+    max_replicas: int | None = option(
+        None,
+        "--max-replicas",
+        "autoscale the Ray Serve replicas up to N on the requests waiting (instead of --replicas)",
+        parse=int,
+        metavar="N",
+    )
     queue_size: int = option(
         64, "--queue-size", "how many requests may wait; more are turned away", parse=int
     )
@@ -258,6 +272,11 @@ class Settings:
     def styles_folder(self) -> Path:
         """Where style codes are saved: `styles_dir`, or beside the results they were made for."""
         return self.styles_dir if self.styles_dir is not None else self.outputs / "styles"
+
+    @property
+    def most_replicas(self) -> int:
+        """How many replicas may run at once with --ray: the autoscaling ceiling, or the fixed count."""
+        return self.max_replicas or self.replicas
 
     @property
     def profiles_folder(self) -> Path:

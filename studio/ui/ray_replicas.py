@@ -66,11 +66,30 @@ def worked_by(result: Any, worker: str) -> Any:
     return dataclasses.replace(result, parameters=dataclasses.replace(result.parameters, extras=extras))
 
 
-def deployment(replicas: int) -> Any:
-    """The Serve deployment of `StudioTasks`, `replicas` of it, each taking one request at a time."""
+def replica_options(settings: Settings) -> dict[str, Any]:
+    """The deployment's options: a fixed number of replicas, or autoscaling between --min-replicas and
+    --max-replicas on the requests each replica has (one at a time: a second one waiting means scale up)."""
+    options: dict[str, Any] = {"max_ongoing_requests": 1, "ray_actor_options": {"num_cpus": 1}}
+    if settings.max_replicas is None:
+        return {**options, "num_replicas": settings.replicas}
+    fewest = settings.min_replicas if settings.min_replicas is not None else 1
+    if not 0 <= fewest <= settings.max_replicas:
+        raise StudioError(
+            f"--min-replicas ({fewest}) must be between 0 and --max-replicas ({settings.max_replicas})."
+        )
+    autoscaling = {
+        "min_replicas": fewest,
+        "max_replicas": settings.max_replicas,
+        "target_ongoing_requests": 1,
+    }
+    return {**options, "autoscaling_config": autoscaling}
+
+
+def deployment(settings: Settings) -> Any:
+    """The Serve deployment of `StudioTasks`, each replica taking one request at a time."""
     from ray import serve
 
-    @serve.deployment(num_replicas=replicas, max_ongoing_requests=1, ray_actor_options={"num_cpus": 1})
+    @serve.deployment(**replica_options(settings))
     class StudioReplica:
         def __init__(self, settings: Settings, presets: Presets) -> None:
             context = serve.get_replica_context()
@@ -106,9 +125,9 @@ def ray_runner(settings: Settings, presets: Presets):
             ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(address=settings.ray, logging_level=logging.WARNING, log_to_driver=False)
-    replica = deployment(settings.replicas)
+    replica = deployment(settings)
     handle = serve.run(replica.bind(settings, presets), name=APPLICATION, route_prefix=None)
-    log.info("%d Ray Serve replica(s) run the tasks", settings.replicas)
+    log.info("up to %d Ray Serve replica(s) run the tasks", settings.most_replicas)
 
     def run(task: str, request: Request, is_cancelled: Callable[[], bool]) -> list[Any]:
         model = str(getattr(request, "model", None) or presets.default_model)
