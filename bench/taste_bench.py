@@ -31,16 +31,8 @@ from pipelines.text_to_image import TextToImagePipeline  # noqa: E402
 from studio.core.cache import ModelCache  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
 from studio.core.presets import load_presets  # noqa: E402
-from studio.core.taste import PAIRS_WANTED, Profile, new_code  # noqa: E402
-from tests.unit.test_taste import picture, redness  # noqa: E402
-
-
-def rated_profile() -> Profile:
-    draw, profile = random.Random(1), Profile(new_code())
-    for _ in range(PAIRS_WANTED):
-        a, b = picture(draw), picture(draw)
-        profile = profile.rate(a, b) if redness(a) > redness(b) else profile.rate(b, a)
-    return profile
+from studio.core.taste import PAIRS_WANTED  # noqa: E402
+from tests.unit.test_taste import picture, rated_profile, redness  # noqa: E402
 
 
 def main() -> None:
@@ -60,7 +52,7 @@ def main() -> None:
     pipeline = TextToImagePipeline(cache, presets)
 
     started = time.perf_counter()
-    profile = rated_profile()
+    profile = rated_profile(redness, PAIRS_WANTED, seed=1)
     fit_ms = (time.perf_counter() - started) * 1000 / PAIRS_WANTED  # per pair rated: its look and a refit
     image = picture(random.Random(2))
     started = time.perf_counter()

@@ -3,8 +3,6 @@ machine's default backend, and reproduces from its PNG."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
@@ -13,18 +11,14 @@ from studio.core.errors import InvalidRequest
 from studio.core.history import History
 from studio.core.metadata import read_parameters
 from studio.core.requests import parse_request
-from studio.core.taste import PAIRS_WANTED, Profile, new_code
-from tests.unit.test_taste import picture, redness
+from studio.core.taste import PAIRS_WANTED, Profile
+from tests.unit.test_taste import rated_profile, redness
 
 
 @pytest.fixture(scope="module")
 def likes_red() -> Profile:
     """A profile from 40 pairs rated by someone who likes redder pictures."""
-    draw, profile = random.Random(11), Profile(new_code())
-    for _ in range(PAIRS_WANTED):
-        a, b = picture(draw), picture(draw)
-        profile = profile.rate(a, b) if redness(a) > redness(b) else profile.rate(b, a)
-    return profile
+    return rated_profile(redness, PAIRS_WANTED, seed=11)
 
 
 def test_a_profile_makes_the_kind_of_image_it_likes_more_often_and_each_reproduces_from_its_png(
