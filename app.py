@@ -43,7 +43,7 @@ from studio.ui import (
     text_to_image_tab,
     upscale_tab,
 )
-from studio.ui.common import BROWSER_HEAD, GPU_EVENT, INSTANT_EVENT, session_of
+from studio.ui.common import BROWSER_HEAD, INSTANT_EVENT, session_of
 from studio.ui.context import Studio
 from studio.ui.i18n import HEAD, say, tr, translations
 from studio.ui.theme import CSS, THEME
@@ -104,10 +104,6 @@ def create_app(settings: Settings, tabs: Sequence[ModuleType] = TABS) -> gr.Bloc
         demo.unload(visitor_left)
         memory_panel.create_panel(studio.cache)
 
-    if settings.ray:  # as many GPU jobs at once as there are replicas to run them
-        for fn in demo.fns.values():
-            if fn.concurrency_id == GPU_EVENT["concurrency_id"]:
-                fn.concurrency_limit = settings.most_replicas
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     demo.studio = studio  # for tests and benchmarks that inspect what was loaded
     return demo

@@ -58,21 +58,21 @@ def main() -> None:
         make()
         return time.perf_counter() - started
 
-    run = ray_replicas.ray_runner(settings, presets)
-    run("txt2img", request(0), bool), here(request(0))  # warm: loaded, first call made
+    run = ray_replicas.ray_replicas(settings, presets).generate
+    list(run("txt2img", request(0))), here(request(0))  # warm: loaded, first call made
     local, remote = [], []
     for seed in range(1, LATENCY_ROUNDS + 1):
         local.append(timed(lambda seed=seed: here(request(seed))))
-        remote.append(timed(lambda seed=seed: run("txt2img", request(seed), bool)))
+        remote.append(timed(lambda seed=seed: list(run("txt2img", request(seed)))))
     added_ms = (statistics.median(remote) - statistics.median(local)) * 1000
 
     throughput = {}
     for replicas in (1, 2):
-        run = ray_replicas.ray_runner(dataclasses.replace(settings, replicas=replicas), presets)
+        run = ray_replicas.ray_replicas(dataclasses.replace(settings, replicas=replicas), presets).generate
 
         def burst(seeds: range, run=run) -> None:
             with ThreadPoolExecutor(len(seeds)) as pool:
-                list(pool.map(lambda seed: run("txt2img", request(seed), bool), seeds))
+                list(pool.map(lambda seed: list(run("txt2img", request(seed))), seeds))
 
         burst(range(2 * replicas))  # warm: each replica has the model
         throughput[replicas] = BURST / timed(lambda burst=burst: burst(range(BURST)))

@@ -235,6 +235,13 @@ class Settings:
         "browser session sees what it made)",
         switch=True,
     )
+    max_queued_per_user: int = option(
+        0,
+        "--max-queued-per-user",
+        "at most N runs of one person waiting or running at once; more are refused with a message (0: any)",
+        parse=int,
+        metavar="N",
+    )
     profile_drafts: int = option(
         4,
         "--profile-drafts",

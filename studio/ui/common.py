@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 # Every event that computes on the GPU joins this one group, limited to one job at a time: Gradio's limit is
 # per event, so without it four tabs would run four jobs at once.
-GPU_EVENT = {"concurrency_id": "gpu", "concurrency_limit": 1}
+# Model runs: every one reaches the job runner at once, whose Turns choose whose goes next (round-robin over
+# people) and show each its place; Gradio's queue only bounds how many may wait (--queue-size).
+GPU_EVENT = {"concurrency_id": "gpu", "concurrency_limit": None}
 # Cheap events (filling fields, showing parameters) have no concurrency limit, so they never wait behind a
 # GPU job; they stay in the queue because only queued events can show an error or a warning.
 INSTANT_EVENT = {"concurrency_limit": None, "api_visibility": "private"}
@@ -77,6 +79,15 @@ def browser_of(request: gr.Request | None) -> str | None:
         if name == BROWSER_COOKIE and _BROWSER_ID.match(value):
             return value
     return None
+
+
+def person_of(request: gr.Request | None) -> str:
+    """Whom a run or a taste profile is for, as the studio tells people apart: the signed-in user, else the
+    browser (its cookie id), else the session (an API client's)."""
+    if getattr(request, "username", None):
+        return f"user:{request.username}"
+    browser = browser_of(request)
+    return f"browser:{browser}" if browser else f"session:{session_of(request)}"
 
 
 def session_of(request: gr.Request | None) -> str:

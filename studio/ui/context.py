@@ -31,9 +31,9 @@ from studio.core.settings import Settings
 from studio.core.style_codes import StyleCodes
 from studio.core.taste import NO_PROFILE
 from studio.ui import zerogpu
-from studio.ui.common import browser_of, session_of
+from studio.ui.common import person_of, session_of
 from studio.ui.model_check import ModelCheck
-from studio.ui.runner import JobRunner, Run
+from studio.ui.runner import JobRunner, Run, Turns
 from studio.ui.send_to import SendTo
 
 
@@ -77,6 +77,11 @@ class Studio:
             offload="none" if zerogpu.on_zero_gpu() else settings.offload,
         )
         runner = JobRunner(
+            turns=Turns(
+                settings.most_replicas if settings.ray else 1,
+                settings.max_queued_per_user,
+                settings.queue_size,
+            ),
             max_image_side=settings.max_image_side,
             max_images=settings.max_images,
             access=ModelAccess(
@@ -94,7 +99,7 @@ class Studio:
         elif settings.ray:
             from studio.ui import ray_replicas  # Ray only with --ray: an optional extra
 
-            runner.gpu_runner = ray_replicas.ray_runner(settings, presets)
+            runner.replicas = ray_replicas.ray_replicas(settings, presets)
         else:
             model_check.start()
         image_targets = {tab.id: tab.label for tab in tabs if tab.takes_images}
@@ -126,15 +131,11 @@ class Studio:
         return Viewer()
 
     def profile_owner(self, request: gr.Request | None) -> str:
-        """Whose taste profiles a request reads and changes: with --auth, the signed-in user's; on a studio
-        others can reach, the browser's (its cookie; an API client's session); on this machine alone, its
-        one user's."""
-        if self.settings.auth:
-            return f"user:{getattr(request, 'username', None) or 'unknown'}"
-        if self.settings.reachable_by_others:
-            browser = browser_of(request)
-            return f"browser:{browser}" if browser else f"session:{session_of(request)}"
-        return LOCAL_OWNER
+        """Whose taste profiles a request reads and changes: on this machine alone, its one user's; else the
+        signed-in user's, the browser's (its cookie) or an API client's session's."""
+        if not self.settings.auth and not self.settings.reachable_by_others:
+            return LOCAL_OWNER
+        return person_of(request)
 
     def personalised(self, task: Task, request: Request, asker: gr.Request | None) -> Request:
         """`request` steered by the asker's own taste profile: the one its `--p` names, or for none the one

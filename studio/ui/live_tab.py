@@ -179,9 +179,15 @@ class LiveFrames:
         return frame, frame_status(frame, self.studio.presets, took, turn.skipped, notes)
 
     def frame(self, request: LiveRequest) -> GeneratedImage:
-        """On ZeroGPU (or Ray Serve), where every run goes there."""
-        gpu_runner = self.studio.runner.gpu_runner
-        return self.pipeline.frame(request) if gpu_runner is None else gpu_runner("live", request, bool)[0]
+        """On ZeroGPU, in the platform's GPU function, as every run there; with --ray, in a replica."""
+        runner = self.studio.runner
+        if runner.replicas is not None:
+            return list(runner.replicas.generate("live", request))[0]
+        return (
+            self.pipeline.frame(request)
+            if runner.gpu_runner is None
+            else runner.gpu_runner("live", request)[0]
+        )
 
 
 def frame_status(frame: GeneratedImage, presets: Presets, took: float, skipped: int, notes: list[str]) -> str:

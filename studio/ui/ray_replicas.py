@@ -1,12 +1,13 @@
 """Scale-out on Ray Serve: the tasks run in Serve replicas, each with a model cache of its own, behind the
 same page.
 
-With `--ray ADDRESS` (`local` starts a cluster on this machine) and `--replicas N`, the job runner hands each
-request to a Serve deployment instead of running it in this process, as on ZeroGPU: the task's name and its
-typed request go over (plain data and PIL images), the finished results come back. Serve routes a request to
-a replica that already holds its model (`serve.multiplexed`, by model), and each image records the replica
-that made it (`Worker: …`). The page, the history and the access rules stay in this process. Ray is
-imported only with `--ray` (the `ray` extra: `pip install -e ".[ray]"`).
+With `--ray ADDRESS` (`local` starts a cluster on this machine) and `--replicas N` (or autoscaling), the job
+runner hands each request to a Serve deployment instead of running it in this process: the task's name and
+its typed request go over (plain data and PIL images), and the run's steps, previews and results stream back
+as the replica makes them (a streaming call), so the page shows progress as it does for a local run. Serve
+routes a request to a replica that already holds its model (`serve.multiplexed`, by model), and each image
+records the replica that made it (`Worker: …`). The page, the history and the access rules stay in this
+process. Ray is imported only with `--ray` (the `ray` extra: `pip install -e ".[ray]"`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import asyncio
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from pipelines.parts.common import GeneratedImage
+from pipelines.parts.common import GeneratedImage, IsCancelled, Progress, never_cancelled, no_progress
+from pipelines.parts.previews import PreviewImage, PreviewSink, no_preview
 from pipelines.registry import TASKS
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
@@ -32,7 +35,6 @@ log = logging.getLogger(__name__)
 
 APPLICATION = "studio"  # the Serve application's name on the cluster
 ATTEMPTS = 2  # a request whose replica stops mid-run is made again once, on another
-STOP_POLL_S = 0.1  # how often a waiting request looks at its Stop flag
 MODELS_PER_REPLICA = 2  # models a replica is routed requests for before Serve prefers another replica
 
 
@@ -53,10 +55,30 @@ class StudioTasks:
         }
         self.name = name
 
-    def run(self, task: str, request: Request, is_cancelled: Callable[[], bool]) -> list[Any]:
-        """The task's results, each image recording this replica as its worker."""
-        results = self.tasks[task].generate(request, is_cancelled=is_cancelled)
-        return [worked_by(result, self.name) for result in results]
+    def generate(
+        self, task: str, request: Request, progress: Progress, is_cancelled: IsCancelled, preview: PreviewSink
+    ) -> Iterator[Any]:
+        """The task's results as they are made, each image recording this replica as its worker."""
+        pipeline = self.tasks[task]
+        shown = preview if pipeline.shows_previews else no_preview
+        for result in pipeline.generate(request, progress, is_cancelled, shown):
+            yield worked_by(result, self.name)
+
+
+@dataclass(frozen=True)
+class Stepped:
+    """A denoising step of a remote run, for the page's progress bar."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: BaseException
+
+
+FINISHED = "finished"
 
 
 def worked_by(result: Any, worker: str) -> Any:
@@ -99,26 +121,94 @@ def deployment(settings: Settings) -> Any:
         async def routed(self, model: str) -> str:
             return model  # the cache loads the model on first use; this tells Serve the replica holds it
 
-        async def run(self, task: str, request: Request) -> list[Any]:
+        async def generate(self, task: str, request: Request) -> AsyncIterator[Any]:
+            """The run's steps, previews and results as they come (a streaming call); the caller's cancel
+            (Stop) ends the task at its next step."""
             await self.routed(serve.get_multiplexed_model_id())
-            stop = threading.Event()
+            loop, events, stop = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+
+            def put(event: Any) -> None:
+                loop.call_soon_threadsafe(events.put_nowait, event)
+
+            def work() -> None:
+                try:
+                    steps = lambda done, total: put(Stepped(done, total))  # noqa: E731
+                    for result in self.tasks.generate(task, request, steps, stop.is_set, put):
+                        put(result)
+                    put(FINISHED)
+                except BaseException as error:  # raised to the caller from the stream
+                    put(Failed(error))
+
+            working = asyncio.ensure_future(asyncio.to_thread(work))
             try:
-                return await asyncio.to_thread(self.tasks.run, task, request, stop.is_set)
-            except asyncio.CancelledError:  # the caller cancelled (Stop): the task ends at its next step
+                while (event := await events.get()) is not FINISHED:
+                    if isinstance(event, Failed):
+                        raise event.error
+                    yield event
+            finally:
                 stop.set()
-                raise
+                await asyncio.shield(working)
 
     return StudioReplica
 
 
-def ray_runner(settings: Settings, presets: Presets):
-    """Start (or join) the cluster, deploy the replicas, and return `run(task, request, is_cancelled) ->
-    [result, ...]`: a request whose replica stops mid-run is made again once, on another; Stop cancels."""
+class RayReplicas:
+    """The deployment as the job runner calls it: `generate` streams a request's steps (to `progress`),
+    previews (to `preview`) and results from a replica. A request whose replica stops before any result
+    came back is made again once, on another; Stop cancels the remote run."""
+
+    def __init__(self, handle: Any, presets: Presets) -> None:
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+
+        self.handle = handle
+        self.presets = presets
+        self.lost = (RayActorError, ActorUnavailableError)
+        self.failed = RayTaskError
+
+    def generate(
+        self,
+        task: str,
+        request: Request,
+        progress: Progress = no_progress,
+        is_cancelled: IsCancelled = never_cancelled,
+        preview: PreviewSink = no_preview,
+    ) -> Iterator[Any]:
+        model = str(getattr(request, "model", None) or self.presets.default_model)
+        routed = self.handle.options(multiplexed_model_id=model, stream=True)
+        for attempt in range(1, ATTEMPTS + 1):
+            made, finished = 0, False
+            stream = routed.generate.remote(task, request)
+            try:
+                for event in stream:
+                    if is_cancelled():
+                        raise RunCancelled()
+                    if isinstance(event, Stepped):
+                        progress(event.done, event.total)
+                    elif isinstance(event, PreviewImage):
+                        preview(event)
+                    else:
+                        made += 1
+                        yield event
+                finished = True
+                return
+            except self.failed as error:  # the task's own refusal or failure, raised there: raised here
+                raise error.cause from None
+            except self.lost as lost:
+                if made or attempt == ATTEMPTS:
+                    raise StudioError(
+                        f"The worker making this request stopped after {made} of its results: the rest were "
+                        "not made. Try again."
+                    ) from lost
+                log.warning("a replica stopped while making a %s request (%s); retried", task, lost)
+            finally:
+                if not finished:  # stopped, closed by the page, or failed: the replica's task ends too
+                    stream.cancel()
+
+
+def ray_replicas(settings: Settings, presets: Presets) -> RayReplicas:
+    """Start (or join) the cluster and deploy the replicas."""
     import ray
     from ray import serve
-    from ray.exceptions import ActorUnavailableError, RayActorError
-
-    replica_lost = (RayActorError, ActorUnavailableError)
 
     if not ray.is_initialized():
         if settings.ray == "local":
@@ -128,35 +218,7 @@ def ray_runner(settings: Settings, presets: Presets):
     replica = deployment(settings)
     handle = serve.run(replica.bind(settings, presets), name=APPLICATION, route_prefix=None)
     log.info("up to %d Ray Serve replica(s) run the tasks", settings.most_replicas)
-
-    def run(task: str, request: Request, is_cancelled: Callable[[], bool]) -> list[Any]:
-        model = str(getattr(request, "model", None) or presets.default_model)
-        routed = handle.options(multiplexed_model_id=model)
-        for attempt in range(ATTEMPTS):
-            try:
-                return answer(routed.run.remote(task, request), is_cancelled)
-            except replica_lost as lost:
-                if attempt == ATTEMPTS - 1:
-                    raise StudioError(
-                        "The worker making this request stopped, and so did the one it was retried on: "
-                        "nothing was made. Try again."
-                    ) from lost
-                log.warning("a replica stopped while making a %s request (%s); retried", task, lost)
-        raise AssertionError("unreachable")
-
-    return run
-
-
-def answer(response: Any, is_cancelled: Callable[[], bool]) -> list[Any]:
-    """The remote call's results; Stop cancels the call (its task ends at its next step): `RunCancelled`."""
-    while True:
-        if is_cancelled():
-            response.cancel()
-            raise RunCancelled()
-        try:
-            return response.result(timeout_s=STOP_POLL_S)
-        except TimeoutError:
-            continue
+    return RayReplicas(handle, presets)
 
 
 def shut_down() -> None:

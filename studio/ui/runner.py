@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import gradio as gr
 from PIL import Image
@@ -24,15 +24,23 @@ from pipelines.task import Task
 from studio.core.access import ModelAccess, RateLimit
 from studio.core.downloads import downloads_reported_to, preparation_reported_to
 from studio.core.errors import InvalidRequest, RunCancelled
+from studio.core.fair_queue import Waiting, runs_of, serving_order
 from studio.core.requests import Request, parse_request
-from studio.ui.common import INSTANT_EVENT, gradio_progress, session_of, user_errors, visitor_of
+from studio.ui.common import INSTANT_EVENT, gradio_progress, person_of, session_of, user_errors, visitor_of
 from studio.ui.i18n import say, say_phrases
 
 logger = logging.getLogger(__name__)
 
-# Runs a whole job in another process (ZeroGPU, a Ray Serve replica): results arrive together, without step
-# progress; the third argument says when Stop was pressed (a runner that can cancels the remote call).
-GpuRunner = Callable[[str, Request, Callable[[], bool]], list[Any]]
+
+# Runs jobs in Ray Serve replicas (studio/ui/ray_replicas.py): a task's generate, remote.
+class Replicas(Protocol):
+    def generate(
+        self, task: str, request: Request, progress: Any, is_cancelled: Callable[[], bool], preview: Any
+    ) -> Iterator[Any]: ...
+
+
+# Runs a whole job in another process (ZeroGPU): results arrive together, without step progress or Stop.
+GpuRunner = Callable[[str, Request], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -80,17 +88,18 @@ class Run:
 
 
 class Runs:
-    """The running job of each browser session; Stop sets its flag, polled between denoising steps. A
-    session whose visitor left (closed the page) has its run stopped and no more runs started."""
+    """The running and queued jobs of each browser session; Stop sets their flags, polled between denoising
+    steps and while a job waits for its turn. A session whose visitor left (closed the page) has its runs
+    stopped and no more runs started."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[str, Run] = {}
+        self._runs: dict[str, list[Run]] = {}
         self._left: set[str] = set()
 
     def left(self, session: str) -> Run | None:
-        """The visitor of `session` closed the page: its run stops at the next step, its queued ones never
-        start, and nobody else waits behind them."""
+        """The visitor of `session` closed the page: its runs stop at the next step (the queued ones never
+        start), and nobody else waits behind them."""
         with self._lock:
             self._left.add(session)
         return self.stop(session)
@@ -101,54 +110,91 @@ class Runs:
 
     def begin(self, session: str, run: Run) -> Run:
         with self._lock:
-            self._runs[session] = run
+            self._runs.setdefault(session, []).append(run)
         return run
 
     def end(self, session: str, run: Run) -> None:
         with self._lock:
-            if self._runs.get(session) is run:
-                del self._runs[session]
+            others = [other for other in self._runs.get(session, []) if other is not run]
+            if others:
+                self._runs[session] = others
+            else:
+                self._runs.pop(session, None)
 
     def stop(self, session: str) -> Run | None:
+        """Every run of `session` stops (a page may have queued several); the first, the one its progress
+        shows, is returned."""
         with self._lock:
-            run = self._runs.get(session)
-        if run is not None:
+            runs = list(self._runs.get(session, []))
+        for run in runs:
             run.end()
-        return run
+        return runs[0] if runs else None
 
 
 class Turns:
-    """Whose job runs on the models next: one job at a time, first come first served, whether it came from
-    the page (Gradio's queue already lets one through at a time) or from an HTTP client (client_apis)."""
+    """Whose jobs run on the models next, `capacity` at a time (one; with --ray, one a replica), whether they
+    came through the page's queue or from an HTTP client (client_apis): round-robin over people, each
+    person's own in the order they came (studio/core/fair_queue.py), at most `per_person` of one person's
+    runs waiting or running (0: no cap) and at most `most_waiting` waiting in all (0: no bound)."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1, per_person: int = 0, most_waiting: int = 0) -> None:
+        self.capacity = capacity
+        self.per_person = per_person
+        self.most_waiting = most_waiting
         self._changed = threading.Condition()
         self._next_ticket = 0
-        self._serving = 0
-        self._abandoned: set[int] = set()  # tickets whose job stopped while it waited
+        self._waiting: list[Waiting] = []
+        self._serving: dict[int, str] = {}  # ticket: person
+        self._last_served: dict[str, int] = {}  # person: when their last run started (a count of starts)
+        self._starts = 0
 
     @contextmanager
-    def taken(self, waiting: Callable[[], None], stopped: Callable[[], bool]) -> Iterator[bool]:
-        """Inside the block, True while this job holds the turn; False when it was `stopped` while it
-        waited (a `wake` makes it look). `waiting` is told once when another job holds the turn first."""
+    def taken(
+        self, waiting: Callable[[int], None], stopped: Callable[[], bool], person: str = ""
+    ) -> Iterator[bool]:
+        """Inside the block, True while this job holds a turn; False when it was `stopped` while it waited
+        (a `wake` makes it look). `waiting(ahead)` is told how many runs are before it (running or ahead in
+        line), each time that changes. A person already at `per_person` runs is refused."""
         with self._changed:
-            ticket = self._next_ticket
+            held = runs_of(person, self._waiting, self._serving)
+            if self.per_person and held >= self.per_person:
+                raise InvalidRequest(
+                    f"You have {held} runs waiting or running, the most this studio queues for one person: "
+                    "wait for one of them to finish."
+                )
+            if self.most_waiting and (queued := len(self._waiting)) >= self.most_waiting:
+                raise InvalidRequest(
+                    f"The studio is busy: {queued} runs are waiting already. Try again in a while."
+                )
+            mine = Waiting(self._next_ticket, person)
             self._next_ticket += 1
-            if ticket != self._serving:
-                waiting()
-            self._changed.wait_for(lambda: ticket == self._serving or stopped())
-            ours = ticket == self._serving
-            if not ours:
-                self._abandoned.add(ticket)
+            self._waiting.append(mine)
+            told = 0
+            while True:
+                if stopped():
+                    self._waiting.remove(mine)
+                    ours = False
+                    break
+                place = serving_order(self._waiting, self._last_served).index(mine.ticket)
+                if place < self.capacity - len(self._serving):
+                    self._waiting.remove(mine)
+                    self._serving[mine.ticket] = person
+                    self._starts += 1
+                    self._last_served[person] = self._starts
+                    ours = True
+                    break
+                ahead = place + len(self._serving)
+                if ahead != told:
+                    waiting(ahead)
+                    told = ahead
+                self._changed.wait()
+            self._changed.notify_all()  # the line moved: the others' places changed
         try:
             yield ours
         finally:
             if ours:
                 with self._changed:
-                    self._serving += 1
-                    while self._serving in self._abandoned:
-                        self._abandoned.remove(self._serving)
-                        self._serving += 1
+                    del self._serving[mine.ticket]
                     self._changed.notify_all()
 
     def wake(self) -> None:
@@ -165,13 +211,15 @@ class JobRunner:
         gpu_runner: GpuRunner | None = None,
         access: ModelAccess | None = None,
         rate_limit: RateLimit | None = None,
+        turns: Turns | None = None,
     ) -> None:
         self.tasks: dict[str, Task] = {}
         self.runs = Runs()
-        self.turns = Turns()
+        self.turns = turns or Turns()
         self.max_image_side = max_image_side
         self.max_images = max_images
         self.gpu_runner = gpu_runner
+        self.replicas: Replicas | None = None  # with --ray: the Ray Serve replicas every job runs on
         self.access = access or ModelAccess()
         self.rate_limit = rate_limit or RateLimit()
         # Told of each run a closed page left unfinished (the history notes it).
@@ -271,25 +319,32 @@ class JobRunner:
     def _results(
         self, task: str, pipeline: Task, parsed: Request, run: Run, progress: gr.Progress, where: str
     ) -> Iterator[Any]:
-        if self.gpu_runner is not None:
-            progress(0, desc=where + say("Waiting for a GPU…"))
-            return iter(self.gpu_runner(task, parsed, run.stop.is_set))
-
         run.wakers.append(self.turns.wake)  # Stop reaches a job waiting for its turn
 
-        def waiting() -> None:
-            progress(0, desc=where + say("Waiting for the run before it to finish…"))
+        def waiting(ahead: int) -> None:
+            told = (
+                "Waiting for the run before it to finish…"
+                if ahead == 1
+                else f"Waiting for the {ahead} runs before it…"
+            )
+            progress(0, desc=where + say(told))
+
+        def made(preview: Callable[[PreviewImage], None]) -> Iterator[Any]:
+            """The job's results, made where jobs run: here, in a Ray replica, or in ZeroGPU's process."""
+            steps = gradio_progress(progress, pipeline.progress_label, where)
+            shown = preview if pipeline.shows_previews else no_preview
+            if self.gpu_runner is not None:
+                progress(0, desc=where + say("Waiting for a GPU…"))
+                return iter(self.gpu_runner(task, parsed))
+            if self.replicas is not None:
+                return self.replicas.generate(task, parsed, steps, run.stop.is_set, shown)
+            return pipeline.generate(parsed, progress=steps, is_cancelled=run.stop.is_set, preview=shown)
 
         def results(preview: Callable[[PreviewImage], None]) -> Iterator[Any]:
-            with self.turns.taken(waiting, run.stop.is_set) as ours:
+            with self.turns.taken(waiting, run.stop.is_set, person_of(run.request)) as ours:
                 if not ours or run.stop.is_set():
                     raise RunCancelled()
-                yield from pipeline.generate(
-                    parsed,
-                    progress=gradio_progress(progress, pipeline.progress_label, where),
-                    is_cancelled=run.stop.is_set,
-                    preview=preview if pipeline.shows_previews else no_preview,
-                )
+                yield from made(preview)
 
         return in_worker(results, run, progress)
 

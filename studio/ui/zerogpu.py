@@ -57,12 +57,9 @@ def gpu_seconds(task: str, request: Request, presets: Presets) -> int:
     return int(min(MAX_SECONDS, max(MIN_SECONDS, math.ceil(seconds))))
 
 
-def gpu_runner(
-    pipelines: Mapping[str, Any], presets: Presets
-) -> Callable[[str, Request, Callable[[], bool]], list[Any]]:
-    """A `spaces.GPU` function running any task: `run(task, request, is_cancelled) -> [result, ...]`
-    (Stop cannot reach the platform's process: `is_cancelled` is not used). `pipelines` may still fill up
-    after this is made (each tab adds its own)."""
+def gpu_runner(pipelines: Mapping[str, Any], presets: Presets) -> Callable[[str, Request], list[Any]]:
+    """A `spaces.GPU` function running any task: `run(task, request) -> [result, ...]`. `pipelines` may
+    still fill up after this is made (each tab adds its own)."""
     import spaces  # only on ZeroGPU hardware, where the platform provides it
 
     def duration(task: str, request: Request) -> int:
@@ -72,4 +69,4 @@ def gpu_runner(
     def run_on_zero_gpu(task: str, request: Request) -> list[Any]:
         return list(pipelines[task].generate(request))
 
-    return lambda task, request, is_cancelled: run_on_zero_gpu(task, request)
+    return run_on_zero_gpu

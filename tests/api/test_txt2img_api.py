@@ -125,3 +125,27 @@ def test_previews_stream_while_denoising_and_the_answer_holds_only_the_finished_
     assert not any(" · step " in (item.get("caption") or "") for item in images), "no preview in the answer"
     saved = set(running_app.outputs.rglob("*.png")) - before
     assert len(saved) == 2, "the history holds the two images, no preview"
+
+
+def test_one_visitors_queued_runs_do_not_hold_anothers_single_run_behind_them(running_app):
+    from tests.conditions import FirstCallHeld, wait_until
+
+    ann, bo = Client(running_app.url, verbose=False), Client(running_app.url, verbose=False)
+
+    def says(job, text: str) -> bool:
+        return any(text in (unit.desc or "") for unit in job.status().progress_data or [])
+
+    saved_before = set(running_app.outputs.rglob("*-txt2img-*.png"))
+    with FirstCallHeld(running_app.demo.studio.cache, "denoise") as held:
+        anns = [ann.submit(prompt="ann's", seed=700, steps=1, api_name="/txt2img")]
+        assert held.inside.wait(30)
+        anns += [ann.submit(prompt="ann's", seed=700 + n, steps=1, api_name="/txt2img") for n in range(1, 5)]
+        wait_until(lambda: says(anns[-1], "Waiting for the 4 runs before it"), timeout=30)
+        bos = bo.submit(prompt="bo's", seed=900, steps=1, api_name="/txt2img")
+        wait_until(lambda: says(bos, "Waiting for the run before it to finish"), timeout=30)
+    for job in [*anns, bos]:
+        job.result(timeout=60)
+    saved = sorted(
+        set(running_app.outputs.rglob("*-txt2img-*.png")) - saved_before, key=lambda path: path.name
+    )
+    assert [read_parameters(path).seed for path in saved] == [700, 900, 701, 702, 703, 704]

@@ -26,18 +26,18 @@ def two_replicas(tiny_sd, fast_decoder_presets, tmp_path_factory):
         openvino_cache=OPENVINO_FOLDER, ray="local", replicas=2,
     )  # fmt: skip
     presets = dataclasses.replace(fast_decoder_presets, default_model=str(tiny_sd))
-    yield ray_replicas.ray_runner(settings, presets), presets
+    yield ray_replicas.ray_replicas(settings, presets), presets
     ray_replicas.shut_down()
 
 
 def test_two_replicas_share_six_concurrent_requests_with_no_mix_ups(two_replicas, cache):
-    run, presets = two_replicas
+    replicas, presets = two_replicas
     requests = [
         parse_request(TextToImageRequest, {"prompt": f"a lighthouse, view {n}", "seed": 100 + n, "steps": 1})
         for n in range(6)
     ]
     with ThreadPoolExecutor(len(requests)) as pool:
-        grids = list(pool.map(lambda request: run("txt2img", request, bool), requests))
+        grids = list(pool.map(lambda request: list(replicas.generate("txt2img", request)), requests))
     for request, [made] in zip(requests, grids, strict=True):
         assert (made.parameters.user_prompt, made.parameters.seed) == (request.prompt, request.seed)
     workers = {made.parameters.extras["worker"] for [made] in grids}
@@ -48,7 +48,7 @@ def test_two_replicas_share_six_concurrent_requests_with_no_mix_ups(two_replicas
     assert np.array_equal(np.asarray(here.image), np.asarray(grids[3][0].image))
 
 
-def replicas() -> list:
+def replica_actors() -> list:
     """The replicas' Ray actors (Serve names them after the deployment)."""
     import ray
 
@@ -65,36 +65,64 @@ def busy(actor) -> bool:
 def test_a_replica_killed_mid_run_has_its_request_made_again_and_nothing_is_mixed_up(two_replicas):
     import ray
 
-    run, _ = two_replicas
+    replicas, _ = two_replicas
     requests = [
-        parse_request(
-            TextToImageRequest, {"prompt": f"kept whole {n}", "steps": 60, "num_images": 2, "seed": 10 * n}
-        )
+        parse_request(TextToImageRequest, {"prompt": f"kept whole {n}", "steps": 150, "seed": 10 * n})
         for n in (1, 2)
     ]
     with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(run, "txt2img", request, bool) for request in requests]
-        actors = replicas()
+        futures = [
+            pool.submit(lambda r: list(replicas.generate("txt2img", r)), request) for request in requests
+        ]
+        actors = replica_actors()
         wait_until(lambda: all(busy(actor) for actor in actors), timeout=60)  # both mid-run
         ray.kill(actors[0])
         grids = [future.result(timeout=240) for future in futures]
     for request, grid in zip(requests, grids, strict=True):
-        assert [made.parameters.seed for made in grid] == [request.seed, request.seed + 1]
+        assert [made.parameters.seed for made in grid] == [request.seed]
         assert {made.parameters.user_prompt for made in grid} == {request.prompt}
 
 
 def test_stop_cancels_the_remote_run_and_the_replicas_serve_on(two_replicas):
-    run, _ = two_replicas
+    replicas, _ = two_replicas
     long = parse_request(
         TextToImageRequest, {"prompt": "a long one", "steps": 150, "num_images": 4, "seed": 1}
     )
     stop = threading.Event()
     with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(run, "txt2img", long, stop.is_set)
-        wait_until(lambda: any(busy(actor) for actor in replicas()), timeout=60)
+        running = pool.submit(lambda: list(replicas.generate("txt2img", long, is_cancelled=stop.is_set)))
+        wait_until(lambda: any(busy(actor) for actor in replica_actors()), timeout=60)
         stop.set()
         with pytest.raises(RunCancelled):
             running.result(timeout=60)
-    wait_until(lambda: not any(busy(actor) for actor in replicas()), timeout=60)  # the task stopped too
+    wait_until(lambda: not any(busy(actor) for actor in replica_actors()), timeout=60)  # the task stopped too
     short = parse_request(TextToImageRequest, {"prompt": "after the stop", "steps": 1, "seed": 3})
-    assert [made.parameters.seed for made in run("txt2img", short, bool)] == [3]
+    steps = []
+    made = list(replicas.generate("txt2img", short, progress=lambda done, total: steps.append((done, total))))
+    assert [image.parameters.seed for image in made] == [3]
+    assert steps[-1] == (1, 1), "the replica's steps reach the progress bar"
+
+
+def test_the_page_runs_its_jobs_on_the_replicas_and_saves_what_they_make(
+    two_replicas, tiny_sd, tiny_presets_dir, tmp_path
+):
+    from gradio_client import Client
+
+    from studio.core.metadata import read_parameters
+    from tests.conftest import launch_app, studio_settings
+
+    settings = studio_settings(
+        tiny_sd, tmp_path / "outputs", presets_dir=tiny_presets_dir, ray="local", replicas=2
+    )
+    running = launch_app(settings)  # joins the cluster the fixture started, and deploys its own replicas
+    try:
+        client = Client(running.url, verbose=False)
+        images, params = client.predict(
+            prompt="a lighthouse", seed=4, steps=2, num_images=2, api_name="/txt2img"
+        )
+        assert [p["seed"] for p in params] == [4, 5]
+        assert all(p["extras"]["worker"].startswith("StudioReplica#") for p in params)
+        saved = read_parameters(next((tmp_path / "outputs").rglob("*-txt2img-4.png")))
+        assert saved.extras["worker"] == params[0]["extras"]["worker"], "the history's PNG names its worker"
+    finally:
+        running.demo.close()

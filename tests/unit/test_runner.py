@@ -236,13 +236,13 @@ def test_turns_serve_jobs_one_at_a_time_in_the_order_they_came():
     first_holds, release_first = threading.Event(), threading.Event()
 
     def first() -> None:
-        with turns.taken(lambda: waited.append("first"), lambda: False):
+        with turns.taken(lambda ahead: waited.append("first"), lambda: False):
             first_holds.set()
             release_first.wait()
             order.append("first")
 
     def later(name: str, queued: threading.Event) -> None:
-        with turns.taken(queued.set, lambda: False) as ours:
+        with turns.taken(lambda ahead: queued.set(), lambda: False) as ours:
             assert ours
             order.append(name)
 
@@ -268,16 +268,16 @@ def test_a_job_stopped_while_it_waits_gives_up_its_turn_and_the_next_one_runs():
     outcome: dict[str, bool] = {}
 
     def holder() -> None:
-        with turns.taken(lambda: None, lambda: False):
+        with turns.taken(lambda ahead: None, lambda: False):
             holding.set()
             release.wait()
 
     def stopped_job(queued: threading.Event) -> None:
-        with turns.taken(queued.set, stop.is_set) as ours:
+        with turns.taken(lambda ahead: queued.set(), stop.is_set) as ours:
             outcome["stopped"] = ours
 
     def next_job(queued: threading.Event) -> None:
-        with turns.taken(queued.set, lambda: False) as ours:
+        with turns.taken(lambda ahead: queued.set(), lambda: False) as ours:
             outcome["next"] = ours
             order.append("next")
 
