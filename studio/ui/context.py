@@ -100,6 +100,7 @@ class Studio:
             from studio.ui import ray_replicas  # Ray only with --ray: an optional extra
 
             runner.replicas = ray_replicas.ray_replicas(settings, presets)
+            model_check.elsewhere(f"up to {settings.most_replicas} Ray Serve replicas")
         else:
             model_check.start()
         image_targets = {tab.id: tab.label for tab in tabs if tab.takes_images}

@@ -16,7 +16,8 @@ import asyncio
 import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 APPLICATION = "studio"  # the Serve application's name on the cluster
 ATTEMPTS = 2  # a request whose replica stops mid-run is made again once, on another
+STEP_EVENT_S = 0.25  # the progress bar moves at least this often from a remote run
 MODELS_PER_REPLICA = 2  # models a replica is routed requests for before Serve prefers another replica
 
 
@@ -71,6 +73,21 @@ class Stepped:
 
     done: int
     total: int
+
+
+class StepEvents:
+    """A run's steps as `Stepped` events, at most one each `STEP_EVENT_S` (and the last): each event crosses
+    to the front process, and a fast model's every step would cost more there than the step itself."""
+
+    def __init__(self, send: Callable[[Stepped], None]) -> None:
+        self.send = send
+        self.last = -STEP_EVENT_S
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= STEP_EVENT_S or done == total:
+            self.last = now
+            self.send(Stepped(done, total))
 
 
 @dataclass(frozen=True)
@@ -121,7 +138,7 @@ def deployment(settings: Settings) -> Any:
         async def routed(self, model: str) -> str:
             return model  # the cache loads the model on first use; this tells Serve the replica holds it
 
-        async def generate(self, task: str, request: Request) -> AsyncIterator[Any]:
+        async def generate(self, task: str, request: Request, previews: bool) -> AsyncIterator[Any]:
             """The run's steps, previews and results as they come (a streaming call); the caller's cancel
             (Stop) ends the task at its next step."""
             await self.routed(serve.get_multiplexed_model_id())
@@ -132,8 +149,9 @@ def deployment(settings: Settings) -> Any:
 
             def work() -> None:
                 try:
-                    steps = lambda done, total: put(Stepped(done, total))  # noqa: E731
-                    for result in self.tasks.generate(task, request, steps, stop.is_set, put):
+                    steps = StepEvents(put)
+                    shown = put if previews else no_preview  # none made where nobody watches
+                    for result in self.tasks.generate(task, request, steps, stop.is_set, shown):
                         put(result)
                     put(FINISHED)
                 except BaseException as error:  # raised to the caller from the stream
@@ -177,7 +195,7 @@ class RayReplicas:
         routed = self.handle.options(multiplexed_model_id=model, stream=True)
         for attempt in range(1, ATTEMPTS + 1):
             made, finished = 0, False
-            stream = routed.generate.remote(task, request)
+            stream = routed.generate.remote(task, request, preview is not no_preview)
             try:
                 for event in stream:
                     if is_cancelled():

@@ -124,5 +124,8 @@ def test_the_page_runs_its_jobs_on_the_replicas_and_saves_what_they_make(
         assert all(p["extras"]["worker"].startswith("StudioReplica#") for p in params)
         saved = read_parameters(next((tmp_path / "outputs").rglob("*-txt2img-4.png")))
         assert saved.extras["worker"] == params[0]["extras"]["worker"], "the history's PNG names its worker"
+        assert "Ray Serve replicas" in running.demo.studio.model_check.message, (
+            "the header says where models run"
+        )
     finally:
         running.demo.close()
