@@ -14,11 +14,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -171,10 +172,11 @@ class Profile:
     name: str = ""
     pairs: tuple[Pair, ...] = ()
     created: str = ""  # ISO 8601, UTC
-    fit: Fit = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "fit", fit_pairs(self.pairs))
+    @functools.cached_property
+    def fit(self) -> Fit:
+        """Fitted when first scored: listing, loading and saving profiles fit nothing."""
+        return fit_pairs(self.pairs)
 
     @property
     def rated(self) -> int:

@@ -57,6 +57,12 @@ class Line:
     def until_started(self, count: int) -> None:
         wait_until(lambda: len(self.started) >= count)
 
+    def finish(self, count: int) -> None:
+        """Release every job, and wait until `count` have had their turn."""
+        for release in self.releases.values():
+            release.set()
+        self.until_started(count)
+
 
 def test_one_persons_queued_runs_do_not_hold_anothers_single_run_and_each_is_told_its_place():
     line = Line(Turns())
@@ -82,9 +88,7 @@ def test_several_replicas_take_several_turns_at_once():
     line.until_started(2)
     line.join("ann-2", "ann")
     assert line.told["ann-2"] == [2]
-    for release in line.releases.values():
-        release.set()
-    line.until_started(3)
+    line.finish(3)
 
 
 def test_a_person_at_the_cap_is_refused_plainly_and_others_are_not():
@@ -100,9 +104,7 @@ def test_a_person_at_the_cap_is_refused_plainly_and_others_are_not():
     ):
         pass
     line.join("bo-1", "bo")
-    for release in line.releases.values():
-        release.set()
-    line.until_started(3)
+    line.finish(3)
 
 
 def test_a_full_line_turns_runs_away_with_a_message():
@@ -115,6 +117,4 @@ def test_a_full_line_turns_runs_away_with_a_message():
         turns.taken(lambda ahead: None, lambda: False, "bo"),
     ):
         pass
-    for release in line.releases.values():
-        release.set()
-    line.until_started(2)
+    line.finish(2)
