@@ -44,7 +44,7 @@ from pipelines.parts.common import (
 )
 from pipelines.parts.conditioning import plain_text, prompt_conditioning, text_conditioning
 from pipelines.parts.decoders import DecoderChoice, decoder_for
-from pipelines.parts.image_prompts import ImagePrompt, ImagePromptAdapters, guided
+from pipelines.parts.image_prompts import ImagePrompt, ImagePromptAdapters, guided, resident_sight
 from pipelines.parts.loras import LoraChoice, Loras, loras_applied
 from pipelines.parts.loras import recorded as recorded_loras
 from pipelines.parts.previews import PreviewMode, PreviewSink, live_previews, no_preview
@@ -60,7 +60,7 @@ from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
 from studio.core.requests import Request
-from studio.core.taste import NO_PROFILE, Profile
+from studio.core.taste import NO_PROFILE, Profile, Sight
 
 log = logging.getLogger(__name__)
 
@@ -275,10 +275,11 @@ def draft_seed(seed: int, draft: int) -> int:
 
 
 def best_draft(
-    taste: Profile, drafts: list[tuple[Image.Image, int, RunSettings]]
+    taste: Profile, drafts: list[tuple[Image.Image, int, RunSettings]], sight: Sight | None = None
 ) -> tuple[Image.Image, int, RunSettings]:
-    """The draft the profile likes best (the first of equals), with its seed and settings."""
-    scores = [taste.score(image) for image, _, _ in drafts]
+    """The draft the profile likes best (the first of equals), with its seed and settings; by what `sight`
+    (an image encoder in the cache) sees of each too, where the profile learnt from it."""
+    scores = [taste.score(image, sight) for image, _, _ in drafts]
     return drafts[scores.index(max(scores))]
 
 
@@ -504,7 +505,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                 if draft < drafts - 1:
                     continue
                 if request.taste is not None:
-                    result, seed, image_run = best_draft(request.taste, made)
+                    result, seed, image_run = best_draft(request.taste, made, resident_sight(self.cache))
                 parameters = record(self.task, image_run, seed, result.size, **extras)
                 yield GeneratedImage(result, parameters, image_prompts.png_chunks)
 

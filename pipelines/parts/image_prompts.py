@@ -37,6 +37,7 @@ from studio.core.style_codes import (
     mix_embeddings,
     style_png_chunks,
 )
+from studio.core.taste import Seen, Sight, seen_by
 
 Purpose = Literal["style", "object", "blend"]
 RANDOM_CODE = "random"  # `--sref random`: a saved code, drawn from the run's seed
@@ -190,6 +191,25 @@ class ImagePromptAdapters:
             lambda: load_ip_adapter(preset, unet, device_config, offline=offline),
             module=lambda a: a.weights,
         )
+
+
+def resident_sight(cache: ModelCache) -> Sight | None:
+    """What the image encoder of an IP-Adapter already in the cache sees of an image, as a taste profile
+    keeps it (its projected image embedding); None while no IP-Adapter is loaded: none is loaded for it."""
+    adapters = cache.resident(IP_ADAPTER)
+    if not adapters:
+        return None
+    adapter = adapters[0]
+    encoder = encoder_name(adapter.preset)
+
+    def sight(image: Image.Image) -> Seen:
+        pixels = adapter.feature_extractor(image.convert("RGB"), return_tensors="pt").pixel_values
+        with cache.gpu_lock, torch.inference_mode():
+            parameter = next(adapter.image_encoder.parameters())
+            embedding = adapter.image_encoder(pixels.to(parameter.device, parameter.dtype)).image_embeds
+        return seen_by(encoder, embedding.float().cpu().numpy())
+
+    return sight
 
 
 def guided(base: BaseModel, pipe: Any, guidance_scale: float) -> bool:

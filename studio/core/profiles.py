@@ -23,6 +23,7 @@ from studio.core.taste import (
     MAX_NAME_CHARS,
     SOFT_VOTE,
     Profile,
+    Sight,
     created_now,
     is_code,
     new_code,
@@ -109,12 +110,19 @@ class Profiles:
             return self._save(owner, Profile(code, label, created=created_now()))
 
     def rate(
-        self, owner: str, code: str, better: Image.Image, worse: Image.Image, *, soft: bool = False
+        self,
+        owner: str,
+        code: str,
+        better: Image.Image,
+        worse: Image.Image,
+        *,
+        soft: bool = False,
+        sight: Sight | None = None,
     ) -> Profile:
         """The profile with one more judgement, saved: `better` was liked over `worse` (`soft`: picked in a
-        grid over a neighbour, which weighs less)."""
+        grid over a neighbour, which weighs less), with what `sight` (an image encoder in the cache) sees."""
         with self._lock:
-            profile = self.get(owner, code).rate(better, worse, SOFT_VOTE if soft else 1.0)
+            profile = self.get(owner, code).rate(better, worse, SOFT_VOTE if soft else 1.0, sight)
             return self._save(owner, profile)
 
     def imported(self, owner: str, data: bytes) -> Profile:

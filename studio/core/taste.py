@@ -1,7 +1,10 @@
 """A person's taste, learnt from the pairs they rate: which of two images they like better.
 
 - Each image is described by its **look** (`look_of`): colour (Lab and RGB means), saturation, contrast,
-  brightness, sharpness and palette, 18 numbers any image has, with no model weights to load.
+  brightness, sharpness and palette, 18 numbers any image has, with no model weights to load; and, where
+  an image encoder is already in the cache (an IP-Adapter's CLIP), by what it **sees** (`Seen`): its image
+  embedding reduced to 16 numbers by a fixed random projection, which tells content and composition apart
+  where the look cannot (a profile keeps the one encoder its first seen pair came from).
 - The profile is a Bradley–Terry model over those descriptors: P(a beats b) = σ(w · (z(a) − z(b))), with
   z the descriptors standardised over the profile's own images and w fitted by ridge-regularised logistic
   regression (Newton's method: 40 pairs take about a millisecond). A soft vote (picking one image of a
@@ -15,10 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,11 +39,12 @@ LOOK_FEATURES = (
 )  # fmt: skip
 NO_PROFILE = "off"  # asks for no steering, even with a profile turned on (Enhance makes the image again)
 DEFAULT_PROFILE = "default"  # `--p` with no code: the asker's own (the one they turned on, else their newest)
+SEEN_SIZE = 16  # what an image encoder sees, projected: few weights for 40 pairs to fit
 PAIRS_WANTED = 40  # what a profile is "about" done at, as Midjourney asks
 RIDGE = 1.0  # the fit's pull towards no preference: with few pairs the profile stays modest
 SOFT_VOTE = 0.25  # what picking an image of a grid over a neighbour weighs against a rated pair
-MAX_PAIRS = 2000  # per profile: a file stays small (each pair is 40 numbers)
-MAX_PROFILE_BYTES = 2 * 1024**2
+MAX_PAIRS = 2000  # per profile: a file stays small (each pair is at most 70 numbers)
+MAX_PROFILE_BYTES = 4 * 1024**2
 MAX_NAME_CHARS = 60
 CODE_LETTERS = "abcdefghijklmnopqrstuvwxyz234567"  # as the style codes: typed without ambiguity
 CODE_LENGTH = 8
@@ -93,38 +98,90 @@ def look_of(image: Image.Image) -> np.ndarray:
 # -- the Bradley–Terry fit ----------------------------------------------------------------------------------
 
 
+# -- what an image encoder sees ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the image encoder named `encoder` sees of an image: its embedding, projected to `SEEN_SIZE`."""
+
+    encoder: str
+    values: tuple[float, ...]
+
+
+Sight = Callable[[Image.Image], Seen]  # an image encoder in the cache, as the profile uses it
+
+
+def seen_by(encoder: str, embedding: np.ndarray) -> Seen:
+    """An image embedding as a profile keeps it: unit length, then a random projection fixed by the
+    encoder's name and width (the same numbers on every machine), which keeps distances roughly."""
+    vector = np.asarray(embedding, dtype=np.float64).reshape(-1)
+    vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    seed = int.from_bytes(hashlib.sha256(f"{encoder}/{vector.size}".encode()).digest()[:8], "big")
+    projection = np.random.default_rng(seed).standard_normal((vector.size, SEEN_SIZE))
+    return Seen(encoder, tuple(float(v) for v in vector @ projection))
+
+
+# -- the fit -------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Pair:
-    """One judgement: `better` was liked over `worse` (their looks), weighing `weight`."""
+    """One judgement: `better` was liked over `worse` (their looks, and what the profile's encoder saw of
+    them where it was in the cache: empty where not), weighing `weight`."""
 
     better: tuple[float, ...]
     worse: tuple[float, ...]
     weight: float = 1.0
+    better_seen: tuple[float, ...] = ()
+    worse_seen: tuple[float, ...] = ()
+
+
+def _features(look: Sequence[float], seen: Sequence[float], size: int) -> np.ndarray:
+    """One image's descriptor: its look, then what was seen of it (NaN where nothing was)."""
+    row = np.full(size, np.nan)
+    row[: len(LOOK_FEATURES)] = look
+    if seen and size > len(LOOK_FEATURES):
+        row[len(LOOK_FEATURES) :] = seen
+    return row
 
 
 @dataclass(frozen=True)
 class Fit:
-    """What the pairs taught: standardise a look by `centre`/`scale`, then `weights` · z is the liking."""
+    """What the pairs taught: standardise a descriptor by `centre`/`scale`, then `weights` · z is the
+    liking. A part of it nothing was seen of counts as the average image's (z = 0)."""
 
     centre: np.ndarray
     scale: np.ndarray
     weights: np.ndarray
 
-    def liking(self, look: np.ndarray) -> float:
-        return float(((look - self.centre) / self.scale) @ self.weights)
+    @property
+    def sees(self) -> bool:
+        return self.weights.size > len(LOOK_FEATURES)
+
+    def liking(self, look: Sequence[float], seen: Sequence[float] = ()) -> float:
+        z = (_features(look, seen, self.weights.size) - self.centre) / self.scale
+        return float(np.nan_to_num(z) @ self.weights)
 
 
 def fit_pairs(pairs: Sequence[Pair], ridge: float = RIDGE) -> Fit:
-    """The ridge-regularised Bradley–Terry weights for `pairs` (no pairs: no preference at all)."""
-    size = len(LOOK_FEATURES)
+    """The ridge-regularised Bradley–Terry weights for `pairs` (no pairs: no preference at all); over the
+    look and what was seen where any pair was seen."""
+    seen = any(pair.better_seen or pair.worse_seen for pair in pairs)
+    size = len(LOOK_FEATURES) + (SEEN_SIZE if seen else 0)
     if not pairs:
         return Fit(np.zeros(size), np.ones(size), np.zeros(size))
-    looks = np.array([look for pair in pairs for look in (pair.better, pair.worse)], dtype=np.float64)
-    centre, scale = looks.mean(0), looks.std(0)
+    rows = np.array(
+        [
+            _features(look, seen_values, size)
+            for pair in pairs
+            for look, seen_values in ((pair.better, pair.better_seen), (pair.worse, pair.worse_seen))
+        ]
+    )
+    centre, scale = np.nanmean(rows, 0), np.nanstd(rows, 0)
     scale = np.where(scale > 1e-9, scale, 1.0)  # a feature that never varied teaches nothing
-    better = (np.array([pair.better for pair in pairs]) - centre) / scale
-    worse = (np.array([pair.worse for pair in pairs]) - centre) / scale
-    differences, counts = better - worse, np.array([pair.weight for pair in pairs])
+    z = np.nan_to_num((rows - centre) / scale)  # what was not seen: the average image's
+    differences, counts = z[0::2] - z[1::2], np.array([pair.weight for pair in pairs])
     weights = np.zeros(size)
     for _ in range(50):  # Newton's method on the logistic loss: a few steps reach the optimum
         won = 1 / (1 + np.exp(-(differences @ weights)))
@@ -149,7 +206,10 @@ def held_out_accuracy(pairs: Sequence[Pair], folds: int = 5) -> float | None:
             [pair for index, pair in enumerate(pairs) if index % folds != fold or pair.weight < 1]
         )
         tested = [pair for index, pair in enumerate(rated) if index % folds == fold]
-        right += sum(fit.liking(np.array(pair.better)) > fit.liking(np.array(pair.worse)) for pair in tested)
+        right += sum(
+            fit.liking(pair.better, pair.better_seen) > fit.liking(pair.worse, pair.worse_seen)
+            for pair in tested
+        )
     return right / len(rated)
 
 
@@ -172,6 +232,7 @@ class Profile:
     name: str = ""
     pairs: tuple[Pair, ...] = ()
     created: str = ""  # ISO 8601, UTC
+    encoder: str = ""  # the image encoder its pairs' `seen` come from ("": none yet)
 
     @functools.cached_property
     def fit(self) -> Fit:
@@ -183,14 +244,35 @@ class Profile:
         """Pairs rated on the Personalize tab (soft votes from grids aside)."""
         return sum(pair.weight >= 1 for pair in self.pairs)
 
-    def score(self, image: Image.Image) -> float:
-        """How much this person would like `image`: higher is better; only comparable between images."""
-        return self.fit.liking(look_of(image))
+    def score(self, image: Image.Image, sight: Sight | None = None) -> float:
+        """How much this person would like `image`: higher is better; only comparable between images
+        scored with the same `sight` (or none)."""
+        seen = self.seen(image, sight) if self.fit.sees else ()
+        return self.fit.liking(look_of(image), seen)
 
-    def rate(self, better: Image.Image, worse: Image.Image, weight: float = 1.0) -> Profile:
-        """This profile with one more judgement (the oldest go once there are `MAX_PAIRS`)."""
-        pair = Pair(tuple(look_of(better)), tuple(look_of(worse)), weight)
-        return replace(self, pairs=(*self.pairs, pair)[-MAX_PAIRS:])
+    def rate(
+        self, better: Image.Image, worse: Image.Image, weight: float = 1.0, sight: Sight | None = None
+    ) -> Profile:
+        """This profile with one more judgement (the oldest go once there are `MAX_PAIRS`); with what
+        `sight` sees of both where it is this profile's encoder (or the profile has none yet)."""
+        profile = self
+        if sight is not None and not self.encoder:
+            profile = replace(self, encoder=sight(better).encoder)
+        pair = Pair(
+            tuple(look_of(better)),
+            tuple(look_of(worse)),
+            weight,
+            profile.seen(better, sight),
+            profile.seen(worse, sight),
+        )
+        return replace(profile, pairs=(*self.pairs, pair)[-MAX_PAIRS:])
+
+    def seen(self, image: Image.Image, sight: Sight | None) -> tuple[float, ...]:
+        """What `sight` sees of `image`, where it is this profile's encoder; else nothing."""
+        if sight is None or not self.encoder:
+            return ()
+        seen = sight(image)
+        return seen.values if seen.encoder == self.encoder else ()
 
     def summary(self) -> dict:
         """What the tab and the API show of it: its code and name, pairs rated, and held-out accuracy."""
@@ -207,14 +289,17 @@ class Profile:
     # -- the file -------------------------------------------------------------------------------------------
 
     def to_json(self) -> str:
-        pairs = [
-            {"better": [round(v, 5) for v in pair.better], "worse": [round(v, 5) for v in pair.worse],
-             "weight": pair.weight}
-            for pair in self.pairs
-        ]  # fmt: skip
+        def written(pair: Pair) -> dict:
+            fields = {"better": pair.better, "worse": pair.worse}
+            if pair.better_seen or pair.worse_seen:
+                fields |= {"better_seen": pair.better_seen, "worse_seen": pair.worse_seen}
+            return {key: [round(v, 5) for v in values] for key, values in fields.items()} | {
+                "weight": pair.weight
+            }
+
         return json.dumps(
             {"format": FORMAT, "descriptor": LOOK, "code": self.code, "name": self.name,
-             "created": self.created, "pairs": pairs}
+             "created": self.created, "encoder": self.encoder, "pairs": [written(p) for p in self.pairs]}
         )  # fmt: skip
 
     @classmethod
@@ -232,31 +317,38 @@ class Profile:
         if data.get("descriptor") != LOOK:
             raise InvalidRequest("This profile was made by another version of the studio and cannot be read.")
         code, name, pairs = data.get("code"), data.get("name", ""), data.get("pairs")
+        encoder = data.get("encoder", "")
         if (
             not isinstance(code, str)
             or not is_code(code)
             or not isinstance(name, str)
+            or not isinstance(encoder, str)
             or not isinstance(pairs, list)
         ):
             raise InvalidRequest("This profile file is damaged: its code, name or pairs cannot be read.")
         if len(pairs) > MAX_PAIRS:
             raise InvalidRequest(f"A profile holds at most {MAX_PAIRS} pairs; this one has {len(pairs)}.")
-        return cls(
-            code, name[:MAX_NAME_CHARS], tuple(_pair(item) for item in pairs), str(data.get("created", ""))
-        )
+        read = tuple(_pair(item) for item in pairs)
+        return cls(code, name[:MAX_NAME_CHARS], read, str(data.get("created", "")), encoder[:MAX_NAME_CHARS])
 
 
 def _pair(item: object) -> Pair:
-    size = len(LOOK_FEATURES)
+    sizes = {"better": len(LOOK_FEATURES), "worse": len(LOOK_FEATURES), "better_seen": SEEN_SIZE,
+             "worse_seen": SEEN_SIZE, "weight": None}  # fmt: skip
     try:
-        better, worse = item["better"], item["worse"]  # type: ignore[index]
-        weight = float(item.get("weight", 1.0))  # type: ignore[union-attr]
-        values = [float(v) for v in [*better, *worse, weight]]
-    except (TypeError, KeyError, ValueError, AttributeError):
-        values = []
-    if len(values) != 2 * size + 1 or not all(math.isfinite(v) for v in values) or not 0 < values[-1] <= 1:
+        fields = {key: item.get(key, [] if size else 1.0) for key, size in sizes.items()}  # type: ignore[union-attr]
+        read = {
+            key: tuple(float(v) for v in value) if sizes[key] else float(value)
+            for key, value in fields.items()
+        }
+        numbers = [v for value in read.values() for v in (value if isinstance(value, tuple) else (value,))]
+        whole = all(len(read[key]) == size or (key.endswith("seen") and not read[key])
+                    for key, size in sizes.items() if size)  # fmt: skip
+    except (TypeError, ValueError, AttributeError):
+        whole, numbers = False, []
+    if not whole or not all(math.isfinite(v) for v in numbers) or not 0 < read["weight"] <= 1:
         raise InvalidRequest("This profile file is damaged: one of its pairs cannot be read.")
-    return Pair(tuple(values[:size]), tuple(values[size : 2 * size]), values[-1])
+    return Pair(**read)
 
 
 def created_now() -> str:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from pipelines.diffusion import enhanced_values
 from pipelines.image_to_image import variation_request
+from pipelines.parts.image_prompts import resident_sight
 from studio.core.errors import StudioError
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT, user_errors
@@ -92,9 +93,9 @@ def soft_vote(studio: Studio, gallery_value: list | None, index: int | None, req
             return
         index = index if index is not None and index < len(gallery_value) else 0
         paths = [gallery_path(item) for item in gallery_value]
-        chosen = open_image(paths[index])
+        chosen, sight = open_image(paths[index]), resident_sight(studio.cache)
         for path in paths[:index] + paths[index + 1 :]:
-            studio.profiles.rate(owner, profile.code, chosen, open_image(path), soft=True)
+            studio.profiles.rate(owner, profile.code, chosen, open_image(path), soft=True, sight=sight)
     except (gr.Error, StudioError, OSError):
         log.warning("a soft vote for a picked image was not kept", exc_info=True)
 

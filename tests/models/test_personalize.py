@@ -3,16 +3,21 @@ machine's default backend, and reproduces from its PNG."""
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
+from pipelines.diffusion import draft_seed
+from pipelines.parts.image_prompts import ImagePromptAdapters, resident_sight
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.errors import InvalidRequest
 from studio.core.history import History
 from studio.core.metadata import read_parameters
+from studio.core.models import resolve_model
 from studio.core.requests import parse_request
-from studio.core.taste import PAIRS_WANTED, Profile
-from tests.unit.test_taste import rated_profile, redness
+from studio.core.taste import PAIRS_WANTED, SEEN_SIZE, Profile
+from tests.unit.test_taste import rated_profile, redness, stripes
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +58,41 @@ def test_a_profile_named_but_not_looked_up_is_refused_plainly(cache, fast_decode
     )
     with pytest.raises(InvalidRequest, match="Personalize tab"):
         pipeline(request)
+
+
+def test_an_ip_adapter_in_the_cache_is_the_profiles_second_descriptor_and_steering_uses_it(
+    cache, fast_decoder_presets, tiny_sd
+):
+    """With an IP-Adapter loaded (as an image prompt loads it), ratings keep what its image encoder sees
+    and a steered run scores its drafts by it too; with none loaded, nothing is loaded for it. (How well
+    an encoder's view teaches a profile is the unit tests' stand-in encoder's to show: a tiny random CLIP
+    sees little.)"""
+    assert resident_sight(cache) is None
+    adapters = ImagePromptAdapters(cache, fast_decoder_presets, None)
+    with cache.lease() as lease:
+        base = lease.base_model(resolve_model(str(tiny_sd), fast_decoder_presets))
+        adapters.adapter(lease, base, adapters.preset(base, "style"))
+    sight = resident_sight(cache)
+    draw = random.Random(4)
+    first, second = stripes(draw, across=True), stripes(draw, across=False)
+    assert sight(first) == sight(first.copy()) and sight(first) != sight(second)
+    assert len(sight(first).values) == SEEN_SIZE
+
+    profile = rated_profile(redness, 12, seed=5)  # rated before any encoder was loaded
+    for _ in range(12):
+        a, b = stripes(draw, across=True), stripes(draw, across=False)
+        profile = (
+            profile.rate(a, b, sight=sight) if redness(a) > redness(b) else profile.rate(b, a, sight=sight)
+        )
+    assert profile.encoder == sight(first).encoder and profile.fit.sees
+    assert profile.score(first, sight) != profile.score(first)  # what it sees counts
+
+    pipeline = TextToImagePipeline(cache, fast_decoder_presets)
+    values = {"prompt": "a lighthouse", "model": str(tiny_sd), "steps": 2, "seed": 3, "profile": profile.code}
+    [steered] = pipeline(parse_request(TextToImageRequest, {**values, "taste": profile, "drafts": 3}))
+    drafts = [
+        pipeline(parse_request(TextToImageRequest, {**values, "profile": None, "seed": draft_seed(3, k)}))[0]
+        for k in range(3)
+    ]
+    scores = [profile.score(draft.image, sight) for draft in drafts]
+    assert np.array_equal(np.asarray(steered.image), np.asarray(drafts[int(np.argmax(scores))].image))

@@ -11,7 +11,19 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from studio.core.errors import InvalidRequest
-from studio.core.taste import LOOK_FEATURES, PAIRS_WANTED, Profile, held_out_accuracy, look_of, new_code
+from studio.core.taste import (
+    LOOK_FEATURES,
+    MAX_PAIRS,
+    MAX_PROFILE_BYTES,
+    PAIRS_WANTED,
+    SEEN_SIZE,
+    Profile,
+    Seen,
+    held_out_accuracy,
+    look_of,
+    new_code,
+    seen_by,
+)
 
 
 def picture(draw: random.Random) -> Image.Image:
@@ -103,7 +115,67 @@ def test_a_profile_file_reads_back_the_same_and_damaged_or_foreign_files_are_ref
         (json.dumps({**data, "code": "../../etc"}), "damaged"),
         (json.dumps({**data, "pairs": [{"better": [1.0], "worse": [2.0]}]}), "damaged"),
         (json.dumps({**data, "pairs": [{**data["pairs"][0], "weight": float("nan")}]}), "damaged"),
-        ("x" * (3 * 1024**2), "too large"),
+        ("x" * (MAX_PROFILE_BYTES + 1), "too large"),
     ]:
         with pytest.raises(InvalidRequest, match=words):
             Profile.from_json(damaged)
+
+
+# -- what an image encoder sees: a second descriptor, where one is in the cache --------------------------
+
+
+def stripes(draw: random.Random, across: bool) -> Image.Image:
+    """Two colours in stripes, across or down: the same look either way (colours, contrast, sharpness)."""
+    colours = [tuple(draw.randrange(256) for _ in range(3)) for _ in range(2)]
+    width = draw.choice([4, 8, 12])
+    image = Image.new("RGB", (96, 96), colours[0])
+    pen = ImageDraw.Draw(image)
+    for start in range(0, 96, 2 * width):
+        box = (0, start, 95, start + width - 1) if across else (start, 0, start + width - 1, 95)
+        pen.rectangle(box, fill=colours[1])
+    return image
+
+
+def orientation_sight(image: Image.Image) -> Seen:
+    """A stand-in for an image encoder that sees which way lines run (the look cannot tell)."""
+    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    across, down = np.abs(np.diff(grey, axis=0)).mean(), np.abs(np.diff(grey, axis=1)).mean()
+    return seen_by("test-encoder", np.array([across - down, 1.0, *grey[::16, ::16].ravel() / 2550]))
+
+
+def test_what_an_encoder_sees_teaches_a_profile_what_the_look_cannot():
+    """Someone who likes stripes running across: the look alone guesses; with the encoder's view, 40
+    pairs predict new pairs, and the file keeps the encoder and what it saw."""
+    draw = random.Random(12)
+    seeing, blind = Profile(new_code()), Profile(new_code())
+    for _ in range(PAIRS_WANTED):
+        liked, other = stripes(draw, across=True), stripes(draw, across=draw.random() < 0.2)
+        seeing, blind = seeing.rate(liked, other, sight=orientation_sight), blind.rate(liked, other)
+    assert seeing.encoder == "test-encoder" and len(seeing.pairs[0].better_seen) == SEEN_SIZE
+    trials = [(stripes(draw, across=True), stripes(draw, across=False)) for _ in range(60)]
+    sees = sum(seeing.score(a, orientation_sight) > seeing.score(b, orientation_sight) for a, b in trials)
+    guesses = sum(blind.score(a) > blind.score(b) for a, b in trials)
+    assert sees / len(trials) >= 0.85 and guesses / len(trials) < 0.75
+    again = Profile.from_json(seeing.to_json())
+    assert again.encoder == "test-encoder"
+    assert again.score(trials[0][0], orientation_sight) == pytest.approx(
+        seeing.score(trials[0][0], orientation_sight), abs=1e-3
+    )
+    # Without the encoder in the cache the profile still scores, by the look (what it saw counts as average)
+    assert np.isfinite(again.score(trials[0][0]))
+
+
+def test_a_profile_keeps_to_one_encoder_and_pairs_rated_without_one_still_count():
+    draw = random.Random(3)
+    profile = rated_profile(redness, 10, seed=8).rate(picture(draw), picture(draw), sight=orientation_sight)
+    assert profile.encoder == "test-encoder" and profile.pairs[0].better_seen == ()
+
+    def another(image: Image.Image) -> Seen:
+        return Seen("other-encoder", (1.0,) * SEEN_SIZE)
+
+    profile = profile.rate(picture(draw), picture(draw), sight=another)
+    assert profile.encoder == "test-encoder" and profile.pairs[-1].better_seen == ()  # not mixed in
+    assert len(profile.pairs) == 12 and profile.fit.sees
+    np.testing.assert_allclose(seen_by("e", np.ones(8)).values, seen_by("e", np.ones(8) * 3).values)
+    full = Profile(new_code(), pairs=profile.pairs[-2:-1] * MAX_PAIRS, encoder="test-encoder")
+    assert len(full.to_json()) < MAX_PROFILE_BYTES  # a full profile still fits its file

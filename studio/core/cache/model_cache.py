@@ -24,6 +24,7 @@ import torch
 
 from studio.core.cache.base_model import BaseModel
 from studio.core.cache.execution import Execution, measure_free_accelerator_bytes
+from studio.core.cache.kinds import ModelKind
 from studio.core.cache.lease import Lease
 from studio.core.cache.placement import Placement, free_memory
 from studio.core.cache.registry import CacheEntry, Registry
@@ -144,6 +145,11 @@ class ModelCache:
         return self.execution.run_on_gpu(work, retry=retry)
 
     # -- what is loaded, for people ----------------------------------------------------------------------
+
+    def resident(self, kind: ModelKind) -> list[Any]:
+        """The models of `kind` (one without parts) loaded now: what a caller may use without loading."""
+        with self.gpu_lock:
+            return [entry.value for entry in self.registry.entries() if entry.key.component == kind.component]
 
     def memory_report(self) -> dict[str, Any]:
         """What is loaded, where, and how big, with the budget: the Memory panel and the /memory endpoint."""
