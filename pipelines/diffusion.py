@@ -44,7 +44,13 @@ from pipelines.parts.common import (
 )
 from pipelines.parts.conditioning import plain_text, prompt_conditioning, text_conditioning
 from pipelines.parts.decoders import DecoderChoice, decoder_for
-from pipelines.parts.image_prompts import ImagePrompt, ImagePromptAdapters, guided, resident_sight
+from pipelines.parts.image_prompts import (
+    ImagePrompt,
+    ImagePromptAdapters,
+    guided,
+    resident_sight,
+    taste_prompt,
+)
 from pipelines.parts.loras import LoraChoice, Loras, loras_applied
 from pipelines.parts.loras import recorded as recorded_loras
 from pipelines.parts.previews import PreviewMode, PreviewSink, live_previews, no_preview
@@ -429,6 +435,12 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                 base.rules, request, run, self.presets, loras=loras, prompts=prompts, strength=strength
             )
             extras |= family_notes(base.rules, request, run, extras)
+            if request.taste is not None:  # its taste embedding, where the IP-Adapter for it is loaded
+                taste = taste_prompt(self.cache, self.presets, base, request.taste, on_openvino=on_openvino,
+                                     prompts=len(prompts))  # fmt: skip
+                if taste is not None:
+                    prompts = [*prompts, taste]
+                    extras["taste_weight"] = taste.scale
             refusal = (
                 openvino_refusal(base, task_refusal=self.torch_only, image_prompts=bool(prompts))
                 if on_openvino

@@ -132,6 +132,7 @@ class LivePipeline(TextToImagePipeline):
     shows_previews = False
     encodes_image = True  # a sketch is encoded by the autoencoder
     fast_decoder_everywhere = True  # TAESD where it can be had, on a GPU too
+    steered_by_taste = False  # a frame answers a keystroke: drafts would multiply the wait for it
 
     def setup(self) -> None:
         super().setup()

@@ -10,6 +10,9 @@ reference (`--oref`, `--ow`), each through an IP-Adapter from the shared cache, 
    the style blocks only (InstantStyle), a blend and an object reference every block;
 4. a style's embedding is recorded with the result (its code in the parameters, its bytes in a PNG chunk),
    so whoever gets the PNG can save the style as a code of their own.
+
+A run steered by a taste profile whose image encoder is this IP-Adapter's may take the profile's taste
+embedding as one more image prompt, at a low weight on the style blocks (`taste_prompt`).
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ from studio.core.style_codes import (
     mix_embeddings,
     style_png_chunks,
 )
-from studio.core.taste import Seen, Sight, seen_by
+from studio.core.taste import Profile, Seen, Sight, seen_by
 
-Purpose = Literal["style", "object", "blend"]
+Purpose = Literal["style", "object", "blend", "taste"]
 RANDOM_CODE = "random"  # `--sref random`: a saved code, drawn from the run's seed
-ADAPTER_PURPOSE = {"style": "style", "blend": "style", "object": "object"}  # which preset serves which
-WHAT = {"style": "a style reference", "blend": "a blend", "object": "a character or object reference"}
+ADAPTER_PURPOSE = {"style": "style", "blend": "style", "object": "object", "taste": "style"}  # which preset
+WHAT = {"style": "a style reference", "blend": "a blend", "object": "a character or object reference",
+        "taste": "a taste embedding"}  # fmt: skip
+TASTE_SCALE = 0.3  # the taste embedding's scale on the style blocks: a nudge, under the prompt's say
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +59,7 @@ class ImagePrompt:
     codes: tuple[str, ...] = ()  # style codes, or "random"
     weights: tuple[float, ...] = ()  # one per image, then one per code; empty: all equal
     scale: float = 1.0
+    embeddings: tuple[torch.Tensor, ...] = ()  # ready-made ones (a taste embedding), after the codes
 
 
 @dataclass
@@ -120,7 +126,7 @@ class ImagePromptAdapters:
             conditional = embedding.to(dtype)
             with self.cache.gpu_lock:
                 unconditional = adapter.unconditional(conditional).to("cpu", dtype)
-            blocks = preset.style_blocks if prompt.purpose == "style" else None
+            blocks = preset.style_blocks if ADAPTER_PURPOSE[prompt.purpose] == "style" else None
             attached.uses.append(AdapterUse(adapter, prompt.scale, blocks))
             attached.embeddings.append((unconditional, conditional))
             if prompt.purpose == "style":
@@ -147,6 +153,7 @@ class ImagePromptAdapters:
         codes = self.resolved_codes(prompt.codes, encoder, seed)
         for code in codes:
             embeddings.append(self.style_codes().load(code, encoder=encoder).tensor)
+        embeddings.extend(prompt.embeddings)
         return mix_embeddings(embeddings, prompt.weights or None), codes
 
     def resolved_codes(self, typed: Sequence[str], encoder: str, seed: int) -> list[str]:
@@ -196,10 +203,10 @@ class ImagePromptAdapters:
 def resident_sight(cache: ModelCache) -> Sight | None:
     """What the image encoder of an IP-Adapter already in the cache sees of an image, as a taste profile
     keeps it (its projected image embedding); None while no IP-Adapter is loaded: none is loaded for it."""
-    adapters = cache.resident(IP_ADAPTER)
+    adapters = sorted(cache.resident(IP_ADAPTER), key=lambda adapter: adapter.reads_patch_features)
     if not adapters:
         return None
-    adapter = adapters[0]
+    adapter = adapters[0]  # a plain one where loaded: its embedding is what a taste embedding must be
     encoder = encoder_name(adapter.preset)
 
     def sight(image: Image.Image) -> Seen:
@@ -210,6 +217,26 @@ def resident_sight(cache: ModelCache) -> Sight | None:
         return seen_by(encoder, embedding.float().cpu().numpy())
 
     return sight
+
+
+def taste_prompt(
+    cache: ModelCache, presets: Presets, base: BaseModel, taste: Profile, *, on_openvino: bool, prompts: int
+) -> ImagePrompt | None:
+    """The profile's taste embedding as an image prompt for this run, where it can be had for little: the
+    base model's style IP-Adapter, whose encoder the profile learnt from, is already in the cache, and the
+    run uses torch anyway (a GPU, or other image prompts); on OpenVINO alone it would move the run to torch
+    for a nudge. None otherwise."""
+    embedding = taste.taste_embedding()
+    preset = presets.ip_adapter(base.architecture, "style")
+    if embedding is None or preset is None or encoder_name(preset) != taste.encoder:
+        return None
+    if on_openvino and not prompts:
+        return None
+    loaded = [adapter for adapter in cache.resident(IP_ADAPTER) if adapter.preset == preset]
+    if not loaded or loaded[0].reads_patch_features:
+        return None
+    tensor = torch.tensor(embedding, dtype=torch.float32).reshape(1, -1)
+    return ImagePrompt("taste", embeddings=(tensor,), scale=TASTE_SCALE)
 
 
 def guided(base: BaseModel, pipe: Any, guidance_scale: float) -> bool:

@@ -12,6 +12,8 @@
 - `held_out_accuracy` says how well the profile predicts pairs it was not fitted on (k-fold), which the
   Personalize tab shows as it learns.
 - `Profile.score` ranks any image by it: how a run steered by `--p CODE` picks the best of its drafts.
+- `Profile.taste_embedding` is the encoder's mean embedding of the liked images minus that of the disliked:
+  where the IP-Adapter it came from is loaded, a steered run takes it as an image prompt at a low weight.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ LOOK_FEATURES = (
 NO_PROFILE = "off"  # asks for no steering, even with a profile turned on (Enhance makes the image again)
 DEFAULT_PROFILE = "default"  # `--p` with no code: the asker's own (the one they turned on, else their newest)
 SEEN_SIZE = 16  # what an image encoder sees, projected: few weights for 40 pairs to fit
+MAX_EMBEDDING_SIZE = 4096  # an encoder's full embedding, kept for the taste embedding (CLIP's are ≤ 1280)
+TASTE_EMBEDDING_PAIRS = 4  # seen pairs before the liked-minus-disliked direction means anything
 PAIRS_WANTED = 40  # what a profile is "about" done at, as Midjourney asks
 RIDGE = 1.0  # the fit's pull towards no preference: with few pairs the profile stays modest
 SOFT_VOTE = 0.25  # what picking an image of a grid over a neighbour weighs against a rated pair
@@ -103,10 +107,12 @@ def look_of(image: Image.Image) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Seen:
-    """What the image encoder named `encoder` sees of an image: its embedding, projected to `SEEN_SIZE`."""
+    """What the image encoder named `encoder` sees of an image: its embedding, projected to `SEEN_SIZE`
+    (`values`), and whole (`embedding`, as the IP-Adapter reads it)."""
 
     encoder: str
     values: tuple[float, ...]
+    embedding: tuple[float, ...] = ()
 
 
 Sight = Callable[[Image.Image], Seen]  # an image encoder in the cache, as the profile uses it
@@ -115,11 +121,11 @@ Sight = Callable[[Image.Image], Seen]  # an image encoder in the cache, as the p
 def seen_by(encoder: str, embedding: np.ndarray) -> Seen:
     """An image embedding as a profile keeps it: unit length, then a random projection fixed by the
     encoder's name and width (the same numbers on every machine), which keeps distances roughly."""
-    vector = np.asarray(embedding, dtype=np.float64).reshape(-1)
-    vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    whole = np.asarray(embedding, dtype=np.float64).reshape(-1)[:MAX_EMBEDDING_SIZE]
+    vector = whole / max(float(np.linalg.norm(whole)), 1e-12)
     seed = int.from_bytes(hashlib.sha256(f"{encoder}/{vector.size}".encode()).digest()[:8], "big")
     projection = np.random.default_rng(seed).standard_normal((vector.size, SEEN_SIZE))
-    return Seen(encoder, tuple(float(v) for v in vector @ projection))
+    return Seen(encoder, tuple(float(v) for v in vector @ projection), tuple(float(v) for v in whole))
 
 
 # -- the fit -------------------------------------------------------------------------------------------------
@@ -233,6 +239,9 @@ class Profile:
     pairs: tuple[Pair, ...] = ()
     created: str = ""  # ISO 8601, UTC
     encoder: str = ""  # the image encoder its pairs' `seen` come from ("": none yet)
+    liked: tuple[float, ...] = ()  # that encoder's mean embedding of the images liked in seen pairs
+    disliked: tuple[float, ...] = ()  # ... and of those liked less
+    seen_weight: float = 0.0  # what the seen pairs behind those means weigh together
 
     @functools.cached_property
     def fit(self) -> Fit:
@@ -247,8 +256,8 @@ class Profile:
     def score(self, image: Image.Image, sight: Sight | None = None) -> float:
         """How much this person would like `image`: higher is better; only comparable between images
         scored with the same `sight` (or none)."""
-        seen = self.seen(image, sight) if self.fit.sees else ()
-        return self.fit.liking(look_of(image), seen)
+        seen = self.seen(image, sight) if self.fit.sees else None
+        return self.fit.liking(look_of(image), seen.values if seen else ())
 
     def rate(
         self, better: Image.Image, worse: Image.Image, weight: float = 1.0, sight: Sight | None = None
@@ -258,21 +267,48 @@ class Profile:
         profile = self
         if sight is not None and not self.encoder:
             profile = replace(self, encoder=sight(better).encoder)
+        liked, disliked = profile.seen(better, sight), profile.seen(worse, sight)
         pair = Pair(
             tuple(look_of(better)),
             tuple(look_of(worse)),
             weight,
-            profile.seen(better, sight),
-            profile.seen(worse, sight),
+            liked.values if liked else (),
+            disliked.values if disliked else (),
         )
-        return replace(profile, pairs=(*self.pairs, pair)[-MAX_PAIRS:])
+        profile = replace(profile, pairs=(*self.pairs, pair)[-MAX_PAIRS:])
+        if liked and disliked and len(liked.embedding) == len(profile.liked or liked.embedding):
+            before, total = profile.seen_weight, profile.seen_weight + weight
 
-    def seen(self, image: Image.Image, sight: Sight | None) -> tuple[float, ...]:
-        """What `sight` sees of `image`, where it is this profile's encoder; else nothing."""
+            def mean(old: tuple[float, ...], new: tuple[float, ...]) -> tuple[float, ...]:
+                return tuple((np.array(old or new) * before + np.array(new) * weight) / total)
+
+            profile = replace(
+                profile,
+                liked=mean(profile.liked, liked.embedding),
+                disliked=mean(profile.disliked, disliked.embedding),
+                seen_weight=total,
+            )
+        return profile
+
+    def seen(self, image: Image.Image, sight: Sight | None) -> Seen | None:
+        """What `sight` sees of `image`, where it is this profile's encoder; else None."""
         if sight is None or not self.encoder:
-            return ()
+            return None
         seen = sight(image)
-        return seen.values if seen.encoder == self.encoder else ()
+        return seen if seen.encoder == self.encoder else None
+
+    def taste_embedding(self) -> np.ndarray | None:
+        """The direction from what this person likes less to what they like, in their encoder's embedding
+        space, as long as the liked images' mean embedding (an image prompt of that size); None before
+        `TASTE_EMBEDDING_PAIRS` seen pairs, or where liked and disliked look alike to the encoder."""
+        if self.seen_weight < TASTE_EMBEDDING_PAIRS:
+            return None
+        liked = np.array(self.liked)
+        direction = liked - np.array(self.disliked)
+        length = float(np.linalg.norm(direction))
+        if length < 1e-9:
+            return None
+        return direction / length * float(np.linalg.norm(liked))
 
     def summary(self) -> dict:
         """What the tab and the API show of it: its code and name, pairs rated, and held-out accuracy."""
@@ -299,7 +335,9 @@ class Profile:
 
         return json.dumps(
             {"format": FORMAT, "descriptor": LOOK, "code": self.code, "name": self.name,
-             "created": self.created, "encoder": self.encoder, "pairs": [written(p) for p in self.pairs]}
+             "created": self.created, "encoder": self.encoder, "pairs": [written(p) for p in self.pairs],
+             "liked": [round(v, 6) for v in self.liked], "disliked": [round(v, 6) for v in self.disliked],
+             "seen_weight": self.seen_weight}
         )  # fmt: skip
 
     @classmethod
@@ -329,7 +367,23 @@ class Profile:
         if len(pairs) > MAX_PAIRS:
             raise InvalidRequest(f"A profile holds at most {MAX_PAIRS} pairs; this one has {len(pairs)}.")
         read = tuple(_pair(item) for item in pairs)
-        return cls(code, name[:MAX_NAME_CHARS], read, str(data.get("created", "")), encoder[:MAX_NAME_CHARS])
+        liked, disliked, seen_weight = _taste_means(data)
+        return cls(
+            code, name[:MAX_NAME_CHARS], read, str(data.get("created", "")), encoder[:MAX_NAME_CHARS],
+            liked, disliked, seen_weight,
+        )  # fmt: skip
+
+
+def _taste_means(data: dict) -> tuple[tuple[float, ...], tuple[float, ...], float]:
+    try:
+        liked, disliked = (tuple(float(v) for v in data.get(key, [])) for key in ("liked", "disliked"))
+        seen_weight = float(data.get("seen_weight", 0.0))
+    except (TypeError, ValueError):
+        liked, disliked, seen_weight = (), (), math.nan
+    numbers = [*liked, *disliked, seen_weight]
+    if len(liked) != len(disliked) or len(liked) > MAX_EMBEDDING_SIZE or not all(map(math.isfinite, numbers)):
+        raise InvalidRequest("This profile file is damaged: its taste embedding cannot be read.")
+    return liked, disliked, max(seen_weight, 0.0)
 
 
 def _pair(item: object) -> Pair:

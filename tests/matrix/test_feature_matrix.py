@@ -15,13 +15,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.diffusion import draft_seed
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
 from studio.core.errors import InvalidRequest
 from studio.core.openvino_backend import ConvertedModels
 from studio.core.presets import load_presets
 from studio.core.requests import parse_request
-from tests.matrix.cells import FAMILIES, FEATURES, TASKS, stays_on_torch, values_for, write_matrix_presets
+from tests.matrix.cells import (
+    FAMILIES,
+    FEATURES,
+    LONG_PROMPT,
+    TASKS,
+    stays_on_torch,
+    values_for,
+    write_matrix_presets,
+)
 from tests.tiny_models import build_lora
 
 LORAS = {
@@ -115,3 +124,50 @@ def test_each_task_and_feature_makes_its_image_on_both_backends_or_refuses_plain
     else:
         mean = difference.mean()
         assert mean <= 4, f"OpenVINO at the CPU's precision stays close to torch ({mean:.2f})"
+
+
+@pytest.fixture(scope="module")
+def likes_red():
+    from tests.unit.test_taste import rated_profile, redness
+
+    return rated_profile(redness, 16, seed=13)
+
+
+TASTE_FAMILIES = ["sd", "sdxl", "flux"]  # OpenVINO's two families, and one torch runs
+
+
+@pytest.mark.parametrize("family", TASTE_FAMILIES)
+@pytest.mark.parametrize("task", [task for task in TASKS if TASKS[task].steered_by_taste])
+def test_taste_steering_with_a_long_weighted_styled_chaotic_prompt_on_both_backends(
+    caches, matrix_presets, lora_folder, family_models, likes_red, task, family
+):
+    """`--p` combined with the other prompt features (past 77 tokens, a weight, two styles, --chaos): on
+    each backend the image is the draft the profile likes best, recorded with the profile, and the chosen
+    draft's seed alone makes it again; or both backends refuse plainly."""
+    values = values_for(task, "plain", family, 64, LORAS)
+    if task not in {"inpaint", "outpaint"}:
+        values["model"] = str(family_models[family])
+    values |= {"prompt": LONG_PROMPT + ", (fog:1.3)", "styles": ("Cinematic", "Analog Film"), "chaos": 30}
+    steered = {"profile": likes_red.code, "taste": likes_red, "drafts": 2}
+    results = {}
+    for backend, cache in caches.items():
+        try:
+            results[backend] = run_cell(cache, matrix_presets, task, values | steered, lora_folder)[0]
+        except InvalidRequest as refusal:
+            results[backend] = str(refusal)
+    if any(isinstance(result, str) for result in results.values()):
+        assert len(set(results.values())) == 1 and "Unexpected" not in results["torch"], results
+        return
+    seeds = (draft_seed(7, 0), draft_seed(7, 1))
+    for result in results.values():
+        assert result.parameters.extras["personalize"] == likes_red.code
+        assert result.parameters.extras["drafts"] == 2 and result.parameters.seed in seeds
+    # On the machine's default backend (OpenVINO here), each draft made alone: the result is the best one
+    default = caches["openvino"]
+    drafts = {
+        seed: run_cell(default, matrix_presets, task, values | {"seed": seed}, lora_folder)[0]
+        for seed in seeds
+    }
+    chosen = drafts[results["openvino"].parameters.seed]
+    assert np.array_equal(pixels(chosen.image), pixels(results["openvino"].image))
+    assert likes_red.score(chosen.image) == max(likes_red.score(draft.image) for draft in drafts.values())

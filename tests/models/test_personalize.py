@@ -4,19 +4,22 @@ machine's default backend, and reproduces from its PNG."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from pipelines.diffusion import draft_seed
-from pipelines.parts.image_prompts import ImagePromptAdapters, resident_sight
+from pipelines.parts.image_prompts import TASTE_SCALE, ImagePromptAdapters, resident_sight
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+from studio.core.cache import ModelCache
+from studio.core.devices import resolve_device
 from studio.core.errors import InvalidRequest
 from studio.core.history import History
 from studio.core.metadata import read_parameters
 from studio.core.models import resolve_model
 from studio.core.requests import parse_request
-from studio.core.taste import PAIRS_WANTED, SEEN_SIZE, Profile
+from studio.core.taste import PAIRS_WANTED, SEEN_SIZE, TASTE_EMBEDDING_PAIRS, Profile
 from tests.unit.test_taste import rated_profile, redness, stripes
 
 
@@ -96,3 +99,61 @@ def test_an_ip_adapter_in_the_cache_is_the_profiles_second_descriptor_and_steeri
     ]
     scores = [profile.score(draft.image, sight) for draft in drafts]
     assert np.array_equal(np.asarray(steered.image), np.asarray(drafts[int(np.argmax(scores))].image))
+
+
+def seeing_profile(cache, presets, tiny_sd) -> Profile:
+    """A profile rated with the tiny style IP-Adapter loaded into `cache`: it has a taste embedding."""
+    adapters = ImagePromptAdapters(cache, presets, None)
+    with cache.lease() as lease:
+        base = lease.base_model(resolve_model(str(tiny_sd), presets))
+        adapters.adapter(lease, base, adapters.preset(base, "style"))
+    sight, draw = resident_sight(cache), random.Random(6)
+    profile = Profile("tastetst")
+    for _ in range(TASTE_EMBEDDING_PAIRS + 2):
+        a, b = stripes(draw, across=True), stripes(draw, across=False)
+        profile = (
+            profile.rate(a, b, sight=sight) if redness(a) > redness(b) else profile.rate(b, a, sight=sight)
+        )
+    assert profile.taste_embedding() is not None
+    return profile
+
+
+def test_the_taste_embedding_joins_a_run_where_its_ip_adapter_is_loaded_and_the_run_uses_torch(
+    fast_decoder_presets, tiny_sd
+):
+    """On torch (a GPU's path) a steered run takes the profile's taste embedding at a low weight, records
+    it, and makes the same pixels again; without the embedding the same drafts come out otherwise."""
+    cache = ModelCache(resolve_device("cpu"), offline=True, backend="torch")
+    profile = seeing_profile(cache, fast_decoder_presets, tiny_sd)
+    pipeline = TextToImagePipeline(cache, fast_decoder_presets)
+    values = {"prompt": "a lighthouse", "model": str(tiny_sd), "steps": 2, "seed": 5, "profile": profile.code}
+    [steered] = pipeline(parse_request(TextToImageRequest, {**values, "taste": profile, "drafts": 2}))
+    assert steered.parameters.extras["taste_weight"] == TASTE_SCALE
+    [again] = pipeline(parse_request(TextToImageRequest, {**values, "taste": profile, "drafts": 2}))
+    assert np.array_equal(np.asarray(again.image), np.asarray(steered.image))
+    plain_profile = replace(profile, seen_weight=0.0)  # the same profile without a taste embedding
+    [plain] = pipeline(parse_request(TextToImageRequest, {**values, "taste": plain_profile, "drafts": 2}))
+    assert "taste_weight" not in plain.parameters.extras
+    assert not np.array_equal(np.asarray(plain.image), np.asarray(steered.image))
+    cache.clear(collect=False)
+
+
+def test_on_openvino_the_taste_embedding_joins_only_runs_that_use_image_prompts_anyway(
+    cache, fast_decoder_presets, tiny_sd
+):
+    """A CPU's steered run stays on OpenVINO rather than move to torch for a nudge; one with a style
+    reference (on torch for it anyway) takes the taste embedding too."""
+    profile = seeing_profile(cache, fast_decoder_presets, tiny_sd)
+    pipeline = TextToImagePipeline(cache, fast_decoder_presets)
+    values = {"prompt": "a lighthouse", "model": str(tiny_sd), "steps": 2, "seed": 5, "profile": profile.code,
+              "taste": profile, "drafts": 2}  # fmt: skip
+    [steered] = pipeline(parse_request(TextToImageRequest, values))
+    assert (
+        steered.parameters.extras["backend"] == "openvino" and "taste_weight" not in steered.parameters.extras
+    )
+    reference = stripes(random.Random(1), across=True)
+    [styled] = pipeline(parse_request(TextToImageRequest, {**values, "style_images": (reference,)}))
+    assert styled.parameters.extras["taste_weight"] == TASTE_SCALE
+    assert (
+        styled.parameters.extras["backend"] == "torch" and styled.parameters.extras["style_references"] == 1
+    )

@@ -17,6 +17,7 @@ from studio.core.taste import (
     MAX_PROFILE_BYTES,
     PAIRS_WANTED,
     SEEN_SIZE,
+    TASTE_EMBEDDING_PAIRS,
     Profile,
     Seen,
     held_out_accuracy,
@@ -179,3 +180,23 @@ def test_a_profile_keeps_to_one_encoder_and_pairs_rated_without_one_still_count(
     np.testing.assert_allclose(seen_by("e", np.ones(8)).values, seen_by("e", np.ones(8) * 3).values)
     full = Profile(new_code(), pairs=profile.pairs[-2:-1] * MAX_PAIRS, encoder="test-encoder")
     assert len(full.to_json()) < MAX_PROFILE_BYTES  # a full profile still fits its file
+
+
+def test_the_taste_embedding_points_from_what_was_liked_less_to_what_was_liked():
+    draw = random.Random(21)
+    profile = Profile(new_code())
+    assert profile.taste_embedding() is None
+    for count in range(TASTE_EMBEDDING_PAIRS):
+        assert profile.taste_embedding() is None, f"after {count} seen pairs"
+        profile = profile.rate(stripes(draw, True), stripes(draw, False), sight=orientation_sight)
+    taste = profile.taste_embedding()
+    across = np.mean([orientation_sight(stripes(draw, True)).embedding for _ in range(20)], 0)
+    down = np.mean([orientation_sight(stripes(draw, False)).embedding for _ in range(20)], 0)
+    assert taste @ (across - down) > 0
+    assert np.linalg.norm(taste) == pytest.approx(np.linalg.norm(profile.liked))
+    again = Profile.from_json(profile.to_json())
+    np.testing.assert_allclose(again.taste_embedding(), taste, atol=1e-4)
+    data = json.loads(profile.to_json())
+    for damaged in ({**data, "liked": data["liked"][:-1]}, {**data, "seen_weight": "lots"}):
+        with pytest.raises(InvalidRequest, match="taste embedding"):
+            Profile.from_json(json.dumps(damaged))
