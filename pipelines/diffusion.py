@@ -43,7 +43,7 @@ from pipelines.parts.common import (
     resolve_seed,
 )
 from pipelines.parts.conditioning import plain_text, prompt_conditioning, text_conditioning
-from pipelines.parts.decoders import DecoderChoice, decoder_for
+from pipelines.parts.decoders import DecoderChoice, decoder_for, fast_drafts, full_decode, tiny_autoencoder
 from pipelines.parts.image_prompts import (
     ImagePrompt,
     ImagePromptAdapters,
@@ -60,7 +60,7 @@ from pipelines.parts.seamless import seamless
 from pipelines.task import Task
 from studio.core.access import Reference
 from studio.core.cache import BaseModel, Lease
-from studio.core.errors import InvalidRequest
+from studio.core.errors import InvalidRequest, ModelUnavailable
 from studio.core.families import Family
 from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
@@ -280,13 +280,11 @@ def draft_seed(seed: int, draft: int) -> int:
     return (seed + draft * DRAFT_SEED_STRIDE) % (MAX_SEED + 1)
 
 
-def best_draft(
-    taste: Profile, drafts: list[tuple[Image.Image, int, RunSettings]], sight: Sight | None = None
-) -> tuple[Image.Image, int, RunSettings]:
-    """The draft the profile likes best (the first of equals), with its seed and settings; by what `sight`
-    (an image encoder in the cache) sees of each too, where the profile learnt from it."""
-    scores = [taste.score(image, sight) for image, _, _ in drafts]
-    return drafts[scores.index(max(scores))]
+def best_draft(taste: Profile, drafts: list[Image.Image], sight: Sight | None = None) -> int:
+    """Which draft the profile likes best (the first of equals); by what `sight` (an image encoder in the
+    cache) sees of each too, where the profile learnt from it."""
+    scores = [taste.score(image, sight) for image in drafts]
+    return scores.index(max(scores))
 
 
 def build_pipeline(
@@ -386,6 +384,50 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         """The denoised image made into the result (back at the input's size, say)."""
         return image
 
+    def draft_decoder(
+        self,
+        lease: Lease,
+        base: BaseModel,
+        request: RequestT,
+        decoders: Any,
+        *,
+        on_openvino: bool,
+        decoder: str,
+    ) -> Any | None:
+        """The fast decoder a steered run decodes its drafts with where the run itself decodes in full, so
+        only the chosen draft gets the full VAE (None: the drafts decode as the run does). On torch: on
+        OpenVINO (a CPU) the run decodes fast already unless asked not to."""
+        if request.taste is None or decoder != "full" or on_openvino or decoders is None:
+            return None
+        try:
+            return tiny_autoencoder(lease, base, decoders)
+        except ModelUnavailable:
+            log.info("no fast decoder for the drafts: each is decoded by the full VAE")
+            return None
+
+    def decoded_in_full(
+        self,
+        pipe: Any,
+        base: BaseModel,
+        given: list,
+        inputs: Any,
+        denoising: Denoising,
+        *,
+        tile: bool,
+    ) -> Image.Image:
+        """A draft decoded fast (its decodes were `given` those latents), decoded again by the full VAE and
+        finished: the task's own `denoise` and `finish` put the decodes together as they did the draft's."""
+        decodes = iter(given)
+
+        def decode(latents: Any) -> Image.Image:
+            with seamless(pipe.vae) if tile else nullcontext():
+                return full_decode(pipe, latents, upcasts=base.family == "sdxl")
+
+        def decode_once(**unused: Any) -> Image.Image:
+            return self.cache.run_on_gpu(partial(decode, next(decodes)))
+
+        return self.finish(self.denoise(decode_once, inputs, denoising), inputs)
+
     def encode_prompts(self, pipe: Any, base: BaseModel, run: RunSettings, loras: dict[str, Any]) -> dict:
         """The prompts' embeddings for a denoising call of `pipe` (weighted, long ones chunked), with `loras`
         (as recorded) applied. Run inside the call: the text encoders run here."""
@@ -466,6 +508,8 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
             )
             if autoencoder is not None:
                 pipe.vae = autoencoder
+            fast = self.draft_decoder(lease, base, request, decoders, on_openvino=on_openvino,
+                                      decoder=extras["decoder"])  # fmt: skip
             if on_openvino:
                 use_openvino(lease, base, pipe, lease.converted, tile=request.tile, adapters=adapters,
                              encodes=self.encodes_image)  # fmt: skip
@@ -479,17 +523,24 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
             #    taste profile, each image is the best of its drafts, which it records the seed of
             drafts = request.drafts if request.taste is not None else 1
             reporter.images *= drafts
-            made: list[tuple[Image.Image, int, RunSettings]] = []  # this image's drafts so far
+            made: list[tuple[Image.Image, int, RunSettings, list]] = []  # this image's drafts so far
             for index, draft in itertools.product(range(request.num_images), range(drafts)):
                 seed = draft_seed(image_seed(run.seed, index), draft)
                 image_run = varied(run, self.presets, seed, request.chaos)
                 per_image = denoising.calls_per_image
                 first = (index * drafts + draft) * per_image
                 calls = iter(range(first, first + per_image))  # for progress and previews
+                given: list = []  # what a fast-decoded draft's decodes were given
 
-                def call(seed: int = seed, image_run: RunSettings = image_run, **task_arguments: Any) -> Any:
+                def call(
+                    seed: int = seed,
+                    image_run: RunSettings = image_run,
+                    given: list = given,
+                    **task_arguments: Any,
+                ) -> Any:
+                    decoding = fast_drafts(pipe.vae, fast, given) if fast is not None else nullcontext()
                     tiled = (
-                        seamless(pipe.unet, pipe.vae, getattr(pipe, "controlnet", None))
+                        seamless(pipe.unet, pipe.vae, fast, getattr(pipe, "controlnet", None))
                         if request.tile
                         else nullcontext()
                     )
@@ -497,7 +548,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                         image_prompts.applied(pipe.unet, pipe._execution_device) if prompts else nullcontext()
                     )
                     loras_on = loras_applied(pipe, adapters) if base.rules.can("loras") else nullcontext()
-                    with attached, tiled, loras_on:
+                    with decoding, attached, tiled, loras_on:
                         conditioning = self.encode_prompts(pipe, base, image_run, lora_record)
                         arguments = call_arguments(conditioning, image_run, seed, reporter, base.rules)
                         arguments |= image_prompts.arguments(guided(base, pipe, image_run.guidance_scale))
@@ -513,11 +564,14 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
 
                 # 5. The result, recorded with the seed and settings it was denoised with
                 result = self.finish(self.denoise(denoise_once, inputs, denoising), inputs)
-                made = [*(made if draft else []), (result, seed, image_run)]
+                made = [*(made if draft else []), (result, seed, image_run, given)]
                 if draft < drafts - 1:
                     continue
                 if request.taste is not None:
-                    result, seed, image_run = best_draft(request.taste, made, resident_sight(self.cache))
+                    chosen = best_draft(request.taste, [d[0] for d in made], resident_sight(self.cache))
+                    result, seed, image_run, given = made[chosen]
+                    if fast is not None:  # decoded fast to choose: the chosen one is now decoded in full
+                        result = self.decoded_in_full(pipe, base, given, inputs, denoising, tile=request.tile)
                 parameters = record(self.task, image_run, seed, result.size, **extras)
                 yield GeneratedImage(result, parameters, image_prompts.png_chunks)
 

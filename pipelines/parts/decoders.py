@@ -10,6 +10,8 @@ recorded in its parameters, so Enhance can decode it again with the full VAE.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -85,6 +87,61 @@ def decoder_for(
             raise
         log.info("the fast decoder %s is not available; decoding with the full VAE", preset.source)
         return None, "full"
+
+
+@contextmanager
+def fast_drafts(vae: Any, fast: Any, given: list[torch.Tensor]) -> Iterator[None]:
+    """The model's `vae` decoding by the `fast` autoencoder for the length of one call (a steered run's
+    draft; its encoder untouched), keeping what each decode was given in `given`, so the chosen draft
+    alone is then decoded by the VAE itself (`full_decode`): k drafts cost k fast decodes and one full."""
+
+    def drafted(latents: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        given.append(latents.detach().clone())
+        return fast.decode(
+            _rescaled(latents, vae.config, fast.config).to(fast.device, fast.dtype), *args, **kwargs
+        )
+
+    vae.decode = drafted
+    try:
+        yield
+    finally:
+        del vae.decode  # the class's own again
+
+
+def _rescaled(latents: torch.Tensor, scaled_for: Any, wanted_by: Any) -> torch.Tensor:
+    """Latents a pipeline scaled for one autoencoder's config (its scaling and shift factors, or its
+    latents' mean and deviation) as it would have scaled them for another's."""
+
+    def moments(config: Any) -> tuple[Any, Any]:
+        mean, deviation = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+        if mean is None or deviation is None:
+            return getattr(config, "shift_factor", None) or 0.0, 1.0
+        shape = (1, -1, 1, 1)
+        return (
+            torch.tensor(v, dtype=latents.dtype, device=latents.device).view(shape) for v in (mean, deviation)
+        )
+
+    mean, deviation = moments(scaled_for)
+    raw = (latents - mean) * scaled_for.scaling_factor / deviation
+    mean, deviation = moments(wanted_by)
+    return raw * deviation / wanted_by.scaling_factor + mean
+
+
+def full_decode(pipe: Any, given: torch.Tensor, *, upcasts: bool) -> Image.Image:
+    """The picture `pipe`'s own VAE makes of what a fast-decoded draft's decode was `given` (in fp32 where
+    the pipeline `upcasts` an fp16 VAE, as SDXL's does), made a picture as the pipeline makes it: the very
+    one the run would have made with the full VAE."""
+    vae = pipe.vae
+    upcast = upcasts and vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    with torch.no_grad():
+        if upcast:
+            vae.to(dtype=torch.float32)
+        try:
+            image = vae.decode(given.to(vae.device, vae.dtype), return_dict=False)[0]
+        finally:
+            if upcast:
+                vae.to(dtype=torch.float16)
+    return pipe.image_processor.postprocess(image, output_type="pil")[0]
 
 
 def approximate_rgb(latents: torch.Tensor, preset: DecoderPreset, size: tuple[int, int]) -> Image.Image:

@@ -20,6 +20,7 @@ from studio.core.metadata import read_parameters
 from studio.core.models import resolve_model
 from studio.core.requests import parse_request
 from studio.core.taste import PAIRS_WANTED, SEEN_SIZE, TASTE_EMBEDDING_PAIRS, Profile
+from tests.matrix.cells import TASKS, values_for
 from tests.unit.test_taste import rated_profile, redness, stripes
 
 
@@ -157,3 +158,44 @@ def test_on_openvino_the_taste_embedding_joins_only_runs_that_use_image_prompts_
     assert (
         styled.parameters.extras["backend"] == "torch" and styled.parameters.extras["style_references"] == 1
     )
+
+
+FULL_DECODE_CELLS = [
+    ("txt2img", "plain", "sd"),
+    ("txt2img", "tile", "sd"),
+    ("vary", "plain", "sd"),
+    ("creative_upscale", "plain", "sd"),
+    ("txt2img", "plain", "sdxl"),
+]
+
+
+@pytest.mark.parametrize(("task", "feature", "family"), FULL_DECODE_CELLS)
+def test_where_the_run_decodes_in_full_its_drafts_decode_fast_and_only_the_chosen_one_in_full(
+    fast_decoder_presets, tiny_sd, tiny_sdxl, likes_red, monkeypatch, task, feature, family
+):
+    """On torch (a GPU's path: the full VAE by default) k drafts cost k fast decodes and one full decode,
+    and the image is the very one the full VAE makes of the chosen draft's seed without --p (a tiled
+    task's tiles put together as for any image)."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    cache = ModelCache(resolve_device("cpu"), offline=True, backend="torch")
+    pipeline = TASKS[task](cache, fast_decoder_presets)
+    model = {"sd": tiny_sd, "sdxl": tiny_sdxl}[family]
+    values = values_for(task, feature, family, 64, {}) | {"model": str(model), "decoder": "full"}
+    decodes = {"fast": 0, "full": 0}
+    for name, autoencoder in (("fast", AutoencoderTiny), ("full", AutoencoderKL)):
+        counted = autoencoder.decode
+
+        def counting(self, *args, name=name, counted=counted, **kwargs):
+            decodes[name] += 1
+            return counted(self, *args, **kwargs)
+
+        monkeypatch.setattr(autoencoder, "decode", counting)
+    steered = {"profile": likes_red.code, "taste": likes_red, "drafts": 3}
+    [result] = pipeline(parse_request(pipeline.request_type, values | steered))
+    tiles = decodes["full"]
+    assert tiles >= 1 and decodes == {"fast": 3 * tiles, "full": tiles}
+    assert result.parameters.extras["decoder"] == "full"
+    [again] = pipeline(parse_request(pipeline.request_type, values | {"seed": result.parameters.seed}))
+    assert np.array_equal(np.asarray(again.image), np.asarray(result.image))
+    cache.clear(collect=False)
