@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from pipelines.parts.conditioning import PromptMemo  # noqa: E402
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest  # noqa: E402
 from studio.core.cache import ModelCache  # noqa: E402
 from studio.core.devices import resolve_device  # noqa: E402
@@ -108,7 +109,24 @@ def presets_with(taesd: Path, folder: Path) -> Path:
     return folder
 
 
-def studio_run(pipeline: TextToImagePipeline, model: Path, size: int, images: int, **values) -> tuple:
+def forgetting_prompts(pipeline: TextToImagePipeline) -> TextToImagePipeline:
+    """`pipeline` with no prompt embeddings kept: the studio keeps a prompt's embeddings for its next run,
+    and these figures are for a prompt encoded as a new one is (raw diffusers encodes every time)."""
+    pipeline.prompts = PromptMemo(size=0)
+    return pipeline
+
+
+def studio_run(
+    pipeline: TextToImagePipeline,
+    model: Path,
+    size: int,
+    images: int,
+    *,
+    keep_prompts: bool = False,
+    **values,
+) -> tuple:
+    if not keep_prompts:
+        forgetting_prompts(pipeline)
     previews: list = []
     request = parse_request(
         TextToImageRequest,
@@ -225,7 +243,7 @@ def task_comparison(model: Path, presets_dir: Path, converted: Path, size: int, 
     common = {"model": str(model), "sampler": "Euler", "guidance_scale": 0, "seed": SEED, "previews": "off"}
 
     def studio(task: type, request_type: type, **values) -> Callable[[], tuple]:
-        pipeline = task(cache, presets)
+        pipeline = forgetting_prompts(task(cache, presets))
         request = parse_request(request_type, {**common, "prompt": PROMPT, **values})
         return lambda: ([r.image for r in pipeline(request)], 0)
 

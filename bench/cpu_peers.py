@@ -46,11 +46,12 @@ def own_peak_kib() -> int:
 
 
 def serve(make_image) -> None:
-    """Answer the harness: an "image" line makes one image and answers its seconds; "rss", the peak."""
+    """Answer the harness: an "image PROMPT" line makes one image of PROMPT and answers its seconds;
+    "rss", the peak."""
     for line in sys.stdin:
-        if line.strip() == "image":
+        if line.startswith("image "):
             started = time.perf_counter()
-            make_image()
+            make_image(line.removeprefix("image ").strip())
             print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
         elif line.strip() == "rss":
             print(json.dumps({"peak_kib": own_peak_kib()}), flush=True)
@@ -68,7 +69,7 @@ def studio_worker(model: Path, taesd: Path, work: Path) -> None:
 
     cache = ModelCache.for_machine(resolve_device("cpu"), offline=True, openvino_folder=work / "openvino")
     pipeline = TextToImagePipeline(cache, load_presets(cpu_bench.presets_with(taesd, work / "presets")))
-    serve(lambda: cpu_bench.studio_run(pipeline, model, SIZE, 1))
+    serve(lambda prompt: cpu_bench.studio_run(pipeline, model, SIZE, 1, keep_prompts=True, prompt=prompt))
 
 
 def raw_worker(model: Path) -> None:
@@ -80,9 +81,9 @@ def raw_worker(model: Path) -> None:
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
 
-    def image() -> None:
+    def image(prompt: str) -> None:
         with torch.no_grad():
-            pipe(PROMPT, num_inference_steps=1, guidance_scale=0.0, height=SIZE, width=SIZE)
+            pipe(prompt, num_inference_steps=1, guidance_scale=0.0, height=SIZE, width=SIZE)
 
     serve(image)
 
@@ -128,8 +129,8 @@ def optimum_worker(model: Path, taesd: Path, work: Path) -> None:
     pipe.vae = OVModelVae(decoder=pipe.vae_decoder, encoder=pipe.vae_encoder)  # what the call decodes with
     pipe.compile()
 
-    def image() -> None:
-        pipe(PROMPT, num_inference_steps=1, guidance_scale=0.0, height=SIZE, width=SIZE)
+    def image(prompt: str) -> None:
+        pipe(prompt, num_inference_steps=1, guidance_scale=0.0, height=SIZE, width=SIZE)
 
     serve(image)
 
@@ -157,8 +158,8 @@ class Worker:
             raise RuntimeError(f"{self.name}: the worker ended (see its output above)")
         return json.loads(answer)
 
-    def image(self) -> float:
-        return self.ask("image")["seconds"]
+    def image(self, prompt: str = PROMPT) -> float:
+        return self.ask(f"image {prompt}")["seconds"]
 
     def close(self) -> float:
         """Its peak RSS in GiB, and then it ends."""
@@ -189,8 +190,11 @@ def compare(args: argparse.Namespace, model: Path, taesd: Path, work: Path) -> N
         print(f"  loaded, converted and warmed up in {workers[-1].load_seconds:.0f} s", flush=True)
     times: dict[str, list[float]] = {worker.name: [] for worker in workers}
     for round_ in range(args.rounds):
+        # A new prompt each round (the same for every variant), unless asked: the studio keeps the
+        # embeddings of a prompt it made before, which a repeated prompt would time instead of the encoder
+        prompt = PROMPT if args.repeat_prompt else f"{PROMPT}, study {round_ + 1}"
         for worker in workers:
-            times[worker.name].append(worker.image())
+            times[worker.name].append(worker.image(prompt))
         print(f"round {round_ + 1} done", flush=True)
     peaks = {worker.name: worker.close() for worker in workers}
     reference = list(times)[min(1, len(times) - 1)]  # optimum-intel where it ran
@@ -199,7 +203,8 @@ def compare(args: argparse.Namespace, model: Path, taesd: Path, work: Path) -> N
         """How many times faster than the reference (per-round ratios' median)."""
         return statistics.median(r / v for r, v in zip(times[reference], times[name], strict=True))
 
-    print(f"\n{SIZE}², 1 step, {args.rounds} rounds, CPU {instruction_set()}")
+    prompts = "the same prompt every round" if args.repeat_prompt else "a new prompt every round"
+    print(f"\n{SIZE}², 1 step, {args.rounds} rounds, {prompts}, CPU {instruction_set()}")
     print(f"| variant | min s | median s | × {reference.split(' (')[0]} | peak RSS |")
     print("|---|---|---|---|---|")
     for name, values in times.items():
@@ -263,6 +268,11 @@ def main() -> None:
     parser.add_argument("--optimum-python", help="the python of a virtualenv with optimum-intel")
     parser.add_argument("--work", help="keep the models and converted files here, and reuse them")
     parser.add_argument("--raw", action="store_true", help="raw diffusers too (a third large process)")
+    parser.add_argument(
+        "--repeat-prompt",
+        action="store_true",
+        help="the same prompt every round (the studio keeps its embeddings)",
+    )
     parser.add_argument("--every-task", action="store_true", help="peak RSS of a studio that ran every task")
     parser.add_argument(
         "--tiny", action="store_true", help="the tiny test model at 64²: checks the code paths"

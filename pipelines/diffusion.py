@@ -42,7 +42,13 @@ from pipelines.parts.common import (
     no_progress,
     resolve_seed,
 )
-from pipelines.parts.conditioning import plain_text, prompt_conditioning, text_conditioning
+from pipelines.parts.conditioning import (
+    PromptKey,
+    PromptMemo,
+    plain_text,
+    prompt_conditioning,
+    text_conditioning,
+)
 from pipelines.parts.decoders import DecoderChoice, decoder_for, fast_drafts, full_decode, tiny_autoencoder
 from pipelines.parts.image_prompts import (
     ImagePrompt,
@@ -349,6 +355,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
     def setup(self) -> None:
         self.loras = Loras(self.cache, self.loras_dir)
         self.adapters = ImagePromptAdapters(self.cache, self.presets, self.style_codes)
+        self.prompts = PromptMemo()
 
     # -- what each task states -----------------------------------------------------------------------
 
@@ -430,11 +437,26 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
 
     def encode_prompts(self, pipe: Any, base: BaseModel, run: RunSettings, loras: dict[str, Any]) -> dict:
         """The prompts' embeddings for a denoising call of `pipe` (weighted, long ones chunked), with `loras`
-        (as recorded) applied. Run inside the call: the text encoders run here."""
+        (as recorded) applied: kept from a recent run of the same prompts, else encoded here (run inside
+        the call: the text encoders run here)."""
         guidance = guided(base, pipe, run.guidance_scale)
-        if base.rules.conditioning == "text":
+        if base.rules.conditioning == "text":  # the pipeline encodes them itself
             return text_conditioning(run.prompt, run.negative_prompt, base.rules.text_tokens, guided=guidance)
-        return prompt_conditioning(pipe, base.family, run.prompt, run.negative_prompt, guided=guidance)
+        key = PromptKey(
+            base.source.location,
+            type(pipe.text_encoder).__name__,  # torch's or OpenVINO's: their embeddings differ by rounding
+            tuple(loras.get("loras", ())),
+            run.prompt,
+            run.negative_prompt,
+            guidance,  # what decides whether the negative prompt is encoded
+        )
+        conditioning = self.prompts.get(key)
+        if conditioning is None:
+            conditioning = prompt_conditioning(
+                pipe, base.family, run.prompt, run.negative_prompt, guided=guidance
+            )
+            self.prompts.put(key, conditioning)
+        return conditioning
 
     # -- the scaffold ---------------------------------------------------------------------------------
 

@@ -16,18 +16,15 @@ with studio/core/latest_only.py.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from PIL import Image, ImageOps
 from pydantic import Field
 
 from pipelines.diffusion import Denoising, RunSettings, build_pipeline, refuse_inpainting_model
 from pipelines.parts.common import IsCancelled, Progress, never_cancelled, no_progress
-from pipelines.parts.image_prompts import guided
 from pipelines.parts.images import check_image
 from pipelines.parts.loras import LoraChoice
 from pipelines.parts.previews import PreviewMode, PreviewSink, no_preview
@@ -40,7 +37,6 @@ LiveSize = Literal["auto", "half", "full"]
 CPU_LIVE_SCALE = 0.5  # "auto" on a CPU: half the model's side (bench/live_bench.py measures why)
 MIN_HALVED = 512  # "auto" halves models made for this side or more
 STEPS_WITHOUT_LIVE_SETTINGS = 4  # a model with none: few steps, rough but quick
-KEPT_PROMPTS = 32  # prompts' embeddings kept (a few hundred kB each)
 
 
 class LiveRequest(TextToImageRequest):
@@ -86,46 +82,6 @@ def live_side(resolution: int, live_size: LiveSize, on_cpu: bool) -> int:
     return round(resolution * CPU_LIVE_SCALE) if half else resolution
 
 
-class PromptKey(NamedTuple):
-    """Everything a run's prompt embeddings depend on."""
-
-    model: str
-    text_encoder: str
-    loras: tuple[str, ...]
-    prompt: str
-    negative_prompt: str
-    guided: bool
-
-
-class PromptMemo:
-    """The prompts' embeddings of the latest frames, by everything they depend on."""
-
-    def __init__(self, size: int = KEPT_PROMPTS) -> None:
-        self.size = size
-        self._kept: OrderedDict[PromptKey, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.encoded = 0  # prompts encoded, not found kept
-
-    def get(self, key: PromptKey) -> dict[str, Any] | None:
-        with self._lock:
-            if key in self._kept:
-                self._kept.move_to_end(key)
-                return self._kept[key]
-            return None
-
-    def prompts(self) -> set[str]:
-        """The prompts (styles applied) whose embeddings are kept."""
-        with self._lock:
-            return {key.prompt for key in self._kept}
-
-    def put(self, key: PromptKey, conditioning: dict[str, Any]) -> None:
-        with self._lock:
-            self.encoded += 1
-            self._kept[key] = conditioning
-            while len(self._kept) > self.size:
-                self._kept.popitem(last=False)
-
-
 class LivePipeline(TextToImagePipeline):
     task = "live"
     request_type = LiveRequest
@@ -133,10 +89,6 @@ class LivePipeline(TextToImagePipeline):
     encodes_image = True  # a sketch is encoded by the autoencoder
     fast_decoder_everywhere = True  # TAESD where it can be had, on a GPU too
     steered_by_taste = False  # a frame answers a keystroke: drafts would multiply the wait for it
-
-    def setup(self) -> None:
-        super().setup()
-        self.prompts = PromptMemo()
 
     def generate(
         self,
@@ -181,21 +133,6 @@ class LivePipeline(TextToImagePipeline):
         sketch = ImageOps.fit(inputs.sketch, size, Image.Resampling.LANCZOS)
         pipe = build_pipeline(base, run, self.presets, "img2img")
         return Denoising(pipe, size, {"image": sketch, "strength": request.strength}, extras)
-
-    def encode_prompts(self, pipe: Any, base: BaseModel, run: RunSettings, loras: dict[str, Any]) -> dict:
-        key = PromptKey(
-            base.source.location,
-            type(pipe.text_encoder).__name__,  # torch's or OpenVINO's: their embeddings differ by rounding
-            tuple(loras.get("loras", ())),
-            run.prompt,
-            run.negative_prompt,
-            guided(base, pipe, run.guidance_scale),  # what decides whether the negative prompt is encoded
-        )
-        conditioning = self.prompts.get(key)
-        if conditioning is None:
-            conditioning = super().encode_prompts(pipe, base, run, loras)
-            self.prompts.put(key, conditioning)
-        return conditioning
 
 
 def enhanced_live_values(frame: GenerationParameters, presets: Presets, chosen_model: str | None) -> dict:

@@ -10,13 +10,16 @@ off. SDXL gets both text encoders and the pooled embedding. The prompt is record
 from __future__ import annotations
 
 import re
-from typing import Any
+import threading
+from collections import OrderedDict
+from typing import Any, NamedTuple
 
 A1111_TOKEN = re.compile(r"\\[()\[\]\\]|\(|\[|:\s*([+-]?\d*\.?\d+)\s*\)|\)|\]|[^\\()\[\]:]+|:|\\")
 MULTI_PROMPT = re.compile(r"::\s*([+-]?\d*\.?\d+)?")
 COMPEL_SPECIAL = re.compile(r'([()"])')  # what compel would read as syntax inside plain text
 COMPEL_WEIGHT_SUFFIX = re.compile(r"(?<=[^\s+-])([+-]+)(?=\s|[,.;:!?]|$)")  # `word+`, `word--`
 ROUND = 1.1  # what one pair of brackets multiplies or divides by
+KEPT_PROMPTS = 32  # prompts' embeddings kept per task (a few hundred kB each)
 
 
 def weighted_segments(prompt: str) -> list[tuple[str, float]]:
@@ -162,3 +165,48 @@ def prompt_conditioning(
         to_compel(prompt), negative_prompt=to_compel(negative_prompt)
     )
     return {"prompt_embeds": conditioning.embeds, "negative_prompt_embeds": conditioning.negative_embeds}
+
+
+# -- the embeddings of recent prompts, kept -------------------------------------------------------------
+# A prompt is often made again (new seeds, Vary, a steered run's drafts, Live's frames as one types): its
+# embeddings are kept, as AUTOMATIC1111 keeps its last conditioning, by everything they depend on.
+
+
+class PromptKey(NamedTuple):
+    """Everything a run's prompt embeddings depend on."""
+
+    model: str
+    text_encoder: str
+    loras: tuple[str, ...]
+    prompt: str
+    negative_prompt: str
+    guided: bool
+
+
+class PromptMemo:
+    """The prompts' embeddings of a task's latest runs, by everything they depend on."""
+
+    def __init__(self, size: int = KEPT_PROMPTS) -> None:
+        self.size = size
+        self._kept: OrderedDict[PromptKey, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.encoded = 0  # prompts encoded, not found kept
+
+    def get(self, key: PromptKey) -> dict[str, Any] | None:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+            return None
+
+    def prompts(self) -> set[str]:
+        """The prompts (styles applied) whose embeddings are kept."""
+        with self._lock:
+            return {key.prompt for key in self._kept}
+
+    def put(self, key: PromptKey, conditioning: dict[str, Any]) -> None:
+        with self._lock:
+            self.encoded += 1
+            self._kept[key] = conditioning
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)

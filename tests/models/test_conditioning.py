@@ -1,8 +1,10 @@
 """Prompt weights, multi-prompts and long prompts, as the text encoders' embeddings of a diffusion call."""
 
+import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+from PIL import Image
 
 from pipelines.parts.conditioning import prompt_conditioning, to_compel, weighted_segments
 
@@ -108,3 +110,35 @@ def test_without_guidance_no_negative_is_encoded_and_the_prompt_is_not_padded_to
     assert torch.equal(unguided["prompt_embeds"], theirs[0]), "one chunk, as diffusers encodes it"
     if family == "sdxl":
         assert torch.equal(unguided["pooled_prompt_embeds"], theirs[2])
+
+
+def test_a_prompt_made_again_is_not_encoded_again_and_makes_the_same_pixels(
+    cache, fast_decoder_presets, tiny_sd, tmp_path
+):
+    """New seeds and a steered run's drafts reuse the prompt's kept embeddings, which give the pixels a
+    fresh encoding gives; another prompt, a LoRA (which changes the text encoder) or a run moved to torch
+    (whose encoder rounds otherwise) encodes again."""
+    from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
+    from studio.core.requests import parse_request
+    from tests.tiny_models import build_lora
+
+    build_lora(tiny_sd, tmp_path / "detail.safetensors", seed=3, text_encoders=True)
+    pipeline = TextToImagePipeline(cache, fast_decoder_presets, loras_dir=tmp_path)
+    values = {"prompt": "a lighthouse", "model": str(tiny_sd), "steps": 2, "seed": 4}
+
+    def made(**changes):
+        return pipeline(parse_request(TextToImageRequest, values | changes))[0]
+
+    first = made()
+    again = made(seed=5)
+    assert pipeline.prompts.encoded == 1
+    fresh = TextToImagePipeline(cache, fast_decoder_presets, loras_dir=tmp_path)
+    [expected] = fresh(parse_request(TextToImageRequest, values | {"seed": 5}))
+    assert np.array_equal(np.asarray(again.image), np.asarray(expected.image))
+    made(prompt="a lighthouse at dusk")
+    made(loras=("detail:0.8",))
+    assert pipeline.prompts.encoded == 3
+    style = Image.new("RGB", (64, 64), (200, 40, 40))
+    moved = made(style_images=(style,))  # image prompts keep the run on torch
+    assert moved.parameters.extras["backend"] == "torch" and pipeline.prompts.encoded == 4
+    assert first.parameters.extras["backend"] == "openvino"
