@@ -110,9 +110,10 @@ def presets_with(taesd: Path, folder: Path) -> Path:
 
 
 def forgetting_prompts(pipeline: TextToImagePipeline) -> TextToImagePipeline:
-    """`pipeline` with no prompt embeddings kept: the studio keeps a prompt's embeddings for its next run,
-    and these figures are for a prompt encoded as a new one is (raw diffusers encodes every time)."""
-    pipeline.prompts = PromptMemo(size=0)
+    """`pipeline` with no prompt embeddings kept from its earlier runs: the studio keeps a prompt's
+    embeddings for its next run, and these figures are for a prompt encoded as a new one is (raw diffusers
+    encodes every time)."""
+    pipeline.prompts = PromptMemo()
     return pipeline
 
 
