@@ -391,6 +391,48 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         """The denoised image made into the result (back at the input's size, say)."""
         return image
 
+    def unchanged(
+        self, request: RequestT, inputs: Any, run: RunSettings, extras: dict
+    ) -> Iterator[GeneratedImage]:
+        """The input image as each result, as a run at strength 0 asks (recorded with each image's seed)."""
+        for index in range(request.num_images):
+            result = self.finish(inputs.image.copy(), inputs)
+            yield GeneratedImage(
+                result, record(self.task, run, image_seed(run.seed, index), result.size, **extras)
+            )
+
+    def with_taste(
+        self,
+        base: BaseModel,
+        request: RequestT,
+        prompts: list[ImagePrompt],
+        extras: dict,
+        *,
+        on_openvino: bool,
+    ) -> list[ImagePrompt]:
+        """The run's image prompts, with its taste profile's taste embedding where the IP-Adapter for it is
+        loaded (and recorded as `taste_weight`)."""
+        if request.taste is None:
+            return prompts
+        taste = taste_prompt(self.cache, self.presets, base, request.taste, on_openvino=on_openvino,
+                             prompts=len(prompts))  # fmt: skip
+        if taste is None:
+            return prompts
+        extras["taste_weight"] = taste.scale
+        return [*prompts, taste]
+
+    def openvino_runs(self, lease: Lease, base: BaseModel, prompts: list[ImagePrompt], extras: dict) -> bool:
+        """Whether OpenVINO can run this call whole; where not, torch runs it, with the reason logged and
+        `Backend: torch` recorded, and the torch weights OpenVINO let go read back."""
+        refusal = openvino_refusal(base, task_refusal=self.torch_only, image_prompts=bool(prompts))
+        if refusal is None:
+            return True
+        log.info("OpenVINO cannot run this call whole (%s): torch runs it", refusal)
+        extras["backend"] = "torch"
+        if base.released:
+            lease.read_back_weights(base)
+        return False
+
     def draft_decoder(
         self,
         lease: Lease,
@@ -484,10 +526,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
 
         # 2. Strength 0 asks for no change: the input comes back untouched, with no model run at all
         if strength == 0:
-            for index in range(request.num_images):
-                result = self.finish(inputs.image.copy(), inputs)
-                seed = image_seed(run.seed, index)
-                yield GeneratedImage(result, record(self.task, run, seed, result.size, **extras))
+            yield from self.unchanged(request, inputs, run, extras)
             return
 
         # 3. The models this run needs, pinned until it ends; the task's pipeline and call arguments;
@@ -499,23 +538,8 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                 base.rules, request, run, self.presets, loras=loras, prompts=prompts, strength=strength
             )
             extras |= family_notes(base.rules, request, run, extras)
-            if request.taste is not None:  # its taste embedding, where the IP-Adapter for it is loaded
-                taste = taste_prompt(self.cache, self.presets, base, request.taste, on_openvino=on_openvino,
-                                     prompts=len(prompts))  # fmt: skip
-                if taste is not None:
-                    prompts = [*prompts, taste]
-                    extras["taste_weight"] = taste.scale
-            refusal = (
-                openvino_refusal(base, task_refusal=self.torch_only, image_prompts=bool(prompts))
-                if on_openvino
-                else None
-            )
-            if refusal is not None:
-                log.info("OpenVINO cannot run this call whole (%s): torch runs it", refusal)
-                on_openvino = False
-                extras["backend"] = "torch"
-                if base.released:
-                    lease.read_back_weights(base)
+            prompts = self.with_taste(base, request, prompts, extras, on_openvino=on_openvino)
+            on_openvino = on_openvino and self.openvino_runs(lease, base, prompts, extras)
             denoising = self.prepare(lease, base, request, inputs, run)
             pipe = denoising.pipe
             reporter.images = request.num_images * denoising.calls_per_image
