@@ -584,10 +584,12 @@ def build_tiny_autoencoder(folder: Path, seed: int = 4) -> Path:
 
 
 def write_decoder_presets(folder: Path, autoencoder: Path) -> Path:
-    """`folder`'s decoders.json with `autoencoder` as every family's fast decoder."""
+    """`folder`'s decoders.json with `autoencoder` as the fast decoder of every family that has one (the
+    4-channel ones; a 16-channel family's preset is its preview map alone)."""
     decoders = json.loads((folder / "decoders.json").read_text())
     for decoder in decoders["decoders"]:
-        decoder["source"] = str(autoencoder)
+        if "source" in decoder:
+            decoder["source"] = str(autoencoder)
     (folder / "decoders.json").write_text(json.dumps(decoders))
     return folder
 

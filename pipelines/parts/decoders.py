@@ -50,6 +50,8 @@ def tiny_autoencoder(lease: Lease, base: BaseModel, preset: DecoderPreset) -> An
     be reached); raises `ModelUnavailable` when it cannot be had."""
     if is_tiny(base.components["vae"]):
         return base.components["vae"]
+    if preset.source is None:
+        raise ModelUnavailable(f"The presets name no fast decoder for {base.rules.label} models.")
     device_config = lease.device_config
     source = weights_source(f"the fast decoder {preset.name}", preset.source)
 
@@ -76,7 +78,7 @@ def decoder_for(
     wanted = wanted_decoder(choice, lease.device_config, auto_is_fast=auto_is_fast)
     if wanted == "full" or is_tiny(base.components["vae"]):
         return None, "fast" if is_tiny(base.components["vae"]) else "full"
-    if preset is None:
+    if preset is None or preset.source is None:
         if choice == "fast":
             raise InvalidRequest(f"There is no fast decoder for {base.rules.label} models: choose Full.")
         return None, "full"
@@ -145,8 +147,8 @@ def full_decode(pipe: Any, given: torch.Tensor, *, upcasts: bool) -> Image.Image
 
 
 def approximate_rgb(latents: torch.Tensor, preset: DecoderPreset, size: tuple[int, int]) -> Image.Image:
-    """A picture of `latents` (1×4×h×w, as the UNet sees them) by the family's fixed linear map from latent
-    channels to RGB: no weights, a few milliseconds, at the latents' resolution scaled up to `size`."""
+    """A picture of `latents` (1×C×h×w, as the denoiser sees them) by the family's fixed linear map from
+    latent channels to RGB: no weights, a few milliseconds, at the latents' resolution scaled up to `size`."""
     factors = torch.tensor(preset.latent_rgb_factors, dtype=torch.float32)
     bias = torch.tensor(preset.latent_rgb_bias, dtype=torch.float32)
     rgb = torch.einsum("chw,cr->hwr", latents[0].detach().float().cpu(), factors) + bias

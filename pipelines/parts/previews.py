@@ -64,18 +64,39 @@ def preview_due(
 
 class X0Watch:
     """Keeps the sampler's latest estimate of the finished latents (x0), for previews of what the image
-    is becoming rather than of its noise. The scheduler is the request's own, so wrapping it is safe."""
+    is becoming rather than of its noise. The scheduler is the request's own, so wrapping it is safe. A
+    `flow` sampler's x0 is the sample less sigma times the velocity the model predicted."""
 
-    def __init__(self, scheduler: Any) -> None:
+    def __init__(self, scheduler: Any, *, flow: bool = False) -> None:
         self.latest: torch.Tensor | None = None
         step = scheduler.step
 
         def watched_step(*args: Any, **kwargs: Any) -> Any:
             output = step(*args, **kwargs)
-            self.latest = _x0_of(scheduler, output)
+            self.latest = _flow_x0(scheduler, args, kwargs) if flow else _x0_of(scheduler, output)
             return output
 
         scheduler.step = watched_step
+
+
+def _flow_x0(scheduler: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """x0 of a flow-matching step(model_output, timestep, sample): x_t = (1 - σ) x0 + σ noise and the model
+    predicts noise - x0, so x0 = x_t - σ v, with the σ of the step just taken."""
+    velocity = kwargs.get("model_output", args[0] if args else None)
+    sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
+    sigmas, index = getattr(scheduler, "sigmas", None), getattr(scheduler, "step_index", None)
+    if velocity is None or sample is None or sigmas is None or not index:
+        return None
+    return sample - sigmas[index - 1].to(sample.device, sample.dtype) * velocity
+
+
+def unpacked(latents: torch.Tensor, size: tuple[int, int], scale: int) -> torch.Tensor:
+    """Latents handed over as 2×2 patches in a row (batch × patches × 4C, FLUX.1's) as batch × C × h × w,
+    for an image of `size` (width, height) and an autoencoder that scales by `scale`."""
+    batch, _, channels = latents.shape
+    height, width = 2 * (size[1] // (scale * 2)), 2 * (size[0] // (scale * 2))
+    patches = latents.view(batch, height // 2, width // 2, channels // 4, 2, 2)
+    return patches.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels // 4, height, width)
 
 
 def _x0_of(scheduler: Any, output: Any) -> torch.Tensor | None:
@@ -99,12 +120,18 @@ class LivePreviews:
     """After each denoising step: time it, and when a preview is due, decode one and send it."""
 
     def __init__(
-        self, mode: str, decode: Callable[[torch.Tensor], Image.Image], send: PreviewSink, scheduler: Any
+        self,
+        mode: str,
+        decode: Callable[[torch.Tensor], Image.Image],
+        send: PreviewSink,
+        scheduler: Any,
+        *,
+        flow: bool = False,
     ) -> None:
         self.mode = mode
         self.decode = decode
         self.send = send
-        self.watch = X0Watch(scheduler)
+        self.watch = X0Watch(scheduler, flow=flow)
         self.cost: float | None = None  # seconds a preview took, once measured
         self.begin_image()
 
@@ -147,12 +174,24 @@ def live_previews(
     without its weights previews by the approximation instead."""
     if mode == "off" or send is no_preview or preset is None:
         return None
+    channels = int(base.components["vae"].config.latent_channels)
+    if channels != len(preset.latent_rgb_factors):  # a map made for other latents would show nonsense
+        log.info("%s maps %d latent channels, this model has %d: no previews", preset.name,
+                 len(preset.latent_rgb_factors), channels)  # fmt: skip
+        return None
+    flow = base.rules.samplers == "flow"
     if mode == "taesd":
         try:
             tiny = tiny_autoencoder(lease, base, preset)
         except ModelUnavailable:
             log.info("no %s weights for previews; previewing by the latent approximation", preset.name)
         else:
-            return LivePreviews("taesd", lambda latents: decoded_rgb(tiny, latents), send, scheduler)
-    approximate = lambda latents: approximate_rgb(latents, preset, size)  # noqa: E731
-    return LivePreviews("approximate", approximate, send, scheduler)
+            decode = lambda latents: decoded_rgb(tiny, latents)  # noqa: E731
+            return LivePreviews("taesd", decode, send, scheduler, flow=flow)
+
+    def approximate(latents: torch.Tensor) -> Image.Image:
+        if base.rules.latents_packed:
+            latents = unpacked(latents, size, base.vae_scale_factor)
+        return approximate_rgb(latents, preset, size)
+
+    return LivePreviews("approximate", approximate, send, scheduler, flow=flow)

@@ -62,6 +62,8 @@ class Family:
     # Its image-to-image call works at its default size, not the image's, unless told the size
     image_calls_need_size: bool = False
     native_side: int = 1024  # a transformer's square side where its autoencoder's config does not say one
+    # Its pipelines hand each step the latents as 2×2 patches in a row (FLUX.1, Qwen-Image), not C×h×w
+    latents_packed: bool = False
 
     def can(self, feature: Feature) -> bool:
         return feature not in self.cannot
@@ -128,6 +130,7 @@ FAMILIES: dict[str, Family] = {
             default_guidance=3.5,
             text_tokens=512,
             image_calls_need_size=True,
+            latents_packed=True,
         ),
         Family(
             name="sd3",
@@ -183,6 +186,7 @@ FAMILIES: dict[str, Family] = {
             default_guidance=4.0,
             text_tokens=512,
             image_calls_need_size=True,
+            latents_packed=True,
             native_side=1328,
         ),
     )

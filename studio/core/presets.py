@@ -214,12 +214,13 @@ class IPAdapterPreset(_Preset):
 
 class DecoderPreset(_Preset):
     """A model family's fast decoder (a tiny autoencoder, TAESD) and the fixed linear map from its latents
-    to RGB that previews an image with no weights at all."""
+    to RGB that previews an image with no weights at all (a row per latent channel: 4, or 16 for FLUX.1's
+    and SD 3.5's autoencoders); a family with no tiny autoencoder here has the map alone."""
 
     name: str = Field(min_length=1)
     family: FamilyName
-    source: str = Field(min_length=1)  # hub id or local folder of a diffusers AutoencoderTiny
-    latent_rgb_factors: tuple[tuple[float, float, float], ...] = Field(min_length=4, max_length=4)
+    source: str | None = Field(None, min_length=1)  # hub id or local folder of a diffusers AutoencoderTiny
+    latent_rgb_factors: tuple[tuple[float, float, float], ...] = Field(min_length=4, max_length=16)
     latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     description: str = ""
 

@@ -229,3 +229,56 @@ def test_a_model_whose_own_autoencoder_is_tiny_decodes_with_it_and_takes_an_inpu
     values = {"image": made.image, "prompt": "a fox", "model": str(tmp_path / "sdxs-like"), "steps": 4}
     varied = ImageToImagePipeline(cache, presets)(parse_request(ImageToImageRequest, values))[0]
     assert varied.image.size == (64, 64)
+
+
+# -- 16-channel latents (FLUX.1, SD 3.5, Z-Image): the linear map alone, no tiny autoencoder here ----------
+
+
+def test_a_sixteen_channel_family_previews_by_its_map_and_decodes_with_its_vae(
+    cache, fast_decoder_presets, tiny_sd3, monkeypatch
+):
+    monkeypatch.setattr("pipelines.parts.previews.preview_due", lambda step, steps, **_: step < steps)
+    pipeline = TextToImagePipeline(cache, fast_decoder_presets)
+    for mode in ("approximate", "taesd"):  # no tiny autoencoder for SD 3.5 here: the map either way
+        events = run_watched(pipeline, request(tiny_sd3, previews=mode, steps=3))
+        previews = [event for kind, event in events if kind == "preview"]
+        [image] = [event for kind, event in events if kind == "image"]
+        assert [p.step for p in previews] == [1, 2] and previews[0].image.size == image.image.size
+        assert image.parameters.extras["decoder"] == "full"
+    with pytest.raises(InvalidRequest, match="no fast decoder for SD 3.5"):
+        pipeline(request(tiny_sd3, decoder="fast"))
+
+
+def test_a_model_whose_latents_the_map_was_not_made_for_shows_no_previews(
+    cache, fast_decoder_presets, tiny_flux, monkeypatch
+):
+    """The tiny FLUX.1 has 1 latent channel, not 16: its images are made, with no previews."""
+    monkeypatch.setattr("pipelines.parts.previews.preview_due", lambda step, steps, **_: step < steps)
+    events = run_watched(TextToImagePipeline(cache, fast_decoder_presets), request(tiny_flux, steps=2))
+    assert [kind for kind, _ in events] == ["image"]
+
+
+def test_packed_latents_are_unpacked_as_flux_packs_them():
+    from diffusers import FluxPipeline
+
+    from pipelines.parts.previews import unpacked
+
+    latents = torch.randn(1, 16, 12, 20)
+    packed = FluxPipeline._pack_latents(latents, 1, 16, 12, 20)
+    assert torch.equal(unpacked(packed, (160, 96), 8), latents)
+
+
+def test_a_flow_samplers_preview_shows_its_estimate_of_the_finished_latents():
+    """x_t = (1 - σ) x0 + σ noise and the model predicts noise - x0: the watch recovers x0 at each step."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from pipelines.parts.previews import X0Watch
+
+    scheduler = FlowMatchEulerDiscreteScheduler()
+    scheduler.set_timesteps(4)
+    watch = X0Watch(scheduler, flow=True)
+    x0, noise = torch.randn(1, 16, 8, 8), torch.randn(1, 16, 8, 8)
+    sample = noise.clone()
+    for timestep in scheduler.timesteps[:2]:
+        sample = scheduler.step(noise - x0, timestep, sample, return_dict=False)[0]
+        torch.testing.assert_close(watch.latest, x0, atol=1e-5, rtol=1e-5)
