@@ -472,8 +472,8 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
             with seamless(pipe.vae) if tile else nullcontext():
                 return full_decode(pipe, latents, upcasts=base.family == "sdxl")
 
-        def decode_once(**unused: Any) -> Image.Image:
-            return self.cache.run_on_gpu(partial(decode, next(decodes)))
+        def decode_once(**unused: Any) -> Image.Image:  # as a call's decode: tiled or offloaded as it needs
+            return self.cache.denoise(base, denoising.size, partial(decode, next(decodes)), pipe=pipe)
 
         return self.finish(self.denoise(decode_once, inputs, denoising), inputs)
 
@@ -487,7 +487,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         key = PromptKey(
             base.source.location,
             type(pipe.text_encoder).__name__,  # torch's or OpenVINO's: their embeddings differ by rounding
-            tuple(loras.get("loras", ())),
+            tuple(f"{key}={value}" for key, value in sorted(loras.items())),  # names, weights, file hashes
             run.prompt,
             run.negative_prompt,
             guidance,  # what decides whether the negative prompt is encoded

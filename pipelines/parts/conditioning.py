@@ -14,6 +14,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
+import torch
+
 A1111_TOKEN = re.compile(r"\\[()\[\]\\]|\(|\[|:\s*([+-]?\d*\.?\d+)\s*\)|\)|\]|[^\\()\[\]:]+|:|\\")
 MULTI_PROMPT = re.compile(r"::\s*([+-]?\d*\.?\d+)?")
 COMPEL_SPECIAL = re.compile(r'([()"])')  # what compel would read as syntax inside plain text
@@ -117,6 +119,7 @@ def text_conditioning(prompt: str, negative_prompt: str, tokens: int, *, guided:
     return arguments
 
 
+@torch.no_grad()  # embeddings, kept between runs: no autograd graph of the text encoders hangs on them
 def prompt_conditioning(
     pipe: Any, family: str, prompt: str, negative_prompt: str, *, guided: bool = True
 ) -> dict[str, Any]:

@@ -200,23 +200,38 @@ class ImagePromptAdapters:
         )
 
 
-def resident_sight(cache: ModelCache) -> Sight | None:
+def resident_sight(cache: ModelCache, encoder: str = "", *, wait: bool = True) -> Sight | None:
     """What the image encoder of an IP-Adapter already in the cache sees of an image, as a taste profile
-    keeps it (its projected image embedding); None while no IP-Adapter is loaded: none is loaded for it."""
-    adapters = sorted(cache.resident(IP_ADAPTER), key=lambda adapter: adapter.reads_patch_features)
+    keeps it (its projected image embedding): `encoder`'s where it is loaded (a profile's own), else a
+    plain adapter's; None while no IP-Adapter is loaded: none is loaded for it. Not `wait`ing (an instant
+    action: a rating), it sees nothing while a run holds the GPU."""
+    adapters = cache.resident(IP_ADAPTER, wait=wait)
     if not adapters:
         return None
-    adapter = adapters[0]  # a plain one where loaded: its embedding is what a taste embedding must be
-    encoder = encoder_name(adapter.preset)
+    # The profile's encoder first, then plain adapters: their embedding is what a taste embedding must be
+    adapter = min(adapters, key=lambda a: (encoder_name(a.preset) != encoder, a.reads_patch_features))
+    name = encoder_name(adapter.preset)
 
-    def sight(image: Image.Image) -> Seen:
+    def sight(image: Image.Image) -> Seen | None:
         pixels = adapter.feature_extractor(image.convert("RGB"), return_tensors="pt").pixel_values
-        with cache.gpu_lock, torch.inference_mode():
-            parameter = next(adapter.image_encoder.parameters())
-            embedding = adapter.image_encoder(pixels.to(parameter.device, parameter.dtype)).image_embeds
-        return seen_by(encoder, embedding.float().cpu().numpy())
+        if not cache.gpu_lock.acquire(blocking=wait):
+            return None
+        try:
+            with torch.inference_mode():
+                parameter = next(adapter.image_encoder.parameters())
+                embedding = adapter.image_encoder(pixels.to(parameter.device, parameter.dtype)).image_embeds
+        finally:
+            cache.gpu_lock.release()
+        return seen_by(name, embedding.float().cpu().numpy())
 
     return sight
+
+
+def seen_now(cache: ModelCache, images: Sequence[Image.Image], encoder: str = "") -> list[Seen | None]:
+    """What an IP-Adapter's encoder already in the cache sees of each image, without waiting for the GPU
+    (an instant action); None for each where there is none, or a run holds the GPU."""
+    sight = resident_sight(cache, encoder, wait=False)
+    return [sight(image) if sight is not None else None for image in images]
 
 
 def taste_prompt(
@@ -234,6 +249,8 @@ def taste_prompt(
         return None
     loaded = [adapter for adapter in cache.resident(IP_ADAPTER) if adapter.preset == preset]
     if not loaded or loaded[0].reads_patch_features:
+        return None
+    if embedding.size != int(loaded[0].image_encoder.config.projection_dim):  # another encoder's, imported
         return None
     tensor = torch.tensor(embedding, dtype=torch.float32).reshape(1, -1)
     return ImagePrompt("taste", embeddings=(tensor,), scale=TASTE_SCALE)

@@ -23,7 +23,7 @@ from studio.core.taste import (
     MAX_NAME_CHARS,
     SOFT_VOTE,
     Profile,
-    Sight,
+    Seen,
     created_now,
     is_code,
     new_code,
@@ -117,12 +117,12 @@ class Profiles:
         worse: Image.Image,
         *,
         soft: bool = False,
-        sight: Sight | None = None,
+        seen: tuple[Seen | None, Seen | None] = (None, None),
     ) -> Profile:
         """The profile with one more judgement, saved: `better` was liked over `worse` (`soft`: picked in a
-        grid over a neighbour, which weighs less), with what `sight` (an image encoder in the cache) sees."""
+        grid over a neighbour, which weighs less), with what an image encoder in the cache `seen` of both."""
         with self._lock:
-            profile = self.get(owner, code).rate(better, worse, SOFT_VOTE if soft else 1.0, sight)
+            profile = self.get(owner, code).rate(better, worse, SOFT_VOTE if soft else 1.0, seen)
             return self._save(owner, profile)
 
     def imported(self, owner: str, data: bytes) -> Profile:

@@ -50,6 +50,7 @@ SOFT_VOTE = 0.25  # what picking an image of a grid over a neighbour weighs agai
 MAX_PAIRS = 2000  # per profile: a file stays small (each pair is at most 70 numbers)
 MAX_PROFILE_BYTES = 4 * 1024**2
 MAX_NAME_CHARS = 60
+MAX_ENCODER_CHARS = 300  # an image encoder's name: a hub id or a folder's, and its subfolder
 CODE_LETTERS = "abcdefghijklmnopqrstuvwxyz234567"  # as the style codes: typed without ambiguity
 CODE_LENGTH = 8
 _SIDE = 96  # the look is measured on a small copy: the same numbers for a draft and its finished image
@@ -115,7 +116,7 @@ class Seen:
     embedding: tuple[float, ...] = ()
 
 
-Sight = Callable[[Image.Image], Seen]  # an image encoder in the cache, as the profile uses it
+Sight = Callable[[Image.Image], "Seen | None"]  # an image encoder in the cache (None: not seen this time)
 
 
 def seen_by(encoder: str, embedding: np.ndarray) -> Seen:
@@ -260,14 +261,18 @@ class Profile:
         return self.fit.liking(look_of(image), seen.values if seen else ())
 
     def rate(
-        self, better: Image.Image, worse: Image.Image, weight: float = 1.0, sight: Sight | None = None
+        self,
+        better: Image.Image,
+        worse: Image.Image,
+        weight: float = 1.0,
+        seen: tuple[Seen | None, Seen | None] = (None, None),
     ) -> Profile:
-        """This profile with one more judgement (the oldest go once there are `MAX_PAIRS`); with what
-        `sight` sees of both where it is this profile's encoder (or the profile has none yet)."""
+        """This profile with one more judgement (the oldest go once there are `MAX_PAIRS`); with what an
+        image encoder `seen` of both, where it is this profile's encoder (or the profile has none yet)."""
         profile = self
-        if sight is not None and not self.encoder:
-            profile = replace(self, encoder=sight(better).encoder)
-        liked, disliked = profile.seen(better, sight), profile.seen(worse, sight)
+        if not self.encoder and seen[0] is not None:
+            profile = replace(self, encoder=seen[0].encoder)
+        liked, disliked = (s if s is not None and s.encoder == profile.encoder else None for s in seen)
         pair = Pair(
             tuple(look_of(better)),
             tuple(look_of(worse)),
@@ -295,7 +300,7 @@ class Profile:
         if sight is None or not self.encoder:
             return None
         seen = sight(image)
-        return seen if seen.encoder == self.encoder else None
+        return seen if seen is not None and seen.encoder == self.encoder else None
 
     def taste_embedding(self) -> np.ndarray | None:
         """The direction from what this person likes less to what they like, in their encoder's embedding
@@ -361,6 +366,7 @@ class Profile:
             or not is_code(code)
             or not isinstance(name, str)
             or not isinstance(encoder, str)
+            or len(encoder) > MAX_ENCODER_CHARS
             or not isinstance(pairs, list)
         ):
             raise InvalidRequest("This profile file is damaged: its code, name or pairs cannot be read.")
@@ -368,10 +374,8 @@ class Profile:
             raise InvalidRequest(f"A profile holds at most {MAX_PAIRS} pairs; this one has {len(pairs)}.")
         read = tuple(_pair(item) for item in pairs)
         liked, disliked, seen_weight = _taste_means(data)
-        return cls(
-            code, name[:MAX_NAME_CHARS], read, str(data.get("created", "")), encoder[:MAX_NAME_CHARS],
-            liked, disliked, seen_weight,
-        )  # fmt: skip
+        created = str(data.get("created", ""))
+        return cls(code, name[:MAX_NAME_CHARS], read, created, encoder, liked, disliked, seen_weight)
 
 
 def _taste_means(data: dict) -> tuple[tuple[float, ...], tuple[float, ...], float]:
@@ -381,9 +385,14 @@ def _taste_means(data: dict) -> tuple[tuple[float, ...], tuple[float, ...], floa
     except (TypeError, ValueError):
         liked, disliked, seen_weight = (), (), math.nan
     numbers = [*liked, *disliked, seen_weight]
-    if len(liked) != len(disliked) or len(liked) > MAX_EMBEDDING_SIZE or not all(map(math.isfinite, numbers)):
+    if (
+        len(liked) != len(disliked)
+        or len(liked) > MAX_EMBEDDING_SIZE
+        or not all(map(math.isfinite, numbers))
+        or not 0 <= seen_weight <= MAX_PAIRS  # the weight of the pairs behind the means, each at most 1
+    ):
         raise InvalidRequest("This profile file is damaged: its taste embedding cannot be read.")
-    return liked, disliked, max(seen_weight, 0.0)
+    return liked, disliked, seen_weight
 
 
 def _pair(item: object) -> Pair:

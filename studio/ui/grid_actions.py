@@ -17,8 +17,7 @@ from PIL import Image
 
 from pipelines.diffusion import enhanced_values
 from pipelines.image_to_image import variation_request
-from pipelines.parts.image_prompts import resident_sight
-from studio.core.errors import StudioError
+from pipelines.parts.image_prompts import seen_now
 from studio.core.metadata import GenerationParameters
 from studio.ui.common import INSTANT_EVENT, user_errors
 from studio.ui.context import Studio
@@ -93,10 +92,12 @@ def soft_vote(studio: Studio, gallery_value: list | None, index: int | None, req
             return
         index = index if index is not None and index < len(gallery_value) else 0
         paths = [gallery_path(item) for item in gallery_value]
-        chosen, sight = open_image(paths[index]), resident_sight(studio.cache)
-        for path in paths[:index] + paths[index + 1 :]:
-            studio.profiles.rate(owner, profile.code, chosen, open_image(path), soft=True, sight=sight)
-    except (gr.Error, StudioError, OSError):
+        images = [open_image(path) for path in paths]
+        seen = seen_now(studio.cache, images, profile.encoder)  # an IP-Adapter's view, if the GPU is free
+        for other in [i for i in range(len(images)) if i != index]:
+            pair = (seen[index], seen[other])
+            studio.profiles.rate(owner, profile.code, images[index], images[other], soft=True, seen=pair)
+    except Exception:  # noqa: BLE001 (whatever the vote met, the action it came with goes on)
         log.warning("a soft vote for a picked image was not kept", exc_info=True)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from pipelines.parts.image_prompts import resident_sight
+from pipelines.parts.image_prompts import seen_now
 from studio.core.history_index import Query
 from studio.core.taste import NO_PROFILE, Profile
 from studio.ui.common import GPU_EVENT, INSTANT_EVENT, user_errors
@@ -220,9 +220,9 @@ def wire_rating(studio: Studio, tab: PersonalizeTab, summary, left_better, right
             owner = studio.profile_owner(request)
             profile = studio.profiles.own(owner, values.get("profile") or None)
             code = profile.code if profile is not None else studio.profiles.create(owner).code
-            return studio.profiles.rate(
-                owner, code, better, worse, sight=resident_sight(studio.cache)
-            ).summary()
+            encoder = profile.encoder if profile is not None else ""
+            better_seen, worse_seen = seen_now(studio.cache, [better, worse], encoder)  # if the GPU is free
+            return studio.profiles.rate(owner, code, better, worse, seen=(better_seen, worse_seen)).summary()
 
     def next_pair(request: gr.Request, progress=gr.Progress()):
         return history_pair(studio, request) or made_pair(studio, request, progress)

@@ -62,6 +62,21 @@ def set_slider(panel: Locator, label: str, value: float) -> None:
     expect(handle).to_have_value(str(value))
 
 
+def set_number(number: Locator, value: int) -> None:
+    """Type into a number box and commit it (Enter, then leaving it), typed again where the box went back
+    to its default: right after the Advanced accordion opens it sometimes does, as a slider does."""
+    for _ in range(SLIDER_ATTEMPTS):
+        number.fill(str(value))
+        number.press("Enter")
+        number.blur()
+        try:
+            expect(number).to_have_value(str(value), timeout=2_000)
+            return
+        except AssertionError:
+            continue
+    expect(number).to_have_value(str(value))
+
+
 def open_advanced(panel: Locator) -> None:
     steps = panel.get_by_label("number input for Steps", exact=True)
     if not steps.is_visible():

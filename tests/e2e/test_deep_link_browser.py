@@ -11,6 +11,7 @@ from tests.e2e.helpers import (
     TXT2IMG_GALLERY,
     image_sources,
     open_advanced,
+    set_number,
     set_slider,
     tab_panel,
     wait_for_images,
@@ -33,13 +34,14 @@ ANY_TEXT = (
 @pytest.mark.parametrize("prompt", ["a harbour at night", ANY_TEXT], ids=["ascii", "any-text"])
 def test_a_copied_link_reopens_the_same_grid_and_settings(page: Page, prompt: str) -> None:
     panel = tab_panel(page, "#txt2img-generate")
+    open_advanced(panel)
     page.locator("#txt2img-prompt textarea").fill(prompt)
     set_slider(panel, "Images", 2)
-    open_advanced(panel)
-    page.locator("#txt2img-seed input").fill("321")
+    set_number(page.locator("#txt2img-seed input"), 321)
     page.locator("#txt2img-generate").click()
     wait_for_results(page, GALLERY, "txt2img", 2)  # both saved: a live preview is no result to link to
     shown = image_sources(page, GALLERY)
+    assert all(re.search(r"-txt2img-32[12]\.png", source) for source in shown), shown  # the seed typed
     again = reopened(page)
     wait_for_results(again, GALLERY, "txt2img", 2)
     expect(again.locator("#txt2img-prompt textarea")).to_have_value(prompt)
@@ -89,9 +91,9 @@ def test_a_link_to_a_blend_reopens_its_grid_and_settings(page: Page, tmp_path) -
             noise_picture(tmp_path, number)
         )
         expect(page.locator(f"#blend-image-{number} img")).to_be_visible()
-    page.locator("#blend-prompt textarea").fill("a meadow")
     open_advanced(panel)
-    page.locator("#blend-seed input").fill("77")
+    page.locator("#blend-prompt textarea").fill("a meadow")
+    set_number(page.locator("#blend-seed input"), 77)
     page.locator("#blend-generate").click()
     wait_for_results(page, "#blend-gallery img", "blend")
     again = reopened(page, "Blend")

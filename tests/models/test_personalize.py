@@ -4,13 +4,14 @@ machine's default backend, and reproduces from its PNG."""
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from pipelines.diffusion import draft_seed
-from pipelines.parts.image_prompts import TASTE_SCALE, ImagePromptAdapters, resident_sight
+from pipelines.parts.image_prompts import TASTE_SCALE, ImagePromptAdapters, resident_sight, seen_now
 from pipelines.text_to_image import TextToImagePipeline, TextToImageRequest
 from studio.core.cache import ModelCache
 from studio.core.devices import resolve_device
@@ -86,7 +87,9 @@ def test_an_ip_adapter_in_the_cache_is_the_profiles_second_descriptor_and_steeri
     for _ in range(12):
         a, b = stripes(draw, across=True), stripes(draw, across=False)
         profile = (
-            profile.rate(a, b, sight=sight) if redness(a) > redness(b) else profile.rate(b, a, sight=sight)
+            profile.rate(a, b, seen=(sight(a), sight(b)))
+            if redness(a) > redness(b)
+            else profile.rate(b, a, seen=(sight(b), sight(a)))
         )
     assert profile.encoder == sight(first).encoder and profile.fit.sees
     assert profile.score(first, sight) != profile.score(first)  # what it sees counts
@@ -113,7 +116,9 @@ def seeing_profile(cache, presets, tiny_sd) -> Profile:
     for _ in range(TASTE_EMBEDDING_PAIRS + 2):
         a, b = stripes(draw, across=True), stripes(draw, across=False)
         profile = (
-            profile.rate(a, b, sight=sight) if redness(a) > redness(b) else profile.rate(b, a, sight=sight)
+            profile.rate(a, b, seen=(sight(a), sight(b)))
+            if redness(a) > redness(b)
+            else profile.rate(b, a, seen=(sight(b), sight(a)))
         )
     assert profile.taste_embedding() is not None
     return profile
@@ -199,3 +204,25 @@ def test_where_the_run_decodes_in_full_its_drafts_decode_fast_and_only_the_chose
     [again] = pipeline(parse_request(pipeline.request_type, values | {"seed": result.parameters.seed}))
     assert np.array_equal(np.asarray(again.image), np.asarray(result.image))
     cache.clear(collect=False)
+
+
+def test_a_rating_never_waits_for_a_run_that_holds_the_gpu(cache, fast_decoder_presets, tiny_sd):
+    """Rating is an instant action: while a run holds the GPU it is kept by the look alone."""
+    seeing_profile(cache, fast_decoder_presets, tiny_sd)  # an IP-Adapter loaded
+    images = [stripes(random.Random(k), across=bool(k)) for k in range(2)]
+    holding, done = threading.Event(), threading.Event()
+
+    def run_holding_the_gpu():
+        with cache.gpu_lock:
+            holding.set()
+            done.wait(30)
+
+    worker = threading.Thread(target=run_holding_the_gpu)
+    worker.start()
+    try:
+        assert holding.wait(30)
+        assert seen_now(cache, images) == [None, None]
+    finally:
+        done.set()
+        worker.join()
+    assert all(seen is not None for seen in seen_now(cache, images))

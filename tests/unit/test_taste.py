@@ -151,7 +151,8 @@ def test_what_an_encoder_sees_teaches_a_profile_what_the_look_cannot():
     seeing, blind = Profile(new_code()), Profile(new_code())
     for _ in range(PAIRS_WANTED):
         liked, other = stripes(draw, across=True), stripes(draw, across=draw.random() < 0.2)
-        seeing, blind = seeing.rate(liked, other, sight=orientation_sight), blind.rate(liked, other)
+        seen = (orientation_sight(liked), orientation_sight(other))
+        seeing, blind = seeing.rate(liked, other, seen=seen), blind.rate(liked, other)
     assert seeing.encoder == "test-encoder" and len(seeing.pairs[0].better_seen) == SEEN_SIZE
     trials = [(stripes(draw, across=True), stripes(draw, across=False)) for _ in range(60)]
     sees = sum(seeing.score(a, orientation_sight) > seeing.score(b, orientation_sight) for a, b in trials)
@@ -168,13 +169,15 @@ def test_what_an_encoder_sees_teaches_a_profile_what_the_look_cannot():
 
 def test_a_profile_keeps_to_one_encoder_and_pairs_rated_without_one_still_count():
     draw = random.Random(3)
-    profile = rated_profile(redness, 10, seed=8).rate(picture(draw), picture(draw), sight=orientation_sight)
+    a, b = picture(draw), picture(draw)
+    profile = rated_profile(redness, 10, seed=8).rate(a, b, seen=(orientation_sight(a), orientation_sight(b)))
     assert profile.encoder == "test-encoder" and profile.pairs[0].better_seen == ()
 
     def another(image: Image.Image) -> Seen:
         return Seen("other-encoder", (1.0,) * SEEN_SIZE)
 
-    profile = profile.rate(picture(draw), picture(draw), sight=another)
+    a, b = picture(draw), picture(draw)
+    profile = profile.rate(a, b, seen=(another(a), another(b)))
     assert profile.encoder == "test-encoder" and profile.pairs[-1].better_seen == ()  # not mixed in
     assert len(profile.pairs) == 12 and profile.fit.sees
     np.testing.assert_allclose(seen_by("e", np.ones(8)).values, seen_by("e", np.ones(8) * 3).values)
@@ -188,7 +191,8 @@ def test_the_taste_embedding_points_from_what_was_liked_less_to_what_was_liked()
     assert profile.taste_embedding() is None
     for count in range(TASTE_EMBEDDING_PAIRS):
         assert profile.taste_embedding() is None, f"after {count} seen pairs"
-        profile = profile.rate(stripes(draw, True), stripes(draw, False), sight=orientation_sight)
+        a, b = stripes(draw, True), stripes(draw, False)
+        profile = profile.rate(a, b, seen=(orientation_sight(a), orientation_sight(b)))
     taste = profile.taste_embedding()
     across = np.mean([orientation_sight(stripes(draw, True)).embedding for _ in range(20)], 0)
     down = np.mean([orientation_sight(stripes(draw, False)).embedding for _ in range(20)], 0)
@@ -200,3 +204,17 @@ def test_the_taste_embedding_points_from_what_was_liked_less_to_what_was_liked()
     for damaged in ({**data, "liked": data["liked"][:-1]}, {**data, "seen_weight": "lots"}):
         with pytest.raises(InvalidRequest, match="taste embedding"):
             Profile.from_json(json.dumps(damaged))
+
+
+def test_a_damaged_taste_embedding_or_encoder_name_is_refused_not_cut():
+    draw = random.Random(2)
+    profile = Profile(new_code())
+    for _ in range(TASTE_EMBEDDING_PAIRS):
+        a, b = stripes(draw, True), stripes(draw, False)
+        profile = profile.rate(a, b, seen=(orientation_sight(a), orientation_sight(b)))
+    data = json.loads(profile.to_json())
+    for damaged in ({**data, "seen_weight": MAX_PAIRS + 1}, {**data, "encoder": "x" * 1000}):
+        with pytest.raises(InvalidRequest, match="damaged"):
+            Profile.from_json(json.dumps(damaged))
+    long_name = {**data, "encoder": "models/" + "a" * 150 + "/image_encoder"}
+    assert Profile.from_json(json.dumps(long_name)).encoder == long_name["encoder"]  # kept whole

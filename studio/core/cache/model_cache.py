@@ -146,10 +146,15 @@ class ModelCache:
 
     # -- what is loaded, for people ----------------------------------------------------------------------
 
-    def resident(self, kind: ModelKind) -> list[Any]:
-        """The models of `kind` (one without parts) loaded now: what a caller may use without loading."""
-        with self.gpu_lock:
+    def resident(self, kind: ModelKind, *, wait: bool = True) -> list[Any]:
+        """The models of `kind` (one without parts) loaded now: what a caller may use without loading.
+        Not `wait`ing (an instant action), none while a run holds the GPU."""
+        if not self.gpu_lock.acquire(blocking=wait):
+            return []
+        try:
             return [entry.value for entry in self.registry.entries() if entry.key.component == kind.component]
+        finally:
+            self.gpu_lock.release()
 
     def memory_report(self) -> dict[str, Any]:
         """What is loaded, where, and how big, with the budget: the Memory panel and the /memory endpoint."""
