@@ -43,38 +43,30 @@ def tab_panel(page: Page, marker: str) -> Locator:
 
 
 def set_slider(panel: Locator, label: str, value: float) -> None:
-    """Type into a slider's number box; the range handle following proves Gradio took the value.
-
-    Typed again if it did not take: right after the Advanced accordion opens, the slider sometimes puts its
-    default back over what was typed (about once in 60 tries, with no server event involved).
-    """
+    """Type into a slider's number box; the range handle following proves Gradio took the value."""
     number = panel.get_by_label(f"number input for {label}", exact=True)
-    handle = panel.get_by_label(f"range slider for {label}", exact=True)
-    for _ in range(SLIDER_ATTEMPTS):
-        number.fill(str(value))
-        number.press("Enter")
-        number.blur()
-        try:
-            expect(handle).to_have_value(str(value), timeout=2_000)
-            return
-        except AssertionError:
-            continue
-    expect(handle).to_have_value(str(value))
+    typed(number, value, taken=panel.get_by_label(f"range slider for {label}", exact=True))
 
 
 def set_number(number: Locator, value: int) -> None:
-    """Type into a number box and commit it (Enter, then leaving it), typed again where the box went back
-    to its default: right after the Advanced accordion opens it sometimes does, as a slider does."""
+    """Type into a number box, committed (Enter, then leaving it)."""
+    typed(number, value, taken=number)
+
+
+def typed(number: Locator, value: float, *, taken: Locator) -> None:
+    """Type `value` into `number` until `taken` shows it. Typed again if it did not take: right after the
+    Advanced accordion opens, a slider or number box sometimes puts its default back over what was typed
+    (about once in 60 tries, with no server event involved)."""
     for _ in range(SLIDER_ATTEMPTS):
         number.fill(str(value))
         number.press("Enter")
         number.blur()
         try:
-            expect(number).to_have_value(str(value), timeout=2_000)
+            expect(taken).to_have_value(str(value), timeout=2_000)
             return
         except AssertionError:
             continue
-    expect(number).to_have_value(str(value))
+    expect(taken).to_have_value(str(value))
 
 
 def open_advanced(panel: Locator) -> None:
