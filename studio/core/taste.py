@@ -282,7 +282,9 @@ class Profile:
         )
         profile = replace(profile, pairs=(*self.pairs, pair)[-MAX_PAIRS:])
         if liked and disliked and len(liked.embedding) == len(profile.liked or liked.embedding):
-            before, total = profile.seen_weight, profile.seen_weight + weight
+            # The means weigh at most the pairs a profile keeps: past them, older judgements fade
+            before = min(profile.seen_weight, MAX_PAIRS - weight)
+            total = before + weight
 
             def mean(old: tuple[float, ...], new: tuple[float, ...]) -> tuple[float, ...]:
                 return tuple((np.array(old or new) * before + np.array(new) * weight) / total)

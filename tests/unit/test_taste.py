@@ -218,3 +218,15 @@ def test_a_damaged_taste_embedding_or_encoder_name_is_refused_not_cut():
             Profile.from_json(json.dumps(damaged))
     long_name = {**data, "encoder": "models/" + "a" * 150 + "/image_encoder"}
     assert Profile.from_json(json.dumps(long_name)).encoder == long_name["encoder"]  # kept whole
+
+
+def test_a_full_profiles_taste_embedding_keeps_reading_back():
+    """Past `MAX_PAIRS` seen pairs the means weigh no more than the pairs kept, so the file stays valid."""
+    draw = random.Random(4)
+    a, b = stripes(draw, True), stripes(draw, False)
+    full = Profile(
+        new_code(), encoder="test-encoder", liked=(1.0,) * 38, disliked=(0.0,) * 38, seen_weight=MAX_PAIRS
+    )
+    rated = full.rate(a, b, seen=(orientation_sight(a), orientation_sight(b)))
+    assert rated.seen_weight == MAX_PAIRS
+    assert Profile.from_json(rated.to_json()).seen_weight == MAX_PAIRS
