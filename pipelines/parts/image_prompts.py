@@ -213,13 +213,10 @@ def resident_sight(cache: ModelCache, encoder: str = "", *, wait: bool = True) -
     name = encoder_name(adapter.preset)
 
     def sight(image: Image.Image) -> Seen | None:
-        pixels = adapter.feature_extractor(image.convert("RGB"), return_tensors="pt").pixel_values
         if not cache.gpu_lock.acquire(blocking=wait):
             return None
         try:
-            with torch.inference_mode():
-                parameter = next(adapter.image_encoder.parameters())
-                embedding = adapter.image_encoder(pixels.to(parameter.device, parameter.dtype)).image_embeds
+            embedding = adapter.image_embedding(image.convert("RGB"))
         finally:
             cache.gpu_lock.release()
         return seen_by(name, embedding.float().cpu().numpy())

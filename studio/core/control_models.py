@@ -63,7 +63,13 @@ class IPAdapter:
     def embed(self, image: Any) -> torch.Tensor:
         """What the adapter reads of `image`, as diffusers' pipelines make it: 1×D for a plain adapter,
         1×T×H for Plus. Call under the GPU lock; it runs where the encoder is."""
-        return self._encoded(self.feature_extractor(image, return_tensors="pt").pixel_values)
+        return self._encoded(self._pixels(image))
+
+    @torch.inference_mode()
+    def image_embedding(self, image: Any) -> torch.Tensor:
+        """The encoder's projected image embedding of `image` (1×D: what a plain adapter reads), whatever
+        this adapter reads. Call under the GPU lock."""
+        return self.image_encoder(self._on_encoder(self._pixels(image))).image_embeds
 
     @torch.inference_mode()
     def unconditional(self, embedding: torch.Tensor) -> torch.Tensor:
@@ -74,9 +80,15 @@ class IPAdapter:
         size = self.feature_extractor.crop_size
         return self._encoded(torch.zeros(1, 3, size["height"], size["width"]))
 
-    def _encoded(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def _pixels(self, image: Any) -> torch.Tensor:
+        return self.feature_extractor(image, return_tensors="pt").pixel_values
+
+    def _on_encoder(self, pixel_values: torch.Tensor) -> torch.Tensor:
         parameter = next(self.image_encoder.parameters())
-        pixels = pixel_values.to(parameter.device, parameter.dtype)
+        return pixel_values.to(parameter.device, parameter.dtype)
+
+    def _encoded(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        pixels = self._on_encoder(pixel_values)
         if self.reads_patch_features:
             return self.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
         return self.image_encoder(pixels).image_embeds
