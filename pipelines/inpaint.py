@@ -67,7 +67,7 @@ class InpaintPipeline(DiffusionTask[InpaintRequest]):
     ) -> Denoising:
         replacements, checkpoint = self._denoiser_for(lease, base, run.source)
         size = working_size(inputs.image.size, base.size_multiple)
-        pipe = build_pipeline(base, run, self.presets, "inpaint", **replacements)
+        pipe = build_pipeline(base, run, self.presets, inpaint_kind(base, replacements), **replacements)
         arguments = {
             "image": resized(inputs.image, size),
             "mask_image": resized(inputs.mask, size),
@@ -82,14 +82,23 @@ class InpaintPipeline(DiffusionTask[InpaintRequest]):
 
     def _denoiser_for(self, lease: Lease, base: BaseModel, source: ModelSource) -> tuple[dict, str]:
         """The pipeline's components to repaint with in place of the model's own (a dedicated inpainting
-        checkpoint's UNet, where the preset names one), and what to record about it."""
+        checkpoint's UNet or transformer, where the preset names one), and what to record about it."""
         preset = source.preset
-        if preset and preset.inpaint_source and base.has_unet and not base.is_inpainting:
+        if preset and preset.inpaint_source and not base.is_inpainting:
             inpaint_source = resolve_model(preset.inpaint_source, self.presets)
             try:
-                return {"unet": lease.inpaint_unet(base, inpaint_source)}, inpaint_source.name
+                denoiser = lease.inpaint_denoiser(base, inpaint_source)
+                return {base.rules.denoiser: denoiser}, inpaint_source.name
             except ModelUnavailable as error:
                 # The ordinary checkpoint inpaints too, a little less cleanly: better than no result.
                 log.warning("inpainting with %s itself: %s", source.name, error)
                 return {}, f"same as model ({inpaint_source.name} unavailable)"
         return {}, "same as model"
+
+
+def inpaint_kind(base: BaseModel, replacements: dict[str, Any]) -> str:
+    """The kind of pipeline that repaints with `base` (its denoiser swapped for `replacements`'): the
+    family's Fill pipeline for a Fill checkpoint's transformer (its input takes the masked image and the
+    mask), else its inpaint pipeline (which takes a 9-channel UNet as well as an ordinary one)."""
+    dedicated = base.is_inpainting or bool(replacements)
+    return "fill" if dedicated and "fill" in base.rules.pipelines else "inpaint"

@@ -66,6 +66,11 @@ def tiny_flux_kontext(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux_fill(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_flux(tmp_path_factory.mktemp("models") / "tiny-flux-fill", seed=2, fill=True)
+
+
+@pytest.fixture(scope="session")
 def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sd3(tmp_path_factory.mktemp("models") / "tiny-sd3")
 

@@ -21,6 +21,7 @@ from diffusers import (
     ControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    FluxFillPipeline,
     FluxKontextPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
@@ -201,15 +202,18 @@ def _t5_tokenizer() -> T5TokenizerFast:
     return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=512)
 
 
-def build_flux(folder: Path, seed: int = 0, *, kontext: bool = False) -> Path:
+def build_flux(folder: Path, seed: int = 0, *, kontext: bool = False, fill: bool = False) -> Path:
     """A FLUX.1-family pipeline (a transformer on packed latents, CLIP and T5, a 1-channel autoencoder that
     keeps the image's size) that makes 64x64 images by default; with `guidance_embeds`, as FLUX.1-dev.
-    `kontext`: saved as an instruction-editing checkpoint (FLUX.1 Kontext has the same architecture)."""
+    `kontext`: saved as an instruction-editing checkpoint (FLUX.1 Kontext has the same architecture);
+    `fill`: as FLUX.1 Fill, whose transformer also takes the masked image's latents and the mask (both
+    packed like the latents)."""
     torch.manual_seed(seed)
     tokenizer_2 = _t5_tokenizer()
     transformer = FluxTransformer2DModel(
         patch_size=1,
-        in_channels=4,  # 2x2 patches of the 1-channel latents
+        in_channels=12 if fill else 4,  # 2x2 patches of the 1-channel latents (and of image and mask)
+        out_channels=4,
         num_layers=1,
         num_single_layers=1,
         attention_head_dim=16,
@@ -219,7 +223,7 @@ def build_flux(folder: Path, seed: int = 0, *, kontext: bool = False) -> Path:
         guidance_embeds=True,
         axes_dims_rope=[4, 4, 8],
     )
-    pipe = (FluxKontextPipeline if kontext else FluxPipeline)(
+    pipe = (FluxKontextPipeline if kontext else FluxFillPipeline if fill else FluxPipeline)(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         text_encoder=CLIPTextModel(_text_config()),
         tokenizer=_tokenizer(),

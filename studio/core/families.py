@@ -30,6 +30,7 @@ TASK_WORDS = {  # the kinds of pipeline, as a refusal names them
     "inpaint": "Inpainting",
     "controlnet_img2img": "Style transfer by structure (ControlNet)",
     "edit": "Instruction editing",
+    "fill": "Inpainting by a Fill checkpoint",
 }
 FEATURE_WORDS: dict[str, str] = {
     "tile": "make seamless tiles (--tile)",
@@ -119,6 +120,8 @@ FAMILIES: dict[str, Family] = {
                 "txt2img": "FluxPipeline",
                 "img2img": "FluxImg2ImgPipeline",
                 "inpaint": "FluxInpaintPipeline",
+                # A Fill checkpoint's transformer takes the masked image and the mask beside the latents
+                "fill": "FluxFillPipeline",
                 "edit": "FluxKontextPipeline",  # by a Kontext checkpoint only
             },
             denoiser="transformer",
@@ -196,7 +199,6 @@ FAMILIES: dict[str, Family] = {
 # Checkpoints a family's pipelines cannot run (their denoiser takes another input layout), refused by name
 # before any weight loads rather than failing inside a pipeline
 NOT_YET = {
-    "FluxFillPipeline": "FLUX.1 Fill (its transformer takes the mask and image beside the latents)",
     "FluxControlPipeline": "FLUX.1 Canny and Depth (their transformer takes a control image too)",
 }
 

@@ -284,19 +284,20 @@ def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: 
     return pipe
 
 
-def load_unet(source: ModelSource, device_config: DeviceConfig, *, offline: bool) -> Any:
-    """Only the UNet of a diffusers model: a dedicated inpainting checkpoint shares everything else."""
-    from diffusers import UNet2DConditionModel
+def load_denoiser(source: ModelSource, device_config: DeviceConfig, component: str, *, offline: bool) -> Any:
+    """Only the denoiser (`component`: "unet" or "transformer") of a diffusers model: a dedicated
+    inpainting checkpoint (SD's 9-channel UNet, FLUX.1 Fill's transformer) shares everything else."""
+    from diffusers import AutoModel
 
     def load(local_only: bool) -> Any:
-        options: dict[str, Any] = {"subfolder": "unet", "dtype": device_config.dtype}
+        options: dict[str, Any] = {"subfolder": component, "dtype": device_config.dtype}
         if source.kind == "hub":
             options["local_files_only"] = local_only
-        return UNet2DConditionModel.from_pretrained(source.location, **options)
+        return AutoModel.from_pretrained(source.location, **options)
 
     if source.kind == "file":
         raise InvalidRequest("A dedicated inpainting model must be a diffusers folder or a hub id.")
-    unet = load_weights(source, offline, load)  # in RAM, like every model: the cache places it
+    denoiser = load_weights(source, offline, load)  # in RAM, like every model: the cache places it
     if device_config.attention == "xformers":
-        unet.enable_xformers_memory_efficient_attention()
-    return unet
+        denoiser.enable_xformers_memory_efficient_attention()
+    return denoiser

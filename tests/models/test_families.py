@@ -103,6 +103,65 @@ def test_flux_inpaints_inside_the_mask_only(cache, presets, tiny_flux):
     assert difference[outside].max() == 0 and difference[inside].mean() > 5
 
 
+def test_a_flux_fill_checkpoint_inpaints_as_diffusers_fill_pipeline_and_only_inpaints(
+    cache, presets, tiny_flux_fill
+):
+    from diffusers import FluxFillPipeline
+
+    from pipelines.outpaint import OutpaintPipeline
+
+    photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    [made] = run(InpaintPipeline(cache, presets), tiny_flux_fill, image=photo, mask=mask, mask_blur=0)
+    raw = from_diffusers(FluxFillPipeline, tiny_flux_fill)
+    expected = raw(
+        plain_text(PROMPT), image=photo, mask_image=mask, strength=1.0, num_inference_steps=3,
+        guidance_scale=3.5, height=64, width=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    inside, outside = np.asarray(mask) > 0, np.asarray(mask) == 0
+    difference = np.abs(pixels(made.image) - pixels(expected)).max(axis=2)
+    assert difference[inside].max() <= 2, "inside the mask: the Fill pipeline's own pixels"
+    assert np.array_equal(pixels(made.image)[outside], pixels(photo)[outside])
+    assert made.parameters.extras["inpaint_model"] == "same as model"
+    [wider] = run(OutpaintPipeline(cache, presets), tiny_flux_fill, image=photo, direction="pan_right")
+    assert wider.image.size == (96, 64) and np.array_equal(pixels(wider.image)[:, :64], pixels(photo))
+    with pytest.raises(InvalidRequest, match=r"is an inpainting model: use it for inpainting"):
+        run(TextToImagePipeline(cache, presets), tiny_flux_fill)
+    with pytest.raises(InvalidRequest, match=r"is an inpainting model: use it in Inpaint"):
+        run(ImageToImagePipeline(cache, presets), tiny_flux_fill, image=photo)
+
+
+def test_a_flux_preset_naming_a_fill_checkpoint_inpaints_with_its_transformer_beside_the_base_models(
+    cache, presets, tiny_flux, tiny_flux_fill
+):
+    from diffusers import FluxFillPipeline
+
+    tiny = ModelPreset(
+        name="tiny-flux", label="Tiny FLUX.1", source=str(tiny_flux), inpaint_source=str(tiny_flux_fill),
+        family="flux", resolution=256, steps=3, guidance_scale=3.5, sampler="Euler",
+    )  # fmt: skip
+    presets = dataclasses.replace(presets, models={**presets.models, tiny.name: tiny})
+    photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (8, 8, 40, 56))
+    [made] = run(InpaintPipeline(cache, presets), "tiny-flux", image=photo, mask=mask, mask_blur=0)
+    assert made.parameters.extras["inpaint_model"] == str(tiny_flux_fill)
+    # diffusers' Fill pipeline on the base model's text encoders and autoencoder, with the Fill transformer
+    transformer = from_diffusers(FluxFillPipeline, tiny_flux_fill).transformer
+    fill = FluxFillPipeline.from_pretrained(tiny_flux, transformer=transformer)
+    fill.set_progress_bar_config(disable=True)
+    expected = fill(
+        plain_text(PROMPT), image=photo, mask_image=mask, num_inference_steps=3, guidance_scale=3.5,
+        height=64, width=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    inside = np.asarray(mask) > 0
+    assert np.abs(pixels(made.image) - pixels(expected)).max(axis=2)[inside].max() <= 2
+    assert cache.stats().weight_loads == 2, "the base model, then only the Fill checkpoint's transformer"
+    [unit] = cache.memory_report()["models"]
+    assert "text_encoder_2" in unit["components"], "one T5 serves both"
+
+
 def test_a_flux_model_samples_by_flow_matching_whichever_sampler_the_page_sends(cache, presets, tiny_flux):
     task = TextToImagePipeline(cache, presets)
     euler = run(task, tiny_flux, steps=2, sampler="Euler", prompt="a fox")[0]

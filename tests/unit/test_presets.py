@@ -180,8 +180,9 @@ def test_the_families_are_named_by_their_diffusers_pipeline_classes():
     assert family_of("FluxKontextPipeline").label == "FLUX.1"
     assert family_of("StableDiffusion3Img2ImgPipeline").name == "sd3"
     assert family_of("ZImageInpaintPipeline").label == "Z-Image"
-    with pytest.raises(InvalidRequest, match=r"^FLUX\.1 Fill \(.*\) checkpoints are not supported yet\.$"):
-        family_of("FluxFillPipeline")  # a FLUX.1 class, whose transformer FluxPipeline cannot run
+    assert family_of("FluxFillPipeline").name == "flux"  # inpaints only (tests/models/test_families.py)
+    with pytest.raises(InvalidRequest, match=r"^FLUX\.1 Canny .* checkpoints are not supported yet\.$"):
+        family_of("FluxControlPipeline")  # a FLUX.1 class, whose transformer FluxPipeline cannot run
     for unknown in ("WanPipeline", "Flux2Pipeline"):  # FLUX.2 is not FLUX.1 with a longer name
         with pytest.raises(
             InvalidRequest, match=rf"^{unknown} is not a pipeline of a family this studio runs \("

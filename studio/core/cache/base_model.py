@@ -71,7 +71,10 @@ class BaseModel:
 
     @property
     def is_inpainting(self) -> bool:
-        return self.has_unet and int(self.unet_config.in_channels) == 9
+        """A dedicated inpainting checkpoint: a 9-channel UNet, or a family's Fill model (FLUX.1 Fill)."""
+        if self.has_unet:
+            return int(self.unet_config.in_channels) == 9
+        return self.pipeline_class_name == self.rules.pipelines.get("fill")
 
     def new_scheduler(self, sampler: SamplerPreset) -> Any:
         """A fresh scheduler for one request: schedulers are stateful, so requests never share one. A family

@@ -41,7 +41,7 @@ class Lease:
         backend: str,
         converted: ConvertedModels | None,
         load_pipeline: Loader,
-        load_unet: Loader,
+        load_denoiser: Loader,
     ) -> None:
         self.placement = placement
         self.registry = placement.registry
@@ -53,7 +53,7 @@ class Lease:
         self.converted = converted
         self.lock = lock
         self._load_pipeline = load_pipeline
-        self._load_unet = load_unet
+        self._load_denoiser = load_denoiser
         self._held: list[CacheEntry] = []
 
     def base_model(self, source: ModelSource, *, released_ok: bool = False) -> BaseModel:
@@ -97,17 +97,19 @@ class Lease:
             base.released.add(component)
             return True
 
-    def inpaint_unet(self, base: BaseModel, source: ModelSource) -> Any:
-        """The UNet of a dedicated inpainting checkpoint, placed and evicted with `base`, whose text encoders
-        and VAE it shares (an inpainting checkpoint's are the base model's)."""
+    def inpaint_denoiser(self, base: BaseModel, source: ModelSource) -> Any:
+        """The denoiser of a dedicated inpainting checkpoint (a 9-channel UNet, a FLUX.1 Fill transformer),
+        placed and evicted with `base`, whose text encoders and VAE it shares (an inpainting checkpoint's
+        are the base model's)."""
+        component = base.rules.denoiser
         with self.lock:
-            key = CacheKey(source.location, "unet", self.device_config.dtype_name)
+            key = CacheKey(source.location, component, self.device_config.dtype_name)
             entry = self.registry.get(key)
             if entry is None:
                 self.placement.make_room(ram_needed=weight_bytes_on_disk(source))
-                unet = self._load_unet(source, self.device_config, offline=self.offline)
+                denoiser = self._load_denoiser(source, self.device_config, component, offline=self.offline)
                 self.registry.weight_loads += 1
-                entry = self.registry.add(key, unet, unit=base.source.location, module=unet)
+                entry = self.registry.add(key, denoiser, unit=base.source.location, module=denoiser)
             self._hold([entry], offloadable=True)
             return entry.value
 

@@ -30,7 +30,7 @@ from studio.core.cache.placement import Placement, free_memory
 from studio.core.cache.registry import CacheEntry, Registry
 from studio.core.devices import DeviceConfig
 from studio.core.memory import MemoryBudget, default_budget
-from studio.core.models import ModelSource, load_pipeline, load_unet
+from studio.core.models import ModelSource, load_denoiser, load_pipeline
 from studio.core.openvino_backend import ConvertedModels, choose_backend, openvino_installed
 from studio.core.settings import Settings
 
@@ -60,7 +60,7 @@ class ModelCache:
         budget: MemoryBudget | None = None,
         offload: str = "auto",
         loader: Callable[..., Any] = load_pipeline,
-        unet_loader: Callable[..., Any] = load_unet,
+        denoiser_loader: Callable[..., Any] = load_denoiser,
         free_accelerator_bytes: Callable[[], int] | None = None,
         backend: str = "torch",
         converted: ConvertedModels | None = None,
@@ -78,7 +78,7 @@ class ModelCache:
             self.gpu_lock,
             free_accelerator_bytes or (lambda: measure_free_accelerator_bytes(device_config.device)),
         )
-        self._loaders = {"load_pipeline": loader, "load_unet": unet_loader}
+        self._loaders = {"load_pipeline": loader, "load_denoiser": denoiser_loader}
 
     @classmethod
     def for_machine(
