@@ -186,8 +186,6 @@ def family_rules_applied(
     has no such form)."""
     if isinstance(request, GenerationRequest) and request.tile:
         rules.check("tile")
-    if loras:
-        rules.check("loras")
     if prompts:
         rules.check("image_prompts")
     if run.source.preset is None and rules.default_steps is not None:  # other_models' are a UNet family's
@@ -593,7 +591,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                     attached = (
                         image_prompts.applied(pipe.unet, pipe._execution_device) if prompts else nullcontext()
                     )
-                    loras_on = loras_applied(pipe, adapters) if base.rules.can("loras") else nullcontext()
+                    loras_on = loras_applied(pipe, pipe.components[base.rules.denoiser], adapters)
                     with decoding, attached, tiled, loras_on:
                         conditioning = self.encode_prompts(pipe, base, image_run, lora_record)
                         arguments = call_arguments(conditioning, image_run, seed, reporter, base.rules)

@@ -680,24 +680,25 @@ def write_editor_presets(folder: Path, editor: Path) -> Path:
 
 
 def build_lora(base: Path, path: Path, seed: int = 3, *, text_encoders: bool = False) -> Path:
-    """A LoRA for the tiny model at `base` (its UNet's attention, and with `text_encoders` theirs too), as
-    a single `.safetensors` file in diffusers' LoRA layout. Its weights are random, not zero, so it
-    changes what the model makes."""
+    """A LoRA for the tiny model at `base` (its UNet's or transformer's attention, and with `text_encoders`
+    its CLIP text encoders' too), as a single `.safetensors` file in diffusers' LoRA layout for the
+    model's family. Its weights are random, not zero, so it changes what the model makes."""
+    from diffusers import DiffusionPipeline
     from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import get_peft_model_state_dict
 
-    sdxl = (base / "text_encoder_2").exists()
-    pipe = (StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline).from_pretrained(base)
+    pipe = DiffusionPipeline.from_pretrained(base)
     torch.manual_seed(seed)
+    denoiser = "unet" if "unet" in pipe.components else "transformer"
     config = LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v"])
-    pipe.unet.add_adapter(config)
-    layers = {"unet_lora_layers": get_peft_model_state_dict(pipe.unet)}
+    pipe.components[denoiser].add_adapter(config)
+    layers = {f"{denoiser}_lora_layers": get_peft_model_state_dict(pipe.components[denoiser])}
     if text_encoders:
-        encoders = ["text_encoder", "text_encoder_2"] if sdxl else ["text_encoder"]
-        for name in encoders:
-            text_config = LoraConfig(r=4, init_lora_weights=False, target_modules=["q_proj", "v_proj"])
-            encoder = inject_adapter_in_model(text_config, getattr(pipe, name))
-            layers[f"{name}_lora_layers"] = get_peft_model_state_dict(encoder)
+        for name in ("text_encoder", "text_encoder_2"):
+            if isinstance(pipe.components.get(name), CLIPTextModel | CLIPTextModelWithProjection):
+                text_config = LoraConfig(r=4, init_lora_weights=False, target_modules=["q_proj", "v_proj"])
+                encoder = inject_adapter_in_model(text_config, pipe.components[name])
+                layers[f"{name}_lora_layers"] = get_peft_model_state_dict(encoder)
     type(pipe).save_lora_weights(path.parent, weight_name=path.name, **layers)
     return path
 

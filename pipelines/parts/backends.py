@@ -96,7 +96,7 @@ def use_openvino(
                     if tiled:
                         variant_of.enter_context(seamless(module))
                     if fused:
-                        variant_of.enter_context(loras_applied(pipe, fused))
+                        variant_of.enter_context(loras_applied(pipe, pipe.unet, fused))
                     converted.converted(name, traced(module), inputs)
             release(component, module)  # before OpenVINO reads its own copy in: one copy at a time
             return converted.compile(converted.folder / name / "model.xml")

@@ -1,10 +1,11 @@
 """LoRAs: small weight deltas on the base model, several at once, each with its weight, for one run.
 
 A LoRA comes from the LoRA folder (`--loras`, by file name), a path, or the hub (`org/name`, or
-`org/name/file.safetensors`). It is read once and put into the shared UNet (and text encoders) as a peft
-adapter that stays there, its bytes counted with the base model in the cache, but switched on only inside a
-run's own denoising calls, under the GPU lock, and off again after each: every other run, tab and
-concurrent visitor sees the base model, whose weights are never changed. It is recorded the way AUTOMATIC1111
+`org/name/file.safetensors`). It is read once and put into the shared UNet or transformer (and text
+encoders) as a peft adapter that stays there, its bytes counted with the base model in the cache, but
+switched on only inside a run's own denoising calls, under the GPU lock, and off again after each: every
+other run, tab and concurrent visitor sees the base model, whose weights are never changed. Every family
+takes them (through its diffusers pipeline's own LoRA loader). It is recorded the way AUTOMATIC1111
 records it: `Lora hashes: "name: 1a2b3c4d5e6f"`.
 """
 
@@ -113,15 +114,16 @@ class Loras:
         adapters = []
         for choice in choices:
             file = self._local_file(choice.name, offline=lease.offline)
-            # One adapter per LoRA and UNet: an inpainting checkpoint's UNet (kept as long as its base
-            # model, as the LoRA is) takes its own copy, beside the text encoders' own.
-            unet = f"{base.source.location} unet {id(pipe.unet)}"
-            name = "lora_" + hashlib.sha1(f"{file} in {unet}".encode()).hexdigest()[:12]
+            # One adapter per LoRA and denoiser: an inpainting checkpoint's UNet or Fill transformer (kept
+            # as long as its base model, as the LoRA is) takes its own copy, beside the text encoders' own.
+            component = base.rules.denoiser
+            denoiser = f"{base.source.location} {component} {id(pipe.components[component])}"
+            name = "lora_" + hashlib.sha1(f"{file} in {denoiser}".encode()).hexdigest()[:12]
             lease.model(
                 LORA,
                 str(file),
                 partial(self._load, pipe, file, name),
-                variant=unet,
+                variant=denoiser,
                 module=lambda _: None,
                 nbytes=file.stat().st_size,
                 part_of=base,
@@ -171,10 +173,11 @@ class Loras:
 
 
 @contextmanager
-def loras_applied(pipe: Any, adapters: list[Adapter]) -> Iterator[None]:
+def loras_applied(pipe: Any, denoiser: Any, adapters: list[Adapter]) -> Iterator[None]:
     """The run's LoRAs switched on in the shared components for one call, and every LoRA off after it
-    (also before it, when this run has none: an earlier run's may still sit in the UNet)."""
-    holds_any = bool(getattr(pipe.unet, "peft_config", None))
+    (also before it, when this run has none: an earlier run's may still sit in the `denoiser`, the
+    pipeline's UNet or transformer)."""
+    holds_any = bool(getattr(denoiser, "peft_config", None))
     if adapters:
         pipe.enable_lora()
         pipe.set_adapters([a.name for a in adapters], adapter_weights=[a.weight for a in adapters])

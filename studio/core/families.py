@@ -23,7 +23,7 @@ from studio.core.errors import InvalidRequest
 FamilyName = Literal["sd", "sdxl", "flux", "sd3", "zimage", "qwen"]
 # What a request may ask that only some families do, and how a refusal names it (a task a family has no
 # pipeline for, ControlNet's among them, is refused by `pipeline_class`).
-Feature = Literal["tile", "loras", "image_prompts", "openvino", "weights", "negative_prompt"]
+Feature = Literal["tile", "image_prompts", "openvino", "weights", "negative_prompt"]
 TASK_WORDS = {  # the kinds of pipeline, as a refusal names them
     "txt2img": "Text to image",
     "img2img": "Image to image",
@@ -34,7 +34,6 @@ TASK_WORDS = {  # the kinds of pipeline, as a refusal names them
 }
 FEATURE_WORDS: dict[str, str] = {
     "tile": "make seamless tiles (--tile)",
-    "loras": "take LoRAs here yet",
     "image_prompts": "take image prompts (style images and references, Blend) here yet",
     "openvino": "run on OpenVINO",
     "weights": "weigh words: prompt weights are read as plain words",
@@ -126,7 +125,7 @@ FAMILIES: dict[str, Family] = {
             },
             denoiser="transformer",
             conditioning="text",
-            cannot=frozenset({"tile", "loras", "image_prompts", "openvino", "weights", "negative_prompt"}),
+            cannot=frozenset({"tile", "image_prompts", "openvino", "weights", "negative_prompt"}),
             guidance="distilled",
             samplers="flow",
             default_steps=28,
@@ -146,7 +145,7 @@ FAMILIES: dict[str, Family] = {
             },
             denoiser="transformer",
             conditioning="text",
-            cannot=frozenset({"tile", "loras", "image_prompts", "openvino", "weights"}),
+            cannot=frozenset({"tile", "image_prompts", "openvino", "weights"}),
             samplers="flow",
             default_steps=28,
             default_guidance=4.5,
@@ -164,7 +163,7 @@ FAMILIES: dict[str, Family] = {
             },
             denoiser="transformer",
             conditioning="text",
-            cannot=frozenset({"tile", "loras", "image_prompts", "openvino", "weights"}),
+            cannot=frozenset({"tile", "image_prompts", "openvino", "weights"}),
             samplers="flow",
             default_steps=9,  # Z-Image-Turbo's, the one people run; no guidance
             default_guidance=0.0,
@@ -182,7 +181,7 @@ FAMILIES: dict[str, Family] = {
             },
             denoiser="transformer",
             conditioning="text",
-            cannot=frozenset({"tile", "loras", "image_prompts", "openvino", "weights"}),
+            cannot=frozenset({"tile", "image_prompts", "openvino", "weights"}),
             guidance_argument="true_cfg_scale",  # its `guidance_scale` is for guidance-distilled checkpoints
             samplers="flow",
             default_steps=50,

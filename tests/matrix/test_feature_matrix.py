@@ -27,17 +27,14 @@ from tests.matrix.cells import (
     FEATURES,
     LONG_PROMPT,
     TASKS,
+    TORCH_FAMILIES,
     stays_on_torch,
     values_for,
     write_matrix_presets,
 )
 from tests.tiny_models import build_lora
 
-LORAS = {
-    "sd": "detail:0.8",
-    "sdxl": "xl-ink",
-    **dict.fromkeys(["flux", "sd3", "zimage", "qwen"], "detail:0.8"),
-}
+LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink", **{family: f"{family}-ink:0.8" for family in TORCH_FAMILIES}}
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +57,14 @@ def matrix_presets(fast_decoder_presets_dir, family_models, tiny_sd_inpaint, tmp
 
 
 @pytest.fixture(scope="module")
-def lora_folder(tiny_sd, tiny_sdxl, tmp_path_factory) -> Path:
+def lora_folder(family_models, tmp_path_factory) -> Path:
+    """A LoRA of each family's: SD's and SDXL's with text-encoder weights, the others' as `build_lora`
+    makes them."""
     folder = tmp_path_factory.mktemp("matrix-loras")
-    build_lora(tiny_sd, folder / "detail.safetensors", seed=3, text_encoders=True)
-    build_lora(tiny_sdxl, folder / "xl-ink.safetensors", seed=5, text_encoders=True)
+    build_lora(family_models["sd"], folder / "detail.safetensors", seed=3, text_encoders=True)
+    build_lora(family_models["sdxl"], folder / "xl-ink.safetensors", seed=5, text_encoders=True)
+    for seed, family in enumerate(sorted(TORCH_FAMILIES), start=20):
+        build_lora(family_models[family], folder / f"{family}-ink.safetensors", seed=seed, text_encoders=True)
     return folder
 
 

@@ -17,6 +17,7 @@ from studio.core.errors import InvalidRequest
 from studio.core.metadata import read_parameters, save_png
 from studio.core.presets import ModelPreset
 from studio.core.requests import parse_request
+from tests.tiny_models import build_lora
 
 PROMPT = "a (lighthouse:1.3) on a granite cliff at dusk, " + "waves breaking in white foam, " * 8
 
@@ -331,3 +332,45 @@ def test_qwen_image_guides_by_true_cfg_with_its_negative_prompt_and_equals_diffu
     mask.paste(255, (16, 16, 48, 48))
     [painted] = run(InpaintPipeline(cache, presets), "tiny-qwen-image", image=photo, mask=mask)
     assert painted.parameters.task == "inpaint" and painted.image.size == photo.size
+
+
+@pytest.fixture(scope="module")
+def family_loras(tiny_flux, tiny_sd3, tiny_zimage, tiny_qwen_image, tmp_path_factory):
+    """A tiny LoRA of each transformer family (its attention; FLUX.1's and SD 3.5's CLIPs too)."""
+    folder = tmp_path_factory.mktemp("family-loras")
+    models = {"flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage, "qwen": tiny_qwen_image}
+    for seed, (family, model) in enumerate(models.items(), start=20):
+        build_lora(model, folder / f"{family}-ink.safetensors", seed=seed, text_encoders=True)
+    return folder
+
+
+def test_a_flux_lora_equals_diffusers_loading_it_and_is_recorded(cache, presets, tiny_flux, family_loras):
+    from diffusers import FluxPipeline
+
+    task = TextToImagePipeline(cache, presets, loras_dir=family_loras)
+    [made] = run(task, tiny_flux, loras=("flux-ink:0.8",))
+    raw = from_diffusers(FluxPipeline, tiny_flux)
+    raw.load_lora_weights(str(family_loras / "flux-ink.safetensors"), adapter_name="ink")
+    raw.set_adapters(["ink"], adapter_weights=[0.8])
+    expected = raw(
+        plain_text(PROMPT), num_inference_steps=3, guidance_scale=3.5, height=64, width=64,
+        generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    assert made.parameters.extras["loras"] == ["flux-ink:0.8"]
+    assert made.parameters.extras["lora_hashes"].startswith("flux-ink: ")
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3", "zimage", "qwen"])
+def test_every_transformer_family_takes_a_lora_for_its_run_only(
+    cache, qwen_presets, family_loras, tiny_flux, tiny_sd3, tiny_zimage, family
+):
+    models = {"flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage, "qwen": "tiny-qwen-image"}
+    task = TextToImagePipeline(cache, qwen_presets, loras_dir=family_loras)
+    plain = run(task, models[family], steps=2)[0].image
+    inked = run(task, models[family], steps=2, loras=(f"{family}-ink",))[0].image
+    assert not np.array_equal(pixels(inked), pixels(plain)), "the LoRA changes the image"
+    after = run(task, models[family], steps=2)[0].image
+    assert np.array_equal(pixels(after), pixels(plain)), "the next run without it sees the base model"
+    unweighted = run(task, models[family], steps=2, loras=(f"{family}-ink:0",))[0].image
+    assert np.array_equal(pixels(unweighted), pixels(plain)), "weight 0 is the base model itself"
