@@ -1,5 +1,5 @@
 """Edit: an image changed by an instruction ("make it night", "remove the car"), by a model made for
-instruction editing (FLUX.1 Kontext), which keeps what the instruction does not touch.
+instruction editing (FLUX.1 Kontext, FLUX.2 klein), which keeps what the instruction does not touch.
 
 Unlike image to image there is no strength: the whole schedule runs, conditioned on the image itself. The
 family table names each family's editing pipeline (`"edit"`); a family without one, or a model of the
@@ -46,18 +46,14 @@ class EditPipeline(DiffusionTask[EditRequest]):
         self, lease: Lease, base: BaseModel, request: EditRequest, inputs: InputImage, run: RunSettings
     ) -> Denoising:
         check_editor(base, run, self.presets.editors())
-        working = resized(inputs.image, working_size(inputs.image.size, base.size_multiple))
+        enlarged = max(1.0, base.rules.edit_min_side / min(inputs.image.size))
+        wanted = (round(inputs.image.width * enlarged), round(inputs.image.height * enlarged))
+        working = resized(inputs.image, working_size(wanted, base.size_multiple))
         pipe = build_pipeline(base, run, self.presets, "edit")
-        # At the image's own size: Kontext would otherwise move the image to the nearest size it was trained
-        # at, and the result to a megapixel.
         width, height = working.size
-        arguments = {
-            "image": working,
-            "width": width,
-            "height": height,
-            "max_area": width * height,
-            "_auto_resize": False,
-        }
+        arguments: dict = {"image": working, "width": width, "height": height}
+        if base.rules.edit_resizes:  # else Kontext moves the image to a trained size, the result to 1 MP
+            arguments |= {"max_area": width * height, "_auto_resize": False}
         return Denoising(pipe, working.size, arguments)
 
     def finish(self, image: Image.Image, inputs: InputImage) -> Image.Image:

@@ -29,6 +29,7 @@ from tests.tiny_models import (  # noqa: E402
     build_captioner,
     build_controlnet,
     build_flux,
+    build_flux2_klein,
     build_ip_adapter,
     build_ip_adapter_plus,
     build_qwen_image,
@@ -68,6 +69,11 @@ def tiny_flux_kontext(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_flux_fill(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_flux(tmp_path_factory.mktemp("models") / "tiny-flux-fill", seed=2, fill=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_flux2_klein(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_flux2_klein(tmp_path_factory.mktemp("models") / "tiny-flux2-klein")
 
 
 @pytest.fixture(scope="session")

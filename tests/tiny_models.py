@@ -17,10 +17,13 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLFlux2,
     AutoencoderKLQwenImage,
     ControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    Flux2KleinPipeline,
+    Flux2Transformer2DModel,
     FluxFillPipeline,
     FluxKontextPipeline,
     FluxPipeline,
@@ -47,6 +50,7 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen3Config,
+    Qwen3ForCausalLM,
     Qwen3Model,
     T5Config,
     T5EncoderModel,
@@ -341,6 +345,40 @@ def build_zimage(folder: Path, seed: int = 0) -> Path:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         transformer=transformer,
+    ).save_pretrained(folder)
+    return folder
+
+
+def build_flux2_klein(folder: Path, seed: int = 0) -> Path:
+    """A FLUX.2 [klein] pipeline (a transformer on 2x2-patchified latents, Qwen3 read at three of its 28
+    layers, flow matching, FLUX.2's autoencoder at the image's size) that makes 64x64 images by default;
+    distilled, as the 4-step klein checkpoints are."""
+    torch.manual_seed(seed)
+    tokenizer = _qwen_tokenizer()
+    text_encoder = Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=16, num_hidden_layers=28,
+            num_attention_heads=2, num_key_value_heads=2, head_dim=8, max_position_embeddings=1024,
+            pad_token_id=0,
+        )
+    )  # fmt: skip
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=48,  # three layers of the text encoder, side by side
+        timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4], guidance_embeds=False,
+    )  # fmt: skip
+    vae = AutoencoderKLFlux2(
+        sample_size=64, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",), block_out_channels=(4,), layers_per_block=1, latent_channels=1,
+        norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+    )  # fmt: skip
+    Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        is_distilled=True,
     ).save_pretrained(folder)
     return folder
 
@@ -729,6 +767,7 @@ BUILDERS = {
     "sd3": build_sd3,
     "zimage": build_zimage,
     "qwen": build_qwen_image,
+    "flux2": build_flux2_klein,
 }
 
 

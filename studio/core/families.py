@@ -9,8 +9,10 @@ SD 3.5 denoises with a transformer too, samples by flow matching, and guides wit
 single-stream transformer by flow matching and reads the prompt with a Qwen3 language model (512 tokens);
 Z-Image-Turbo takes no guidance, Z-Image itself guides with a negative prompt. Qwen-Image denoises with a
 dual-stream transformer by flow matching, reads the prompt with Qwen2.5-VL's language model and guides
-with a negative prompt (its pipelines call that `true_cfg_scale`). A family joins by a row here, its
-pipeline classes being diffusers' own.
+with a negative prompt (its pipelines call that `true_cfg_scale`). FLUX.2 [klein] reads the prompt with
+Qwen3 (three of its layers side by side), is step-distilled (4 steps, no negative prompt), and edits with
+the same pipeline that draws, the image being its reference; it has no image-to-image pipeline. A family
+joins by a row here, its pipeline classes being diffusers' own.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Literal
 
 from studio.core.errors import InvalidRequest
 
-FamilyName = Literal["sd", "sdxl", "flux", "sd3", "zimage", "qwen"]
+FamilyName = Literal["sd", "sdxl", "flux", "flux2", "sd3", "zimage", "qwen"]
 # What a request may ask that only some families do, and how a refusal names it (a task a family has no
 # pipeline for, ControlNet's among them, is refused by `pipeline_class`).
 Feature = Literal["tile", "image_prompts", "openvino", "weights", "negative_prompt"]
@@ -64,6 +66,12 @@ class Family:
     native_side: int = 1024  # a transformer's square side where its autoencoder's config does not say one
     # Its pipelines hand each step the latents as 2×2 patches in a row (FLUX.1, Qwen-Image), not C×h×w
     latents_packed: bool = False
+    # Its editing pipeline moves the image to the nearest size it was trained at unless told its own
+    # (FLUX.1 Kontext's `max_area` and `_auto_resize`)
+    edit_resizes: bool = False
+    # The least side its editing pipeline takes an image at (FLUX.2's reference images: 64 px); a smaller
+    # image is edited enlarged, and the result brought back to its size
+    edit_min_side: int = 8
 
     def can(self, feature: Feature) -> bool:
         return feature not in self.cannot
@@ -133,6 +141,28 @@ FAMILIES: dict[str, Family] = {
             text_tokens=512,
             image_calls_need_size=True,
             latents_packed=True,
+            edit_resizes=True,
+        ),
+        Family(
+            name="flux2",
+            label="FLUX.2 [klein]",
+            class_prefixes=("Flux2Klein",),
+            pipelines={
+                "txt2img": "Flux2KleinPipeline",
+                "inpaint": "Flux2KleinInpaintPipeline",
+                "edit": "Flux2KleinPipeline",  # every klein checkpoint edits, the image as its reference
+            },
+            denoiser="transformer",
+            conditioning="text",
+            cannot=frozenset({"tile", "image_prompts", "openvino", "weights", "negative_prompt"}),
+            # The 4-step klein checkpoints ignore the scale; klein base guides against an empty prompt
+            guidance="distilled",
+            samplers="flow",
+            default_steps=4,
+            default_guidance=1.0,
+            text_tokens=512,
+            image_calls_need_size=True,
+            edit_min_side=64,
         ),
         Family(
             name="sd3",

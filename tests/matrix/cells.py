@@ -15,6 +15,7 @@ from PIL import Image
 
 from pipelines.blend import BlendPipeline
 from pipelines.diffusion_style import DiffusionStylePipeline
+from pipelines.edit import EditPipeline
 from pipelines.image_to_image import ImageToImagePipeline
 from pipelines.inpaint import InpaintPipeline
 from pipelines.live import LivePipeline
@@ -31,6 +32,7 @@ TASKS = {
     "outpaint": OutpaintPipeline,
     "style_transfer": DiffusionStylePipeline,
     "creative_upscale": UpscalePipeline,
+    "edit": EditPipeline,
 }
 FEATURES = [
     "plain",
@@ -43,12 +45,12 @@ FEATURES = [
     "style_image",
     "odd_aspect",
 ]
-FAMILIES = ["sd", "sdxl", "flux", "sd3", "zimage", "qwen"]
+FAMILIES = ["sd", "sdxl", "flux", "flux2", "sd3", "zimage", "qwen"]
 # Families OpenVINO does not run: their cells record `Backend: torch`
-TORCH_FAMILIES = {"flux", "sd3", "zimage", "qwen"}
+TORCH_FAMILIES = {"flux", "flux2", "sd3", "zimage", "qwen"}
 LONG_PROMPT = ", ".join(["a lighthouse on a granite cliff at dusk", "waves breaking in white foam"] * 6)
 TORCH_ONLY = {"blend", "style_transfer"}  # image prompts (IP-Adapters); ControlNet residuals
-IMAGE_TASKS = {"vary", "inpaint", "outpaint", "style_transfer", "creative_upscale"}
+IMAGE_TASKS = {"vary", "inpaint", "outpaint", "style_transfer", "creative_upscale", "edit"}
 
 
 def stays_on_torch(task: str, feature: str, family: str) -> bool:

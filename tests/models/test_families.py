@@ -242,7 +242,7 @@ def test_edit_refuses_a_family_without_an_editing_pipeline_and_a_model_not_made_
         run(edit, tiny_flux, prompt="make it night", image=photo)
     assert str(refused.value) == (
         f"{tiny_flux} is not an instruction-editing model (a FluxKontextPipeline checkpoint): "
-        "choose flux-kontext."
+        "choose flux-kontext, flux2-klein-4b."
     )
 
 
@@ -335,10 +335,11 @@ def test_qwen_image_guides_by_true_cfg_with_its_negative_prompt_and_equals_diffu
 
 
 @pytest.fixture(scope="module")
-def family_loras(tiny_flux, tiny_sd3, tiny_zimage, tiny_qwen_image, tmp_path_factory):
+def family_loras(tiny_flux, tiny_flux2_klein, tiny_sd3, tiny_zimage, tiny_qwen_image, tmp_path_factory):
     """A tiny LoRA of each transformer family (its attention; FLUX.1's and SD 3.5's CLIPs too)."""
     folder = tmp_path_factory.mktemp("family-loras")
-    models = {"flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage, "qwen": tiny_qwen_image}
+    models = {"flux": tiny_flux, "flux2": tiny_flux2_klein, "sd3": tiny_sd3, "zimage": tiny_zimage,
+              "qwen": tiny_qwen_image}  # fmt: skip
     for seed, (family, model) in enumerate(models.items(), start=20):
         build_lora(model, folder / f"{family}-ink.safetensors", seed=seed, text_encoders=True)
     return folder
@@ -361,11 +362,12 @@ def test_a_flux_lora_equals_diffusers_loading_it_and_is_recorded(cache, presets,
     assert made.parameters.extras["lora_hashes"].startswith("flux-ink: ")
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "zimage", "qwen"])
+@pytest.mark.parametrize("family", ["flux", "flux2", "sd3", "zimage", "qwen"])
 def test_every_transformer_family_takes_a_lora_for_its_run_only(
-    cache, qwen_presets, family_loras, tiny_flux, tiny_sd3, tiny_zimage, family
+    cache, qwen_presets, family_loras, tiny_flux, tiny_flux2_klein, tiny_sd3, tiny_zimage, family
 ):
-    models = {"flux": tiny_flux, "sd3": tiny_sd3, "zimage": tiny_zimage, "qwen": "tiny-qwen-image"}
+    models = {"flux": tiny_flux, "flux2": tiny_flux2_klein, "sd3": tiny_sd3, "zimage": tiny_zimage,
+              "qwen": "tiny-qwen-image"}  # fmt: skip
     task = TextToImagePipeline(cache, qwen_presets, loras_dir=family_loras)
     plain = run(task, models[family], steps=2)[0].image
     inked = run(task, models[family], steps=2, loras=(f"{family}-ink",))[0].image
@@ -374,3 +376,46 @@ def test_every_transformer_family_takes_a_lora_for_its_run_only(
     assert np.array_equal(pixels(after), pixels(plain)), "the next run without it sees the base model"
     unweighted = run(task, models[family], steps=2, loras=(f"{family}-ink:0",))[0].image
     assert np.array_equal(pixels(unweighted), pixels(plain)), "weight 0 is the base model itself"
+
+
+def test_flux2_klein_draws_and_edits_as_diffusers_does_inpaints_and_refuses_image_to_image(
+    cache, presets, tiny_flux2_klein
+):
+    from diffusers import Flux2KleinInpaintPipeline, Flux2KleinPipeline
+
+    from pipelines.edit import EditPipeline
+
+    [made] = run(TextToImagePipeline(cache, presets), tiny_flux2_klein, negative_prompt="blurry")
+    recorded = made.parameters
+    assert (recorded.steps, recorded.guidance_scale, recorded.sampler) == (3, 1.0, "Euler")
+    assert recorded.extras["backend"] == "torch"
+    assert "FLUX.2 [klein] models cannot use a negative prompt" in recorded.extras["ignored_parameters"][1]
+    raw = from_diffusers(Flux2KleinPipeline, tiny_flux2_klein)
+    assert raw.config.is_distilled, "the checkpoint's own setting reaches the pipelines built on it"
+    expected = raw(
+        prompt=plain_text(PROMPT), num_inference_steps=3, guidance_scale=1.0, height=64, width=64,
+        generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    photo = Image.effect_mandelbrot((96, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    [edited] = run(EditPipeline(cache, presets), tiny_flux2_klein, prompt="make it night", image=photo)
+    assert edited.image.size == (96, 64) and edited.parameters.task == "edit"
+    expected = raw(
+        image=photo, prompt="make it night", num_inference_steps=3, guidance_scale=1.0, width=96, height=64,
+        generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(edited.image) - pixels(expected)).max() <= 2
+    mask = Image.new("L", (96, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    [painted] = run(InpaintPipeline(cache, presets), tiny_flux2_klein, image=photo, mask=mask, mask_blur=0)
+    expected = Flux2KleinInpaintPipeline(**raw.components)(
+        prompt=plain_text(PROMPT), image=photo, mask_image=mask, strength=1.0, num_inference_steps=3,
+        guidance_scale=1.0, width=96, height=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    inside, outside = np.asarray(mask) > 0, np.asarray(mask) == 0
+    assert np.abs(pixels(painted.image) - pixels(expected)).max(axis=2)[inside].max() <= 2
+    assert np.array_equal(pixels(painted.image)[outside], pixels(photo)[outside])
+    with pytest.raises(InvalidRequest) as refused:
+        run(ImageToImagePipeline(cache, presets), tiny_flux2_klein, image=photo)
+    assert str(refused.value) == "Image to image is not available for FLUX.2 [klein] models yet."
+    assert cache.stats().weight_loads == 1, "drawing, editing and inpainting share the loaded components"

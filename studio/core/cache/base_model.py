@@ -19,6 +19,9 @@ class BaseModel:
     family: str  # a name in studio/core/families.py: "sd", "sdxl", "flux"
     pipeline_class_name: str  # what the checkpoint was saved as, e.g. StableDiffusionInpaintPipeline
     components: dict[str, Any]  # the scheduler among them only as a config holder
+    # The checkpoint's own pipeline settings that are not components (FLUX.2 klein's `is_distilled`, SDXL's
+    # `force_zeros_for_empty_prompt`), given to every pipeline built around it that takes them
+    settings: dict[str, Any] = field(default_factory=dict)
     # Components whose torch weights are let go while another backend (OpenVINO) runs them: read back from
     # disk before torch runs them again (the lease does both, openvino_backend.py says how).
     released: set[str] = field(default_factory=set)
@@ -95,7 +98,7 @@ class BaseModel:
         expected, optional = pipeline_class._get_signature_keys(pipeline_class)
         modules = {name: self.components.get(name) for name in expected}
         modules.update(replacements, scheduler=scheduler)
-        options = {}
+        options = {name: value for name, value in self.settings.items() if name in optional}
         if "requires_safety_checker" in optional:
             options["requires_safety_checker"] = False
         if "add_watermarker" in optional:

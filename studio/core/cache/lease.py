@@ -67,7 +67,13 @@ class Lease:
                 self.registry.weight_loads += 1
                 class_name = type(pipe).__name__
                 components = {name: value for name, value in pipe.components.items() if value is not None}
-                base = BaseModel(source, family_of(class_name).name, class_name, components)
+                settings = {
+                    name: value
+                    for name, value in pipe.config.items()
+                    if not name.startswith("_") and name not in pipe.components
+                }
+                family = family_of(class_name).name
+                base = BaseModel(source, family, class_name, components, settings=settings)
                 self.registry.add_base_model(base, self.device_config.dtype_name)
             self._hold(self.registry.entries(source.location), offloadable=True)
             if base.released and not released_ok:
