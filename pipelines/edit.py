@@ -1,5 +1,6 @@
 """Edit: an image changed by an instruction ("make it night", "remove the car"), by a model made for
-instruction editing (FLUX.1 Kontext, FLUX.2 klein), which keeps what the instruction does not touch.
+instruction editing (FLUX.1 Kontext, FLUX.2 klein, Qwen-Image-Edit), which keeps what the instruction does
+not touch.
 
 Unlike image to image there is no strength: the whole schedule runs, conditioned on the image itself. The
 family table names each family's editing pipeline (`"edit"`); a family without one, or a model of the

@@ -92,6 +92,11 @@ def tiny_qwen_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen_image_edit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_qwen_image(tmp_path_factory.mktemp("models") / "tiny-qwen-image-edit", seed=1, edit=True)
+
+
+@pytest.fixture(scope="session")
 def tiny_sd_inpaint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sd_inpaint(tmp_path_factory.mktemp("models") / "tiny-sd-inpaint")
 

@@ -28,6 +28,7 @@ from diffusers import (
     FluxKontextPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
+    QwenImageEditPipeline,
     QwenImagePipeline,
     QwenImageTransformer2DModel,
     SD3Transformer2DModel,
@@ -49,6 +50,9 @@ from transformers import (
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLImageProcessor,
+    Qwen2VLProcessor,
+    Qwen2VLVideoProcessor,
     Qwen3Config,
     Qwen3ForCausalLM,
     Qwen3Model,
@@ -306,10 +310,12 @@ QWEN_CHAT = (
 )
 
 
-def _qwen_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with no merges (a token per byte) and Qwen's chat markers, made without a
-    hub download."""
+def _qwen_tokenizer(*, vision: bool = False) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with no merges (a token per byte) and Qwen's chat markers (with `vision`,
+    Qwen2.5-VL's image markers too), made without a hub download."""
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    if vision:
+        specials += ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     vocab = {
         token: index for index, token in enumerate([*specials, *sorted(pre_tokenizers.ByteLevel.alphabet())])
     }
@@ -383,36 +389,42 @@ def build_flux2_klein(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_qwen_image(folder: Path, seed: int = 0) -> Path:
+def build_qwen_image(folder: Path, seed: int = 0, *, edit: bool = False) -> Path:
     """A Qwen-Image pipeline (a dual-stream transformer on packed latents, Qwen2.5-VL's language model as
     the text encoder, flow matching, its causal-video autoencoder at 4 latent channels) that makes 64x64
-    images by default."""
+    images by default. `edit`: as Qwen-Image-Edit, whose Qwen2.5-VL also sees the image (through its
+    processor) and whose autoencoder here works at an eighth of the image's side (the pipeline reads the
+    image at a megapixel)."""
     torch.manual_seed(seed)
-    tokenizer = _qwen_tokenizer()
+    tokenizer = _qwen_tokenizer(vision=edit)
     text = dict(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192 if edit else 1024,
         rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},  # halves of the 8-wide heads
     )  # fmt: skip
     vision = dict(
         depth=1, hidden_size=32, intermediate_size=37, num_heads=2, out_hidden_size=32,
         fullatt_block_indexes=[0],
     )  # fmt: skip
+    markers = ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"), (
+        "vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")  # fmt: skip
+    token_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in markers} if edit else {}
     text_encoder = Qwen2_5_VLForConditionalGeneration(
         Qwen2_5_VLConfig(
             text_config=text, vision_config=vision, vocab_size=len(tokenizer), hidden_size=32,
             bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            **token_ids,
         )
     )  # fmt: skip
-    channels = 4
-    QwenImagePipeline(
+    channels, halvings = 4, 3 if edit else 1
+    components = dict(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=AutoencoderKLQwenImage(
             base_dim=8,
             z_dim=channels,
-            dim_mult=[1, 1],
+            dim_mult=[1] * (halvings + 1),
             num_res_blocks=1,
-            temperal_downsample=[False],
+            temperal_downsample=[False, True, True][:halvings],
             latents_mean=[0.0] * channels,
             latents_std=[1.0] * channels,
         ),  # fmt: skip
@@ -428,7 +440,16 @@ def build_qwen_image(folder: Path, seed: int = 0) -> Path:
             joint_attention_dim=32,
             axes_dims_rope=(4, 6, 6),
         ),  # fmt: skip
-    ).save_pretrained(folder)
+    )
+    if edit:
+        processor = Qwen2VLProcessor(
+            image_processor=Qwen2VLImageProcessor(),
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(),
+        )
+        QwenImageEditPipeline(**components, processor=processor).save_pretrained(folder)
+    else:
+        QwenImagePipeline(**components).save_pretrained(folder)
     return folder
 
 

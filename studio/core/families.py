@@ -9,7 +9,8 @@ SD 3.5 denoises with a transformer too, samples by flow matching, and guides wit
 single-stream transformer by flow matching and reads the prompt with a Qwen3 language model (512 tokens);
 Z-Image-Turbo takes no guidance, Z-Image itself guides with a negative prompt. Qwen-Image denoises with a
 dual-stream transformer by flow matching, reads the prompt with Qwen2.5-VL's language model and guides
-with a negative prompt (its pipelines call that `true_cfg_scale`). FLUX.2 [klein] reads the prompt with
+with a negative prompt (its pipelines call that `true_cfg_scale`); Qwen-Image-Edit edits, its language model
+seeing the image too. FLUX.2 [klein] reads the prompt with
 Qwen3 (three of its layers side by side), is step-distilled (4 steps, no negative prompt), and edits with
 the same pipeline that draws, the image being its reference; it has no image-to-image pipeline. A family
 joins by a row here, its pipeline classes being diffusers' own.
@@ -208,6 +209,7 @@ FAMILIES: dict[str, Family] = {
                 "txt2img": "QwenImagePipeline",
                 "img2img": "QwenImageImg2ImgPipeline",
                 "inpaint": "QwenImageInpaintPipeline",
+                "edit": "QwenImageEditPipeline",  # by a Qwen-Image-Edit checkpoint only
             },
             denoiser="transformer",
             conditioning="text",

@@ -242,7 +242,7 @@ def test_edit_refuses_a_family_without_an_editing_pipeline_and_a_model_not_made_
         run(edit, tiny_flux, prompt="make it night", image=photo)
     assert str(refused.value) == (
         f"{tiny_flux} is not an instruction-editing model (a FluxKontextPipeline checkpoint): "
-        "choose flux-kontext, flux2-klein-4b."
+        "choose flux-kontext, flux2-klein-4b, qwen-image-edit."
     )
 
 
@@ -419,3 +419,26 @@ def test_flux2_klein_draws_and_edits_as_diffusers_does_inpaints_and_refuses_imag
         run(ImageToImagePipeline(cache, presets), tiny_flux2_klein, image=photo)
     assert str(refused.value) == "Image to image is not available for FLUX.2 [klein] models yet."
     assert cache.stats().weight_loads == 1, "drawing, editing and inpainting share the loaded components"
+
+
+def test_a_qwen_image_edit_model_edits_as_diffusers_does_guided_by_its_negative_prompt(
+    cache, presets, tiny_qwen_image_edit, tiny_qwen_image
+):
+    from diffusers import QwenImageEditPipeline
+
+    from pipelines.edit import EditPipeline
+
+    photo = Image.effect_mandelbrot((96, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    edit = EditPipeline(cache, presets)
+    [made] = run(edit, tiny_qwen_image_edit, prompt="make it night", image=photo, negative_prompt="blurry",
+                 guidance_scale=4.0)  # fmt: skip
+    assert made.image.size == (96, 64) and made.parameters.guidance_scale == 4.0
+    raw = from_diffusers(QwenImageEditPipeline, tiny_qwen_image_edit)
+    expected = raw(
+        image=photo, prompt="make it night", negative_prompt="blurry", true_cfg_scale=4.0, width=96,
+        height=64, num_inference_steps=3, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    with pytest.raises(InvalidRequest) as refused:  # Qwen-Image itself draws but does not edit
+        run(edit, tiny_qwen_image, prompt="make it night", image=photo)
+    assert "is not an instruction-editing model (a QwenImageEditPipeline checkpoint)" in str(refused.value)
