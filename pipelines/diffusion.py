@@ -67,7 +67,7 @@ from pipelines.task import Task
 from studio.core.access import Reference
 from studio.core.cache import BaseModel, Lease
 from studio.core.errors import InvalidRequest, ModelUnavailable
-from studio.core.families import Family
+from studio.core.families import Family, own_sampler_owner
 from studio.core.metadata import GenerationParameters
 from studio.core.models import ModelSource, resolve_model
 from studio.core.presets import Presets
@@ -194,8 +194,15 @@ def family_rules_applied(
         run = replace(run, steps=steps, guidance_scale=guidance)
     # A sampler with no flow-matching form (the page always sends one) gives way to the family's own,
     # recorded by family_notes: refusing would leave a FLUX.1 model unusable from a page set for SD.
+    if rules.samplers == "own":
+        return replace(run, sampler=rules.own_sampler)
     if rules.samplers == "flow" and not presets.sampler(run.sampler).flow_scheduler:
-        run = replace(run, sampler=presets.flow_samplers()[0])
+        return replace(run, sampler=presets.flow_samplers()[0])
+    owner = own_sampler_owner(run.sampler)
+    if owner is not None:  # a UNet family's sampler must be one made for its noise schedule
+        raise InvalidRequest(
+            f"{run.sampler} is {owner.label}'s own sampler: choose another for {rules.label}."
+        )
     return run
 
 
@@ -206,7 +213,7 @@ def family_notes(
     flow-matching form), recorded with the prompt's other ignored parameters."""
     notes = []
     if request.sampler is not None and request.sampler != run.sampler:
-        notes.append(f"{rules.label} models sample by flow matching, which {request.sampler} has no form of.")
+        notes.append(rules.sampler_note(request.sampler))
     if not rules.can("weights") and plain_text(run.prompt) != run.prompt.strip():
         notes.append(rules.refusal("weights"))
     if not rules.can("negative_prompt") and run.negative_prompt.strip():
@@ -317,13 +324,16 @@ def call_arguments(
     """What every denoising call passes: the prompts' embeddings (`conditioning`), the sampling settings
     (the guidance by the name the family's pipelines give it), and a generator new on each call, so a
     retry after out-of-memory starts from the same noise."""
-    return {
+    arguments = {
         **conditioning,
         "num_inference_steps": run.steps,
         rules.guidance_argument: run.guidance_scale,
         "generator": generator_for(seed),
         "callback_on_step_end": reporter,
     }
+    if rules.midpoint_at_two_steps and run.steps != 2:
+        arguments["intermediate_timesteps"] = None
+    return arguments
 
 
 @dataclass

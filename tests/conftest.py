@@ -33,6 +33,7 @@ from tests.tiny_models import (  # noqa: E402
     build_ip_adapter,
     build_ip_adapter_plus,
     build_qwen_image,
+    build_sana_sprint,
     build_sd,
     build_sd3,
     build_sd_inpaint,
@@ -94,6 +95,11 @@ def tiny_qwen_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen_image_edit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_qwen_image(tmp_path_factory.mktemp("models") / "tiny-qwen-image-edit", seed=1, edit=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_sana_sprint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sana_sprint(tmp_path_factory.mktemp("models") / "tiny-sana-sprint")
 
 
 @pytest.fixture(scope="session")

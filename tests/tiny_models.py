@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from diffusers import (
+    AutoencoderDC,
     AutoencoderKL,
     AutoencoderKLFlux2,
     AutoencoderKLQwenImage,
@@ -31,6 +32,9 @@ from diffusers import (
     QwenImageEditPipeline,
     QwenImagePipeline,
     QwenImageTransformer2DModel,
+    SanaSprintPipeline,
+    SanaTransformer2DModel,
+    SCMScheduler,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
@@ -39,7 +43,7 @@ from diffusers import (
     ZImagePipeline,
     ZImageTransformer2DModel,
 )
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -47,6 +51,8 @@ from transformers import (
     CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
+    Gemma2Config,
+    Gemma2Model,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -385,6 +391,62 @@ def build_flux2_klein(folder: Path, seed: int = 0) -> Path:
         tokenizer=tokenizer,
         transformer=transformer,
         is_distilled=True,
+    ).save_pretrained(folder)
+    return folder
+
+
+def _gemma_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with no merges and Gemma's markers (a prompt starts with <bos>), made
+    without a hub download."""
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    vocab = {
+        token: index for index, token in enumerate([*specials, *sorted(pre_tokenizers.ByteLevel.alphabet())])
+    }
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens(specials)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+        unk_token="<unk>", model_max_length=4096,
+    )  # fmt: skip
+
+
+def build_sana_sprint(folder: Path, seed: int = 0) -> Path:
+    """A SANA-Sprint pipeline (a linear-attention transformer taking its guidance as an input, Gemma 2 as
+    the text encoder, a 32x deep-compression autoencoder, the SCM sampler). Its pipeline bins every size
+    to the 1024-pixel family it was trained at and resizes the image back."""
+    torch.manual_seed(seed)
+    tokenizer = _gemma_tokenizer()
+    text_encoder = Gemma2Model(
+        Gemma2Config(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=4096,
+            pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        )
+    )  # fmt: skip
+    transformer = SanaTransformer2DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=1,
+        num_cross_attention_heads=2, cross_attention_head_dim=8, cross_attention_dim=16, caption_channels=16,
+        sample_size=32, patch_size=1, guidance_embeds=True, qk_norm="rms_norm_across_heads",
+    )  # fmt: skip
+    blocks = 6  # five halvings: latents at a 32nd of the image's side
+    vae = AutoencoderDC(
+        in_channels=3, latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock",) * blocks,
+        decoder_block_types=("ResBlock",) * blocks, encoder_block_out_channels=(4,) * blocks,
+        decoder_block_out_channels=(4,) * blocks, encoder_layers_per_block=(1,) * blocks,
+        decoder_layers_per_block=(1,) * blocks, encoder_qkv_multiscales=((),) * blocks,
+        decoder_qkv_multiscales=((),) * blocks, scaling_factor=0.41407,
+    )  # fmt: skip
+    SanaSprintPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=SCMScheduler(),
     ).save_pretrained(folder)
     return folder
 
@@ -789,6 +851,7 @@ BUILDERS = {
     "zimage": build_zimage,
     "qwen": build_qwen_image,
     "flux2": build_flux2_klein,
+    "sana": build_sana_sprint,
 }
 
 

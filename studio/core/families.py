@@ -12,8 +12,10 @@ dual-stream transformer by flow matching, reads the prompt with Qwen2.5-VL's lan
 with a negative prompt (its pipelines call that `true_cfg_scale`); Qwen-Image-Edit edits, its language model
 seeing the image too. FLUX.2 [klein] reads the prompt with
 Qwen3 (three of its layers side by side), is step-distilled (4 steps, no negative prompt), and edits with
-the same pipeline that draws, the image being its reference; it has no image-to-image pipeline. A family
-joins by a row here, its pipeline classes being diffusers' own.
+the same pipeline that draws, the image being its reference; it has no image-to-image pipeline. SANA-Sprint
+denoises with a linear-attention transformer on a 32× autoencoder's latents in one to four steps of its own
+consistency sampler (SCM), reads the prompt with Gemma 2 (300 tokens) and takes its guidance as an input.
+A family joins by a row here, its pipeline classes being diffusers' own.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Literal
 
 from studio.core.errors import InvalidRequest
 
-FamilyName = Literal["sd", "sdxl", "flux", "flux2", "sd3", "zimage", "qwen"]
+FamilyName = Literal["sd", "sdxl", "flux", "flux2", "sd3", "zimage", "qwen", "sana"]
 # What a request may ask that only some families do, and how a refusal names it (a task a family has no
 # pipeline for, ControlNet's among them, is refused by `pipeline_class`).
 Feature = Literal["tile", "image_prompts", "openvino", "weights", "negative_prompt"]
@@ -57,7 +59,10 @@ class Family:
     # input of the denoiser (FLUX.1-dev; schnell ignores it), and there is no negative prompt
     guidance: Literal["cfg", "distilled"] = "cfg"
     guidance_argument: str = "guidance_scale"  # what its pipelines call the guidance scale
-    samplers: Literal["noise", "flow"] = "noise"  # which scheduler kind its samplers must be
+    # Which scheduler kind its samplers must be; "own": its checkpoints' one sampler, `own_sampler` (a
+    # sampler preset's name), whatever is asked (SANA-Sprint's SCM)
+    samplers: Literal["noise", "flow", "own"] = "noise"
+    own_sampler: str | None = None
     # Steps and guidance for a model of the family with no preset; None: the presets' `other_models`
     default_steps: int | None = None
     default_guidance: float | None = None
@@ -73,6 +78,9 @@ class Family:
     # The least side its editing pipeline takes an image at (FLUX.2's reference images: 64 px); a smaller
     # image is edited enlarged, and the result brought back to its size
     edit_min_side: int = 8
+    # Its sampler takes an intermediate timestep at two steps only (SANA-Sprint's SCM: its pipelines' default
+    # is for two steps, and must be taken away for any other count)
+    midpoint_at_two_steps: bool = False
 
     def can(self, feature: Feature) -> bool:
         return feature not in self.cannot
@@ -83,6 +91,12 @@ class Family:
     def check(self, feature: Feature) -> None:
         if not self.can(feature):
             raise InvalidRequest(self.refusal(feature))
+
+    def sampler_note(self, asked: str) -> str:
+        """Why the sampler `asked` was not used."""
+        if self.samplers == "own":
+            return f"{self.label} models sample with {self.own_sampler} only."
+        return f"{self.label} models sample by flow matching, which {asked} has no form of."
 
     def pipeline_class(self, kind: str) -> str:
         """The diffusers pipeline class name for `kind`, or a plain refusal naming the task and family."""
@@ -164,6 +178,23 @@ FAMILIES: dict[str, Family] = {
             text_tokens=512,
             image_calls_need_size=True,
             edit_min_side=64,
+        ),
+        Family(
+            name="sana",
+            label="SANA-Sprint",
+            class_prefixes=("SanaSprint",),
+            pipelines={"txt2img": "SanaSprintPipeline", "img2img": "SanaSprintImg2ImgPipeline"},
+            denoiser="transformer",
+            conditioning="text",
+            cannot=frozenset({"tile", "image_prompts", "openvino", "weights", "negative_prompt"}),
+            guidance="distilled",  # an input of its transformer; no negative prompt
+            samplers="own",
+            own_sampler="SCM",
+            midpoint_at_two_steps=True,
+            default_steps=2,
+            default_guidance=4.5,
+            text_tokens=300,
+            image_calls_need_size=True,
         ),
         Family(
             name="sd3",
@@ -252,3 +283,8 @@ def family_of(class_name: str) -> Family:
             f"{class_name or 'This model'} is not a pipeline of a family this studio runs ({labels})."
         )
     return max(matches, key=lambda match: match[0])[1]
+
+
+def own_sampler_owner(sampler: str) -> Family | None:
+    """The family whose checkpoints alone sample with `sampler` (SCM: SANA-Sprint's), if any."""
+    return next((family for family in FAMILIES.values() if family.own_sampler == sampler), None)

@@ -476,10 +476,13 @@ def load_presets(folder: Path) -> Presets:
                 f"sampler {model.sampler!r} is not in samplers.json."
             )
     for model in models.values():
-        if FAMILIES[model.family].samplers == "flow" and not samplers[model.sampler].flow_scheduler:
+        family = FAMILIES[model.family]
+        if family.samplers == "own" and model.sampler != family.own_sampler:
+            raise PresetError(f"{models_file}: {model.name!r}: {family.sampler_note(model.sampler)}")
+        if family.samplers == "flow" and not samplers[model.sampler].flow_scheduler:
             raise PresetError(
                 f"{models_file}: {model.name!r}: sampler {model.sampler!r} has no flow-matching form "
-                f"(flow_scheduler in samplers.json), which {FAMILIES[model.family].label} models sample with."
+                f"(flow_scheduler in samplers.json), which {family.label} models sample with."
             )
     return Presets(
         models=models,

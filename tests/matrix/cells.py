@@ -22,6 +22,7 @@ from pipelines.live import LivePipeline
 from pipelines.outpaint import OutpaintPipeline
 from pipelines.text_to_image import TextToImagePipeline
 from pipelines.upscale import LANCZOS, UpscalePipeline
+from studio.core.families import FAMILIES as FAMILIES_BY_NAME
 
 TASKS = {
     "txt2img": TextToImagePipeline,
@@ -45,9 +46,9 @@ FEATURES = [
     "style_image",
     "odd_aspect",
 ]
-FAMILIES = ["sd", "sdxl", "flux", "flux2", "sd3", "zimage", "qwen"]
+FAMILIES = ["sd", "sdxl", "flux", "flux2", "sd3", "zimage", "qwen", "sana"]
 # Families OpenVINO does not run: their cells record `Backend: torch`
-TORCH_FAMILIES = {"flux", "flux2", "sd3", "zimage", "qwen"}
+TORCH_FAMILIES = {"flux", "flux2", "sd3", "zimage", "qwen", "sana"}
 LONG_PROMPT = ", ".join(["a lighthouse on a granite cliff at dusk", "waves breaking in white foam"] * 6)
 TORCH_ONLY = {"blend", "style_transfer"}  # image prompts (IP-Adapters); ControlNet residuals
 IMAGE_TASKS = {"vary", "inpaint", "outpaint", "style_transfer", "creative_upscale", "edit"}
@@ -80,7 +81,7 @@ def write_matrix_presets(
     for family, source in models.items():
         preset = {"name": preset_name(family), "label": family, "source": str(source), "family": family,
                   "resolution": resolutions[family], "steps": 2, "guidance_scale": 5,
-                  "sampler": "Euler"}  # fmt: skip
+                  "sampler": FAMILIES_BY_NAME[family].own_sampler or "Euler"}  # fmt: skip
         if family == "sd" and inpaint is not None:
             preset["inpaint_source"] = str(inpaint)
         presets["models"].append(preset)

@@ -2,9 +2,9 @@
 
 A CPU user runs OpenVINO by default; a GPU user runs torch. Both run here, cell by cell, on the defaults a
 user gets (the fast decoder, the machine's precision), for every family (SD 1.x, SDXL, FLUX.1, FLUX.2
-[klein], SD 3.5, Z-Image, Qwen-Image). A cell that OpenVINO runs whole records `Backend: openvino` and
-stays close to torch's pixels; what stays on torch (every transformer family) records why. The cells are in
-tests/matrix/cells.py (bench/gpu_matrix.py runs them on a GPU).
+[klein], SD 3.5, Z-Image, Qwen-Image, SANA-Sprint). A cell that OpenVINO runs whole records `Backend:
+openvino` and stays close to torch's pixels; what stays on torch (every transformer family) records why.
+The cells are in tests/matrix/cells.py (bench/gpu_matrix.py runs them on a GPU).
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ LORAS = {"sd": "detail:0.8", "sdxl": "xl-ink", **{family: f"{family}-ink:0.8" fo
 
 @pytest.fixture(scope="module")
 def family_models(
-    tiny_sd, tiny_sdxl, tiny_flux, tiny_flux2_klein, tiny_sd3, tiny_zimage, tiny_qwen_image
+    tiny_sd, tiny_sdxl, tiny_flux, tiny_flux2_klein, tiny_sd3, tiny_zimage, tiny_qwen_image, tiny_sana_sprint
 ) -> dict[str, Path]:
     """The tiny model of each family in the matrix."""
     return {"sd": tiny_sd, "sdxl": tiny_sdxl, "flux": tiny_flux, "flux2": tiny_flux2_klein, "sd3": tiny_sd3,
-            "zimage": tiny_zimage, "qwen": tiny_qwen_image}  # fmt: skip
+            "zimage": tiny_zimage, "qwen": tiny_qwen_image, "sana": tiny_sana_sprint}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -442,3 +442,45 @@ def test_a_qwen_image_edit_model_edits_as_diffusers_does_guided_by_its_negative_
     with pytest.raises(InvalidRequest) as refused:  # Qwen-Image itself draws but does not edit
         run(edit, tiny_qwen_image, prompt="make it night", image=photo)
     assert "is not an instruction-editing model (a QwenImageEditPipeline checkpoint)" in str(refused.value)
+
+
+def test_sana_sprint_draws_and_varies_as_diffusers_does_with_its_own_sampler(
+    cache, presets, tiny_sana_sprint
+):
+    from diffusers import SanaSprintImg2ImgPipeline, SanaSprintPipeline
+
+    task = TextToImagePipeline(cache, presets)
+    [made] = run(task, tiny_sana_sprint, steps=None, sampler="DPM++ 2M Karras", guidance_scale=None)
+    recorded = made.parameters
+    assert (recorded.steps, recorded.guidance_scale, recorded.sampler) == (2, 4.5, "SCM"), "its own defaults"
+    assert "SANA-Sprint models sample with SCM only." in recorded.extras["ignored_parameters"]
+    assert recorded.extras["backend"] == "torch" and made.image.size == (1024, 1024), "the family's size"
+    raw = from_diffusers(SanaSprintPipeline, tiny_sana_sprint)
+    expected = raw(
+        prompt=plain_text(PROMPT), num_inference_steps=2, guidance_scale=4.5, height=1024, width=1024,
+        generator=generator(11), max_sequence_length=300,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    [three] = run(task, tiny_sana_sprint, steps=3)  # its sampler's midpoint is for two steps only
+    assert three.parameters.steps == 3 and not np.array_equal(pixels(three.image), pixels(made.image))
+    photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    [varied] = run(ImageToImagePipeline(cache, presets), tiny_sana_sprint, image=photo, strength=0.6, steps=2)
+    expected = SanaSprintImg2ImgPipeline(**raw.components)(
+        prompt=plain_text(PROMPT), image=photo, strength=0.6, num_inference_steps=varied.parameters.steps,
+        guidance_scale=4.5, height=64, width=64, generator=generator(11), max_sequence_length=300,
+        intermediate_timesteps=1.3 if varied.parameters.steps == 2 else None,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(varied.image) - pixels(expected)).max() <= 2
+    with pytest.raises(InvalidRequest) as refused:
+        run(
+            InpaintPipeline(cache, presets), tiny_sana_sprint, image=photo, mask=Image.new("L", (64, 64), 255)
+        )
+    assert str(refused.value) == "Inpainting is not available for SANA-Sprint models yet."
+
+
+def test_sana_sprints_own_sampler_is_refused_for_a_model_of_another_family(cache, presets, tiny_sd):
+    with pytest.raises(InvalidRequest) as refused:
+        run(TextToImagePipeline(cache, presets), tiny_sd, sampler="SCM")
+    assert (
+        str(refused.value) == "SCM is SANA-Sprint's own sampler: choose another for Stable Diffusion 1.x/2.x."
+    )

@@ -44,6 +44,8 @@ class BaseModel:
         config = self.components["vae"].config
         if "temperal_downsample" in config:  # Qwen-Image's video autoencoder: a halving per down stage
             return 2 ** len(config.temperal_downsample)
+        if "encoder_block_out_channels" in config:  # SANA's deep-compression autoencoder
+            return 2 ** (len(config.encoder_block_out_channels) - 1)
         return 2 ** (len(config.block_out_channels) - 1)
 
     @property
