@@ -193,7 +193,7 @@ def family_rules_applied(
         guidance = rules.default_guidance if request.guidance_scale is None else request.guidance_scale
         run = replace(run, steps=steps, guidance_scale=guidance)
     # A sampler with no flow-matching form (the page always sends one) gives way to the family's own,
-    # recorded by family_notes: refusing would leave a FLUX.1 model unusable from a page set for SD.
+    # recorded by family_extras: refusing would leave a FLUX.1 model unusable from a page set for SD.
     if rules.samplers == "own":
         return replace(run, sampler=rules.own_sampler)
     if rules.samplers == "flow" and not presets.sampler(run.sampler).flow_scheduler:
@@ -206,11 +206,14 @@ def family_rules_applied(
     return run
 
 
-def family_notes(
-    rules: Family, request: DiffusionRequest, run: RunSettings, extras: dict[str, Any]
+def family_extras(
+    base: BaseModel, request: DiffusionRequest, run: RunSettings, extras: dict[str, Any]
 ) -> dict[str, Any]:
-    """What the request asked that the family does not do (weights, a negative prompt, a sampler with no
-    flow-matching form), recorded with the prompt's other ignored parameters."""
+    """What the request asked that the model's family does not do (weights, a negative prompt, a sampler
+    with no flow-matching form), recorded with the prompt's other ignored parameters; and the quantization
+    its denoiser was loaded with, which the image depends on."""
+    rules = base.rules
+    recorded = {"quantization": base.quantized} if base.quantized else {}
     notes = []
     if request.sampler is not None and request.sampler != run.sampler:
         notes.append(rules.sampler_note(request.sampler))
@@ -219,8 +222,8 @@ def family_notes(
     if not rules.can("negative_prompt") and run.negative_prompt.strip():
         notes.append(rules.refusal("negative_prompt"))
     if not notes:
-        return {}
-    return {"ignored_parameters": [*extras.get("ignored_parameters", []), *notes]}
+        return recorded
+    return {**recorded, "ignored_parameters": [*extras.get("ignored_parameters", []), *notes]}
 
 
 def stylize_weight(stylize: int) -> float:
@@ -545,7 +548,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
             run = family_rules_applied(
                 base.rules, request, run, self.presets, loras=loras, prompts=prompts, strength=strength
             )
-            extras |= family_notes(base.rules, request, run, extras)
+            extras |= family_extras(base, request, run, extras)
             prompts = self.with_taste(base, request, prompts, extras, on_openvino=on_openvino)
             on_openvino = on_openvino and self.openvino_runs(lease, base, prompts, extras)
             denoising = self.prepare(lease, base, request, inputs, run)

@@ -56,7 +56,7 @@ def request_flag(
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs", help="folder for the PNGs (default ./outputs)")
-    shared = ("device", "dtype", "presets_dir", "offline", "gpu_budget_gib", "offload", "backend")
+    shared = ("device", "dtype", "quantize", "presets_dir", "offline", "gpu_budget_gib", "offload", "backend")
     add_setting_arguments(parser, (*shared, "openvino_cache"))  # the studio's own, variables included
 
 
@@ -247,7 +247,7 @@ def _job(args: argparse.Namespace, cache: ModelCache, presets: Presets) -> tuple
 def run(argv: list[str]) -> Iterator[Path]:
     """Run the command in `argv`, yielding each PNG as it is written."""
     args = build_parser().parse_args(argv)
-    device_config = resolve_device(args.device, args.dtype)
+    device_config = resolve_device(args.device, args.dtype, args.quantize)
     cache = ModelCache.for_machine(
         device_config,
         offline=args.offline,

@@ -10,6 +10,10 @@ import torch
 from studio.core.errors import InvalidRequest
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Weight-only quantization of a transformer family's denoiser, to fit a smaller GPU: the library each needs,
+# and whether it needs CUDA (fp8's kernels are Ada's and Hopper's; bitsandbytes' NF4 is CUDA's)
+QUANTIZATIONS = {"none": (None, False), "int8": ("torchao", False), "fp8": ("torchao", True),
+                 "nf4": ("bitsandbytes", True)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,7 @@ class DeviceConfig:
     device: torch.device
     dtype: torch.dtype
     attention: str  # "sdpa" (PyTorch scaled dot-product attention) or "xformers"
+    quantize: str = "none"  # a key of QUANTIZATIONS
 
     @property
     def dtype_name(self) -> str:
@@ -30,7 +35,8 @@ class DeviceConfig:
         name = str(self.device)
         if self.device.type == "cuda":
             name = f"{name} ({torch.cuda.get_device_name(self.device)})"
-        return f"{name}, {self.dtype_name}, attention: {self.attention}"
+        weights = "" if self.quantize == "none" else f", {self.quantize} transformer weights"
+        return f"{name}, {self.dtype_name}{weights}, attention: {self.attention}"
 
 
 def _pick_device(requested: str) -> torch.device:
@@ -66,9 +72,20 @@ def xformers_available() -> bool:
     return importlib.util.find_spec("xformers") is not None
 
 
-def resolve_device(device: str = "auto", dtype: str = "auto") -> DeviceConfig:
+def _check_quantize(quantize: str, device: torch.device) -> str:
+    if quantize not in QUANTIZATIONS:
+        raise InvalidRequest(f"Unknown quantization {quantize!r}: use {', '.join(QUANTIZATIONS)}.")
+    library, needs_cuda = QUANTIZATIONS[quantize]
+    if needs_cuda and device.type != "cuda":
+        raise InvalidRequest(f"--quantize {quantize} needs a CUDA GPU; on this device use int8 or none.")
+    if library and importlib.util.find_spec(library) is None:
+        raise InvalidRequest(f"--quantize {quantize} needs {library}: pip install {library}")
+    return quantize
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto", quantize: str = "none") -> DeviceConfig:
     torch_device = _pick_device(device)
     torch_dtype = _pick_dtype(dtype, torch_device)
     # SDPA is PyTorch's fused attention and diffusers' default; xformers only helps on CUDA.
     attention = "xformers" if torch_device.type == "cuda" and xformers_available() else "sdpa"
-    return DeviceConfig(device=torch_device, dtype=torch_dtype, attention=attention)
+    return DeviceConfig(torch_device, torch_dtype, attention, _check_quantize(quantize, torch_device))

@@ -180,14 +180,32 @@ def _pipeline_class_name(source: ModelSource, local_only: bool) -> str:
     return str(config.get("_class_name", ""))
 
 
-def _from_pretrained(source: ModelSource, dtype: torch.dtype, local_only: bool) -> Any:
+def quantization_config(quantize: str, dtype: torch.dtype) -> Any:
+    """diffusers' config that loads a pipeline's transformer with weight-only `quantize` (a key of
+    devices.QUANTIZATIONS other than "none"), computing in `dtype`."""
+    from diffusers import BitsAndBytesConfig, PipelineQuantizationConfig, TorchAoConfig
+
+    if quantize == "nf4":
+        nf4 = {"bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype}
+        config: Any = BitsAndBytesConfig(load_in_4bit=True, **nf4)
+    else:
+        from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig
+
+        config = TorchAoConfig({"int8": Int8WeightOnlyConfig, "fp8": Float8WeightOnlyConfig}[quantize]())
+    return PipelineQuantizationConfig(quant_mapping={"transformer": config})
+
+
+def _from_pretrained(source: ModelSource, device_config: DeviceConfig, local_only: bool) -> Any:
     from diffusers import DiffusionPipeline
 
     class_name = _pipeline_class_name(source, local_only)
-    family = family_of(class_name).name
+    family = family_of(class_name)
+    dtype = device_config.dtype
     options: dict[str, Any] = {"dtype": dtype}
-    if family == "sd":
+    if family.name == "sd":
         options.update(safety_checker=None, requires_safety_checker=False)
+    if device_config.quantize != "none" and family.denoiser == "transformer":
+        options["quantization_config"] = quantization_config(device_config.quantize, dtype)
     if source.kind == "hub":
         options["local_files_only"] = local_only
     # Half-precision weight files, where a repository has them, halve the download and the load.
@@ -275,7 +293,9 @@ def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: 
     if source.kind == "file":
         pipe = load_weights(source, offline, lambda local_only: _from_single_file(source, dtype, local_only))
     else:
-        pipe = load_weights(source, offline, lambda local_only: _from_pretrained(source, dtype, local_only))
+        pipe = load_weights(
+            source, offline, lambda local_only: _from_pretrained(source, device_config, local_only)
+        )
     # Weights stay in RAM: the model cache moves them to the GPU when its budget holds them.
     if device_config.attention == "xformers":
         pipe.enable_xformers_memory_efficient_attention()

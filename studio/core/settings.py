@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core.devices import QUANTIZATIONS
 from studio.core.errors import InvalidRequest
 from studio.core.memory import OFFLOAD_CHOICES
 from studio.core.requests import MAX_INPUT_SIDE
@@ -73,6 +74,13 @@ class Settings:
     device: str = option("auto", "--device", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = option(
         "auto", "--dtype", "weight precision; auto is float16 on CUDA and MPS, float32 on CPU", choices=DTYPES
+    )
+    quantize: str = option(
+        "none",
+        "--quantize",
+        "weight-only quantization of a transformer family's denoiser (FLUX, SD 3.5, Qwen-Image...) to fit a "
+        "smaller GPU: int8 (torchao; a CPU too), fp8 (torchao; Ada, Hopper), nf4 (bitsandbytes; CUDA)",
+        choices=tuple(QUANTIZATIONS),
     )
     host: str = option(
         "127.0.0.1",

@@ -67,7 +67,7 @@ class Studio:
             if settings.reachable_by_others and Path(settings.model).expanduser().exists():
                 presets = presets.named_locally(settings.model)  # visitors see a name, not a server path
         cache = ModelCache.for_machine(
-            resolve_device(settings.device, settings.dtype),
+            resolve_device(settings.device, settings.dtype, settings.quantize),
             offline=settings.offline,
             backend=settings.backend,
             openvino_folder=settings.openvino_cache,

@@ -45,7 +45,7 @@ class StudioTasks:
 
     def __init__(self, settings: Settings, presets: Presets, name: str) -> None:
         cache = ModelCache.for_machine(
-            resolve_device(settings.device, settings.dtype), offline=settings.offline,
+            resolve_device(settings.device, settings.dtype, settings.quantize), offline=settings.offline,
             backend=settings.backend, openvino_folder=settings.openvino_cache,
             gpu_budget_gib=settings.gpu_budget_gib, ram_budget_gib=settings.ram_budget_gib,
             offload=settings.offload,

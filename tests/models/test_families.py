@@ -484,3 +484,41 @@ def test_sana_sprints_own_sampler_is_refused_for_a_model_of_another_family(cache
     assert (
         str(refused.value) == "SCM is SANA-Sprint's own sampler: choose another for Stable Diffusion 1.x/2.x."
     )
+
+
+def test_int8_weights_take_a_transformers_memory_down_and_are_recorded_and_leave_unet_families_alone(
+    presets, tiny_flux, tiny_sd
+):
+    from studio.core.cache import ModelCache
+    from studio.core.devices import resolve_device
+
+    full = ModelCache(resolve_device("cpu"), offline=True)
+    int8 = ModelCache(resolve_device("cpu", quantize="int8"), offline=True)
+    [plain] = run(TextToImagePipeline(full, presets), tiny_flux, prompt="a fox")
+    [quantized] = run(TextToImagePipeline(int8, presets), tiny_flux, prompt="a fox")
+    assert quantized.parameters.extras["quantization"] == "int8"
+    assert "quantization" not in plain.parameters.extras
+    assert np.abs(pixels(quantized.image) - pixels(plain.image)).mean() < 2, "8-bit weights draw the same"
+    [full_unit], [int8_unit] = full.memory_report()["models"], int8.memory_report()["models"]
+    transformer = full_unit["components"]["transformer"], int8_unit["components"]["transformer"]
+    assert transformer[1] < 0.35 * transformer[0], f"int8 values and their scales, not 32-bit: {transformer}"
+    assert int8_unit["components"]["text_encoder_2"] == full_unit["components"]["text_encoder_2"]
+    [sd_plain] = run(TextToImagePipeline(full, presets), tiny_sd, prompt="a fox")
+    [sd_int8] = run(TextToImagePipeline(int8, presets), tiny_sd, prompt="a fox")
+    assert "quantization" not in sd_int8.parameters.extras, "a UNet family loads as it is"
+    assert np.array_equal(pixels(sd_int8.image), pixels(sd_plain.image))
+    for cache in (full, int8):
+        cache.clear(collect=False)
+
+
+def test_quantizations_a_cpu_cannot_run_are_refused_at_start_naming_what_they_need():
+    from studio.core.devices import resolve_device
+
+    for quantize in ("fp8", "nf4"):
+        with pytest.raises(InvalidRequest) as refused:
+            resolve_device("cpu", quantize=quantize)
+        assert (
+            str(refused.value) == f"--quantize {quantize} needs a CUDA GPU; on this device use int8 or none."
+        )
+    with pytest.raises(InvalidRequest, match=r"^Unknown quantization 'int4': use none, int8, fp8, nf4\.$"):
+        resolve_device("cpu", quantize="int4")

@@ -22,6 +22,7 @@ class BaseModel:
     # The checkpoint's own pipeline settings that are not components (FLUX.2 klein's `is_distilled`, SDXL's
     # `force_zeros_for_empty_prompt`), given to every pipeline built around it that takes them
     settings: dict[str, Any] = field(default_factory=dict)
+    quantized: str | None = None  # the weight-only quantization its transformer was loaded with ("int8")
     # Components whose torch weights are let go while another backend (OpenVINO) runs them: read back from
     # disk before torch runs them again (the lease does both, openvino_backend.py says how).
     released: set[str] = field(default_factory=set)

@@ -72,8 +72,10 @@ class Lease:
                     for name, value in pipe.config.items()
                     if not name.startswith("_") and name not in pipe.components
                 }
-                family = family_of(class_name).name
-                base = BaseModel(source, family, class_name, components, settings=settings)
+                family = family_of(class_name)
+                quantized = self.device_config.quantize if family.denoiser == "transformer" else "none"
+                base = BaseModel(source, family.name, class_name, components, settings=settings,
+                                 quantized=None if quantized == "none" else quantized)  # fmt: skip
                 self.registry.add_base_model(base, self.device_config.dtype_name)
             self._hold(self.registry.entries(source.location), offloadable=True)
             if base.released and not released_ok:

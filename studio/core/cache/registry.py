@@ -56,8 +56,17 @@ def module_bytes(value: Any) -> int:
     """Bytes held by a module's parameters and buffers (0 for tokenizers, configs and the like)."""
     if not isinstance(value, torch.nn.Module):
         return 0
-    tensors = list(value.parameters()) + list(value.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(tensor_bytes(t) for t in [*value.parameters(), *value.buffers()])
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """What a tensor holds; a quantized one (a tensor subclass, as torchao's int8 weights) holds its inner
+    tensors (the 8-bit values and their scales), not what its element size says."""
+    tensor = getattr(tensor, "data", tensor)  # a Parameter's own tensor
+    if type(tensor) is not torch.Tensor and hasattr(tensor, "__tensor_flatten__"):
+        inner, _ = tensor.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(tensor, name)) for name in inner)
+    return tensor.numel() * tensor.element_size()
 
 
 def module_device(value: Any) -> str:
