@@ -5,6 +5,7 @@ recovery from a forced out-of-memory error, and a sequence of tabs under a GPU b
                                                 # then SDXL t2i → style transfer → ×4 upscale → t2i, 8 GiB
     python bench/cache_bench.py --tiny          # the same code paths with the test suite's tiny models (CPU)
     python bench/cache_bench.py --flux          # on a GPU: FLUX.1-schnell's shape, 1024² × 4 steps, bf16
+    python bench/cache_bench.py --flux --quantize fp8   # and its peak with fp8 transformer weights
 
 Models are the real architectures with random weights (../shared/bench/arch.py), saved in diffusers layout
 and loaded back by path through the studio's loader; speed and memory do not depend on weight values.
@@ -90,24 +91,40 @@ def measure(
     return statistics.median(times), peak
 
 
-def studio_vs_raw(
-    folder: Path, size: int, steps: int, device_name: str, repeats: int, guidance: float = 7.0
-) -> None:
-    from diffusers import DiffusionPipeline, EulerDiscreteScheduler
-
-    config = resolve_device(device_name)
-    presets = load_presets(DEFAULT_PRESETS_DIR)
+def studio_run(
+    folder: Path,
+    size: int,
+    steps: int,
+    device_name: str,
+    repeats: int,
+    guidance: float,
+    quantize: str = "none",
+) -> tuple[float, float]:
+    """The studio's text to image of `folder` at `size`²: median seconds and peak GiB (its denoiser loaded
+    with `quantize`)."""
+    config = resolve_device(device_name, quantize=quantize)
     request = parse_request(
         TextToImageRequest,
         {"prompt": "a lighthouse", "model": str(folder), "steps": steps, "guidance_scale": guidance,
          "sampler": "Euler", "seed": 1},
     )  # fmt: skip
     cache = ModelCache(config, offline=True)
-    studio = TextToImagePipeline(cache, presets)
+    studio = TextToImagePipeline(cache, load_presets(DEFAULT_PRESETS_DIR))
     with square_side(size):  # the exact size raw diffusers gets
-        studio_time, studio_peak = measure(lambda: studio(request), config.device, repeats)
+        measured = measure(lambda: studio(request), config.device, repeats)
     cache.clear()
     free_memory()
+    return measured
+
+
+def studio_vs_raw(
+    folder: Path, size: int, steps: int, device_name: str, repeats: int, guidance: float = 7.0
+) -> float:
+    """The studio against raw diffusers on one request; returns the studio's peak GiB."""
+    from diffusers import DiffusionPipeline, EulerDiscreteScheduler
+
+    config = resolve_device(device_name)
+    studio_time, studio_peak = studio_run(folder, size, steps, device_name, repeats, guidance)
 
     raw = DiffusionPipeline.from_pretrained(folder, dtype=config.dtype).to(config.device)
     if "unet" in raw.components:  # the studio's Euler; a flow-matching model keeps its own Euler
@@ -128,6 +145,7 @@ def studio_vs_raw(
         f"time {100 * (studio_time / raw_time - 1):+.1f}%, memory "
         f"{100 * (studio_peak / raw_peak - 1) if raw_peak else 0:+.1f}%"
     )
+    return studio_peak
 
 
 def switching_tabs(folder: Path, device_name: str) -> None:
@@ -250,13 +268,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=8.0, help="GiB, for the SDXL budget sequence")
     parser.add_argument("--flux", action="store_true", help="FLUX.1-schnell's shape (with --tiny: tiny FLUX)")
+    parser.add_argument(
+        "--quantize", choices=["int8", "fp8", "nf4"], help="with --flux: its peak against bf16's"
+    )
     args = parser.parse_args()
     if args.flux:  # studio against raw diffusers only: the tab sequence is the UNet models' measure
         kind, size = ("tiny-flux", 64) if args.tiny else ("flux1_schnell", 1024)
         with tempfile.TemporaryDirectory() as scratch:
             folder = build(kind, Path(scratch) / kind)
             print(f"device: {resolve_device(args.device).describe()}")
-            studio_vs_raw(folder, size, 4, args.device, args.repeats, guidance=0.0)
+            full_peak = studio_vs_raw(folder, size, 4, args.device, args.repeats, guidance=0.0)
+            if args.quantize:
+                seconds, peak = studio_run(folder, size, 4, args.device, args.repeats, 0.0, args.quantize)
+                ratio = (
+                    f"{100 * peak / full_peak:.0f}% of the unquantized peak" if full_peak else "(no GPU peak)"
+                )
+                print(f"--quantize {args.quantize}: {seconds:.2f} s, {peak:.2f} GiB peak, {ratio}")
         return
     cases = (
         [("tiny-sd", 64, 4), ("tiny-sdxl", 64, 4)] if args.tiny else [("sd15", 512, 25), ("sdxl", 1024, 30)]
