@@ -451,12 +451,12 @@ def build_sana_sprint(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_qwen_image(folder: Path, seed: int = 0, *, edit: bool = False) -> Path:
+def build_qwen_image(folder: Path, seed: int = 0, *, edit: bool = False, channels: int = 4) -> Path:
     """A Qwen-Image pipeline (a dual-stream transformer on packed latents, Qwen2.5-VL's language model as
-    the text encoder, flow matching, its causal-video autoencoder at 4 latent channels) that makes 64x64
-    images by default. `edit`: as Qwen-Image-Edit, whose Qwen2.5-VL also sees the image (through its
-    processor) and whose autoencoder here works at an eighth of the image's side (the pipeline reads the
-    image at a megapixel)."""
+    the text encoder, flow matching, its causal-video autoencoder at 4 latent `channels`, or the real one's
+    16) that makes 64x64 images by default. `edit`: as Qwen-Image-Edit, whose Qwen2.5-VL also sees the
+    image (through its processor) and whose autoencoder here works at an eighth of the image's side (the
+    pipeline reads the image at a megapixel)."""
     torch.manual_seed(seed)
     tokenizer = _qwen_tokenizer(vision=edit)
     text = dict(
@@ -478,7 +478,7 @@ def build_qwen_image(folder: Path, seed: int = 0, *, edit: bool = False) -> Path
             **token_ids,
         )
     )  # fmt: skip
-    channels, halvings = 4, 3 if edit else 1
+    halvings = 3 if edit else 1
     components = dict(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=AutoencoderKLQwenImage(

@@ -174,7 +174,7 @@ def live_previews(
     without its weights previews by the approximation instead."""
     if mode == "off" or send is no_preview or preset is None:
         return None
-    channels = int(base.components["vae"].config.latent_channels)
+    channels = base.latent_channels
     if channels != len(preset.latent_rgb_factors):  # a map made for other latents would show nonsense
         log.info("%s maps %d latent channels, this model has %d: no previews", preset.name,
                  len(preset.latent_rgb_factors), channels)  # fmt: skip

@@ -231,7 +231,7 @@ def test_a_model_whose_own_autoencoder_is_tiny_decodes_with_it_and_takes_an_inpu
     assert varied.image.size == (64, 64)
 
 
-# -- 16-channel latents (FLUX.1, SD 3.5, Z-Image): the linear map alone, no tiny autoencoder here ----------
+# -- 16-channel latents (FLUX.1, SD 3.5, Z-Image, Qwen-Image): the linear map alone, no tiny autoencoder -----
 
 
 def test_a_sixteen_channel_family_previews_by_its_map_and_decodes_with_its_vae(
@@ -256,6 +256,30 @@ def test_a_model_whose_latents_the_map_was_not_made_for_shows_no_previews(
     monkeypatch.setattr("pipelines.parts.previews.preview_due", lambda step, steps, **_: step < steps)
     events = run_watched(TextToImagePipeline(cache, fast_decoder_presets), request(tiny_flux, steps=2))
     assert [kind for kind, _ in events] == ["image"]
+
+
+def test_qwen_image_previews_its_packed_latents_by_wan_21s_map(
+    cache, fast_decoder_presets, tmp_path, monkeypatch
+):
+    """Qwen-Image's autoencoder is Wan 2.1's (16 channels, named z_dim): its packed latents are unpacked and
+    mapped; a preview is the size of the image, and a picture, not noise of one colour."""
+    import dataclasses
+
+    from studio.core.presets import ModelPreset
+    from tests.tiny_models import build_qwen_image
+
+    model = build_qwen_image(tmp_path / "tiny-qwen-16", channels=16)
+    preset = ModelPreset(name="qwen-16", label="Qwen 16", source=str(model), family="qwen", resolution=256,
+                         steps=3, guidance_scale=1.0, sampler="Euler")  # fmt: skip
+    presets = dataclasses.replace(
+        fast_decoder_presets, models={**fast_decoder_presets.models, "qwen-16": preset}
+    )
+    monkeypatch.setattr("pipelines.parts.previews.preview_due", lambda step, steps, **_: step < steps)
+    events = run_watched(TextToImagePipeline(cache, presets), request("qwen-16", steps=3))
+    previews = [event for kind, event in events if kind == "preview"]
+    [image] = [event for kind, event in events if kind == "image"]
+    assert [p.step for p in previews] == [1, 2] and previews[0].image.size == image.image.size == (256, 256)
+    assert pixels(previews[-1].image).std() > 1, "the map's colours vary across the picture"
 
 
 def test_packed_latents_are_unpacked_as_flux_packs_them():

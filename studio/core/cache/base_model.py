@@ -50,6 +50,11 @@ class BaseModel:
         return 2 ** (len(config.block_out_channels) - 1)
 
     @property
+    def latent_channels(self) -> int:
+        config = self.components["vae"].config
+        return int(config.get("z_dim") or config.get("latent_channels"))  # Qwen-Image's autoencoder: z_dim
+
+    @property
     def native_resolution(self) -> int:
         if not self.has_unet:  # a transformer has no size of its own: its autoencoder's, or the family's
             return int(self.components["vae"].config.get("sample_size") or self.rules.native_side)
