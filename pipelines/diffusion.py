@@ -186,7 +186,7 @@ def family_rules_applied(
     has no such form)."""
     if isinstance(request, GenerationRequest) and request.tile:
         rules.check("tile")
-    if prompts:
+    if any(not (prompt.purpose == "object" and rules.takes_references) for prompt in prompts):
         rules.check("image_prompts")
     if run.source.preset is None and rules.default_steps is not None:  # other_models' are a UNet family's
         steps = effective_steps(request.steps or rules.default_steps, strength)
@@ -601,9 +601,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                         if request.tile
                         else nullcontext()
                     )
-                    attached = (
-                        image_prompts.applied(pipe.unet, pipe._execution_device) if prompts else nullcontext()
-                    )
+                    attached = image_prompts.applied(pipe)
                     loras_on = loras_applied(pipe, pipe.components[base.rules.denoiser], adapters)
                     with decoding, attached, tiled, loras_on:
                         conditioning = self.encode_prompts(pipe, base, image_run, lora_record)

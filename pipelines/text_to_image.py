@@ -138,4 +138,7 @@ class TextToImagePipeline(DiffusionTask[TextToImageRequest]):
         shape = self.presets.aspect_ratio(request.aspect_ratio)
         width, height = shape.size_for(base.resolution(run.source), base.size_multiple)
         pipe = build_pipeline(base, run, self.presets, "txt2img")
-        return Denoising(pipe, (width, height), {"width": width, "height": height})
+        arguments: dict = {"width": width, "height": height}
+        if inputs.object is not None and base.rules.takes_references:  # --oref as the pipeline's reference
+            arguments["image"] = [inputs.object]
+        return Denoising(pipe, (width, height), arguments)

@@ -83,9 +83,11 @@ class AttachedImagePrompts:
             ]
         }
 
-    def applied(self, unet: Any, device: torch.device) -> AbstractContextManager:
-        """The adapters swapped into `unet` for one call; the UNet untouched without image prompts."""
-        return ip_adapters_applied(unet, self.uses, device) if self.uses else nullcontext()
+    def applied(self, pipe: Any) -> AbstractContextManager:
+        """The adapters swapped into the pipeline's UNet for one call; untouched without image prompts."""
+        return (
+            ip_adapters_applied(pipe.unet, self.uses, pipe._execution_device) if self.uses else nullcontext()
+        )
 
 
 def style_scale(style_weight: int) -> float:
@@ -119,6 +121,8 @@ class ImagePromptAdapters:
         """What `prompts` (each with images or codes) add to the run's calls: nothing when there are none."""
         attached = AttachedImagePrompts([], [])
         for prompt in prompts:
+            if prompt.purpose == "object" and base.rules.takes_references:
+                continue  # the family's pipeline takes it as a reference image (the task's `prepare`)
             preset = self.preset(base, prompt.purpose)
             adapter = self.adapter(lease, base, preset)
             embedding, codes = self.embedding(adapter, prompt, seed)

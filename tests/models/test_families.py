@@ -522,3 +522,24 @@ def test_quantizations_a_cpu_cannot_run_are_refused_at_start_naming_what_they_ne
         )
     with pytest.raises(InvalidRequest, match=r"^Unknown quantization 'int4': use none, int8, fp8, nf4\.$"):
         resolve_device("cpu", quantize="int4")
+
+
+def test_a_character_reference_reaches_flux2_klein_as_its_reference_image_and_is_refused_plainly_elsewhere(
+    cache, presets, tiny_flux2_klein, tiny_sd3
+):
+    from diffusers import Flux2KleinPipeline
+
+    character = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    task = TextToImagePipeline(cache, presets)
+    [made] = run(task, tiny_flux2_klein, prompt="the same fox in the snow", object_image=character)
+    assert made.parameters.extras["object_reference"] == "64x64"
+    raw = from_diffusers(Flux2KleinPipeline, tiny_flux2_klein)
+    expected = raw(
+        prompt="the same fox in the snow", image=[character], num_inference_steps=3, guidance_scale=1.0,
+        height=64, width=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    plain = run(task, tiny_flux2_klein, prompt="the same fox in the snow")[0]
+    assert not np.array_equal(pixels(plain.image), pixels(made.image)), "the reference counts"
+    with pytest.raises(InvalidRequest, match=r"^SD 3\.5 models cannot take image prompts"):
+        run(task, tiny_sd3, prompt="the same fox in the snow", object_image=character)
