@@ -172,21 +172,22 @@ def resolve_run(
 
 
 def family_rules_applied(
-    rules: Family,
+    base: BaseModel,
     request: DiffusionRequest,
     run: RunSettings,
     presets: Presets,
     *,
-    loras: list[LoraChoice],
     prompts: list[ImagePrompt],
     strength: float | None,
 ) -> RunSettings:
-    """Refuse what the model's family cannot do, naming it; the family's sampling defaults for a model
-    with no preset, and a sampler of the kind the family samples with (its first, where the one asked for
-    has no such form)."""
+    """Refuse what the model's family cannot do, naming it (an editing model takes a character or object
+    reference as the image it edits, with no adapter); the family's sampling defaults for a model with no
+    preset, and a sampler of the kind the family samples with (its first, where the one asked for has no
+    such form)."""
+    rules = base.rules
     if isinstance(request, GenerationRequest) and request.tile:
         rules.check("tile")
-    if any(not (prompt.purpose == "object" and rules.takes_references) for prompt in prompts):
+    if any(not (prompt.purpose == "object" and base.edits) for prompt in prompts):
         rules.check("image_prompts")
     if run.source.preset is None and rules.default_steps is not None:  # other_models' are a UNet family's
         steps = effective_steps(request.steps or rules.default_steps, strength)
@@ -545,9 +546,7 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         with self.cache.lease() as lease:
             on_openvino = lease.backend == "openvino"
             base = lease.base_model(source, released_ok=on_openvino)
-            run = family_rules_applied(
-                base.rules, request, run, self.presets, loras=loras, prompts=prompts, strength=strength
-            )
+            run = family_rules_applied(base, request, run, self.presets, prompts=prompts, strength=strength)
             extras |= family_extras(base, request, run, extras)
             prompts = self.with_taste(base, request, prompts, extras, on_openvino=on_openvino)
             on_openvino = on_openvino and self.openvino_runs(lease, base, prompts, extras)

@@ -51,11 +51,16 @@ class EditPipeline(DiffusionTask[EditRequest]):
         wanted = (round(inputs.image.width * enlarged), round(inputs.image.height * enlarged))
         working = resized(inputs.image, working_size(wanted, base.size_multiple))
         pipe = build_pipeline(base, run, self.presets, "edit")
-        width, height = working.size
-        arguments: dict = {"image": working, "width": width, "height": height}
-        if base.rules.edit_resizes:  # else Kontext moves the image to a trained size, the result to 1 MP
-            arguments |= {"max_area": width * height, "_auto_resize": False}
-        return Denoising(pipe, working.size, arguments)
+        return Denoising(pipe, working.size, edit_arguments(base, working, working.size))
 
     def finish(self, image: Image.Image, inputs: InputImage) -> Image.Image:
         return resized(image, inputs.image.size)
+
+
+def edit_arguments(base: BaseModel, image: Image.Image, size: tuple[int, int]) -> dict:
+    """An editing pipeline's call arguments for `image`, making an image of `size`: Kontext is told the size
+    (it would otherwise move the image to a size it was trained at, and the result to a megapixel)."""
+    arguments: dict = {"image": image, "width": size[0], "height": size[1]}
+    if base.rules.edit_resizes:
+        arguments |= {"max_area": size[0] * size[1], "_auto_resize": False}
+    return arguments

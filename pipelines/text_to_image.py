@@ -26,6 +26,7 @@ from pipelines.diffusion import (
     build_pipeline,
     refuse_inpainting_model,
 )
+from pipelines.edit import edit_arguments
 from pipelines.parts.image_prompts import ImagePrompt, object_scale, style_scale
 from pipelines.parts.images import check_image
 from studio.core.cache import BaseModel, Lease
@@ -137,8 +138,8 @@ class TextToImagePipeline(DiffusionTask[TextToImageRequest]):
         refuse_inpainting_model(base, run, "use it for inpainting, or pick a regular model.")
         shape = self.presets.aspect_ratio(request.aspect_ratio)
         width, height = shape.size_for(base.resolution(run.source), base.size_multiple)
+        if inputs.object is not None and base.edits:  # --oref as the image an editing model starts from
+            pipe = build_pipeline(base, run, self.presets, "edit")
+            return Denoising(pipe, (width, height), edit_arguments(base, inputs.object, (width, height)))
         pipe = build_pipeline(base, run, self.presets, "txt2img")
-        arguments: dict = {"width": width, "height": height}
-        if inputs.object is not None and base.rules.takes_references:  # --oref as the pipeline's reference
-            arguments["image"] = [inputs.object]
-        return Denoising(pipe, (width, height), arguments)
+        return Denoising(pipe, (width, height), {"width": width, "height": height})

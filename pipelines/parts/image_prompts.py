@@ -121,8 +121,8 @@ class ImagePromptAdapters:
         """What `prompts` (each with images or codes) add to the run's calls: nothing when there are none."""
         attached = AttachedImagePrompts([], [])
         for prompt in prompts:
-            if prompt.purpose == "object" and base.rules.takes_references:
-                continue  # the family's pipeline takes it as a reference image (the task's `prepare`)
+            if prompt.purpose == "object" and base.edits:
+                continue  # an editing model takes it as the image it edits (the task's `prepare`)
             preset = self.preset(base, prompt.purpose)
             adapter = self.adapter(lease, base, preset)
             embedding, codes = self.embedding(adapter, prompt, seed)

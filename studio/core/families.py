@@ -81,9 +81,6 @@ class Family:
     # Its sampler takes an intermediate timestep at two steps only (SANA-Sprint's SCM: its pipelines' default
     # is for two steps, and must be taken away for any other count)
     midpoint_at_two_steps: bool = False
-    # Its text-to-image pipeline takes reference images beside the prompt (FLUX.2 klein): a character or
-    # object reference (--oref) goes to it as one, not through an IP-Adapter
-    takes_references: bool = False
 
     def can(self, feature: Feature) -> bool:
         return feature not in self.cannot
@@ -181,7 +178,6 @@ FAMILIES: dict[str, Family] = {
             text_tokens=512,
             image_calls_need_size=True,
             edit_min_side=64,
-            takes_references=True,
         ),
         Family(
             name="sana",

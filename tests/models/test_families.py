@@ -524,22 +524,30 @@ def test_quantizations_a_cpu_cannot_run_are_refused_at_start_naming_what_they_ne
         resolve_device("cpu", quantize="int4")
 
 
-def test_a_character_reference_reaches_flux2_klein_as_its_reference_image_and_is_refused_plainly_elsewhere(
-    cache, presets, tiny_flux2_klein, tiny_sd3
+def test_an_editing_model_takes_a_character_reference_as_the_image_it_starts_from_and_others_refuse(
+    cache, presets, tiny_flux2_klein, tiny_flux_kontext, tiny_sd3
 ):
-    from diffusers import Flux2KleinPipeline
+    """--oref with FLUX.2 klein or FLUX.1 Kontext (no IP-Adapter for them): the reference goes to the
+    model's editing pipeline, which makes a new picture of the requested size around it."""
+    from diffusers import Flux2KleinPipeline, FluxKontextPipeline
 
     character = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
     task = TextToImagePipeline(cache, presets)
-    [made] = run(task, tiny_flux2_klein, prompt="the same fox in the snow", object_image=character)
-    assert made.parameters.extras["object_reference"] == "64x64"
-    raw = from_diffusers(Flux2KleinPipeline, tiny_flux2_klein)
-    expected = raw(
-        prompt="the same fox in the snow", image=[character], num_inference_steps=3, guidance_scale=1.0,
-        height=64, width=64, generator=generator(11), max_sequence_length=512,
+    prompt = "the same fox in the snow"
+    [klein] = run(task, tiny_flux2_klein, prompt=prompt, object_image=character)
+    assert klein.parameters.extras["object_reference"] == "64x64"
+    expected = from_diffusers(Flux2KleinPipeline, tiny_flux2_klein)(
+        prompt=prompt, image=[character], num_inference_steps=3, guidance_scale=1.0, height=64, width=64,
+        generator=generator(11), max_sequence_length=512,
     ).images[0]  # fmt: skip
-    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
-    plain = run(task, tiny_flux2_klein, prompt="the same fox in the snow")[0]
-    assert not np.array_equal(pixels(plain.image), pixels(made.image)), "the reference counts"
+    assert np.abs(pixels(klein.image) - pixels(expected)).max() <= 2
+    plain = run(task, tiny_flux2_klein, prompt=prompt)[0]
+    assert not np.array_equal(pixels(plain.image), pixels(klein.image)), "the reference counts"
+    [kontext] = run(task, tiny_flux_kontext, prompt=prompt, object_image=character)
+    expected = from_diffusers(FluxKontextPipeline, tiny_flux_kontext)(
+        image=character, prompt=prompt, num_inference_steps=3, guidance_scale=3.5, width=64, height=64,
+        max_area=64 * 64, generator=generator(11), max_sequence_length=512, _auto_resize=False,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(kontext.image) - pixels(expected)).max() <= 2
     with pytest.raises(InvalidRequest, match=r"^SD 3\.5 models cannot take image prompts"):
-        run(task, tiny_sd3, prompt="the same fox in the snow", object_image=character)
+        run(task, tiny_sd3, prompt=prompt, object_image=character)

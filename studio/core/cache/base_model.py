@@ -81,6 +81,12 @@ class BaseModel:
         return "sd2" if int(self.unet_config.cross_attention_dim) == 1024 else "sd1"
 
     @property
+    def edits(self) -> bool:
+        """A checkpoint made for instruction editing (FLUX.1 Kontext, every FLUX.2 klein, Qwen-Image-Edit):
+        its family's editing pipeline is what it was saved as."""
+        return self.pipeline_class_name == self.rules.pipelines.get("edit")
+
+    @property
     def is_inpainting(self) -> bool:
         """A dedicated inpainting checkpoint: a 9-channel UNet, or a family's Fill model (FLUX.1 Fill)."""
         if self.has_unet:
