@@ -188,7 +188,7 @@ def family_rules_applied(
     if isinstance(request, GenerationRequest) and request.tile:
         rules.check("tile")
     if any(not (prompt.purpose == "object" and base.edits) for prompt in prompts):
-        rules.check("image_prompts")
+        refuse_image_prompts(rules, prompts, presets.editors())
     if run.source.preset is None and rules.default_steps is not None:  # other_models' are a UNet family's
         steps = effective_steps(request.steps or rules.default_steps, strength)
         guidance = rules.default_guidance if request.guidance_scale is None else request.guidance_scale
@@ -205,6 +205,19 @@ def family_rules_applied(
             f"{run.sampler} is {owner.label}'s own sampler: choose another for {rules.label}."
         )
     return run
+
+
+def refuse_image_prompts(rules: Family, prompts: list[ImagePrompt], editors: list[str]) -> None:
+    """Refuse image prompts a family cannot take, naming it; where the only one is a character or object
+    reference, naming the editing models that take one too."""
+    if rules.can("image_prompts"):
+        return
+    if editors and all(prompt.purpose == "object" for prompt in prompts):
+        raise InvalidRequest(
+            f"{rules.label} models cannot take a character or object reference: pick a model made for "
+            f"editing, which takes it as the image it starts from ({', '.join(editors)})."
+        )
+    rules.check("image_prompts")
 
 
 def family_extras(

@@ -549,5 +549,11 @@ def test_an_editing_model_takes_a_character_reference_as_the_image_it_starts_fro
         max_area=64 * 64, generator=generator(11), max_sequence_length=512, _auto_resize=False,
     ).images[0]  # fmt: skip
     assert np.abs(pixels(kontext.image) - pixels(expected)).max() <= 2
-    with pytest.raises(InvalidRequest, match=r"^SD 3\.5 models cannot take image prompts"):
+    with pytest.raises(InvalidRequest) as refused:
         run(task, tiny_sd3, prompt=prompt, object_image=character)
+    assert str(refused.value) == (
+        "SD 3.5 models cannot take a character or object reference: pick a model made for editing, which "
+        "takes it as the image it starts from (flux-kontext, flux2-klein-4b, qwen-image-edit)."
+    )
+    with pytest.raises(InvalidRequest, match=r"^SD 3\.5 models cannot take image prompts"):
+        run(task, tiny_sd3, prompt=prompt, style_images=(character,))
