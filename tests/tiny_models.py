@@ -316,12 +316,9 @@ QWEN_CHAT = (
 )
 
 
-def _qwen_tokenizer(*, vision: bool = False) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with no merges (a token per byte) and Qwen's chat markers (with `vision`,
-    Qwen2.5-VL's image markers too), made without a hub download."""
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    if vision:
-        specials += ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+def _byte_level_tokenizer(specials: list[str]) -> Tokenizer:
+    """A byte-level BPE tokenizer with no merges (a token per byte) and `specials` first, made without a
+    hub download."""
     vocab = {
         token: index for index, token in enumerate([*specials, *sorted(pre_tokenizers.ByteLevel.alphabet())])
     }
@@ -329,8 +326,16 @@ def _qwen_tokenizer(*, vision: bool = False) -> PreTrainedTokenizerFast:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens(specials)
+    return tokenizer
+
+
+def _qwen_tokenizer(*, vision: bool = False) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer with Qwen's chat markers (with `vision`, Qwen2.5-VL's image markers too)."""
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    if vision:
+        specials += ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<|endoftext|>", eos_token="<|im_end|>",
+        tokenizer_object=_byte_level_tokenizer(specials), pad_token="<|endoftext|>", eos_token="<|im_end|>",
         chat_template=QWEN_CHAT, model_max_length=512,
     )  # fmt: skip
 
@@ -396,19 +401,10 @@ def build_flux2_klein(folder: Path, seed: int = 0) -> Path:
 
 
 def _gemma_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with no merges and Gemma's markers (a prompt starts with <bos>), made
-    without a hub download."""
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
-    vocab = {
-        token: index for index, token in enumerate([*specials, *sorted(pre_tokenizers.ByteLevel.alphabet())])
-    }
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.add_special_tokens(specials)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
+    """A byte-level tokenizer with Gemma's markers (a prompt starts with <bos>)."""
+    tokenizer = _byte_level_tokenizer(["<pad>", "<eos>", "<bos>", "<unk>"])
+    bos = ("<bos>", tokenizer.token_to_id("<bos>"))
+    tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[bos])
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
         unk_token="<unk>", model_max_length=4096,

@@ -10,9 +10,9 @@ single-stream transformer by flow matching and reads the prompt with a Qwen3 lan
 Z-Image-Turbo takes no guidance, Z-Image itself guides with a negative prompt. Qwen-Image denoises with a
 dual-stream transformer by flow matching, reads the prompt with Qwen2.5-VL's language model and guides
 with a negative prompt (its pipelines call that `true_cfg_scale`); Qwen-Image-Edit edits, its language model
-seeing the image too. FLUX.2 [klein] reads the prompt with
-Qwen3 (three of its layers side by side), is step-distilled (4 steps, no negative prompt), and edits with
-the same pipeline that draws, the image being its reference; it has no image-to-image pipeline. SANA-Sprint
+seeing the image too. FLUX.2 [klein] reads the prompt with Qwen3 (three of its layers side by side), is
+step-distilled (4 steps, no negative prompt), and edits with the same pipeline that draws, the image being
+its reference; it has no image-to-image pipeline. SANA-Sprint
 denoises with a linear-attention transformer on a 32× autoencoder's latents in one to four steps of its own
 consistency sampler (SCM), reads the prompt with Gemma 2 (300 tokens) and takes its guidance as an input.
 A family joins by a row here, its pipeline classes being diffusers' own.

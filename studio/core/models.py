@@ -24,7 +24,7 @@ import torch
 
 from studio.core.devices import DeviceConfig
 from studio.core.errors import InvalidRequest, ModelUnavailable
-from studio.core.families import family_of
+from studio.core.families import Family, family_of
 from studio.core.presets import ModelPreset, Presets
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,13 @@ def quantization_config(quantize: str, dtype: torch.dtype) -> Any:
     return PipelineQuantizationConfig(quant_mapping={"transformer": config})
 
 
+def denoiser_quantization(device_config: DeviceConfig, family: Family) -> str | None:
+    """The weight-only quantization a model of `family` loads its denoiser with: --quantize's, for a
+    transformer family (a UNet is small enough as it is); None for none."""
+    quantize = device_config.quantize
+    return quantize if quantize != "none" and family.denoiser == "transformer" else None
+
+
 def _from_pretrained(source: ModelSource, device_config: DeviceConfig, local_only: bool) -> Any:
     from diffusers import DiffusionPipeline
 
@@ -204,8 +211,9 @@ def _from_pretrained(source: ModelSource, device_config: DeviceConfig, local_onl
     options: dict[str, Any] = {"dtype": dtype}
     if family.name == "sd":
         options.update(safety_checker=None, requires_safety_checker=False)
-    if device_config.quantize != "none" and family.denoiser == "transformer":
-        options["quantization_config"] = quantization_config(device_config.quantize, dtype)
+    quantize = denoiser_quantization(device_config, family)
+    if quantize is not None:
+        options["quantization_config"] = quantization_config(quantize, dtype)
     if source.kind == "hub":
         options["local_files_only"] = local_only
     # Half-precision weight files, where a repository has them, halve the download and the load.

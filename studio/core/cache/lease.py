@@ -17,7 +17,7 @@ from studio.core.cache.kinds import ModelKind
 from studio.core.cache.placement import Placement
 from studio.core.cache.registry import CacheEntry, CacheKey
 from studio.core.families import family_of
-from studio.core.models import ModelSource, weight_bytes_on_disk
+from studio.core.models import ModelSource, denoiser_quantization, weight_bytes_on_disk
 from studio.core.openvino_backend import ConvertedModels, can_let_go, let_go, read_back
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,9 @@ class Lease:
                     if not name.startswith("_") and name not in pipe.components
                 }
                 family = family_of(class_name)
-                quantized = self.device_config.quantize if family.denoiser == "transformer" else "none"
+                quantized = denoiser_quantization(self.device_config, family)
                 base = BaseModel(source, family.name, class_name, components, settings=settings,
-                                 quantized=None if quantized == "none" else quantized)  # fmt: skip
+                                 quantized=quantized)  # fmt: skip
                 self.registry.add_base_model(base, self.device_config.dtype_name)
             self._hold(self.registry.entries(source.location), offloadable=True)
             if base.released and not released_ok:
