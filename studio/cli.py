@@ -66,7 +66,7 @@ def _prompt_options(
     request_flag(parser, "--negative", request_type, "negative_prompt", "negative prompt")
     request_flag(parser, "--style", request_type, "styles", "style preset (repeat to stack)", action="append")
     request_flag(
-        parser, "--model", request_type, "model", "preset name, hub id, local folder or .safetensors file"
+        parser, "--model", request_type, "model", "preset name, hub id, folder, .safetensors or .gguf file"
     )
     if count:
         request_flag(parser, "--n", request_type, "num_images", "number of images")

@@ -820,6 +820,32 @@ def build_lora(base: Path, path: Path, seed: int = 3, *, text_encoders: bool = F
     return path
 
 
+def build_gguf_transformer(base: Path, path: Path, *, names: dict[str, str] | None = None) -> Path:
+    """The transformer of the tiny model at `base` as a GGUF file, as city96 and others quantize them:
+    its matrices in Q8_0 (32-value blocks, one scale each), its vectors in F32. Tensor names are diffusers'
+    own; `names` renames some (to an original layout's, whose names tell diffusers which model it is)."""
+    import gguf
+    from diffusers import AutoModel
+
+    transformer = AutoModel.from_pretrained(str(base), subfolder="transformer")
+    writer = gguf.GGUFWriter(str(path), "tiny")
+    for name, tensor in transformer.state_dict().items():
+        values = tensor.float().numpy()
+        name = (names or {}).get(name, name)
+        if values.ndim == 2 and values.shape[-1] % 32 == 0:
+            quantized = gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(
+                name, quantized, raw_shape=quantized.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0
+            )
+        else:
+            writer.add_tensor(name, values)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def write_tiny_presets(model: Path, folder: Path, family: str) -> Path:
     """The shipped presets in `folder`, with a tiny Canny ControlNet and IP-Adapter (and, for SD, an
     IP-Adapter Plus) for the tiny model at `model`, kept in `folder`/adapters: Blend, style references,

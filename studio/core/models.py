@@ -37,6 +37,7 @@ warnings.filterwarnings(
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
+SINGLE_FILE_SUFFIXES = {".safetensors", ".gguf"}  # a checkpoint in one file; GGUF holds a transformer only
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,16 @@ def resolve_model(reference: str | None, presets: Presets) -> ModelSource:
                 f"{path.name} is a pickle checkpoint, which can run code when loaded, so the studio does not "
                 "load it. Convert it to .safetensors, or use the model's diffusers folder."
             )
-        if suffix != ".safetensors":
+        if suffix not in SINGLE_FILE_SUFFIXES:
             raise InvalidRequest(
-                f"{path.name} is not a model file: use a .safetensors checkpoint or a folder."
+                f"{path.name} is not a model file: use a .safetensors or .gguf checkpoint, or a folder."
             )
         return ModelSource(name, str(path.resolve()), "file", preset)
     looks_like_path = (
         location.startswith(("/", ".", "~"))
         or location.count("/") > 1
         or "\\" in location
-        or path.suffix.lower() in PICKLE_SUFFIXES | {".safetensors"}
+        or path.suffix.lower() in PICKLE_SUFFIXES | SINGLE_FILE_SUFFIXES
     )
     if looks_like_path:
         raise InvalidRequest(f"Model path {location} does not exist or cannot be read.")
@@ -86,7 +87,7 @@ def resolve_model(reference: str | None, presets: Presets) -> ModelSource:
         return ModelSource(name, location, "hub", preset)
     raise InvalidRequest(
         f"Unknown model {reference!r}: not a preset ({', '.join(presets.models)}), "
-        "not an existing folder or .safetensors file, and not a hub id like org/name."
+        "not an existing folder, .safetensors or .gguf file, and not a hub id like org/name."
     )
 
 
@@ -170,14 +171,21 @@ def weight_bytes_on_disk(source: ModelSource) -> int:
 # -- loading -----------------------------------------------------------------------------------------------
 
 
-def _pipeline_class_name(source: ModelSource, local_only: bool) -> str:
+def _model_index(source: ModelSource, local_only: bool) -> dict[str, Any]:
+    """A diffusers model's model_index.json: its pipeline class and each component's class."""
     from diffusers import DiffusionPipeline
 
     if source.kind == "folder":
-        config = json.loads((Path(source.location) / "model_index.json").read_text(encoding="utf-8"))
-    else:
-        config = DiffusionPipeline.load_config(source.location, local_files_only=local_only)
-    return str(config.get("_class_name", ""))
+        return json.loads((Path(source.location) / "model_index.json").read_text(encoding="utf-8"))
+    return dict(DiffusionPipeline.load_config(source.location, local_files_only=local_only))
+
+
+def _pipeline_class_name(source: ModelSource, local_only: bool) -> str:
+    return str(_model_index(source, local_only).get("_class_name", ""))
+
+
+def is_gguf(source: ModelSource) -> bool:
+    return source.kind == "file" and source.location.lower().endswith(".gguf")
 
 
 def quantization_config(quantize: str, dtype: torch.dtype) -> Any:
@@ -195,9 +203,11 @@ def quantization_config(quantize: str, dtype: torch.dtype) -> Any:
     return PipelineQuantizationConfig(quant_mapping={"transformer": config})
 
 
-def denoiser_quantization(device_config: DeviceConfig, family: Family) -> str | None:
-    """The weight-only quantization a model of `family` loads its denoiser with: --quantize's, for a
-    transformer family (a UNet is small enough as it is); None for none."""
+def denoiser_quantization(device_config: DeviceConfig, family: Family, source: ModelSource) -> str | None:
+    """The weight-only quantization a model of `family` loads its denoiser with: a GGUF file's own;
+    --quantize's, for a transformer family (a UNet is small enough as it is); None for none."""
+    if is_gguf(source):
+        return "gguf"
     quantize = device_config.quantize
     return quantize if quantize != "none" and family.denoiser == "transformer" else None
 
@@ -211,7 +221,7 @@ def _from_pretrained(source: ModelSource, device_config: DeviceConfig, local_onl
     options: dict[str, Any] = {"dtype": dtype}
     if family.name == "sd":
         options.update(safety_checker=None, requires_safety_checker=False)
-    quantize = denoiser_quantization(device_config, family)
+    quantize = denoiser_quantization(device_config, family, source)
     if quantize is not None:
         options["quantization_config"] = quantization_config(quantize, dtype)
     if source.kind == "hub":
@@ -227,24 +237,91 @@ def _from_pretrained(source: ModelSource, device_config: DeviceConfig, local_onl
     raise AssertionError("unreachable")
 
 
-def _from_single_file(source: ModelSource, dtype: torch.dtype, offline: bool) -> Any:
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-    from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+def _read_single_file(source: ModelSource) -> dict[str, Any]:
+    from diffusers.loaders.single_file_utils import load_single_file_checkpoint
 
     try:
-        checkpoint = load_single_file_checkpoint(source.location)
-    except Exception as error:  # safetensors raises its own error types for damaged files
+        return load_single_file_checkpoint(source.location)
+    except ImportError as error:  # diffusers reads GGUF with the gguf package
+        raise ModelUnavailable(f"{Path(source.location).name} is read with gguf: pip install gguf") from error
+    except Exception as error:  # safetensors and gguf raise their own error types for damaged files
         raise ModelUnavailable(
-            f"{Path(source.location).name} could not be read as a .safetensors checkpoint ({error}). "
-            "The file may be incomplete or damaged: download it again."
+            f"{Path(source.location).name} could not be read as a {Path(source.location).suffix} checkpoint "
+            f"({error}). The file may be incomplete or damaged: download it again."
         ) from error
+
+
+def _base_of(source: ModelSource, checkpoint: dict[str, Any]) -> str:
+    """The diffusers model (hub id or folder) a single file takes its configs and other parts from: its
+    preset's `base`, or the repository diffusers infers from the file's tensor names."""
+    from diffusers.loaders.single_file_utils import DIFFUSERS_DEFAULT_PIPELINE_PATHS as DEFAULT_BASES
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    if source.preset and source.preset.base:
+        base = Path(source.preset.base).expanduser()
+        return str(base.resolve()) if base.is_dir() else source.preset.base
     model_type = infer_diffusers_model_type(checkpoint)
-    pipeline_class = StableDiffusionXLPipeline if model_type.startswith("xl") else StableDiffusionPipeline
-    options: dict[str, Any] = {"dtype": dtype, "local_files_only": offline}
+    if model_type == "v1" and is_gguf(source):  # "v1" is also what diffusers says when it knows no names
+        raise InvalidRequest(
+            f"Which model {Path(source.location).name} belongs to cannot be told from its tensor names (a "
+            "transformer saved in diffusers' own layout): name that model as `base` in a model preset."
+        )
+    return DEFAULT_BASES[model_type]["pretrained_model_name_or_path"]
+
+
+def _from_single_file(source: ModelSource, device_config: DeviceConfig, local_only: bool) -> Any:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    checkpoint = _read_single_file(source)
+    if is_gguf(source):
+        return _from_gguf(source, checkpoint, device_config, local_only)
+    base = _base_of(source, checkpoint)
+    xl = infer_diffusers_model_type(checkpoint).startswith("xl")
+    pipeline_class = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
+    options: dict[str, Any] = {"dtype": device_config.dtype, "local_files_only": local_only, "config": base}
     if pipeline_class is StableDiffusionPipeline:
         options.update(safety_checker=None, requires_safety_checker=False)
-    # The checkpoint holds weights only; the component configs come from its base model's repository.
+    # The checkpoint holds weights only; the component configs come from its base model.
     return pipeline_class.from_single_file(source.location, **options)
+
+
+def _from_gguf(
+    source: ModelSource, checkpoint: dict[str, Any], device_config: DeviceConfig, local_only: bool
+) -> Any:
+    """A pipeline whose transformer is the GGUF file's, dequantized layer by layer as it runs, and whose
+    other parts (text encoders, VAE, scheduler) are its base model's."""
+    import diffusers
+    from diffusers import DiffusionPipeline, GGUFQuantizationConfig
+
+    name = Path(source.location).name
+    base = weights_source(f"The base model of {name}", _base_of(source, checkpoint))
+    if local_only and not on_this_machine(base):
+        raise ModelUnavailable(
+            f"{name} is the transformer of {base.location}, whose other parts (text encoders, VAE) are not "
+            "on this machine, and the hub cannot be reached now. Download them where there is a network "
+            f"(`hf download {base.location} --exclude 'transformer/*'`) and copy the hub cache "
+            "(~/.cache/huggingface) here, or name a local folder of that model as `base` in a model preset."
+        )
+    index = _model_index(base, local_only)
+    family = family_of(str(index.get("_class_name", "")))
+    if family.denoiser != "transformer":
+        raise InvalidRequest(
+            f"{name}: GGUF files are read for the transformer families (FLUX, SD 3.5, Qwen-Image, Z-Image, "
+            f"SANA...); its base model is {family.label}."
+        )
+    dtype = device_config.dtype
+    transformer = getattr(diffusers, index["transformer"][1]).from_single_file(
+        checkpoint,
+        config=base.location,
+        subfolder="transformer",
+        quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
+        dtype=dtype,
+        local_files_only=local_only,
+    )
+    return DiffusionPipeline.from_pretrained(
+        base.location, transformer=transformer, dtype=dtype, local_files_only=local_only
+    )
 
 
 # diffusers builds a model's layers under accelerate's `init_empty_weights` and its own `no_init_weights`,
@@ -296,10 +373,11 @@ def _load_weights(source: ModelSource, offline: bool, load: Callable[[bool], Any
 
 def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: bool) -> Any:
     """A diffusers pipeline for `source` in RAM, in the configured dtype, or raise `ModelUnavailable`."""
-    dtype = device_config.dtype
     started = time.perf_counter()
     if source.kind == "file":
-        pipe = load_weights(source, offline, lambda local_only: _from_single_file(source, dtype, local_only))
+        pipe = load_weights(
+            source, offline, lambda local_only: _from_single_file(source, device_config, local_only)
+        )
     else:
         pipe = load_weights(
             source, offline, lambda local_only: _from_pretrained(source, device_config, local_only)

@@ -39,7 +39,10 @@ class LiveSettings(_Preset):
 class ModelPreset(_Preset):
     name: str = Field(min_length=1)
     label: str = Field(min_length=1)
-    source: str = Field(min_length=1)  # hub id, local folder or .safetensors file
+    source: str = Field(min_length=1)  # hub id, local folder, or one .safetensors or .gguf file
+    # The diffusers model (hub id or folder) a single-file `source` takes its configs and other parts from;
+    # left out, the one diffusers infers from the file's tensor names.
+    base: str | None = None
     inpaint_source: str | None = None  # a dedicated inpainting checkpoint of the same family
     family: FamilyName
     resolution: int = Field(ge=256, le=2048)  # the side of the square the model was trained at

@@ -68,7 +68,7 @@ class Settings:
     model: str | None = option(
         None,
         "--model",
-        "model preset name, hub id, local diffusers folder or single .safetensors file",
+        "model preset name, hub id, local diffusers folder, or one .safetensors or .gguf file",
         shown_default="the default preset",
     )
     device: str = option("auto", "--device", "auto, cpu, cuda, cuda:N or mps")

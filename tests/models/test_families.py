@@ -17,7 +17,7 @@ from studio.core.errors import InvalidRequest
 from studio.core.metadata import read_parameters, save_png
 from studio.core.presets import ModelPreset
 from studio.core.requests import parse_request
-from tests.tiny_models import build_lora
+from tests.tiny_models import build_gguf_transformer, build_lora
 
 PROMPT = "a (lighthouse:1.3) on a granite cliff at dusk, " + "waves breaking in white foam, " * 8
 
@@ -509,6 +509,63 @@ def test_int8_weights_take_a_transformers_memory_down_and_are_recorded_and_leave
     assert np.array_equal(pixels(sd_int8.image), pixels(sd_plain.image))
     for cache in (full, int8):
         cache.clear(collect=False)
+
+
+def test_a_gguf_transformer_draws_as_diffusers_loading_it_beside_its_base_models_parts(
+    cache, presets, tiny_flux, tmp_path
+):
+    from diffusers import FluxPipeline, FluxTransformer2DModel, GGUFQuantizationConfig
+
+    gguf = build_gguf_transformer(tiny_flux, tmp_path / "tiny-flux-Q8_0.gguf")
+    tiny = ModelPreset(
+        name="tiny-gguf", label="Tiny FLUX.1 Q8_0", source=str(gguf), base=str(tiny_flux),
+        family="flux", resolution=256, steps=3, guidance_scale=3.5, sampler="Euler",
+    )  # fmt: skip
+    presets = dataclasses.replace(presets, models={**presets.models, tiny.name: tiny})
+    [made] = run(TextToImagePipeline(cache, presets), "tiny-gguf")
+    transformer = FluxTransformer2DModel.from_single_file(
+        str(gguf), config=str(tiny_flux), subfolder="transformer",
+        quantization_config=GGUFQuantizationConfig(compute_dtype=torch.float32),
+    )  # fmt: skip
+    raw = FluxPipeline.from_pretrained(tiny_flux, transformer=transformer)
+    raw.set_progress_bar_config(disable=True)
+    expected = raw(
+        plain_text(PROMPT), num_inference_steps=3, guidance_scale=3.5, height=256, width=256,
+        generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    assert made.parameters.extras["quantization"] == "gguf"
+    [unit] = cache.memory_report()["models"]
+    full = sum(
+        p.numel() * 4
+        for p in FluxTransformer2DModel.from_pretrained(tiny_flux, subfolder="transformer").parameters()
+    )
+    assert unit["components"]["transformer"] < 0.4 * full, "8-bit blocks counted as they are held"
+    photo = Image.new("RGB", (64, 64), "teal")
+    [varied] = run(ImageToImagePipeline(cache, presets), "tiny-gguf", image=photo, strength=0.6)
+    assert varied.parameters.extras["quantization"] == "gguf" and cache.stats().weight_loads == 1
+
+
+def test_a_gguf_file_says_which_base_model_it_needs_or_how_to_name_one(cache, presets, tiny_flux, tmp_path):
+    from studio.core.errors import ModelUnavailable
+
+    task = TextToImagePipeline(cache, presets)
+    diffusers_layout = build_gguf_transformer(tiny_flux, tmp_path / "own-layout.gguf")
+    with pytest.raises(
+        InvalidRequest, match=r"cannot be told from its tensor names .* `base` in a model preset"
+    ):
+        run(task, diffusers_layout)
+    # Black Forest Labs' own tensor names say FLUX.1 [dev]: its text encoders and VAE are not here
+    original = {
+        "transformer_blocks.0.attn.norm_k.weight": "double_blocks.0.img_attn.norm.key_norm.scale",
+        "time_text_embed.guidance_embedder.linear_1.bias": "guidance_in.in_layer.bias",  # [dev], not schnell
+        "x_embedder.weight": "img_in.weight",
+    }
+    original_layout = build_gguf_transformer(tiny_flux, tmp_path / "flux1-dev-Q8_0.gguf", names=original)
+    with pytest.raises(
+        ModelUnavailable, match=r"^flux1-dev-Q8_0\.gguf is the transformer of black-forest-labs/FLUX\.1-dev, "
+    ):
+        run(task, original_layout)
 
 
 def test_quantizations_a_cpu_cannot_run_are_refused_at_start_naming_what_they_need():

@@ -157,10 +157,13 @@ def test_folder_that_is_not_a_model(text_to_image, tmp_path):
         text_to_image(request(tmp_path))
 
 
-def test_broken_single_file_checkpoint(text_to_image, tmp_path):
-    checkpoint = tmp_path / "damaged.safetensors"
+@pytest.mark.parametrize("name", ["damaged.safetensors", "damaged.gguf"])
+def test_broken_single_file_checkpoint(text_to_image, tmp_path, name):
+    checkpoint = tmp_path / name
     checkpoint.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
-    with pytest.raises(ModelUnavailable, match="damaged.safetensors could not be read"):
+    with pytest.raises(
+        ModelUnavailable, match=rf"^{name} could not be read as a \.\w+ checkpoint .*download it again"
+    ):
         text_to_image(request(checkpoint))
 
 

@@ -73,7 +73,7 @@ class Lease:
                     if not name.startswith("_") and name not in pipe.components
                 }
                 family = family_of(class_name)
-                quantized = denoiser_quantization(self.device_config, family)
+                quantized = denoiser_quantization(self.device_config, family, source)
                 base = BaseModel(source, family.name, class_name, components, settings=settings,
                                  quantized=quantized)  # fmt: skip
                 self.registry.add_base_model(base, self.device_config.dtype_name)

@@ -128,7 +128,7 @@ class PromptControls:
                 DiffusionRequest,
                 "model",
                 self.model,
-                "model preset name, hub id, local folder or .safetensors path; left out: --model.",
+                "model preset name, hub id, local folder, .safetensors or .gguf path; left out: --model.",
             ),
             field(DiffusionRequest, "num_images", self.num_images, "image i uses seed + i."),
             field(DiffusionRequest, "seed", self.seed, "-1 for a random seed."),
@@ -256,7 +256,7 @@ def model_box(prefix: str, presets: Presets, default_model: str, *, info: str = 
         value=default_model,
         allow_custom_value=True,
         label=tr("Model"),
-        info=tr(info or "A preset, or type a hub id, a local folder or a .safetensors path."),
+        info=tr(info or "A preset, or type a hub id, a local folder, a .safetensors or a .gguf path."),
         scale=2,
         elem_id=f"{prefix}-model",
     )
