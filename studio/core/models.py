@@ -6,6 +6,7 @@ how to explain failures is decided here. Pickle checkpoints (.ckpt, .pt, .bin) a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,8 +15,10 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -212,13 +215,15 @@ def denoiser_quantization(device_config: DeviceConfig, family: Family, source: M
     return quantize if quantize != "none" and family.denoiser == "transformer" else None
 
 
-def _from_pretrained(source: ModelSource, device_config: DeviceConfig, local_only: bool) -> Any:
+def _from_pretrained(
+    source: ModelSource, device_config: DeviceConfig, local_only: bool, reuse: dict[str, Any]
+) -> Any:
     from diffusers import DiffusionPipeline
 
     class_name = _pipeline_class_name(source, local_only)
     family = family_of(class_name)
     dtype = device_config.dtype
-    options: dict[str, Any] = {"dtype": dtype}
+    options: dict[str, Any] = {"dtype": dtype, **reuse}
     if family.name == "sd":
         options.update(safety_checker=None, requires_safety_checker=False)
     quantize = denoiser_quantization(device_config, family, source)
@@ -237,11 +242,86 @@ def _from_pretrained(source: ModelSource, device_config: DeviceConfig, local_onl
     raise AssertionError("unreachable")
 
 
+# -- parts two models share ---------------------------------------------------------------------------------
+
+SAMPLES = 8  # evenly spaced 64 KiB reads that tell two weight files apart
+
+
+def file_identity(path: Path) -> str:
+    """What a file holds, told cheaply: its size, its first MiB (all of a config, a safetensors file's whole
+    header of names, shapes and offsets) and eight 64 KiB samples spread through it. Two different weight
+    files (a fine-tune changes every weight) differ in these; hashing them whole would take seconds a GB."""
+    size = path.stat().st_size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with path.open("rb") as file:
+        digest.update(file.read(1 << 20))
+        for sample in range(1, SAMPLES + 1):
+            file.seek(size * sample // (SAMPLES + 1))
+            digest.update(file.read(1 << 16))
+    return digest.hexdigest()
+
+
+def _local_folder(source: ModelSource) -> Path | None:
+    """The folder a diffusers model's files are in on this machine: a local folder, or a hub model's
+    snapshot in the hub cache; None when it is not here."""
+    if source.kind == "folder":
+        return Path(source.location)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source.location, local_files_only=True))
+    except Exception:  # not in the hub cache (yet): loaded as it is, nothing to share
+        return None
+
+
+def shareable_parts(source: ModelSource) -> dict[str, str]:
+    """What each part of a transformer-family model that another model may hold too is (its text encoders
+    and autoencoder: every part with weights but the transformer), by component name: the model's class and
+    its files' identities. T5 serves FLUX.1 and SD 3.5, Qwen2.5-VL Qwen-Image and its editing model, a GGUF
+    transformer's base parts the base model itself. Empty where nothing is shared: a UNet family (OpenVINO
+    lets its weights go), a .safetensors checkpoint, a hub model not yet downloaded."""
+    if source.kind == "file" and not is_gguf(source):
+        return {}
+    if is_gguf(source):
+        source = weights_source("The base model", _base_of(source, _tensor_names(source)))
+    folder = _local_folder(source)
+    if folder is None:
+        return {}
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    family = family_of(str(index.get("_class_name", "")))
+    if family.denoiser != "transformer":
+        return {}
+    parts = {}
+    for name, spec in index.items():
+        files = sorted((folder / name).glob("*.safetensors")) if not name.startswith("_") else []
+        if name == family.denoiser or not files:
+            continue
+        identities = [file_identity(file) for file in [folder / name / "config.json", *files]]
+        parts[name] = hashlib.blake2b(repr((spec, identities)).encode(), digest_size=16).hexdigest()
+    return parts
+
+
+def _tensor_names(source: ModelSource) -> dict[str, Any]:
+    """A GGUF file's tensors by name, as shapes only (no weights read): enough to tell its model."""
+    with _unreadable_said(source):
+        import gguf
+
+        reader = gguf.GGUFReader(source.location)
+        return {t.name: torch.empty(list(reversed(t.shape.tolist())), device="meta") for t in reader.tensors}
+
+
 def _read_single_file(source: ModelSource) -> dict[str, Any]:
     from diffusers.loaders.single_file_utils import load_single_file_checkpoint
 
-    try:
+    with _unreadable_said(source):
         return load_single_file_checkpoint(source.location)
+
+
+@contextmanager
+def _unreadable_said(source: ModelSource) -> Iterator[None]:
+    """A checkpoint file that cannot be read said plainly."""
+    try:
+        yield
     except ImportError as error:  # diffusers reads GGUF with the gguf package
         raise ModelUnavailable(f"{Path(source.location).name} is read with gguf: pip install gguf") from error
     except Exception as error:  # safetensors and gguf raise their own error types for damaged files
@@ -274,8 +354,6 @@ def _from_single_file(source: ModelSource, device_config: DeviceConfig, local_on
     from diffusers.loaders.single_file_utils import infer_diffusers_model_type
 
     checkpoint = _read_single_file(source)
-    if is_gguf(source):
-        return _from_gguf(source, checkpoint, device_config, local_only)
     base = _base_of(source, checkpoint)
     xl = infer_diffusers_model_type(checkpoint).startswith("xl")
     pipeline_class = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
@@ -287,15 +365,15 @@ def _from_single_file(source: ModelSource, device_config: DeviceConfig, local_on
 
 
 def _from_gguf(
-    source: ModelSource, checkpoint: dict[str, Any], device_config: DeviceConfig, local_only: bool
+    source: ModelSource, device_config: DeviceConfig, local_only: bool, reuse: dict[str, Any]
 ) -> Any:
     """A pipeline whose transformer is the GGUF file's, dequantized layer by layer as it runs, and whose
-    other parts (text encoders, VAE, scheduler) are its base model's."""
+    other parts (text encoders, VAE, scheduler) are its base model's, or the loaded ones in `reuse`."""
     import diffusers
     from diffusers import DiffusionPipeline, GGUFQuantizationConfig
 
     name = Path(source.location).name
-    base = weights_source(f"The base model of {name}", _base_of(source, checkpoint))
+    base = weights_source(f"The base model of {name}", _base_of(source, _tensor_names(source)))
     if local_only and not on_this_machine(base):
         raise ModelUnavailable(
             f"{name} is the transformer of {base.location}, whose other parts (text encoders, VAE) are not "
@@ -312,7 +390,7 @@ def _from_gguf(
         )
     dtype = device_config.dtype
     transformer = getattr(diffusers, index["transformer"][1]).from_single_file(
-        checkpoint,
+        _read_single_file(source),
         config=base.location,
         subfolder="transformer",
         quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
@@ -320,7 +398,7 @@ def _from_gguf(
         local_files_only=local_only,
     )
     return DiffusionPipeline.from_pretrained(
-        base.location, transformer=transformer, dtype=dtype, local_files_only=local_only
+        base.location, transformer=transformer, dtype=dtype, local_files_only=local_only, **reuse
     )
 
 
@@ -371,17 +449,20 @@ def _load_weights(source: ModelSource, offline: bool, load: Callable[[bool], Any
         ) from error
 
 
-def load_pipeline(source: ModelSource, device_config: DeviceConfig, *, offline: bool) -> Any:
-    """A diffusers pipeline for `source` in RAM, in the configured dtype, or raise `ModelUnavailable`."""
+def load_pipeline(
+    source: ModelSource, device_config: DeviceConfig, *, offline: bool, reuse: dict[str, Any] | None = None
+) -> Any:
+    """A diffusers pipeline for `source` in RAM, in the configured dtype, or raise `ModelUnavailable`;
+    `reuse`: components already loaded (for another model) that it takes instead of loading its own."""
     started = time.perf_counter()
-    if source.kind == "file":
-        pipe = load_weights(
-            source, offline, lambda local_only: _from_single_file(source, device_config, local_only)
-        )
+    reuse = reuse or {}
+    if is_gguf(source):
+        load = partial(_from_gguf, source, device_config, reuse=reuse)
+    elif source.kind == "file":
+        load = partial(_from_single_file, source, device_config)
     else:
-        pipe = load_weights(
-            source, offline, lambda local_only: _from_pretrained(source, device_config, local_only)
-        )
+        load = partial(_from_pretrained, source, device_config, reuse=reuse)
+    pipe = load_weights(source, offline, load)  # each takes local_only
     # Weights stay in RAM: the model cache moves them to the GPU when its budget holds them.
     if device_config.attention == "xformers":
         pipe.enable_xformers_memory_efficient_attention()

@@ -3,6 +3,7 @@ their images equal diffusers' own pipeline for the same settings, they are recor
 family cannot do is refused plainly, naming it. Every task × feature for each family: tests/matrix."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from studio.core.errors import InvalidRequest
 from studio.core.metadata import read_parameters, save_png
 from studio.core.presets import ModelPreset
 from studio.core.requests import parse_request
-from tests.tiny_models import build_gguf_transformer, build_lora
+from tests.tiny_models import build_gguf_transformer, build_lora, build_sd3
 
 PROMPT = "a (lighthouse:1.3) on a granite cliff at dusk, " + "waves breaking in white foam, " * 8
 
@@ -188,6 +189,37 @@ def test_a_flux_models_components_are_loaded_once_and_counted_in_bytes(cache, pr
     components = unit["components"]
     assert {"transformer", "text_encoder", "text_encoder_2", "vae"} <= set(components)
     assert components["transformer"] > 0 and components["text_encoder_2"] > 0
+
+
+def test_a_text_encoder_two_families_share_is_loaded_once_and_kept_while_either_uses_it(
+    cache, presets, tiny_flux, tmp_path
+):
+    from diffusers import StableDiffusion3Pipeline
+
+    # An SD 3.5 model whose T5 is, file for file, the FLUX.1 model's (as the real ones' T5-XXL are)
+    sd3 = build_sd3(tmp_path / "sd3")
+    shutil.rmtree(sd3 / "text_encoder_3")
+    shutil.copytree(tiny_flux / "text_encoder_2", sd3 / "text_encoder_3")
+    task = TextToImagePipeline(cache, presets)
+    run(task, tiny_flux, steps=1)
+    [made] = run(task, sd3, steps=2, negative_prompt="blurry")
+    assert cache.stats().weight_loads == 2
+    flux, sd = (cache.registry.base_models[str(model)] for model in (tiny_flux, sd3))
+    assert sd.components["text_encoder_3"] is flux.components["text_encoder_2"], "one T5, not two"
+    assert sd.components["text_encoder"] is not flux.components["text_encoder"], "their CLIPs differ"
+    units = {unit["name"]: unit["components"] for unit in cache.memory_report()["models"]}
+    assert "text_encoder_3" not in units[str(sd3)] and units[str(tiny_flux)]["text_encoder_2"] > 0
+    expected = from_diffusers(StableDiffusion3Pipeline, sd3)(
+        plain_text(PROMPT), negative_prompt="blurry", num_inference_steps=2, guidance_scale=4.5,
+        height=64, width=64, generator=generator(11), max_sequence_length=256,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2, "the shared T5 reads as its own would"
+    # The model that loaded it goes; the one still using it keeps it, counted once
+    cache.registry.drop(str(tiny_flux))
+    [unit] = cache.memory_report()["models"]
+    assert unit["name"] == str(sd3) and unit["components"]["text_encoder_3"] > 0
+    [again] = run(task, sd3, steps=2, negative_prompt="blurry")
+    assert np.array_equal(pixels(again.image), pixels(made.image)) and cache.stats().weight_loads == 2
 
 
 def test_sd3_text_to_image_guides_with_its_negative_prompt_and_equals_diffusers(cache, presets, tiny_sd3):
@@ -544,6 +576,10 @@ def test_a_gguf_transformer_draws_as_diffusers_loading_it_beside_its_base_models
     photo = Image.new("RGB", (64, 64), "teal")
     [varied] = run(ImageToImagePipeline(cache, presets), "tiny-gguf", image=photo, strength=0.6)
     assert varied.parameters.extras["quantization"] == "gguf" and cache.stats().weight_loads == 1
+    run(TextToImagePipeline(cache, presets), tiny_flux, steps=1)  # the base model itself, beside it
+    quantized, base = (cache.registry.base_models[str(model)].components for model in (gguf, tiny_flux))
+    assert all(quantized[name] is base[name] for name in ("text_encoder", "text_encoder_2", "vae"))
+    assert quantized["transformer"] is not base["transformer"]
 
 
 def test_a_gguf_file_says_which_base_model_it_needs_or_how_to_name_one(cache, presets, tiny_flux, tmp_path):

@@ -17,7 +17,7 @@ from studio.core.cache.kinds import ModelKind
 from studio.core.cache.placement import Placement
 from studio.core.cache.registry import CacheEntry, CacheKey
 from studio.core.families import family_of
-from studio.core.models import ModelSource, denoiser_quantization, weight_bytes_on_disk
+from studio.core.models import ModelSource, denoiser_quantization, shareable_parts, weight_bytes_on_disk
 from studio.core.openvino_backend import ConvertedModels, can_let_go, let_go, read_back
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,9 @@ class Lease:
             base = self.registry.base_models.get(source.location)
             if base is None:
                 self.placement.make_room(ram_needed=weight_bytes_on_disk(source))
-                pipe = self._load_pipeline(source, self.device_config, offline=self.offline)
+                identities = shareable_parts(source)
+                loaded = self.registry.loaded_parts(identities, self.device_config.dtype_name)
+                pipe = self._load_pipeline(source, self.device_config, offline=self.offline, reuse=loaded)
                 self.registry.weight_loads += 1
                 class_name = type(pipe).__name__
                 components = {name: value for name, value in pipe.components.items() if value is not None}
@@ -76,8 +78,10 @@ class Lease:
                 quantized = denoiser_quantization(self.device_config, family, source)
                 base = BaseModel(source, family.name, class_name, components, settings=settings,
                                  quantized=quantized)  # fmt: skip
-                self.registry.add_base_model(base, self.device_config.dtype_name)
-            self._hold(self.registry.entries(source.location), offloadable=True)
+                self.registry.add_base_model(base, self.device_config.dtype_name, identities)
+            self._hold(
+                self.registry.entries(source.location) + self.registry.shared_with(base), offloadable=True
+            )
             if base.released and not released_ok:
                 self.read_back_weights(base)
             return base

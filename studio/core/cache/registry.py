@@ -41,6 +41,7 @@ class CacheEntry:
     last_used: float = field(default_factory=time.monotonic)
     pins: int = 0  # runs holding it; a pinned entry is never moved out or dropped
     on_drop: Any = None  # called when it is dropped (a LoRA taken out of the UNet it was put into)
+    identity: str | None = None  # what a part other models can share is (models.shareable_parts)
 
     @property
     def place(self) -> Place:
@@ -103,16 +104,32 @@ class Registry:
         self._entries[key] = entry
         return entry
 
-    def add_base_model(self, base: BaseModel, dtype: str) -> list[CacheEntry]:
+    def add_base_model(self, base: BaseModel, dtype: str, identities: dict[str, str]) -> None:
         """Record a loaded base model: one entry per component, the scheduler kept only as a config holder
-        (every request builds its own instance)."""
+        (every request builds its own instance). A part it shares with a model loaded before keeps its
+        one entry there; `identities` say what its shareable parts are, for models loaded after."""
         location = base.source.location
         self.base_models[location] = base
-        entries = []
+        shared = {id(entry.module) for entry in self.shared_with(base)}
         for name, value in base.components.items():
-            key = CacheKey(location, name, dtype)
-            entries.append(self.add(key, value, unit=location, module=value))
-        return entries
+            if id(value) not in shared:
+                entry = self.add(CacheKey(location, name, dtype), value, unit=location, module=value)
+                entry.identity = identities.get(name)
+
+    def loaded_parts(self, identities: dict[str, str], dtype: str) -> dict[str, Any]:
+        """Of the parts `identities` names, those loaded already (for another model), by component name."""
+        loaded = {e.identity: e.value for e in self._entries.values() if e.identity and e.key.dtype == dtype}
+        return {name: loaded[identity] for name, identity in identities.items() if identity in loaded}
+
+    def shared_with(self, base: BaseModel) -> list[CacheEntry]:
+        """The entries of other units whose models `base` uses too (a text encoder two models share)."""
+        ids = {id(value) for value in base.components.values()}
+        location = base.source.location
+        return [
+            e
+            for e in self._entries.values()
+            if e.unit != location and e.module is not None and id(e.module) in ids
+        ]
 
     def entries(self, unit: str | None = None) -> list[CacheEntry]:
         return [e for e in self._entries.values() if unit is None or e.unit == unit]
@@ -134,12 +151,26 @@ class Registry:
         }
 
     def drop(self, unit: str) -> None:
-        """Forget a unit; its memory returns once no pipeline refers to it."""
-        for key in [key for key, entry in self._entries.items() if entry.unit == unit]:
-            self.forget(key)
+        """Forget a unit; its memory returns once no pipeline refers to it. A part another base model
+        shares moves to that model's unit, under the name that model gives it."""
         base = self.base_models.pop(unit, None)
+        for key in [key for key, entry in self._entries.items() if entry.unit == unit]:
+            if not self._rehome(self._entries[key]):
+                self.forget(key)
         if base is not None:
             base.components.clear()  # a pipeline still holding the BaseModel no longer keeps the weights
+
+    def _rehome(self, entry: CacheEntry) -> bool:
+        """Move a shared part to a base model still using it; False when none is."""
+        for base in self.base_models.values():
+            name = next((n for n, value in base.components.items() if value is entry.module), None)
+            if entry.module is not None and name is not None:
+                del self._entries[entry.key]
+                entry.key = CacheKey(base.source.location, name, entry.key.dtype)
+                entry.unit = base.source.location
+                self._entries[entry.key] = entry
+                return True
+        return False
 
     def forget(self, key: CacheKey) -> None:
         """Forget one entry (of a unit that stays, as a LoRA leaves its base model)."""
