@@ -388,6 +388,10 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         """Check the task's own inputs (its images) and return them ready for use."""
         return None
 
+    def model_source(self, request: RequestT, inputs: Any, source: ModelSource) -> ModelSource:
+        """The model that runs: the one asked for, unless the task's inputs need another in its place."""
+        return source
+
     def strength(self, request: RequestT, inputs: Any) -> float | None:
         """How far to move from the input image; None: no input image, the whole schedule runs."""
         return None
@@ -539,7 +543,9 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
         # 1. Check inputs and fill in the model preset's defaults
         check_taste(request)
         inputs = self.check_inputs(request)
-        source = check_prompt_side(request, self.presets, prompt_required=self.prompt_required)
+        source = self.model_source(
+            request, inputs, check_prompt_side(request, self.presets, prompt_required=self.prompt_required)
+        )
         loras = [LoraChoice.parse(text) for text in request.loras]
         self.loras.check(loras)
         strength = self.strength(request, inputs)

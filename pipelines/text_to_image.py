@@ -31,6 +31,7 @@ from pipelines.parts.image_prompts import ImagePrompt, object_scale, style_scale
 from pipelines.parts.images import check_image
 from studio.core.cache import BaseModel, Lease
 from studio.core.errors import InvalidRequest
+from studio.core.models import ModelSource, resolve_model
 
 __all__ = ["MAX_PROMPT_CHARS", "GeneratedImage", "TextToImagePipeline", "TextToImageRequest"]
 
@@ -100,6 +101,16 @@ class TextToImagePipeline(DiffusionTask[TextToImageRequest]):
             if request.object_image is None
             else check_image(request.object_image, "object image"),
         )
+
+    def model_source(
+        self, request: TextToImageRequest, inputs: ReferenceImages, source: ModelSource
+    ) -> ModelSource:
+        """A character or object reference is drawn by the editing model the chosen model's preset names
+        (FLUX.1's Kontext), in its place, with that model's own defaults."""
+        preset = source.preset
+        if inputs.object is None or preset is None or preset.oref_model is None:
+            return source
+        return resolve_model(preset.oref_model, self.presets)
 
     def extras(self, request: TextToImageRequest, inputs: ReferenceImages) -> dict:
         extras: dict = {"aspect_ratio": self.presets.aspect_ratio(request.aspect_ratio).name}

@@ -52,6 +52,9 @@ class ModelPreset(_Preset):
     enhance_model: str | None = None  # the fuller preset Enhance re-renders a draft of this model with
     live: LiveSettings | None = None  # how Live makes this model's frames
     edits: bool = False  # made for instruction editing (FLUX.1 Kontext): offered by Edit
+    # The editing model (a preset here) that draws a character or object reference (--oref) in this one's
+    # place, where this one's family takes none
+    oref_model: str | None = None
     description: str = ""
 
 
@@ -462,6 +465,11 @@ def load_presets(folder: Path) -> Presets:
         if model.enhance_model is not None and model.enhance_model not in models:
             raise PresetError(
                 f"{models_file}: {model.name!r}: enhance_model {model.enhance_model!r} is not a model here."
+            )
+        editor = models.get(model.oref_model) if model.oref_model is not None else None
+        if model.oref_model is not None and not (editor and editor.edits):
+            raise PresetError(
+                f"{models_file}: {model.name!r}: oref_model {model.oref_model!r} is no editing model here."
             )
         live = model.live or LiveSettings()
         if live.model is not None and live.model not in models:

@@ -650,3 +650,27 @@ def test_an_editing_model_takes_a_character_reference_as_the_image_it_starts_fro
     )
     with pytest.raises(InvalidRequest, match=r"^SD 3\.5 models cannot take image prompts"):
         run(task, tiny_sd3, prompt=prompt, style_images=(character,))
+
+
+def test_a_preset_naming_an_editing_model_has_it_draw_a_character_reference_in_its_place(
+    cache, presets, tiny_flux, tiny_flux_kontext
+):
+    """FLUX.1 takes no IP-Adapter here: a FLUX.1 preset names Kontext (oref_model) for --oref, which then
+    draws the image with its own defaults, as if it had been chosen."""
+    preset = dict(family="flux", resolution=256, guidance_scale=3.5, sampler="Euler")
+    tiny = ModelPreset(name="tiny-flux", label="Tiny FLUX.1", source=str(tiny_flux), steps=3,
+                       oref_model="tiny-kontext", **preset)  # fmt: skip
+    kontext = ModelPreset(name="tiny-kontext", label="Tiny Kontext", source=str(tiny_flux_kontext), steps=2,
+                          edits=True, **preset)  # fmt: skip
+    presets = dataclasses.replace(
+        presets, models={**presets.models, "tiny-flux": tiny, "tiny-kontext": kontext}
+    )
+    character = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    task = TextToImagePipeline(cache, presets)
+    fox = {"prompt": "the same fox in the snow", "steps": None}  # steps: the preset's
+    [drawn] = run(task, "tiny-flux", object_image=character, **fox)
+    [direct] = run(task, "tiny-kontext", object_image=character, **fox)
+    assert (drawn.parameters.model, drawn.parameters.steps) == ("tiny-kontext", 2), "Kontext's own defaults"
+    assert np.array_equal(pixels(drawn.image), pixels(direct.image))
+    [plain] = run(task, "tiny-flux", **fox)
+    assert (plain.parameters.model, plain.parameters.steps) == ("tiny-flux", 3), "no reference: its own"

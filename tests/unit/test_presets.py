@@ -95,6 +95,14 @@ def test_duplicate_names_are_rejected(tmp_path):
         load_presets(folder)
 
 
+def test_a_models_oref_model_must_be_an_editing_model_here(tmp_path):
+    folder = _copy_presets(tmp_path)
+    _edit(folder, "models.json", lambda d: d["models"][1].update(oref_model="sdxl"))
+    with pytest.raises(PresetError, match=r"'sd-1\.5': oref_model 'sdxl' is no editing model here"):
+        load_presets(folder)
+    assert load_presets(PRESETS_DIR).models["flux-dev"].oref_model == "flux-kontext"
+
+
 def test_model_preset_with_unknown_sampler_is_rejected(tmp_path):
     folder = _copy_presets(tmp_path)
     _edit(folder, "models.json", lambda d: d["models"][1].update(sampler="Warp drive"))
