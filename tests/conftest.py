@@ -113,6 +113,17 @@ def converted_models_removed() -> Iterator[None]:
     shutil.rmtree(OPENVINO_FOLDER, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def scratch_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """gradio_client downloads each file through a new folder of the temporary directory and leaves the
+    folder behind (thousands a run): this session's go in its own folder, removed with it."""
+    scratch = tmp_path_factory.mktemp("scratch")
+    tempfile.tempdir = str(scratch)
+    yield
+    tempfile.tempdir = None
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def closed_apps_freed() -> Iterator[None]:
     """Let the studios a module launched be freed once it is done (this fixture is torn down last).
