@@ -191,15 +191,47 @@ def test_a_flux_models_components_are_loaded_once_and_counted_in_bytes(cache, pr
     assert components["transformer"] > 0 and components["text_encoder_2"] > 0
 
 
+def sd3_with_the_t5_of(flux, folder):
+    """An SD 3.5 model whose T5 is, file for file, the FLUX.1 model's (as the real ones' T5-XXL are)."""
+    sd3 = build_sd3(folder)
+    shutil.rmtree(sd3 / "text_encoder_3")
+    shutil.copytree(flux / "text_encoder_2", sd3 / "text_encoder_3")
+    return sd3
+
+
+def test_a_shared_text_encoder_is_kept_when_ram_is_made_for_the_model_that_takes_it(
+    presets, tiny_flux, tmp_path
+):
+    from studio.core.cache import ModelCache
+    from studio.core.devices import resolve_device
+    from studio.core.memory import MemoryBudget
+    from studio.core.models import resolve_model, weight_bytes_on_disk
+
+    sd3 = sd3_with_the_t5_of(tiny_flux, tmp_path / "sd3")
+    probe = ModelCache(resolve_device("cpu"), offline=True)
+    run(TextToImagePipeline(probe, presets), tiny_flux, steps=1)
+    flux_bytes = probe.stats().total_bytes
+    t5_bytes = probe.memory_report()["models"][0]["components"]["text_encoder_2"]
+    probe.clear(collect=False)
+    # RAM for FLUX.1 and the SD 3.5 model's own parts, not for a second T5
+    budget = MemoryBudget(
+        None, flux_bytes + weight_bytes_on_disk(resolve_model(str(sd3), presets)) - t5_bytes // 2
+    )
+    cache = ModelCache(resolve_device("cpu"), offline=True, budget=budget)
+    task = TextToImagePipeline(cache, presets)
+    run(task, tiny_flux, steps=1)
+    run(task, sd3, steps=1)
+    flux, sd = (cache.registry.base_models[str(model)] for model in (tiny_flux, sd3))
+    assert sd.components["text_encoder_3"] is flux.components["text_encoder_2"]
+    cache.clear(collect=False)
+
+
 def test_a_text_encoder_two_families_share_is_loaded_once_and_kept_while_either_uses_it(
     cache, presets, tiny_flux, tmp_path
 ):
     from diffusers import StableDiffusion3Pipeline
 
-    # An SD 3.5 model whose T5 is, file for file, the FLUX.1 model's (as the real ones' T5-XXL are)
-    sd3 = build_sd3(tmp_path / "sd3")
-    shutil.rmtree(sd3 / "text_encoder_3")
-    shutil.copytree(tiny_flux / "text_encoder_2", sd3 / "text_encoder_3")
+    sd3 = sd3_with_the_t5_of(tiny_flux, tmp_path / "sd3")
     task = TextToImagePipeline(cache, presets)
     run(task, tiny_flux, steps=1)
     [made] = run(task, sd3, steps=2, negative_prompt="blurry")

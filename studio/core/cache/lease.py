@@ -61,10 +61,16 @@ class Lease:
         (read back where another backend let some go), unless `released_ok`: the run will not use them."""
         with self.lock:
             base = self.registry.base_models.get(source.location)
+            taken: list[CacheEntry] = []  # parts loaded for another model that this one takes
             if base is None:
-                self.placement.make_room(ram_needed=weight_bytes_on_disk(source))
                 identities = shareable_parts(source)
                 loaded = self.registry.loaded_parts(identities, self.device_config.dtype_name)
+                taken = [
+                    e for e in self.registry.entries() if any(e.value is part for part in loaded.values())
+                ]
+                self._hold(taken, offloadable=True)  # kept while room is made: they need none
+                needed = weight_bytes_on_disk(source) - sum(entry.size_bytes for entry in taken)
+                self.placement.make_room(ram_needed=max(0, needed))
                 pipe = self._load_pipeline(source, self.device_config, offline=self.offline, reuse=loaded)
                 self.registry.weight_loads += 1
                 class_name = type(pipe).__name__
@@ -79,8 +85,9 @@ class Lease:
                 base = BaseModel(source, family.name, class_name, components, settings=settings,
                                  quantized=quantized)  # fmt: skip
                 self.registry.add_base_model(base, self.device_config.dtype_name, identities)
+            uses = self.registry.entries(source.location) + self.registry.shared_with(base)
             self._hold(
-                self.registry.entries(source.location) + self.registry.shared_with(base), offloadable=True
+                [entry for entry in uses if all(entry is not held for held in taken)], offloadable=True
             )
             if base.released and not released_ok:
                 self.read_back_weights(base)
