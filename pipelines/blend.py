@@ -11,7 +11,7 @@ from dataclasses import replace
 from PIL import Image
 from pydantic import Field
 
-from pipelines.parts.image_prompts import ImagePrompt
+from pipelines.parts.image_prompts import BLEND_SCALE, ImagePrompt
 from pipelines.parts.images import check_image
 from pipelines.text_to_image import (
     ReferenceImages,
@@ -23,7 +23,6 @@ from pipelines.text_to_image import (
 from studio.core.errors import InvalidRequest
 
 MIN_BLEND_IMAGES, MAX_BLEND_IMAGES = 2, 5
-BLEND_SCALE = 1.0  # the adapter's scale on every block: the images are the prompt
 
 
 class BlendRequest(TextToImageRequest):

@@ -55,6 +55,7 @@ from pipelines.parts.image_prompts import (
     ImagePromptAdapters,
     guided,
     resident_sight,
+    takes_redux,
     taste_prompt,
 )
 from pipelines.parts.loras import LoraChoice, Loras, loras_applied
@@ -181,14 +182,15 @@ def family_rules_applied(
     strength: float | None,
 ) -> RunSettings:
     """Refuse what the model's family cannot do, naming it (an editing model takes a character or object
-    reference as the image it edits, with no adapter); the family's sampling defaults for a model with no
-    preset, and a sampler of the kind the family samples with (its first, where the one asked for has no
-    such form)."""
+    reference as the image it edits, with no adapter; FLUX.1's Redux style references and blends); the
+    family's sampling defaults for a model with no preset, and a sampler of the kind the family samples
+    with (its first, where the one asked for has no such form)."""
     rules = base.rules
     if isinstance(request, GenerationRequest) and request.tile:
         rules.check("tile")
-    if any(not (prompt.purpose == "object" and base.edits) for prompt in prompts):
-        refuse_image_prompts(rules, prompts, presets.editors())
+    taken = [p for p in prompts if (p.purpose == "object" and base.edits) or takes_redux(presets, base, p)]
+    if len(taken) < len(prompts):
+        refuse_image_prompts(rules, [p for p in prompts if p not in taken], presets.editors())
     if run.source.preset is None and rules.default_steps is not None:  # other_models' are a UNet family's
         steps = effective_steps(request.steps or rules.default_steps, strength)
         guidance = rules.default_guidance if request.guidance_scale is None else request.guidance_scale
@@ -624,7 +626,8 @@ class DiffusionTask(ReadsPromptParameters, Task, Generic[RequestT]):
                     with decoding, attached, tiled, loras_on:
                         conditioning = self.encode_prompts(pipe, base, image_run, lora_record)
                         arguments = call_arguments(conditioning, image_run, seed, reporter, base.rules)
-                        arguments |= image_prompts.arguments(guided(base, pipe, image_run.guidance_scale))
+                        guidance = guided(base, pipe, image_run.guidance_scale)
+                        arguments = image_prompts.added_to(pipe, arguments, guidance)
                         arguments |= {**denoising.arguments, **task_arguments}
                         return pipe(**arguments, **image_size(base, arguments))
 

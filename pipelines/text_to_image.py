@@ -108,7 +108,7 @@ class TextToImagePipeline(DiffusionTask[TextToImageRequest]):
         """A character or object reference is drawn by the editing model the chosen model's preset names
         (FLUX.1's Kontext), in its place, with that model's own defaults."""
         preset = source.preset
-        if inputs.object is None or preset is None or preset.oref_model is None:
+        if request.object_image is None or preset is None or preset.oref_model is None:
             return source
         return resolve_model(preset.oref_model, self.presets)
 

@@ -154,7 +154,8 @@ def tiny_presets_dir(
     tiny_sd: Path, tiny_sdxl: Path, tiny_flux_kontext: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """The shipped presets, with tiny Canny ControlNets and IP-Adapters for the tiny models, an IP-Adapter
-    Plus for the tiny SD model, a tiny captioner, and a tiny Kontext as the editing model."""
+    Plus for the tiny SD model, a tiny FLUX.1 Redux, a tiny captioner, and a tiny Kontext as the editing
+    model."""
     models = tmp_path_factory.mktemp("adapters")
     adapters = {
         architecture: (

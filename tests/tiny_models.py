@@ -645,8 +645,8 @@ def write_adapter_presets(
     folder: Path, adapters: dict[str, tuple[Path, Path, str]], plus: dict[str, Path] | None = None
 ) -> Path:
     """The shipped presets in `folder`, with a Canny ControlNet and an IP-Adapter per architecture
-    (`adapters`: architecture -> (ControlNet folder, IP-Adapter folder, style block)), and IP-Adapter
-    Plus folders for the architectures in `plus`."""
+    (`adapters`: architecture -> (ControlNet folder, IP-Adapter folder, style block)), IP-Adapter Plus
+    folders for the architectures in `plus`, and a tiny FLUX.1 Redux (kept in `folder`/redux)."""
     from studio.core.settings import DEFAULT_PRESETS_DIR
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -686,7 +686,7 @@ def write_adapter_presets(
     shipped = json.loads((DEFAULT_PRESETS_DIR / "controlnets.json").read_text())
     (folder / "controlnets.json").write_text(json.dumps({**shipped, "controlnets": controlnets}))
     (folder / "ip_adapters.json").write_text(json.dumps({"ip_adapters": ip_adapters}))
-    return folder
+    return write_redux_presets(folder, build_redux(folder / "redux"))
 
 
 def build_tiny_autoencoder(folder: Path, seed: int = 4) -> Path:
@@ -846,10 +846,38 @@ def build_gguf_transformer(base: Path, path: Path, *, names: dict[str, str] | No
     return path
 
 
+def build_redux(folder: Path, seed: int = 8) -> Path:
+    """FLUX.1 Redux's image side for the tiny FLUX.1 models: a one-layer SigLIP on 32² images (16 patches,
+    so 16 tokens an image) and an embedder to T5's width (32), saved as diffusers' FluxPriorReduxPipeline
+    with no text encoders, as the hub's is."""
+    from diffusers import FluxPriorReduxPipeline
+    from diffusers.pipelines.flux.modeling_flux import ReduxImageEncoder
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(seed)
+    encoder = SiglipVisionModel(
+        SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8)
+    )  # fmt: skip
+    FluxPriorReduxPipeline(
+        image_encoder=encoder,
+        feature_extractor=SiglipImageProcessor(size={"height": 32, "width": 32}),
+        image_embedder=ReduxImageEncoder(redux_dim=16, txt_in_features=32),
+    ).save_pretrained(folder)
+    return folder
+
+
+def write_redux_presets(folder: Path, redux: Path) -> Path:
+    """The presets in `folder` with the tiny Redux at `redux` as FLUX.1's."""
+    entry = {"name": "tiny-redux", "family": "flux", "source": str(redux)}
+    (folder / "redux.json").write_text(json.dumps({"redux": [entry]}))
+    return folder
+
+
 def write_tiny_presets(model: Path, folder: Path, family: str) -> Path:
     """The shipped presets in `folder`, with a tiny Canny ControlNet and IP-Adapter (and, for SD, an
-    IP-Adapter Plus) for the tiny model at `model`, kept in `folder`/adapters: Blend, style references,
-    --oref and diffusion style transfer then run offline too."""
+    IP-Adapter Plus) for the tiny model at `model`, kept in `folder`/adapters, and a tiny FLUX.1 Redux:
+    Blend, style references, --oref and diffusion style transfer then run offline too."""
     adapters = folder / "adapters"
     architecture = "sdxl" if family == "sdxl" else "sd1"
     built = {

@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 
 from studio.core.cache import BaseModel, Lease, ModelCache
-from studio.core.cache.kinds import IP_ADAPTER
-from studio.core.control_models import AdapterUse, IPAdapter, ip_adapters_applied, load_ip_adapter
+from studio.core.cache.kinds import IP_ADAPTER, REDUX
+from studio.core.control_models import AdapterUse, IPAdapter, ip_adapters_applied, load_ip_adapter, load_redux
 from studio.core.errors import InvalidRequest
 from studio.core.presets import IPAdapterPreset, Presets
 from studio.core.style_codes import (
@@ -48,6 +48,7 @@ ADAPTER_PURPOSE = {"style": "style", "blend": "style", "object": "object", "tast
 WHAT = {"style": "a style reference", "blend": "a blend", "object": "a character or object reference",
         "taste": "a taste embedding"}  # fmt: skip
 TASTE_SCALE = 0.3  # the taste embedding's scale on the style blocks: a nudge, under the prompt's say
+BLEND_SCALE = 1.0  # a blend's adapter's scale on every block: the images are the prompt
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,18 +71,22 @@ class AttachedImagePrompts:
     embeddings: list[tuple[torch.Tensor, torch.Tensor]]  # (unconditional, conditional), in `uses`' order
     extras: dict[str, Any] = field(default_factory=dict)  # recorded in every image's parameters
     png_chunks: dict[str, str] = field(default_factory=dict)  # the style embedding, for the PNG
+    # Redux's prompt tokens of each image prompt (1 × tokens × text width), read after the text's
+    tokens: list[torch.Tensor] = field(default_factory=list)
 
-    def arguments(self, guided: bool) -> dict[str, Any]:
-        """The call's `ip_adapter_image_embeds` (none without image prompts); with guidance, unconditional
-        first, as diffusers reads them."""
+    def added_to(self, pipe: Any, arguments: dict[str, Any], guided: bool) -> dict[str, Any]:
+        """A call's `arguments` with the image prompts: the IP-Adapters' `ip_adapter_image_embeds` (with
+        guidance, unconditional first, as diffusers reads them); or, for Redux, the prompt's own embeddings
+        with the images' tokens after them, as diffusers' FluxPriorReduxPipeline hands them on."""
+        if self.tokens:
+            return redux_conditioning(pipe, arguments, self.tokens)
         if not self.embeddings:
-            return {}
-        return {
-            "ip_adapter_image_embeds": [
-                torch.cat([negative[None], positive[None]]) if guided else positive[None]
-                for negative, positive in self.embeddings
-            ]
-        }
+            return arguments
+        embeds = [
+            torch.cat([negative[None], positive[None]]) if guided else positive[None]
+            for negative, positive in self.embeddings
+        ]
+        return arguments | {"ip_adapter_image_embeds": embeds}
 
     def applied(self, pipe: Any) -> AbstractContextManager:
         """The adapters swapped into the pipeline's UNet for one call; untouched without image prompts."""
@@ -123,6 +128,10 @@ class ImagePromptAdapters:
         for prompt in prompts:
             if prompt.purpose == "object" and base.edits:
                 continue  # an editing model takes it as the image it edits (the task's `prepare`)
+            if takes_redux(self.presets, base, prompt):
+                attached.tokens.append(self.redux_tokens(lease, base, prompt))
+                attached.extras["redux"] = self.presets.redux[base.family].name
+                continue
             preset = self.preset(base, prompt.purpose)
             adapter = self.adapter(lease, base, preset)
             embedding, codes = self.embedding(adapter, prompt, seed)
@@ -146,6 +155,27 @@ class ImagePromptAdapters:
                     attached.extras["style_codes"] = codes
                 attached.png_chunks.update(style_png_chunks(style))
         return attached
+
+    def redux_tokens(self, lease: Lease, base: BaseModel, prompt: ImagePrompt) -> torch.Tensor:
+        """The prompt's images as Redux tokens, mixed by weight and strengthened by its scale (at a style
+        reference's usual --sw, or a blend's, as they are)."""
+        if prompt.codes or prompt.embeddings:
+            raise InvalidRequest(
+                f"Style codes hold an IP-Adapter's embedding, which {base.rules.label} models do not read: "
+                "give the style as an image instead."
+            )
+        preset = self.presets.redux[base.family]
+        device_config, offline = lease.device_config, lease.offline
+        redux = lease.model(
+            REDUX, preset.source, lambda: load_redux(preset, device_config, offline=offline),
+            module=lambda loaded: loaded.weights,
+        )  # fmt: skip
+        with self.cache.gpu_lock:
+            tokens = [redux.tokens(image.convert("RGB")) for image in prompt.images]
+        weights = prompt.weights or (1.0,) * len(tokens)
+        mixed = sum(weight * token for weight, token in zip(weights, tokens, strict=True)) / sum(weights)
+        usual = style_scale(100) if prompt.purpose == "style" else BLEND_SCALE
+        return mixed * (prompt.scale / usual)
 
     def embedding(self, adapter: IPAdapter, prompt: ImagePrompt, seed: int) -> tuple[torch.Tensor, list[str]]:
         """The prompt's images and codes as one embedding (float32, CPU), and the codes it used."""
@@ -255,6 +285,27 @@ def taste_prompt(
         return None
     tensor = torch.tensor(embedding, dtype=torch.float32).reshape(1, -1)
     return ImagePrompt("taste", embeddings=(tensor,), scale=TASTE_SCALE)
+
+
+REDUX_PURPOSES = {"style", "blend"}  # what Redux's tokens take: a look, not a subject to keep (--oref)
+
+
+def takes_redux(presets: Presets, base: BaseModel, prompt: ImagePrompt) -> bool:
+    """Whether the image prompt goes through its family's Redux (FLUX.1's), not an IP-Adapter."""
+    return base.family in presets.redux and prompt.purpose in REDUX_PURPOSES
+
+
+@torch.no_grad()  # like the call's own encoding: no autograd graph of the text encoders
+def redux_conditioning(pipe: Any, arguments: dict[str, Any], tokens: list[torch.Tensor]) -> dict[str, Any]:
+    """A text family's call `arguments` with the prompt as embeddings (the pipeline's own encoding of it)
+    and Redux's `tokens` after them."""
+    arguments = dict(arguments)
+    prompt, length = arguments.pop("prompt"), arguments.pop("max_sequence_length")
+    embeds, pooled, _ = pipe.encode_prompt(
+        prompt=prompt, prompt_2=None, device=pipe._execution_device, max_sequence_length=length
+    )
+    images = [token.to(embeds.device, embeds.dtype) for token in tokens]
+    return arguments | {"prompt_embeds": torch.cat([embeds, *images], dim=1), "pooled_prompt_embeds": pooled}
 
 
 def guided(base: BaseModel, pipe: Any, guidance_scale: float) -> bool:

@@ -1,4 +1,5 @@
-"""The extra models of diffusion style transfer: ControlNets, IP-Adapters and structure detectors.
+"""The extra models of image prompts and diffusion style transfer: ControlNets, IP-Adapters, FLUX.1 Redux
+and structure detectors.
 
 They load through the same offline-aware path as base models (`load_weights`) and live in the shared cache
 as entries of their own. An IP-Adapter is never installed into the shared UNet for good:
@@ -18,7 +19,7 @@ import torch
 
 from studio.core.devices import DeviceConfig
 from studio.core.models import load_weights, weights_source
-from studio.core.presets import ControlNetPreset, IPAdapterPreset
+from studio.core.presets import ControlNetPreset, IPAdapterPreset, ReduxPreset
 
 PRESETS_HINT = "or set a local folder as its source in presets/{file} (--presets to use another folder)."
 
@@ -152,6 +153,38 @@ def load_ip_adapter(
         feature_extractor=CLIPImageProcessor(size=size, crop_size=size),
         weights=weights,
     )
+
+
+@dataclass
+class Redux:
+    """FLUX.1 Redux's image side (its pipeline loaded without text encoders: the base model's read the
+    prompt): SigLIP, and the embedder that makes its features prompt tokens of T5's width."""
+
+    pipe: Any  # a FluxPriorReduxPipeline
+    weights: torch.nn.ModuleList  # what the cache moves and counts: the encoder and the embedder
+
+    @torch.no_grad()
+    def tokens(self, image: Any) -> torch.Tensor:
+        """One image's prompt tokens (1 × 729 × T5's width for the real model), float32 on the CPU."""
+        encoder = self.pipe.image_encoder
+        features = self.pipe.encode_image(image, encoder.device, 1)
+        return self.pipe.image_embedder(features).image_embeds.to("cpu", torch.float32)
+
+
+def load_redux(preset: ReduxPreset, device_config: DeviceConfig, *, offline: bool) -> Redux:
+    from diffusers import FluxPriorReduxPipeline
+
+    source = weights_source(f"Redux {preset.name!r}", preset.source)
+    no_text = dict.fromkeys(("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"))
+
+    def load(local_only: bool) -> Any:
+        return FluxPriorReduxPipeline.from_pretrained(
+            source.location, dtype=device_config.dtype, local_files_only=local_only, **no_text
+        )
+
+    pipe = load_weights(source, offline, load, PRESETS_HINT.format(file="redux.json"))
+    pipe.set_progress_bar_config(disable=True)
+    return Redux(pipe, torch.nn.ModuleList([pipe.image_encoder, pipe.image_embedder]))
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,16 @@ class IPAdapterPreset(_Preset):
         return self
 
 
+class ReduxPreset(_Preset):
+    """An image adapter that turns reference images into prompt tokens read beside the text's (FLUX.1 Redux):
+    style references and blends for a family that has it (one per family)."""
+
+    name: str = Field(min_length=1)
+    family: FamilyName
+    source: str = Field(min_length=1)  # hub id or local folder of a diffusers FluxPriorReduxPipeline
+    description: str = ""
+
+
 class DecoderPreset(_Preset):
     """A model family's fast decoder (a tiny autoencoder, TAESD) and the fixed linear map from its latents
     to RGB that previews an image with no weights at all (a row per latent channel: 4, or 16 for FLUX.1's
@@ -263,6 +273,7 @@ class Presets:
     annotators: str  # hub id or folder of the structure detectors' weights (HED, line art, depth)
     upscaler_downloads: dict[str, UpscalerDownload]
     decoders: dict[str, DecoderPreset]  # by family
+    redux: dict[str, ReduxPreset]  # by family: the families whose style references and blends it takes
     captioners: dict[str, CaptionerPreset]
     default_captioner: str
     # Models served by a name instead of their server path (name -> path): a `--model` folder or file on
@@ -271,7 +282,7 @@ class Presets:
 
     def named_locally(self, location: str) -> Presets:
         """These presets with `location` (a local `--model`) as the default model, known by its own name."""
-        stem = Path(location).name.removesuffix(".safetensors") or "model"
+        stem = Path(location).name.removesuffix(".safetensors").removesuffix(".gguf") or "model"
         name = next(n for n in (stem, *(f"{stem}-{i}" for i in range(2, 100))) if n not in self.models)
         return replace(self, default_model=name, local_names={**self.local_names, name: location})
 
@@ -426,6 +437,7 @@ def load_presets(folder: Path) -> Presets:
     ip_adapters, _ = read_entries(folder / "ip_adapters.json", "ip_adapters", IPAdapterPreset)
     upscaler_downloads, _ = read_entries(folder / "upscalers.json", "downloads", UpscalerDownload)
     decoders, _ = read_entries(folder / "decoders.json", "decoders", DecoderPreset)
+    redux, _ = read_entries(folder / "redux.json", "redux", ReduxPreset)
     captioners, captioners_doc = read_entries(folder / "captioners.json", "captioners", CaptionerPreset)
     default_captioner = captioners_doc.get("default", next(iter(captioners)))
     if default_captioner not in captioners:
@@ -436,6 +448,7 @@ def load_presets(folder: Path) -> Presets:
         ("controlnets.json", controlnets, ("architecture", "structure")),
         ("ip_adapters.json", ip_adapters, ("architecture", "purpose")),
         ("decoders.json", decoders, ("family",)),
+        ("redux.json", redux, ("family",)),
     ):
         seen: dict[tuple, str] = {}
         for entry in entries.values():
@@ -508,6 +521,7 @@ def load_presets(folder: Path) -> Presets:
         annotators=annotators,
         upscaler_downloads=upscaler_downloads,
         decoders={decoder.family: decoder for decoder in decoders.values()},
+        redux={entry.family: entry for entry in redux.values()},
         captioners=captioners,
         default_captioner=default_captioner,
     )

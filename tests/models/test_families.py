@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pipelines.blend import BlendPipeline
 from pipelines.image_to_image import ImageToImagePipeline
 from pipelines.inpaint import InpaintPipeline
 from pipelines.parts.conditioning import plain_text
@@ -18,7 +19,7 @@ from studio.core.errors import InvalidRequest
 from studio.core.metadata import read_parameters, save_png
 from studio.core.presets import ModelPreset
 from studio.core.requests import parse_request
-from tests.tiny_models import build_gguf_transformer, build_lora, build_sd3
+from tests.tiny_models import build_gguf_transformer, build_lora, build_redux, build_sd3
 
 PROMPT = "a (lighthouse:1.3) on a granite cliff at dusk, " + "waves breaking in white foam, " * 8
 
@@ -706,3 +707,66 @@ def test_a_preset_naming_an_editing_model_has_it_draw_a_character_reference_in_i
     assert np.array_equal(pixels(drawn.image), pixels(direct.image))
     [plain] = run(task, "tiny-flux", **fox)
     assert (plain.parameters.model, plain.parameters.steps) == ("tiny-flux", 3), "no reference: its own"
+
+
+@pytest.fixture
+def redux_presets(presets, tiny_flux, tmp_path):
+    """The shipped presets with a tiny FLUX.1 Redux, and diffusers' own Redux pipeline of it reading the
+    prompt with the tiny FLUX.1's text encoders, to compare with."""
+    from diffusers import FluxPipeline, FluxPriorReduxPipeline
+
+    from studio.core.presets import ReduxPreset
+
+    redux = build_redux(tmp_path / "redux")
+    preset = ReduxPreset(name="tiny-redux", family="flux", source=str(redux))
+    text = from_diffusers(FluxPipeline, tiny_flux)
+    encoders = {
+        name: text.components[name] for name in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+    }
+    raw = FluxPriorReduxPipeline.from_pretrained(redux, **encoders)
+    raw.set_progress_bar_config(disable=True)
+    return dataclasses.replace(presets, redux={"flux": preset}), raw, text
+
+
+def drawn_from(flux, prior) -> Image.Image:
+    """diffusers' FLUX.1 pipeline given the embeddings its Redux pipeline made (`prior`)."""
+    return flux(
+        prompt_embeds=prior.prompt_embeds, pooled_prompt_embeds=prior.pooled_prompt_embeds,
+        num_inference_steps=3, guidance_scale=3.5, height=64, width=64, generator=generator(11),
+    ).images[0]  # fmt: skip
+
+
+def test_a_flux_style_reference_goes_through_redux_as_diffusers_hands_its_tokens_on(
+    cache, redux_presets, tiny_flux
+):
+    presets, redux, flux = redux_presets
+    style = Image.effect_mandelbrot((48, 40), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    task = TextToImagePipeline(cache, presets)
+    [made] = run(task, tiny_flux, style_images=(style,))
+    assert made.parameters.extras["redux"] == "tiny-redux" and made.parameters.extras["style_references"] == 1
+    prior = redux(style, prompt=plain_text(PROMPT))
+    expected = drawn_from(flux, prior)
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    [plain] = run(task, tiny_flux)
+    assert not np.array_equal(pixels(plain.image), pixels(made.image)), "the reference counts"
+    with pytest.raises(
+        InvalidRequest, match=r"^Style codes hold an IP-Adapter's embedding, which FLUX\.1 models"
+    ):
+        run(task, tiny_flux, style_codes=("k3vq7m2a",))
+    with pytest.raises(InvalidRequest, match=r"^FLUX\.1 models cannot take a character or object reference"):
+        run(task, tiny_flux, object_image=style)
+
+
+def test_a_flux_blend_mixes_its_images_redux_tokens_by_weight_as_diffusers_scales_them(
+    cache, redux_presets, tiny_flux
+):
+    presets, redux, flux = redux_presets
+    images = (Image.new("RGB", (64, 64), "teal"), Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60))
+    [blended] = run(BlendPipeline(cache, presets), tiny_flux, prompt="", images=images, image_weights=(1, 3))
+    prior = redux(
+        [image.convert("RGB") for image in images], prompt=["", ""],
+        prompt_embeds_scale=[0.25, 0.75], pooled_prompt_embeds_scale=[0.25, 0.75],
+    )  # fmt: skip
+    expected = drawn_from(flux, prior)
+    assert np.abs(pixels(blended.image) - pixels(expected)).max() <= 2
+    assert cache.stats().weight_loads == 2, "the base model and Redux, each once"

@@ -45,5 +45,6 @@ FAST_DECODER = ModelKind("taesd")
 IP_ADAPTER = ModelKind("ip_adapter", offloadable=True)
 LORA = ModelKind("lora")  # its variant: the UNet it is put into
 NEURAL_STYLE = ModelKind("onnx", "float32")  # an onnxruntime session
+REDUX = ModelKind("redux", offloadable=True)  # FLUX.1 Redux's image encoder and embedder
 OPENVINO = ModelKind("openvino {part}", "float32")  # a converted base-model component; variant: its folder
 UPSCALER = ModelKind("upscaler", "half on a GPU")
