@@ -324,7 +324,12 @@ def build_pipeline(
     this run's own scheduler."""
     import diffusers
 
-    pipeline_class = getattr(diffusers, base.rules.pipeline_class(kind))
+    if kind == "edit":  # an editing checkpoint edits with its own pipeline
+        name = base.rules.editing_pipeline(base.pipeline_class_name)
+        assert name is not None, "only an editing checkpoint builds an editing pipeline (base.edits)"
+    else:
+        name = base.rules.pipeline_class(kind)
+    pipeline_class = getattr(diffusers, name)
     return base.build(pipeline_class, base.new_scheduler(presets.sampler(run.sampler)), **replacements)
 
 

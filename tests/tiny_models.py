@@ -30,6 +30,7 @@ from diffusers import (
     FluxPipeline,
     FluxTransformer2DModel,
     QwenImageEditPipeline,
+    QwenImageEditPlusPipeline,
     QwenImagePipeline,
     QwenImageTransformer2DModel,
     SanaSprintPipeline,
@@ -447,12 +448,15 @@ def build_sana_sprint(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_qwen_image(folder: Path, seed: int = 0, *, edit: bool = False, channels: int = 4) -> Path:
+def build_qwen_image(
+    folder: Path, seed: int = 0, *, edit: bool = False, plus: bool = False, channels: int = 4
+) -> Path:
     """A Qwen-Image pipeline (a dual-stream transformer on packed latents, Qwen2.5-VL's language model as
     the text encoder, flow matching, its causal-video autoencoder at 4 latent `channels`, or the real one's
     16) that makes 64x64 images by default. `edit`: as Qwen-Image-Edit, whose Qwen2.5-VL also sees the
     image (through its processor) and whose autoencoder here works at an eighth of the image's side (the
-    pipeline reads the image at a megapixel)."""
+    pipeline reads the image at a megapixel); `plus` too: as Qwen-Image-Edit-Plus, which reads several."""
+    edit = edit or plus
     torch.manual_seed(seed)
     tokenizer = _qwen_tokenizer(vision=edit)
     text = dict(
@@ -505,7 +509,8 @@ def build_qwen_image(folder: Path, seed: int = 0, *, edit: bool = False, channel
             tokenizer=tokenizer,
             video_processor=Qwen2VLVideoProcessor(),
         )
-        QwenImageEditPipeline(**components, processor=processor).save_pretrained(folder)
+        editor = QwenImageEditPlusPipeline if plus else QwenImageEditPipeline
+        editor(**components, processor=processor).save_pretrained(folder)
     else:
         QwenImagePipeline(**components).save_pretrained(folder)
     return folder

@@ -55,6 +55,9 @@ class Family:
     denoiser: Literal["unet", "transformer"]
     conditioning: Literal["compel", "text"]  # compel's weighted embeddings, or the text to the pipeline
     cannot: frozenset[str] = field(default_factory=frozenset)  # features (see FEATURE_WORDS) it lacks
+    # The checkpoints made for instruction editing, by the pipeline class they are saved as (each edits
+    # with its own), and how many pictures each edits from at once: the image and the ones the prompt names
+    editors: dict[str, int] = field(default_factory=dict)
     # "cfg": classifier-free guidance above 1, with a negative prompt; "distilled": the guidance scale is an
     # input of the denoiser (FLUX.1-dev; schnell ignores it), and there is no negative prompt
     guidance: Literal["cfg", "distilled"] = "cfg"
@@ -97,6 +100,13 @@ class Family:
         if self.samplers == "own":
             return f"{self.label} models sample with {self.own_sampler} only."
         return f"{self.label} models sample by flow matching, which {asked} has no form of."
+
+    def editing_pipeline(self, class_name: str) -> str | None:
+        """The pipeline a checkpoint saved as `class_name` edits with (its own), or None for one not made
+        for editing; a plain refusal for a family with no editing pipeline."""
+        if not self.editors:
+            raise InvalidRequest(f"{TASK_WORDS['edit']} is not available for {self.label} models yet.")
+        return class_name if class_name in self.editors else None
 
     def pipeline_class(self, kind: str) -> str:
         """The diffusers pipeline class name for `kind`, or a plain refusal naming the task and family."""
@@ -144,8 +154,8 @@ FAMILIES: dict[str, Family] = {
                 "inpaint": "FluxInpaintPipeline",
                 # A Fill checkpoint's transformer takes the masked image and the mask beside the latents
                 "fill": "FluxFillPipeline",
-                "edit": "FluxKontextPipeline",  # by a Kontext checkpoint only
             },
+            editors={"FluxKontextPipeline": 1},  # a Kontext checkpoint only
             denoiser="transformer",
             conditioning="text",
             cannot=frozenset({"tile", "image_prompts", "openvino", "weights", "negative_prompt"}),
@@ -165,8 +175,8 @@ FAMILIES: dict[str, Family] = {
             pipelines={
                 "txt2img": "Flux2KleinPipeline",
                 "inpaint": "Flux2KleinInpaintPipeline",
-                "edit": "Flux2KleinPipeline",  # every klein checkpoint edits, the image as its reference
             },
+            editors={"Flux2KleinPipeline": 3},  # every klein checkpoint: the images as its references
             denoiser="transformer",
             conditioning="text",
             cannot=frozenset({"tile", "image_prompts", "openvino", "weights", "negative_prompt"}),
@@ -240,8 +250,9 @@ FAMILIES: dict[str, Family] = {
                 "txt2img": "QwenImagePipeline",
                 "img2img": "QwenImageImg2ImgPipeline",
                 "inpaint": "QwenImageInpaintPipeline",
-                "edit": "QwenImageEditPipeline",  # by a Qwen-Image-Edit checkpoint only
             },
+            # Qwen-Image-Edit checkpoints; the Plus ones (2509 on) read up to three pictures
+            editors={"QwenImageEditPipeline": 1, "QwenImageEditPlusPipeline": 3},
             denoiser="transformer",
             conditioning="text",
             cannot=frozenset({"tile", "image_prompts", "openvino", "weights"}),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from pipelines.edit import MAX_EDIT_PICTURES
 from pipelines.image_to_image import ImageToImageRequest, variation_request
 from pipelines.inpaint import InpaintRequest
 from pipelines.outpaint import DIRECTION_LABELS, OutpaintRequest
@@ -48,6 +49,7 @@ class ImageToImageTab:
     direction: gr.Radio
     extend: gr.Button
     edit_image: gr.Image  # Edit's
+    edit_pictures: list[gr.Image]  # pictures 2 and 3, which an instruction may name
     editing_model: gr.Dropdown
     edit: gr.Button
     stop: gr.Button
@@ -128,6 +130,7 @@ def layout(studio: Studio, loras: Loras) -> ImageToImageTab:
                     extend = gr.Button(tr("Extend canvas"), variant="primary", elem_id="outpaint-generate")
                 with gr.Tab(tr("Edit"), id="edit"):
                     edit_image = input_image("edit-image", "Image to edit", max_side)
+                    edit_pictures = picture_slots(max_side)
                     editing_model = gr.Dropdown(
                         choices=[(presets.models[name].label, name) for name in presets.editors()],
                         value=next(iter(presets.editors()), None),
@@ -146,8 +149,27 @@ def layout(studio: Studio, loras: Loras) -> ImageToImageTab:
             actions = create_grid_actions("img2img", studio, results, controls)
     return ImageToImageTab(
         image, strength, generate, variation, vary, editor, inpaint_strength, mask_blur, inpaint,
-        outpaint_image, direction, extend, edit_image, editing_model, edit, stop, controls, results, actions,
+        outpaint_image, direction, extend, edit_image, edit_pictures, editing_model, edit, stop, controls,
+        results, actions,
     )  # fmt: skip
+
+
+def picture_slots(max_side: int) -> list[gr.Image]:
+    """Edit's pictures 2 and 3, for models that read several (Qwen-Image-Edit-Plus, FLUX.2 [klein])."""
+    with gr.Row(equal_height=False):
+        return [
+            readable(
+                gr.Image(
+                    label=tr(f"Picture {number} (optional)"),
+                    type="pil",
+                    sources=["upload", "clipboard"],
+                    height=130,
+                    elem_id=f"edit-picture-{number}",
+                ),
+                max_side,
+            )
+            for number in range(2, MAX_EDIT_PICTURES + 1)
+        ]
 
 
 def mask_editor(max_side: int) -> gr.ImageEditor:
@@ -170,12 +192,16 @@ def mask_editor(max_side: int) -> gr.ImageEditor:
 
 def runs_on(results: ResultPanel, task: str, action: str = "", *, image_file: bool = False):
     """An endpoint function running `task` on its values (`image_file`: the "image" value is a file the
-    API or the page sent, opened with its parameters) as the grid's job, Reroll saying `action`."""
+    API or the page sent, opened with its parameters; Edit's pictures 2 and 3 become its `references`) as
+    the grid's job, Reroll saying `action`."""
 
     def run(values: dict, request: gr.Request, progress: gr.Progress):
         if image_file:
             path = values.pop("image")
             values = {**values, "image": open_image(path) if path else None}
+        pictures = [values.pop(f"picture_{n}", None) for n in range(2, MAX_EDIT_PICTURES + 1)]
+        if any(picture is not None for picture in pictures):
+            values["references"] = tuple(picture for picture in pictures if picture is not None)
         yield from results.run(Job(task, present(values), action), request, progress)
 
     return run
@@ -249,6 +275,17 @@ def image_endpoints(tab: ImageToImageTab) -> list[Endpoint]:
             control("model", tab.editing_model, str, "an editing model preset, folder or hub id."),
             *[p for p in controls.parameters(edit_doc) if p.name not in EDITING_MODELS_OWN],
             *controls.later_parameters(),
+            *[  # added later: last, so that calls giving the others by position keep working
+                Parameter(
+                    f"picture_{number}",
+                    picture,
+                    IMAGE_FILE,
+                    None,
+                    f"picture {number}, which the instruction may name (optional; for models that read "
+                    "several: Qwen-Image-Edit-Plus, FLUX.2 [klein]).",
+                )
+                for number, picture in enumerate(tab.edit_pictures, 2)
+            ],
         ],
         runs_on(results, "edit", "Edit", image_file=True),
     )

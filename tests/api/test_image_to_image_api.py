@@ -52,6 +52,16 @@ def test_endpoints_have_named_parameters(client):
     assert parameter_names(client, "/outpaint")[:2] == ["image", "direction"]
     assert parameter_names(client, "/outpaint")[-6:] == ADDED_LATER
     assert parameter_names(client, "/png_info") == ["image"]
+    assert parameter_names(client, "/edit")[-2:] == ["picture_2", "picture_3"]
+
+
+def test_edit_takes_pictures_the_instruction_names_and_a_model_reading_one_says_so(client, picture):
+    instruction = "put the colours of picture 2 on picture 1"
+    with pytest.raises(Exception, match=r"reads one picture, the image to edit: leave out the others\."):
+        client.predict(image=handle_file(picture), picture_2=handle_file(picture), prompt=instruction,
+                       api_name="/edit")  # fmt: skip
+    images, parameters = client.predict(image=handle_file(picture), prompt=instruction, api_name="/edit")
+    assert parameters[0]["task"] == "edit" and (parameters[0]["width"], parameters[0]["height"]) == (64, 48)
 
 
 def test_img2img_strength_zero_returns_the_input(client, picture):

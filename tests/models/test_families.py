@@ -19,7 +19,7 @@ from studio.core.errors import InvalidRequest
 from studio.core.metadata import read_parameters, save_png
 from studio.core.presets import ModelPreset
 from studio.core.requests import parse_request
-from tests.tiny_models import build_gguf_transformer, build_lora, build_redux, build_sd3
+from tests.tiny_models import build_gguf_transformer, build_lora, build_qwen_image, build_redux, build_sd3
 
 PROMPT = "a (lighthouse:1.3) on a granite cliff at dusk, " + "waves breaking in white foam, " * 8
 
@@ -506,7 +506,42 @@ def test_a_qwen_image_edit_model_edits_as_diffusers_does_guided_by_its_negative_
     assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
     with pytest.raises(InvalidRequest) as refused:  # Qwen-Image itself draws but does not edit
         run(edit, tiny_qwen_image, prompt="make it night", image=photo)
-    assert "is not an instruction-editing model (a QwenImageEditPipeline checkpoint)" in str(refused.value)
+    assert (
+        "is not an instruction-editing model (a QwenImageEditPipeline or QwenImageEditPlusPipeline "
+        "checkpoint)" in str(refused.value)
+    )
+
+
+def test_a_qwen_image_edit_plus_model_edits_with_the_pictures_its_instruction_names_as_diffusers_does(
+    cache, presets, tiny_qwen_image_edit, tiny_flux_kontext, tmp_path
+):
+    from diffusers import QwenImageEditPlusPipeline
+
+    from pipelines.edit import EditPipeline
+
+    plus = build_qwen_image(tmp_path / "qwen-image-edit-plus", seed=2, plus=True)
+    photo = Image.effect_mandelbrot((64, 48), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    hat = Image.new("RGB", (40, 40), "crimson")
+    edit = EditPipeline(cache, presets)
+    instruction = "put the hat from picture 2 on the figure in picture 1"
+    [made] = run(edit, plus, prompt=instruction, image=photo, references=(hat,), negative_prompt="blurry",
+                 guidance_scale=4.0, steps=2)  # fmt: skip
+    assert made.image.size == (64, 48) and made.parameters.extras["edit_pictures"] == 2
+    raw = from_diffusers(QwenImageEditPlusPipeline, plus)
+    expected = raw(
+        image=[photo, hat], prompt=instruction, negative_prompt="blurry", true_cfg_scale=4.0, width=64,
+        height=48, num_inference_steps=2, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
+    alone = run(
+        edit, plus, prompt=instruction, image=photo, negative_prompt="blurry", guidance_scale=4.0, steps=2
+    )
+    assert not np.array_equal(pixels(alone[0].image), pixels(made.image)), "picture 2 counts"
+    for one_picture in (tiny_qwen_image_edit, tiny_flux_kontext):
+        with pytest.raises(
+            InvalidRequest, match=r"reads one picture, the image to edit: leave out the others\.$"
+        ):
+            run(edit, one_picture, prompt=instruction, image=photo, references=(hat,))
 
 
 def test_sana_sprint_draws_and_varies_as_diffusers_does_with_its_own_sampler(

@@ -82,9 +82,9 @@ class BaseModel:
 
     @property
     def edits(self) -> bool:
-        """A checkpoint made for instruction editing (FLUX.1 Kontext, every FLUX.2 klein, Qwen-Image-Edit):
-        its family's editing pipeline is what it was saved as."""
-        return self.pipeline_class_name == self.rules.pipelines.get("edit")
+        """A checkpoint made for instruction editing (FLUX.1 Kontext, every FLUX.2 klein, Qwen-Image-Edit
+        and its Plus): saved as one of its family's editing pipelines."""
+        return self.pipeline_class_name in self.rules.editors
 
     @property
     def is_inpainting(self) -> bool:
