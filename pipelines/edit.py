@@ -28,7 +28,7 @@ class EditRequest(GenerationRequest):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     image: Image.Image | None = None
-    references: tuple[Image.Image, ...] = Field((), max_length=MAX_EDIT_PICTURES - 1)  # pictures 2, 3
+    more_pictures: tuple[Image.Image, ...] = Field((), max_length=MAX_EDIT_PICTURES - 1)  # pictures 2, 3
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class EditPipeline(DiffusionTask[EditRequest]):
 
     def check_inputs(self, request: EditRequest) -> EditInputs:
         references = tuple(
-            check_image(image, f"picture {number}") for number, image in enumerate(request.references, 2)
+            check_image(image, f"picture {number}") for number, image in enumerate(request.more_pictures, 2)
         )
         return EditInputs(check_image(request.image), references)
 

@@ -105,14 +105,17 @@ class Family:
         """The pipeline a checkpoint saved as `class_name` edits with (its own), or None for one not made
         for editing; a plain refusal for a family with no editing pipeline."""
         if not self.editors:
-            raise InvalidRequest(f"{TASK_WORDS['edit']} is not available for {self.label} models yet.")
+            raise self.unavailable("edit")
         return class_name if class_name in self.editors else None
 
     def pipeline_class(self, kind: str) -> str:
         """The diffusers pipeline class name for `kind`, or a plain refusal naming the task and family."""
         if kind not in self.pipelines:
-            raise InvalidRequest(f"{TASK_WORDS[kind]} is not available for {self.label} models yet.")
+            raise self.unavailable(kind)
         return self.pipelines[kind]
+
+    def unavailable(self, kind: str) -> InvalidRequest:
+        return InvalidRequest(f"{TASK_WORDS[kind]} is not available for {self.label} models yet.")
 
 
 FAMILIES: dict[str, Family] = {

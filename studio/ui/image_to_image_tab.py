@@ -192,7 +192,7 @@ def mask_editor(max_side: int) -> gr.ImageEditor:
 
 def runs_on(results: ResultPanel, task: str, action: str = "", *, image_file: bool = False):
     """An endpoint function running `task` on its values (`image_file`: the "image" value is a file the
-    API or the page sent, opened with its parameters; Edit's pictures 2 and 3 become its `references`) as
+    API or the page sent, opened with its parameters; Edit's pictures 2 and 3 become its `more_pictures`) as
     the grid's job, Reroll saying `action`."""
 
     def run(values: dict, request: gr.Request, progress: gr.Progress):
@@ -201,7 +201,7 @@ def runs_on(results: ResultPanel, task: str, action: str = "", *, image_file: bo
             values = {**values, "image": open_image(path) if path else None}
         pictures = [values.pop(f"picture_{n}", None) for n in range(2, MAX_EDIT_PICTURES + 1)]
         if any(picture is not None for picture in pictures):
-            values["references"] = tuple(picture for picture in pictures if picture is not None)
+            values["more_pictures"] = tuple(picture for picture in pictures if picture is not None)
         yield from results.run(Job(task, present(values), action), request, progress)
 
     return run

@@ -524,7 +524,7 @@ def test_a_qwen_image_edit_plus_model_edits_with_the_pictures_its_instruction_na
     hat = Image.new("RGB", (40, 40), "crimson")
     edit = EditPipeline(cache, presets)
     instruction = "put the hat from picture 2 on the figure in picture 1"
-    [made] = run(edit, plus, prompt=instruction, image=photo, references=(hat,), negative_prompt="blurry",
+    [made] = run(edit, plus, prompt=instruction, image=photo, more_pictures=(hat,), negative_prompt="blurry",
                  guidance_scale=4.0, steps=2)  # fmt: skip
     assert made.image.size == (64, 48) and made.parameters.extras["edit_pictures"] == 2
     raw = from_diffusers(QwenImageEditPlusPipeline, plus)
@@ -537,11 +537,11 @@ def test_a_qwen_image_edit_plus_model_edits_with_the_pictures_its_instruction_na
         edit, plus, prompt=instruction, image=photo, negative_prompt="blurry", guidance_scale=4.0, steps=2
     )
     assert not np.array_equal(pixels(alone[0].image), pixels(made.image)), "picture 2 counts"
-    for one_picture in (tiny_qwen_image_edit, tiny_flux_kontext):
+    for one_picture in (tiny_qwen_image_edit, tiny_flux_kontext):  # the first Qwen-Image-Edit, Kontext
         with pytest.raises(
             InvalidRequest, match=r"reads one picture, the image to edit: leave out the others\.$"
         ):
-            run(edit, one_picture, prompt=instruction, image=photo, references=(hat,))
+            run(edit, one_picture, prompt=instruction, image=photo, more_pictures=(hat,))
 
 
 def test_sana_sprint_draws_and_varies_as_diffusers_does_with_its_own_sampler(
@@ -805,3 +805,22 @@ def test_a_flux_blend_mixes_its_images_redux_tokens_by_weight_as_diffusers_scale
     expected = drawn_from(flux, prior)
     assert np.abs(pixels(blended.image) - pixels(expected)).max() <= 2
     assert cache.stats().weight_loads == 2, "the base model and Redux, each once"
+
+
+def test_flux2_klein_edits_with_the_pictures_its_instruction_names_as_its_references(
+    cache, presets, tiny_flux2_klein
+):
+    from diffusers import Flux2KleinPipeline
+
+    from pipelines.edit import EditPipeline
+
+    photo = Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    hat, scarf = Image.new("RGB", (64, 64), "crimson"), Image.new("RGB", (64, 64), "navy")
+    instruction = "the hat from picture 2 and the scarf from picture 3 on the figure in picture 1"
+    [made] = run(EditPipeline(cache, presets), tiny_flux2_klein, prompt=instruction, image=photo,
+                 more_pictures=(hat, scarf))  # fmt: skip
+    expected = from_diffusers(Flux2KleinPipeline, tiny_flux2_klein)(
+        prompt=instruction, image=[photo, hat, scarf], num_inference_steps=3, guidance_scale=1.0, height=64,
+        width=64, generator=generator(11), max_sequence_length=512,
+    ).images[0]  # fmt: skip
+    assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
