@@ -129,8 +129,7 @@ def main() -> None:
     bases = build_bases(work, args.tiny)
     adapter_presets, loras = build_side_models(work, bases)
     side = {"sd": 64, "sdxl": 64} if args.tiny else {"sd": 512, "sdxl": 1024}
-    resolutions = {family: max(256, pixels) for family, pixels in side.items()}  # 256: a preset's least
-    presets = load_presets(write_matrix_presets(work / "presets", adapter_presets, bases, resolutions))
+    presets = load_presets(write_matrix_presets(work / "presets", adapter_presets, bases, side))
     device_config = resolve_device(args.device)
     cache = ModelCache.for_machine(device_config, offline=True)
     name = torch.cuda.get_device_name() if device_config.device.type == "cuda" else args.device

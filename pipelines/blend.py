@@ -1,7 +1,8 @@
 """Blend: 2-5 images become a new grid, from their IP-Adapter image embeddings mixed by weight (Midjourney's
 /blend). The mixed embedding reaches every block of the UNet, so the images' subjects and looks both come
-through; a prompt is optional and steers it, and the aspect ratio is chosen as in Text to Image (whose
-style and object references a blend can take as well).
+through (FLUX.1: their Redux tokens, mixed by weight, follow the prompt's); a prompt is optional and steers
+it, and the aspect ratio is chosen as in Text to Image (whose style and object references a blend can take
+as well).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class ModelPreset(_Preset):
     base: str | None = None
     inpaint_source: str | None = None  # a dedicated inpainting checkpoint of the same family
     family: FamilyName
-    resolution: int = Field(ge=256, le=2048)  # the side of the square the model was trained at
+    resolution: int = Field(ge=64, le=2048)  # the side of the square the model was trained at (64: tiny)
     steps: int = Field(ge=1, le=150)
     guidance_scale: float = Field(ge=0, le=30)
     sampler: str

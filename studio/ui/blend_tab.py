@@ -1,5 +1,6 @@
 """The Blend tab (Midjourney's /blend): 2-5 images, each weighted, an optional prompt and an aspect ratio
-in; a grid of new images out, from the images' IP-Adapter embeddings mixed by weight."""
+in; a grid of new images out, from the images' IP-Adapter embeddings (FLUX.1: Redux tokens) mixed by
+weight."""
 
 from __future__ import annotations
 
@@ -78,9 +79,9 @@ def create_tab(studio: Studio) -> BlendTab:
 
     endpoint = Endpoint(
         "blend",
-        "Blend 2-5 images into 1-4 new ones (Midjourney's /blend): their IP-Adapter embeddings mixed by "
-        "weight, with an optional prompt. Returns the PNGs (parameters embedded) and each image's "
-        "parameters.",
+        "Blend 2-5 images into 1-4 new ones (Midjourney's /blend): their IP-Adapter embeddings (FLUX.1: "
+        "Redux tokens) mixed by weight, with an optional prompt. Returns the PNGs (parameters embedded) and "
+        "each image's parameters.",
         parameters,
         blend,
     )

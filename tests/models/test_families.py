@@ -619,7 +619,7 @@ def test_a_gguf_transformer_draws_as_diffusers_loading_it_beside_its_base_models
     gguf = build_gguf_transformer(tiny_flux, tmp_path / "tiny-flux-Q8_0.gguf")
     tiny = ModelPreset(
         name="tiny-gguf", label="Tiny FLUX.1 Q8_0", source=str(gguf), base=str(tiny_flux),
-        family="flux", resolution=256, steps=3, guidance_scale=3.5, sampler="Euler",
+        family="flux", resolution=64, steps=3, guidance_scale=3.5, sampler="Euler",
     )  # fmt: skip
     presets = dataclasses.replace(presets, models={**presets.models, tiny.name: tiny})
     [made] = run(TextToImagePipeline(cache, presets), "tiny-gguf")
@@ -630,7 +630,7 @@ def test_a_gguf_transformer_draws_as_diffusers_loading_it_beside_its_base_models
     raw = FluxPipeline.from_pretrained(tiny_flux, transformer=transformer)
     raw.set_progress_bar_config(disable=True)
     expected = raw(
-        plain_text(PROMPT), num_inference_steps=3, guidance_scale=3.5, height=256, width=256,
+        plain_text(PROMPT), num_inference_steps=3, guidance_scale=3.5, height=64, width=64,
         generator=generator(11), max_sequence_length=512,
     ).images[0]  # fmt: skip
     assert np.abs(pixels(made.image) - pixels(expected)).max() <= 2
@@ -725,7 +725,7 @@ def test_a_preset_naming_an_editing_model_has_it_draw_a_character_reference_in_i
 ):
     """FLUX.1 takes no IP-Adapter here: a FLUX.1 preset names Kontext (oref_model) for --oref, which then
     draws the image with its own defaults, as if it had been chosen."""
-    preset = dict(family="flux", resolution=256, guidance_scale=3.5, sampler="Euler")
+    preset = dict(family="flux", resolution=64, guidance_scale=3.5, sampler="Euler")
     tiny = ModelPreset(name="tiny-flux", label="Tiny FLUX.1", source=str(tiny_flux), steps=3,
                        oref_model="tiny-kontext", **preset)  # fmt: skip
     kontext = ModelPreset(name="tiny-kontext", label="Tiny Kontext", source=str(tiny_flux_kontext), steps=2,
