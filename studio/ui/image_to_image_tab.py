@@ -163,7 +163,7 @@ def picture_slots(max_side: int) -> list[gr.Image]:
                     label=tr(f"Picture {number} (optional)"),
                     type="pil",
                     sources=["upload", "clipboard"],
-                    height=130,
+                    height=150,
                     elem_id=f"edit-picture-{number}",
                 ),
                 max_side,
