@@ -33,7 +33,7 @@ class EditRequest(GenerationRequest):
 
 @dataclass(frozen=True)
 class EditInputs(InputImage):
-    references: tuple[Image.Image, ...] = ()
+    more_pictures: tuple[Image.Image, ...] = ()  # pictures 2, 3
 
 
 def check_editor(base: BaseModel, run: RunSettings, editors: list[str]) -> None:
@@ -53,23 +53,21 @@ class EditPipeline(DiffusionTask[EditRequest]):
     encodes_image = True
 
     def check_inputs(self, request: EditRequest) -> EditInputs:
-        references = tuple(
-            check_image(image, f"picture {number}") for number, image in enumerate(request.more_pictures, 2)
-        )
-        return EditInputs(check_image(request.image), references)
+        more = tuple(check_image(image, f"picture {n}") for n, image in enumerate(request.more_pictures, 2))
+        return EditInputs(check_image(request.image), more)
 
     def extras(self, request: EditRequest, inputs: EditInputs) -> dict:
-        return {"edit_pictures": 1 + len(inputs.references)} if inputs.references else {}
+        return {"edit_pictures": 1 + len(inputs.more_pictures)} if inputs.more_pictures else {}
 
     def prepare(
         self, lease: Lease, base: BaseModel, request: EditRequest, inputs: EditInputs, run: RunSettings
     ) -> Denoising:
         check_editor(base, run, self.presets.editors())
-        check_pictures(base, run, 1 + len(inputs.references))
+        check_pictures(base, run, 1 + len(inputs.more_pictures))
         working = resized(inputs.image, working_size(readable(inputs.image, base), base.size_multiple))
-        references = tuple(resized(image, readable(image, base)) for image in inputs.references)
+        more = tuple(resized(image, readable(image, base)) for image in inputs.more_pictures)
         pipe = build_pipeline(base, run, self.presets, "edit")
-        return Denoising(pipe, working.size, edit_arguments(base, working, working.size, references))
+        return Denoising(pipe, working.size, edit_arguments(base, working, working.size, more))
 
     def finish(self, image: Image.Image, inputs: EditInputs) -> Image.Image:
         return resized(image, inputs.image.size)
@@ -84,19 +82,20 @@ def readable(image: Image.Image, base: BaseModel) -> tuple[int, int]:
 def check_pictures(base: BaseModel, run: RunSettings, count: int) -> None:
     """Refuse more pictures than the editing model reads at once."""
     most = base.rules.editors[base.pipeline_class_name]
-    if count > most and most == 1:
+    if count <= most:
+        return
+    if most == 1:
         raise InvalidRequest(f"{run.source.name} reads one picture, the image to edit: leave out the others.")
-    if count > most:
-        raise InvalidRequest(f"{run.source.name} reads at most {most} pictures: leave out the others.")
+    raise InvalidRequest(f"{run.source.name} reads at most {most} pictures: leave out the others.")
 
 
 def edit_arguments(
-    base: BaseModel, image: Image.Image, size: tuple[int, int], references: tuple[Image.Image, ...] = ()
+    base: BaseModel, image: Image.Image, size: tuple[int, int], more: tuple[Image.Image, ...] = ()
 ) -> dict:
-    """An editing pipeline's call arguments for `image` (and the `references` its prompt names, as pictures
-    2, 3), making an image of `size`: Kontext is told the size (it would otherwise move the image to a size
-    it was trained at, and the result to a megapixel)."""
-    pictures = [image, *references] if references else image
+    """An editing pipeline's call arguments for `image` (and the `more` pictures its prompt names, as
+    pictures 2, 3), making an image of `size`: Kontext is told the size (it would otherwise move the image
+    to a size it was trained at, and the result to a megapixel)."""
+    pictures = [image, *more] if more else image
     arguments: dict = {"image": pictures, "width": size[0], "height": size[1]}
     if base.rules.edit_resizes:
         arguments |= {"max_area": size[0] * size[1], "_auto_resize": False}
