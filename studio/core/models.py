@@ -285,7 +285,7 @@ def shareable_parts(source: ModelSource) -> dict[str, str]:
     if is_gguf(source):
         source = weights_source("The base model", _base_of(source, _tensor_names(source)))
     folder = _local_folder(source)
-    if folder is None:
+    if folder is None or not (folder / "model_index.json").is_file():  # a download cut short: no sharing
         return {}
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     family = family_of(str(index.get("_class_name", "")))
@@ -296,7 +296,7 @@ def shareable_parts(source: ModelSource) -> dict[str, str]:
         files = sorted((folder / name).glob("*.safetensors")) if not name.startswith("_") else []
         if name == family.denoiser or not files:
             continue
-        identities = [file_identity(file) for file in [folder / name / "config.json", *files]]
+        identities = [file_identity(file) for file in [*(folder / name).glob("config.json"), *files]]
         parts[name] = hashlib.blake2b(repr((spec, identities)).encode(), digest_size=16).hexdigest()
     return parts
 
