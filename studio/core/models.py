@@ -283,11 +283,11 @@ def shareable_parts(source: ModelSource) -> dict[str, str]:
     if source.kind == "file" and not is_gguf(source):
         return {}
     if is_gguf(source):
-        source = weights_source("The base model", _base_of(source, _tensor_names(source)))
+        source = _gguf_base(source)
     folder = _local_folder(source)
     if folder is None or not (folder / "model_index.json").is_file():  # a download cut short: no sharing
         return {}
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index = _model_index(source, local_only=True)
     family = family_of(str(index.get("_class_name", "")))
     if family.denoiser != "transformer":
         return {}
@@ -299,6 +299,13 @@ def shareable_parts(source: ModelSource) -> dict[str, str]:
         identities = [file_identity(file) for file in [*(folder / name).glob("config.json"), *files]]
         parts[name] = hashlib.blake2b(repr((spec, identities)).encode(), digest_size=16).hexdigest()
     return parts
+
+
+def _gguf_base(source: ModelSource) -> ModelSource:
+    """Where a GGUF transformer's other parts and configs come from (see `_base_of`)."""
+    return weights_source(
+        f"The base model of {Path(source.location).name}", _base_of(source, _tensor_names(source))
+    )
 
 
 def _tensor_names(source: ModelSource) -> dict[str, Any]:
@@ -373,7 +380,7 @@ def _from_gguf(
     from diffusers import DiffusionPipeline, GGUFQuantizationConfig
 
     name = Path(source.location).name
-    base = weights_source(f"The base model of {name}", _base_of(source, _tensor_names(source)))
+    base = _gguf_base(source)
     if local_only and not on_this_machine(base):
         raise ModelUnavailable(
             f"{name} is the transformer of {base.location}, whose other parts (text encoders, VAE) are not "

@@ -7,6 +7,7 @@ of our PNGs (or another studio's) fills the prompt from the parameters it carrie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -24,6 +25,7 @@ from studio.ui.context import Studio, TabInfo
 from studio.ui.endpoints import IMAGE_FILE, REQUIRED, Endpoint, Parameter, control, field, present
 from studio.ui.grid_actions import GridActions, create_grid_actions, open_image, wire_enhance, wire_vary
 from studio.ui.i18n import say, tr
+from studio.ui.reference_images import reference_image
 from studio.ui.runner import Job
 from studio.ui.send_to import Sent, Updates, sent_values
 from studio.ui.widgets.prompt_controls import PromptControls, prompt_box, prompt_settings
@@ -158,16 +160,7 @@ def picture_slots(max_side: int) -> list[gr.Image]:
     """Edit's pictures 2 and 3, for models that read several (Qwen-Image-Edit-Plus, FLUX.2 [klein])."""
     with gr.Row(equal_height=False):
         return [
-            readable(
-                gr.Image(
-                    label=tr(f"Picture {number} (optional)"),
-                    type="pil",
-                    sources=["upload", "clipboard"],
-                    height=150,
-                    elem_id=f"edit-picture-{number}",
-                ),
-                max_side,
-            )
+            reference_image(tr(f"Picture {number} (optional)"), f"edit-picture-{number}", max_side)
             for number in range(2, MAX_EDIT_PICTURES + 1)
         ]
 
@@ -190,21 +183,33 @@ def mask_editor(max_side: int) -> gr.ImageEditor:
     )
 
 
-def runs_on(results: ResultPanel, task: str, action: str = "", *, image_file: bool = False):
+def runs_on(
+    results: ResultPanel,
+    task: str,
+    action: str = "",
+    *,
+    image_file: bool = False,
+    gathered: Callable[[dict], dict] = lambda values: values,
+):
     """An endpoint function running `task` on its values (`image_file`: the "image" value is a file the
-    API or the page sent, opened with its parameters; Edit's pictures 2 and 3 become its `more_pictures`) as
+    API or the page sent, opened with its parameters; `gathered`: the values as the request takes them) as
     the grid's job, Reroll saying `action`."""
 
     def run(values: dict, request: gr.Request, progress: gr.Progress):
         if image_file:
             path = values.pop("image")
             values = {**values, "image": open_image(path) if path else None}
-        pictures = [values.pop(f"picture_{n}", None) for n in range(2, MAX_EDIT_PICTURES + 1)]
-        if any(picture is not None for picture in pictures):
-            values["more_pictures"] = tuple(picture for picture in pictures if picture is not None)
-        yield from results.run(Job(task, present(values), action), request, progress)
+        yield from results.run(Job(task, present(gathered(values)), action), request, progress)
 
     return run
+
+
+def more_pictures_gathered(values: dict) -> dict:
+    """Edit's values with its pictures 2 and 3 (those given) as the request's `more_pictures`."""
+    values = dict(values)
+    given = [values.pop(f"picture_{n}", None) for n in range(2, MAX_EDIT_PICTURES + 1)]
+    pictures = tuple(picture for picture in given if picture is not None)
+    return {**values, "more_pictures": pictures} if pictures else values
 
 
 def image_endpoints(tab: ImageToImageTab) -> list[Endpoint]:
@@ -287,7 +292,7 @@ def image_endpoints(tab: ImageToImageTab) -> list[Endpoint]:
                 for number, picture in enumerate(tab.edit_pictures, 2)
             ],
         ],
-        runs_on(results, "edit", "Edit", image_file=True),
+        runs_on(results, "edit", "Edit", image_file=True, gathered=more_pictures_gathered),
     )
     return [reimagine, inpaint, outpaint, edit]
 

@@ -74,18 +74,7 @@ def reference_slots(
     with gr.Row(equal_height=False):
         for n in range(1, count + 1):
             with gr.Column(min_width=110):
-                images.append(
-                    readable(
-                        gr.Image(
-                            label=tr(f"{label} {n}"),
-                            type="pil",
-                            sources=["upload", "clipboard"],
-                            height=height,
-                            elem_id=f"{prefix}-{n}",
-                        ),
-                        max_side,
-                    )
-                )
+                images.append(reference_image(tr(f"{label} {n}"), f"{prefix}-{n}", max_side, height))
                 weights.append(
                     gr.Slider(
                         minimum=low,
@@ -97,3 +86,11 @@ def reference_slots(
                     )
                 )
     return ReferenceSlots(images_field, weights_field, slot, images, weights)
+
+
+def reference_image(label: str, elem_id: str, max_side: int | None, height: int = 150) -> gr.Image:
+    """One small image slot, uploaded or pasted, given to the task as a picture."""
+    return readable(
+        gr.Image(label=label, type="pil", sources=["upload", "clipboard"], height=height, elem_id=elem_id),
+        max_side,
+    )

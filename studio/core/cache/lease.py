@@ -65,13 +65,12 @@ class Lease:
             if base is None:
                 identities = shareable_parts(source)
                 loaded = self.registry.loaded_parts(identities, self.device_config.dtype_name)
-                taken = [
-                    e for e in self.registry.entries() if any(e.value is part for part in loaded.values())
-                ]
+                taken = list(loaded.values())
                 self._hold(taken, offloadable=True)  # kept while room is made: they need none
                 needed = weight_bytes_on_disk(source) - sum(entry.size_bytes for entry in taken)
                 self.placement.make_room(ram_needed=max(0, needed))
-                pipe = self._load_pipeline(source, self.device_config, offline=self.offline, reuse=loaded)
+                reuse = {name: entry.value for name, entry in loaded.items()}
+                pipe = self._load_pipeline(source, self.device_config, offline=self.offline, reuse=reuse)
                 self.registry.weight_loads += 1
                 class_name = type(pipe).__name__
                 components = {name: value for name, value in pipe.components.items() if value is not None}

@@ -116,9 +116,10 @@ class Registry:
                 entry = self.add(CacheKey(location, name, dtype), value, unit=location, module=value)
                 entry.identity = identities.get(name)
 
-    def loaded_parts(self, identities: dict[str, str], dtype: str) -> dict[str, Any]:
-        """Of the parts `identities` names, those loaded already (for another model), by component name."""
-        loaded = {e.identity: e.value for e in self._entries.values() if e.identity and e.key.dtype == dtype}
+    def loaded_parts(self, identities: dict[str, str], dtype: str) -> dict[str, CacheEntry]:
+        """Of the parts `identities` names, the entries of those loaded already (for another model), by
+        component name."""
+        loaded = {e.identity: e for e in self._entries.values() if e.identity and e.key.dtype == dtype}
         return {name: loaded[identity] for name, identity in identities.items() if identity in loaded}
 
     def shared_with(self, base: BaseModel) -> list[CacheEntry]:
@@ -162,9 +163,11 @@ class Registry:
 
     def _rehome(self, entry: CacheEntry) -> bool:
         """Move a shared part to a base model still using it; False when none is."""
+        if entry.module is None:
+            return False
         for base in self.base_models.values():
             name = next((n for n, value in base.components.items() if value is entry.module), None)
-            if entry.module is not None and name is not None:
+            if name is not None:
                 del self._entries[entry.key]
                 entry.key = CacheKey(base.source.location, name, entry.key.dtype)
                 entry.unit = base.source.location
